@@ -1,0 +1,168 @@
+"""The one rasterization entry point of the project, with a CPU and a gsplat backend."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Literal
+
+import torch
+
+from .cpu import DEFAULT_TILE_SIZE, rasterize_cpu
+from .gsplat_backend import gsplat_status, rasterize_gsplat
+from .sh import num_sh_bases, sh_to_rgb
+
+Backend = Literal["auto", "cpu", "gsplat"]
+BACKENDS = ("auto", "cpu", "gsplat")
+
+
+class RasterizeInputError(ValueError):
+    """Raised when the inputs of :func:`rasterize` have a wrong shape, dtype, device or value."""
+
+
+def _fail(msg: str):
+    raise RasterizeInputError(msg)
+
+
+def _shape(t: torch.Tensor) -> str:
+    return "[" + ", ".join(str(s) for s in t.shape) + "]"
+
+
+def _validate(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+              sh_degree, background):
+    tensors = {"means": means, "quats": quats, "scales": scales, "opacities": opacities,
+               "colors": colors, "viewmat": viewmats, "K": Ks}
+    if background is not None:
+        tensors["background"] = background
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            _fail(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dtype != torch.float32:
+            _fail(f"{name} must be float32, got {t.dtype}; convert with .float()")
+        if t.device != means.device:
+            _fail(f"{name} is on {t.device} but means is on {means.device}; "
+                  "put all inputs on one device")
+    if not isinstance(width, int) or not isinstance(height, int) or width < 1 or height < 1:
+        _fail(f"width and height must be positive ints, got {width!r} x {height!r}")
+    if means.dim() != 2 or means.shape[1] != 3:
+        _fail(f"means must have shape [N, 3], got {_shape(means)}")
+    N = means.shape[0]
+    for name, t, tail in (("quats", quats, (4,)), ("scales", scales, (3,)),
+                          ("opacities", opacities, ())):
+        if tuple(t.shape) != (N, *tail):
+            _fail(f"{name} must have shape {[N, *tail]} (N = {N} from means), "
+                  f"got {_shape(t)}")
+    if sh_degree is None:
+        if tuple(colors.shape) != (N, 3):
+            _fail(f"colors must have shape [{N}, 3] (or SH coefficients [N, K, 3] with "
+                  f"sh_degree set), got {_shape(colors)}")
+    else:
+        if not isinstance(sh_degree, int) or not 0 <= sh_degree <= 3:
+            _fail(f"sh_degree must be an int in 0..3 or None, got {sh_degree!r}")
+        need = num_sh_bases(sh_degree)
+        if colors.dim() != 3 or colors.shape[0] != N or colors.shape[2] != 3 \
+                or colors.shape[1] < need:
+            _fail(f"with sh_degree={sh_degree}, colors must be SH coefficients [{N}, K, 3] "
+                  f"with K >= {need}, got {_shape(colors)}")
+    if viewmats.shape[-2:] != (4, 4) or viewmats.dim() not in (2, 3):
+        _fail(f"viewmat must have shape [4, 4] or [C, 4, 4], got {_shape(viewmats)}")
+    if Ks.shape[-2:] != (3, 3) or Ks.dim() != viewmats.dim() \
+            or (Ks.dim() == 3 and Ks.shape[0] != viewmats.shape[0]):
+        _fail(f"K must have shape [3, 3] with viewmat [4, 4], or [C, 3, 3] with viewmat "
+              f"[C, 4, 4]; got K {_shape(Ks)} and viewmat {_shape(viewmats)}")
+    if background is not None:
+        C = viewmats.shape[0] if viewmats.dim() == 3 else 1
+        if background.shape not in ((3,), (C, 3)):
+            _fail(f"background must have shape [3] or [C, 3] (C = {C}), "
+                  f"got {_shape(background)}")
+    for name, t in tensors.items():
+        if not bool(torch.isfinite(t).all()):
+            _fail(f"{name} contains NaN or infinite values")
+    if N and (bool((opacities < 0).any()) or bool((opacities > 1).any())):
+        _fail("opacities must be activated values in [0, 1] (apply torch.sigmoid to logits)")
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """The concrete backend ("cpu" or "gsplat") a call with ``backend`` on ``device`` uses."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "cpu":
+        return "cpu"
+    ok, why = gsplat_status() if device.type == "cuda" else (False, "tensors are on the CPU")
+    if backend == "gsplat":
+        if device.type != "cuda":
+            raise RuntimeError("backend='gsplat' needs CUDA tensors; move the inputs to a CUDA "
+                               "device or use backend='cpu'")
+        if not ok:
+            raise RuntimeError(f"backend='gsplat' is unavailable: {why}")
+        return "gsplat"
+    if device.type == "cuda" and not ok:
+        warnings.warn(f"gsplat is unavailable ({why}); rasterizing on the CPU", stacklevel=3)
+    return "gsplat" if ok else "cpu"
+
+
+def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
+              opacities: torch.Tensor, colors: torch.Tensor, viewmat: torch.Tensor,
+              K: torch.Tensor, width: int, height: int, *, sh_degree: int | None = None,
+              background: torch.Tensor | None = None, backend: Backend = "auto",
+              tile_size: int = DEFAULT_TILE_SIZE):
+    """Render 3D Gaussians into one or many pinhole cameras.
+
+    Semantics are those of gsplat 1.5's ``rasterization`` in classic mode, whichever backend
+    runs: pixel centres at (x + 0.5, y + 0.5), EWA projection with gsplat's field-of-view
+    clamp, 0.3 px^2 blur, near plane 0.01, alpha = min(0.999, o exp(-sigma)) skipped under
+    1/255, front-to-back compositing that stops before transmittance reaches 1e-4.
+
+    Args:
+        means: [N, 3] centres in world space.
+        quats: [N, 4] rotations (w, x, y, z), need not be normalised.
+        scales: [N, 3] activated scales (standard deviations along the local axes).
+        opacities: [N] activated opacities in [0, 1].
+        colors: [N, 3] RGB, or SH coefficients [N, K, 3] when ``sh_degree`` is given
+            (evaluated from the camera centre, then clamp_min(value + 0.5, 0)).
+        viewmat: [4, 4] world-to-camera (OpenCV), or [C, 4, 4] for C cameras.
+        K: [3, 3] intrinsics in pixels, or [C, 3, 3].
+        width, height: image size in pixels.
+        sh_degree: None for RGB colours, else 0..3.
+        background: [3] or [C, 3] colour behind the Gaussians (black if None).
+        backend: "cpu" (ours, numba), "gsplat" (CUDA), or "auto" (gsplat when the tensors are
+            on CUDA and gsplat works, else cpu).
+        tile_size: CPU backend tile size in pixels.
+    Returns:
+        rgb [H, W, 3] (or [C, H, W, 3]), alpha [H, W, 1] (or [C, H, W, 1]), and ``info``:
+        "backend", "means2d" [C, N, 2] (in the autograd graph; ``retain_grad()`` it for
+        densification statistics), "radii" [C, N, 2] int32, "depths" [C, N], "conics"
+        [C, N, 3], "width", "height".
+    All float inputs must be float32 on one device; differentiable with respect to means,
+    quats, scales, opacities, colors and background.
+    """
+    _validate(means, quats, scales, opacities, colors, viewmat, K, width, height, sh_degree,
+              background)
+    batched = viewmat.dim() == 3
+    viewmats = viewmat if batched else viewmat[None]
+    Ks = K if batched else K[None]
+    C = viewmats.shape[0]
+    bg = torch.zeros(C, 3, dtype=means.dtype, device=means.device) if background is None \
+        else background.expand(C, 3)
+    chosen = resolve_backend(backend, means.device)
+
+    if chosen == "gsplat":
+        rgb, alpha, info = rasterize_gsplat(means, quats, scales, opacities, colors, viewmats,
+                                            Ks, width, height, sh_degree, bg)
+    else:
+        device = means.device
+        if device.type != "cpu":
+            means, quats, scales, opacities, colors, viewmats, Ks, bg = (
+                t.cpu() for t in (means, quats, scales, opacities, colors, viewmats, Ks, bg))
+        if sh_degree is None:
+            cols = colors[None].expand(C, -1, -1)
+        else:
+            centres = torch.linalg.inv(viewmats)[:, :3, 3]                 # [C, 3]
+            cols = sh_to_rgb(sh_degree, means[None] - centres[:, None], colors[None])
+        rgb, alpha, info = rasterize_cpu(means, quats, scales, opacities, cols, viewmats, Ks,
+                                         width, height, bg, tile_size)
+        if device.type != "cpu":
+            rgb, alpha = rgb.to(device), alpha.to(device)
+    info.update(backend=chosen, width=width, height=height)
+    if not batched:
+        rgb, alpha = rgb[0], alpha[0]
+    return rgb, alpha, info

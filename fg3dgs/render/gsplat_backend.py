@@ -1,0 +1,43 @@
+"""gsplat backend (CUDA). gsplat is imported only when CUDA tensors ask for it."""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+
+@functools.lru_cache(maxsize=1)
+def gsplat_status() -> tuple[bool, str]:
+    """Whether gsplat can rasterize here, and why not. Builds its CUDA code on first call."""
+    if not torch.cuda.is_available():
+        return False, "no CUDA device is available"
+    try:
+        import gsplat  # noqa: F401
+        from gsplat.cuda._backend import _C
+    except Exception as exc:  # ImportError, or a failed JIT build
+        return False, (f"gsplat could not be imported ({type(exc).__name__}: {exc}); "
+                       "install it with `pip install gsplat==1.5.3 packaging ninja`")
+    if _C is None:
+        return False, ("gsplat's CUDA extension did not build; it needs nvcc (the CUDA toolkit) "
+                       "and ninja on the PATH")
+    return True, "ok"
+
+
+def rasterize_gsplat(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+                     sh_degree, background):
+    """gsplat 1.5 ``rasterization`` in classic mode, unpacked so info has [C, N, ...] shapes.
+
+    Args: means [N, 3], quats [N, 4], scales [N, 3], opacities [N], colors [N, 3] or
+    [N, K, 3], viewmats [C, 4, 4], Ks [C, 3, 3], background [C, 3] (CUDA float32).
+    Returns rgb [C, H, W, 3], alpha [C, H, W, 1], info.
+    """
+    from gsplat import rasterization
+
+    rgb, alpha, meta = rasterization(
+        means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+        sh_degree=sh_degree, backgrounds=background, packed=False,
+        rasterize_mode="classic", render_mode="RGB")
+    info = {"means2d": meta["means2d"], "conics": meta["conics"],
+            "depths": meta["depths"], "radii": meta["radii"]}
+    return rgb, alpha, info
