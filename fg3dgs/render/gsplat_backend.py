@@ -34,6 +34,14 @@ def rasterize_gsplat(means, quats, scales, opacities, colors, viewmats, Ks, widt
     """
     from gsplat import rasterization
 
+    C, N = viewmats.shape[0], means.shape[0]
+    if N == 0:   # gsplat's kernels do not accept empty inputs
+        rgb = background[:, None, None, :].expand(C, height, width, 3) + 0 * means.sum()
+        alpha = means.new_zeros(C, height, width, 1)
+        info = {"means2d": means.new_zeros(C, 0, 2), "conics": means.new_zeros(C, 0, 3),
+                "depths": means.new_zeros(C, 0),
+                "radii": torch.zeros(C, 0, 2, dtype=torch.int32, device=means.device)}
+        return rgb, alpha, info
     rgb, alpha, meta = rasterization(
         means, quats, scales, opacities, colors, viewmats, Ks, width, height,
         sh_degree=sh_degree, backgrounds=background, packed=False,

@@ -87,15 +87,12 @@ def project(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
 
 def build_bins(proj: Projection, opacities: torch.Tensor, width: int, height: int,
                tile: int) -> TileBins:
-    """Sort Gaussians by depth per camera and bin them into tiles."""
-    valid = proj.valid
-    key = torch.where(valid, proj.depths.detach(), torch.full_like(proj.depths, float("inf")))
-    order = torch.sort(key, dim=1, stable=True).indices.to(torch.int32).numpy()
-    n_valid = valid.sum(dim=1).to(torch.int64).numpy()
-    bbox = proj.bbox.contiguous().numpy()
+    """Bin Gaussians into depth-ordered tile lists."""
     tiles_x = (width + tile - 1) // tile
     tiles_y = (height + tile - 1) // tile
-    offsets, ids = kernels.bin_gaussians(order, n_valid, bbox, tile, tiles_x, tiles_y)
+    bbox = proj.bbox.numpy()
+    offsets, ids = kernels.bin_gaussians(proj.valid.numpy(), proj.depths.numpy(), bbox, tile,
+                                         tiles_x, tiles_y)
     work = np.argsort(-np.diff(offsets), kind="stable")
     op = opacities.detach().to(torch.float64).clamp_min(1e-30).numpy()
     # alpha = o * exp(-sigma) >= 1/255  <=>  sigma <= log(255 o); margin for float32 rounding.

@@ -34,25 +34,56 @@ F_ZERO = np.float32(0.0)
 N_GRAD = 9  # per list entry: d mean2d (2), d conic (3), d opacity (1), d colour (3)
 
 
+@njit(cache=True)
+def _argsort_positive(values):
+    """Stable argsort of positive float32 values [n] (LSD radix sort on their bit patterns,
+    which order like the values when positive)."""
+    keys = values.view(np.uint32)
+    n = keys.shape[0]
+    idx = np.arange(n).astype(np.int32)
+    tmp = np.empty(n, np.int32)
+    for shift in (0, 11, 22):
+        count = np.zeros(2049, np.int64)
+        for i in range(n):
+            count[((keys[idx[i]] >> shift) & 2047) + 1] += 1
+        for b in range(2048):
+            count[b + 1] += count[b]
+        for i in range(n):
+            b = (keys[idx[i]] >> shift) & 2047
+            tmp[count[b]] = idx[i]
+            count[b] += 1
+        idx, tmp = tmp, idx
+    return idx
+
+
 @njit(parallel=True, cache=True)
-def bin_gaussians(order, n_valid, bbox, tile, tiles_x, tiles_y):
-    """Build depth-ordered per-tile Gaussian lists.
+def bin_gaussians(valid, depths, bbox, tile, tiles_x, tiles_y):
+    """Build per-tile Gaussian lists, front to back.
 
     Args:
-        order [C, N] int32: per camera, Gaussian ids sorted front to back; the first
-            n_valid[c] are the visible ones.
-        n_valid [C] int64; bbox [C, N, 4] int32 pixel boxes (x0, y0, x1, y1 inclusive).
+        valid [C, N] bool, depths [C, N] float32 (>= the near plane where valid),
+        bbox [C, N, 4] int32 pixel boxes (x0, y0, x1, y1 inclusive).
     Returns:
         offsets [C * tiles + 1] int64 (list of tile t is ids[offsets[t]:offsets[t + 1]]),
-        ids [M] int32 Gaussian ids.
+        ids [M] int32 Gaussian ids, each list sorted by depth with ties by id (the order
+        gsplat's radix sort of (tile, depth) keys gives).
     """
-    C = order.shape[0]
+    C, N = valid.shape
     n_tiles = tiles_x * tiles_y
+    order = np.empty((C, N), np.int32)
+    n_valid = np.zeros(C, np.int64)
     counts = np.zeros(C * n_tiles + 1, np.int64)
     for c in prange(C):
+        ids_c = np.flatnonzero(valid[c]).astype(np.int32)
+        d = np.empty(ids_c.shape[0], np.float32)
+        for i in range(ids_c.shape[0]):
+            d[i] = depths[c, ids_c[i]]
+        srt = _argsort_positive(d)
+        n_valid[c] = ids_c.shape[0]
         base = c * n_tiles + 1
-        for k in range(n_valid[c]):
-            g = order[c, k]
+        for k in range(ids_c.shape[0]):
+            g = ids_c[srt[k]]
+            order[c, k] = g
             for ty in range(bbox[c, g, 1] // tile, bbox[c, g, 3] // tile + 1):
                 for tx in range(bbox[c, g, 0] // tile, bbox[c, g, 2] // tile + 1):
                     counts[base + ty * tiles_x + tx] += 1

@@ -1,0 +1,1 @@
+"""Benchmarks; run ``python -m fg3dgs.bench --help``."""

@@ -1,0 +1,169 @@
+"""Benchmarks: ``python -m fg3dgs.bench render [options]``.
+
+``render`` times :func:`fg3dgs.render.rasterize` on the head-like benchmark scene
+(:func:`fg3dgs.scenes.head_scene`) for each backend, resolution and Gaussian count: forward,
+and forward + backward, as medians over repeats after warm-up. Each configuration runs in a
+fresh subprocess so that its peak memory is its own: on the CPU the peak resident set size
+above the process's size once the kernels are loaded; on CUDA the peak allocated GPU memory
+above what the scene holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak_rss() -> float:
+    """Reset the kernel's peak-RSS counter (Linux >= 4.0) and return the current RSS in MB."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _status_mb("VmRSS")
+
+
+def _measure_one(backend: str, size: int, n: int, repeats: int, warmup: int) -> dict:
+    """Time one configuration in this process; returns medians in ms and peak memory in MB."""
+    import torch
+
+    from ..render import rasterize
+    from ..scenes import frontal_camera, head_scene
+
+    device = "cuda" if backend == "gsplat" else "cpu"
+    scene = head_scene(n)
+    cam = frontal_camera(size)
+    params = [t.to(device) for t in (scene.means, scene.quats, scene.scales, scene.opacities,
+                                     scene.colors)]
+    viewmat, K = cam.viewmat.to(device), cam.K.to(device)
+    weights = torch.rand(size, size, 3, device=device)
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    def forward():
+        with torch.no_grad():
+            rasterize(*params, viewmat, K, size, size, backend=backend)
+        sync()
+
+    def forward_backward():
+        leaves = [p.detach().requires_grad_(True) for p in params]
+        rgb, alpha, _ = rasterize(*leaves, viewmat, K, size, size, backend=backend)
+        ((rgb * weights).sum() + alpha.sum()).backward()
+        sync()
+
+    forward_backward()            # load the kernels before taking the memory baseline
+    base = _reset_peak_rss()
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base_cuda = torch.cuda.memory_allocated() / 2**20
+    times = {}
+    for name, fn in (("forward_ms", forward), ("forward_backward_ms", forward_backward)):
+        for _ in range(warmup):
+            fn()
+        samples = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            samples.append(1000 * (time.perf_counter() - t0))
+        times[name] = statistics.median(samples)
+    if device == "cuda":
+        peak = torch.cuda.max_memory_allocated() / 2**20 - base_cuda
+    else:
+        peak = _status_mb("VmHWM") - base
+    return {"backend": backend, "size": size, "n": n, **times, "peak_mb": peak}
+
+
+def _machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f
+                       if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    desc = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
+    if torch.cuda.is_available():
+        desc += f", GPU {torch.cuda.get_device_name(0)}"
+    return desc
+
+
+def _render(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..render.gsplat_backend import gsplat_status
+
+    backends = ["cpu", "gsplat"] if args.backend == "all" else [args.backend]
+    if "gsplat" in backends:
+        ok, why = gsplat_status()
+        if not ok:
+            if args.backend == "gsplat":
+                print(f"gsplat backend unavailable: {why}", file=sys.stderr)
+                return 1
+            print(f"# gsplat rows skipped: {why}")
+            backends.remove("gsplat")
+    print(f"# machine: {_machine()}")
+    print(f"# head-like scene, medians of {args.repeats} repeats after {args.warmup} warm-up; "
+          f"threads: torch {torch.get_num_threads()}")
+    header = "| backend | resolution | N | forward ms | forward+backward ms | peak memory MB |"
+    print(header)
+    print("|" + "---|" * 6)
+    rows = []
+    for backend in backends:
+        for size in args.sizes:
+            for n in args.counts:
+                cmd = [sys.executable, "-m", "fg3dgs.bench", "_one", backend, str(size), str(n),
+                       str(args.repeats), str(args.warmup)]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    print(f"| {backend} | {size} | {n} | failed: "
+                          f"{proc.stderr.strip().splitlines()[-1:]} |")
+                    continue
+                r = json.loads(proc.stdout.strip().splitlines()[-1])
+                rows.append(r)
+                print(f"| {backend} | {size}x{size} | {n // 1000}k | {r['forward_ms']:.1f} | "
+                      f"{r['forward_backward_ms']:.1f} | {r['peak_mb']:.0f} |", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": _machine(), "rows": rows}, f, indent=2)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["_one"]:                      # internal: one configuration, JSON out
+        backend, size, n, repeats, warmup = argv[1], *map(int, argv[2:6])
+        print(json.dumps(_measure_one(backend, size, n, repeats, warmup)))
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m fg3dgs.bench")
+    sub = parser.add_subparsers(dest="bench", required=True)
+    render = sub.add_parser("render", help="rasterizer speed and memory table")
+    render.add_argument("--backend", choices=["cpu", "gsplat", "all"], default="all",
+                        help="all: cpu, plus gsplat where a CUDA GPU works (default)")
+    render.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    render.add_argument("--counts", type=int, nargs="+", default=[10000, 30000, 100000])
+    render.add_argument("--repeats", type=int, default=15)
+    render.add_argument("--warmup", type=int, default=3)
+    render.add_argument("--json", help="also write the rows to this JSON file")
+    render.set_defaults(func=_render)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

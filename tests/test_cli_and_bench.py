@@ -1,0 +1,60 @@
+"""The command line, the benchmark's table, and the kernel cache across processes."""
+
+import json
+import subprocess
+import sys
+
+import imageio.v3 as iio
+
+from fg3dgs.cli import main
+
+
+def test_demo_writes_a_png(tmp_path):
+    out = tmp_path / "sub" / "demo.png"
+    assert main(["demo", "--out", str(out), "--size", "48", "--gaussians", "2000",
+                 "--yaw", "0", "30"]) == 0
+    image = iio.imread(out)
+    assert image.shape == (48, 96, 3)
+    centre = image[24, 24].astype(int)
+    assert abs(centre - 255).sum() > 60       # the head, not the white background
+    assert (image[0, 0] == 255).all()
+    assert [p.name for p in out.parent.iterdir()] == ["demo.png"]   # no temp file left
+
+
+def test_demo_rejects_bad_size(capsys):
+    assert main(["demo", "--size", "0"]) == 2
+    assert "must be positive" in capsys.readouterr().err
+
+
+def test_bench_prints_a_table(tmp_path):
+    js = tmp_path / "rows.json"
+    proc = subprocess.run([sys.executable, "-m", "fg3dgs.bench", "render", "--backend", "cpu",
+                           "--sizes", "32", "--counts", "500", "--repeats", "2", "--warmup",
+                           "1", "--json", str(js)], capture_output=True, text=True, check=True)
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith("| backend | resolution | N |") for line in lines)
+    row = next(line for line in lines if line.startswith("| cpu | 32x32 |"))
+    assert len(row.split("|")) == 8
+    data = json.loads(js.read_text())["rows"][0]
+    assert data["forward_ms"] > 0 and data["forward_backward_ms"] > 0
+
+
+def test_kernels_load_from_cache_in_a_new_process():
+    """A second process must not recompile the numba kernels (fast start)."""
+    code = ("import torch\n"
+            "from fg3dgs.render import rasterize\n"
+            "from fg3dgs.render.cpu import kernels, projection_kernels as pk\n"
+            "from fg3dgs.scenes import head_scene, frontal_camera\n"
+            "s = head_scene(200).requires_grad_(); c = frontal_camera(32)\n"
+            "rgb, a, _ = rasterize(s.means, s.quats, s.scales, s.opacities, s.colors,\n"
+            "                      c.viewmat, c.K, 32, 32)\n"
+            "rgb.sum().backward()\n"
+            "fns = [kernels.bin_gaussians, kernels.rasterize_fwd, kernels.rasterize_bwd,\n"
+            "       kernels.sum_entry_grads, pk.project_fwd, pk.project_bwd]\n"
+            "print(sum(sum(f.stats.cache_misses.values()) for f in fns),\n"
+            "      sum(sum(f.stats.cache_hits.values()) for f in fns))\n")
+    run = [sys.executable, "-c", code]
+    subprocess.run(run, capture_output=True, text=True, check=True)        # fills the cache
+    misses, hits = map(int, subprocess.run(run, capture_output=True, text=True,
+                                           check=True).stdout.split())
+    assert misses == 0 and hits == 6

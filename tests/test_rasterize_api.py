@@ -1,0 +1,100 @@
+"""rasterize(): input validation, backend selection, shapes and info."""
+
+import pytest
+import torch
+
+from fg3dgs.render import RasterizeInputError, rasterize, resolve_backend
+from rasterize_cases import make_case
+
+
+def _args(case):
+    return [case.means, case.quats, case.scales, case.opacities, case.colors,
+            case.viewmats[0], case.Ks[0], case.width, case.height]
+
+
+def test_unbatched_shapes_and_info():
+    case = make_case("random")
+    rgb, alpha, info = rasterize(*_args(case))
+    assert rgb.shape == (case.height, case.width, 3) and alpha.shape[-1] == 1
+    assert rgb.dtype == torch.float32
+    N = case.means.shape[0]
+    assert info["backend"] == "cpu"
+    assert info["means2d"].shape == (1, N, 2) and info["radii"].shape == (1, N, 2)
+    assert info["depths"].shape == (1, N) and info["conics"].shape == (1, N, 3)
+    assert (info["width"], info["height"]) == (case.width, case.height)
+
+
+@pytest.mark.parametrize("index, bad, message", [
+    (0, torch.zeros(5, 2), "means must have shape [N, 3]"),
+    (1, torch.zeros(3, 4), "quats must have shape [60, 4]"),
+    (2, torch.zeros(60, 2), "scales must have shape [60, 3]"),
+    (3, torch.zeros(60, 1), "opacities must have shape [60]"),
+    (4, torch.zeros(60, 4), "colors must have shape [60, 3]"),
+    (5, torch.eye(3), "viewmat must have shape [4, 4] or [C, 4, 4]"),
+    (6, torch.eye(3)[None].repeat(2, 1, 1), "K must have shape"),
+    (0, torch.zeros(60, 3, dtype=torch.float64), "means must be float32"),
+    (0, torch.full((60, 3), float("nan")), "means contains NaN"),
+    (3, torch.full((60,), 1.5), "opacities must be activated values in [0, 1]"),
+    (2, torch.full((60, 3), float("inf")), "scales contains NaN or infinite"),
+])
+def test_bad_inputs_get_clear_errors(index, bad, message):
+    args = _args(make_case("random"))
+    args[index] = bad
+    with pytest.raises(RasterizeInputError) as err:
+        rasterize(*args)
+    assert message in str(err.value)
+
+
+def test_other_bad_inputs():
+    args = _args(make_case("random"))
+    with pytest.raises(RasterizeInputError, match="positive ints"):
+        rasterize(*args[:7], 0, 10)
+    with pytest.raises(RasterizeInputError, match="sh_degree must be an int in 0..3"):
+        rasterize(*args, sh_degree=4)
+    with pytest.raises(RasterizeInputError, match=r"with K >= 9"):
+        sh = torch.zeros(60, 4, 3)
+        rasterize(*args[:4], sh, *args[5:], sh_degree=2)
+    with pytest.raises(RasterizeInputError, match="background must have shape"):
+        rasterize(*args, background=torch.zeros(2, 3))
+    with pytest.raises(RasterizeInputError, match="is on meta but means is on cpu"):
+        rasterize(*args[:4], args[4].to("meta"), *args[5:])
+    with pytest.raises(ValueError, match="backend must be one of"):
+        rasterize(*args, backend="opengl")
+
+
+def test_backend_selection_on_cpu():
+    assert resolve_backend("auto", torch.device("cpu")) == "cpu"
+    assert resolve_backend("cpu", torch.device("cpu")) == "cpu"
+    with pytest.raises(RuntimeError, match="backend='gsplat' needs CUDA tensors"):
+        rasterize(*_args(make_case("random")), backend="gsplat")
+
+
+def test_cpu_path_does_not_import_gsplat():
+    import subprocess
+    import sys
+    code = ("import sys, torch\n"
+            "from fg3dgs.render import rasterize\n"
+            "from fg3dgs.scenes import head_scene, frontal_camera\n"
+            "s = head_scene(100); c = frontal_camera(32)\n"
+            "rasterize(s.means, s.quats, s.scales, s.opacities, s.colors, c.viewmat, c.K, 32, 32)\n"
+            "print('gsplat' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "False"
+
+
+def test_gradients_reach_every_input():
+    case = make_case("background")
+    params = [p.clone().requires_grad_(True) for p in case.params()]
+    rgb, alpha, _ = rasterize(*params[:5], case.viewmats, case.Ks, case.width, case.height,
+                              background=params[5])
+    (rgb.sum() + alpha.sum()).backward()
+    for p in params:
+        assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+def test_no_grad_inference_works():
+    case = make_case("random")
+    with torch.no_grad():
+        rgb, _, _ = rasterize(*_args(case))
+    assert not rgb.requires_grad
