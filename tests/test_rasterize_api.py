@@ -98,3 +98,22 @@ def test_no_grad_inference_works():
     with torch.no_grad():
         rgb, _, _ = rasterize(*_args(case))
     assert not rgb.requires_grad
+
+
+def test_concurrent_calls_from_threads_agree():
+    """The kernels release the GIL; parallel callers (a render thread beside an encoder,
+    say) must get the same image as a lone call."""
+    import threading
+    case = make_case("dense")
+    expected = rasterize(*_args(case))[0]
+    results = [None] * 3
+
+    def work(i):
+        results[i] = rasterize(*_args(case))[0]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(torch.equal(r, expected) for r in results)

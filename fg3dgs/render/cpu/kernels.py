@@ -56,7 +56,7 @@ def _argsort_positive(values):
     return idx
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def bin_gaussians(valid, depths, bbox, tile, tiles_x, tiles_y):
     """Build per-tile Gaussian lists, front to back.
 
@@ -113,7 +113,7 @@ def _tile_rect(t, n_tiles, tiles_x, tile, width, height):
     return c, x_lo, y_lo, min(x_lo + tile, width) - 1, min(y_lo + tile, height) - 1
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def rasterize_fwd(offsets, ids, means2d, conics, colors, opacities, sigma_max, bbox,
                   background, width, height, tile, tiles_x, work, out_rgb, out_T, out_last):
     """Composite every tile front to back.
@@ -203,7 +203,7 @@ def rasterize_fwd(offsets, ids, means2d, conics, colors, opacities, sigma_max, b
                 out_last[c, py, px] = last[p]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def rasterize_bwd(offsets, ids, means2d, conics, colors, opacities, sigma_max, bbox,
                   background, width, height, tile, tiles_x, work, rgb, T_final, last_ids,
                   v_rgb, v_alpha, out_grad):
@@ -327,7 +327,7 @@ def rasterize_bwd(offsets, ids, means2d, conics, colors, opacities, sigma_max, b
             out_grad[k, 8] = s_b
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def sum_entry_grads(offsets, ids, entry_grad, n_cams, n_gaussians):
     """Sum per-list-entry gradients [M, 9] into per-camera, per-Gaussian [C, N, 9]."""
     N = n_gaussians

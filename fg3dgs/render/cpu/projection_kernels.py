@@ -38,7 +38,7 @@ def _limits(K, c, width, height):
             cy / fy + FOV_MARGIN * tan_y)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def project_fwd(means, quats, scales, opacities, viewmats, Ks, width, height,
                 means2d, conics, depths, radii, bbox, valid):
     """Forward projection.
@@ -147,7 +147,7 @@ def project_fwd(means, quats, scales, opacities, viewmats, Ks, width, height,
         valid[c, n] = True
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def project_bwd(means, quats, scales, viewmats, Ks, width, height, valid, v_means2d, v_conics,
                 v_means, v_quats, v_scales):
     """Gradients of the projection with respect to means, quats and scales.
