@@ -104,13 +104,27 @@ def bin_gaussians(valid, depths, bbox, tile, tiles_x, tiles_y):
 
 @njit(cache=True, inline="always")
 def _tile_rect(t, n_tiles, tiles_x, tile, width, height):
+    """Camera, pixel rectangle (inclusive), width and pixel count of tile t."""
     c = t // n_tiles
     r = t - c * n_tiles
     ty = r // tiles_x
     tx = r - ty * tiles_x
     x_lo = tx * tile
     y_lo = ty * tile
-    return c, x_lo, y_lo, min(x_lo + tile, width) - 1, min(y_lo + tile, height) - 1
+    x_hi = min(x_lo + tile, width) - 1
+    y_hi = min(y_lo + tile, height) - 1
+    tw = x_hi - x_lo + 1
+    return c, x_lo, y_lo, x_hi, y_hi, tw, tw * (y_hi - y_lo + 1)
+
+
+@njit(cache=True, inline="always")
+def _load_entry(g, c, x_lo, y_lo, x_hi, y_hi, bbox, means2d, conics, opacities, sigma_max,
+                colors):
+    """Gaussian g's pixel box clipped to the tile and its 2D parameters for camera c."""
+    return (max(bbox[c, g, 0], x_lo), max(bbox[c, g, 1], y_lo), min(bbox[c, g, 2], x_hi),
+            min(bbox[c, g, 3], y_hi), means2d[c, g, 0], means2d[c, g, 1], conics[c, g, 0],
+            conics[c, g, 1], conics[c, g, 2], opacities[g], sigma_max[g], colors[c, g, 0],
+            colors[c, g, 1], colors[c, g, 2])
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -129,9 +143,8 @@ def rasterize_fwd(offsets, ids, means2d, conics, colors, opacities, sigma_max, b
     n_tiles = (offsets.shape[0] - 1) // means2d.shape[0]
     for it in prange(work.shape[0]):
         t = work[it]
-        c, x_lo, y_lo, x_hi, y_hi = _tile_rect(t, n_tiles, tiles_x, tile, width, height)
-        tw = x_hi - x_lo + 1
-        npix = tw * (y_hi - y_lo + 1)
+        c, x_lo, y_lo, x_hi, y_hi, tw, npix = _tile_rect(t, n_tiles, tiles_x, tile, width,
+                                                         height)
         T = np.ones(npix, np.float32)
         acc = np.zeros((npix, 3), np.float32)
         last = np.full(npix, -1, np.int32)
@@ -142,21 +155,9 @@ def rasterize_fwd(offsets, ids, means2d, conics, colors, opacities, sigma_max, b
         live_lo = np.full(y_hi - y_lo + 1, x_lo, np.int64)
         live_hi = np.full(y_hi - y_lo + 1, x_hi, np.int64)
         for k in range(offsets[t], offsets[t + 1]):
-            g = ids[k]
-            gx0 = max(bbox[c, g, 0], x_lo)
-            gx1 = min(bbox[c, g, 2], x_hi)
-            gy0 = max(bbox[c, g, 1], y_lo)
-            gy1 = min(bbox[c, g, 3], y_hi)
-            mx = means2d[c, g, 0]
-            my = means2d[c, g, 1]
-            ca = conics[c, g, 0]
-            cb = conics[c, g, 1]
-            cc = conics[c, g, 2]
-            op = opacities[g]
-            smax = sigma_max[g]
-            cr = colors[c, g, 0]
-            cg = colors[c, g, 1]
-            cbl = colors[c, g, 2]
+            (gx0, gy0, gx1, gy1, mx, my, ca, cb, cc, op, smax, cr, cg,
+             cbl) = _load_entry(ids[k], c, x_lo, y_lo, x_hi, y_hi, bbox, means2d, conics,
+                                opacities, sigma_max, colors)
             for py in range(gy0, gy1 + 1):
                 r = py - y_lo
                 lo = max(gx0, live_lo[r])
@@ -218,9 +219,8 @@ def rasterize_bwd(offsets, ids, means2d, conics, colors, opacities, sigma_max, b
     n_tiles = (offsets.shape[0] - 1) // means2d.shape[0]
     for it in prange(work.shape[0]):
         t = work[it]
-        c, x_lo, y_lo, x_hi, y_hi = _tile_rect(t, n_tiles, tiles_x, tile, width, height)
-        tw = x_hi - x_lo + 1
-        npix = tw * (y_hi - y_lo + 1)
+        c, x_lo, y_lo, x_hi, y_hi, tw, npix = _tile_rect(t, n_tiles, tiles_x, tile, width,
+                                                         height)
         T = np.ones(npix, np.float32)
         Q = np.zeros(npix, np.float64)        # prefix of sum_k v_rgb_k * colour_k * weight
         Q_rest = np.zeros(npix, np.float64)   # total of the same over all contributors
@@ -249,21 +249,9 @@ def rasterize_bwd(offsets, ids, means2d, conics, colors, opacities, sigma_max, b
         live_lo = np.full(y_hi - y_lo + 1, x_lo, np.int64)
         live_hi = np.full(y_hi - y_lo + 1, x_hi, np.int64)
         for k in range(offsets[t], min(offsets[t + 1], max_last + 1)):
-            g = ids[k]
-            gx0 = max(bbox[c, g, 0], x_lo)
-            gx1 = min(bbox[c, g, 2], x_hi)
-            gy0 = max(bbox[c, g, 1], y_lo)
-            gy1 = min(bbox[c, g, 3], y_hi)
-            mx = means2d[c, g, 0]
-            my = means2d[c, g, 1]
-            ca = conics[c, g, 0]
-            cb = conics[c, g, 1]
-            cc = conics[c, g, 2]
-            op = opacities[g]
-            smax = sigma_max[g]
-            cr = colors[c, g, 0]
-            cg = colors[c, g, 1]
-            cbl = colors[c, g, 2]
+            (gx0, gy0, gx1, gy1, mx, my, ca, cb, cc, op, smax, cr, cg,
+             cbl) = _load_entry(ids[k], c, x_lo, y_lo, x_hi, y_hi, bbox, means2d, conics,
+                                opacities, sigma_max, colors)
             s_mx = 0.0
             s_my = 0.0
             s_ca = 0.0

@@ -38,6 +38,55 @@ def _limits(K, c, width, height):
             cy / fy + FOV_MARGIN * tan_y)
 
 
+@njit(cache=True)
+def _camera_mean(V, px, py, pz):
+    return (V[0, 0] * px + V[0, 1] * py + V[0, 2] * pz + V[0, 3],
+            V[1, 0] * px + V[1, 1] * py + V[1, 2] * pz + V[1, 3],
+            V[2, 0] * px + V[2, 1] * py + V[2, 2] * pz + V[2, 3])
+
+
+@njit(cache=True)
+def _covariance_chain(V, rg, s0, s1, s2, mx, my, mz, fx, fy, lxp, lxn, lyp, lyn):
+    """A = R_view Rg diag(s) (so Sigma_c = A A^T), the clamped Jacobian J and B = J A.
+
+    Returns A (9, row-major), rz, x/z, y/z, J's non-zero entries (j00, j02, j11, j12),
+    B (6, row-major) and cov2d + eps I as (a, b, c).
+    """
+    r00, r01, r02, r10, r11, r12, r20, r21, r22 = rg
+    m00, m01, m02 = r00 * s0, r01 * s1, r02 * s2
+    m10, m11, m12 = r10 * s0, r11 * s1, r12 * s2
+    m20, m21, m22 = r20 * s0, r21 * s1, r22 * s2
+    a00 = V[0, 0] * m00 + V[0, 1] * m10 + V[0, 2] * m20
+    a01 = V[0, 0] * m01 + V[0, 1] * m11 + V[0, 2] * m21
+    a02 = V[0, 0] * m02 + V[0, 1] * m12 + V[0, 2] * m22
+    a10 = V[1, 0] * m00 + V[1, 1] * m10 + V[1, 2] * m20
+    a11 = V[1, 0] * m01 + V[1, 1] * m11 + V[1, 2] * m21
+    a12 = V[1, 0] * m02 + V[1, 1] * m12 + V[1, 2] * m22
+    a20 = V[2, 0] * m00 + V[2, 1] * m10 + V[2, 2] * m20
+    a21 = V[2, 0] * m01 + V[2, 1] * m11 + V[2, 2] * m21
+    a22 = V[2, 0] * m02 + V[2, 1] * m12 + V[2, 2] * m22
+    rz = 1.0 / mz
+    ux = mx * rz
+    vy = my * rz
+    u = min(lxp, max(-lxn, ux))
+    v = min(lyp, max(-lyn, vy))
+    j00 = fx * rz
+    j02 = -fx * u * rz
+    j11 = fy * rz
+    j12 = -fy * v * rz
+    b00 = j00 * a00 + j02 * a20
+    b01 = j00 * a01 + j02 * a21
+    b02 = j00 * a02 + j02 * a22
+    b10 = j11 * a10 + j12 * a20
+    b11 = j11 * a11 + j12 * a21
+    b12 = j11 * a12 + j12 * a22
+    ca = b00 * b00 + b01 * b01 + b02 * b02 + EPS2D
+    cb = b00 * b10 + b01 * b11 + b02 * b12
+    cc = b10 * b10 + b11 * b11 + b12 * b12 + EPS2D
+    return ((a00, a01, a02, a10, a11, a12, a20, a21, a22), rz, ux, vy,
+            (j00, j02, j11, j12), (b00, b01, b02, b10, b11, b12), ca, cb, cc)
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def project_fwd(means, quats, scales, opacities, viewmats, Ks, width, height,
                 means2d, conics, depths, radii, bbox, valid):
@@ -57,10 +106,8 @@ def project_fwd(means, quats, scales, opacities, viewmats, Ks, width, height,
         n = i - c * N
         fx, fy, cx, cy, lxp, lxn, lyp, lyn = _limits(Ks, c, width, height)
         V = viewmats[c]
-        px, py, pz = np.float64(means[n, 0]), np.float64(means[n, 1]), np.float64(means[n, 2])
-        mx = V[0, 0] * px + V[0, 1] * py + V[0, 2] * pz + V[0, 3]
-        my = V[1, 0] * px + V[1, 1] * py + V[1, 2] * pz + V[1, 3]
-        mz = V[2, 0] * px + V[2, 1] * py + V[2, 2] * pz + V[2, 3]
+        mx, my, mz = _camera_mean(V, np.float64(means[n, 0]), np.float64(means[n, 1]),
+                                  np.float64(means[n, 2]))
         depths[c, n] = mz
         radii[c, n, 0] = 0
         radii[c, n, 1] = 0
@@ -80,39 +127,10 @@ def project_fwd(means, quats, scales, opacities, viewmats, Ks, width, height,
         qw, qx, qy, qz = (np.float64(quats[n, 0]), np.float64(quats[n, 1]),
                           np.float64(quats[n, 2]), np.float64(quats[n, 3]))
         inv = 1.0 / math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
-        r00, r01, r02, r10, r11, r12, r20, r21, r22 = _rotmat(qw * inv, qx * inv, qy * inv,
-                                                              qz * inv)
-        s0, s1, s2 = np.float64(scales[n, 0]), np.float64(scales[n, 1]), np.float64(scales[n, 2])
-        # A = R_view Rg diag(s); Sigma_c = A A^T.
-        m00, m01, m02 = r00 * s0, r01 * s1, r02 * s2
-        m10, m11, m12 = r10 * s0, r11 * s1, r12 * s2
-        m20, m21, m22 = r20 * s0, r21 * s1, r22 * s2
-        a00 = V[0, 0] * m00 + V[0, 1] * m10 + V[0, 2] * m20
-        a01 = V[0, 0] * m01 + V[0, 1] * m11 + V[0, 2] * m21
-        a02 = V[0, 0] * m02 + V[0, 1] * m12 + V[0, 2] * m22
-        a10 = V[1, 0] * m00 + V[1, 1] * m10 + V[1, 2] * m20
-        a11 = V[1, 0] * m01 + V[1, 1] * m11 + V[1, 2] * m21
-        a12 = V[1, 0] * m02 + V[1, 1] * m12 + V[1, 2] * m22
-        a20 = V[2, 0] * m00 + V[2, 1] * m10 + V[2, 2] * m20
-        a21 = V[2, 0] * m01 + V[2, 1] * m11 + V[2, 2] * m21
-        a22 = V[2, 0] * m02 + V[2, 1] * m12 + V[2, 2] * m22
-        rz = 1.0 / mz
-        u = min(lxp, max(-lxn, mx * rz))
-        v = min(lyp, max(-lyn, my * rz))
-        j00 = fx * rz
-        j02 = -fx * u * rz
-        j11 = fy * rz
-        j12 = -fy * v * rz
-        # B = J A (2x3); cov2d = B B^T.
-        b00 = j00 * a00 + j02 * a20
-        b01 = j00 * a01 + j02 * a21
-        b02 = j00 * a02 + j02 * a22
-        b10 = j11 * a10 + j12 * a20
-        b11 = j11 * a11 + j12 * a21
-        b12 = j11 * a12 + j12 * a22
-        ca = b00 * b00 + b01 * b01 + b02 * b02 + EPS2D
-        cb = b00 * b10 + b01 * b11 + b02 * b12
-        cc = b10 * b10 + b11 * b11 + b12 * b12 + EPS2D
+        rg = _rotmat(qw * inv, qx * inv, qy * inv, qz * inv)
+        _, rz, _, _, _, _, ca, cb, cc = _covariance_chain(
+            V, rg, np.float64(scales[n, 0]), np.float64(scales[n, 1]),
+            np.float64(scales[n, 2]), mx, my, mz, fx, fy, lxp, lxn, lyp, lyn)
         det = ca * cc - cb * cb
         if det <= 0.0:
             continue
@@ -166,7 +184,8 @@ def project_bwd(means, quats, scales, viewmats, Ks, width, height, valid, v_mean
                           np.float64(quats[n, 2]), np.float64(quats[n, 3]))
         inv = 1.0 / math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
         w, x, y, z = qw * inv, qx * inv, qy * inv, qz * inv
-        r00, r01, r02, r10, r11, r12, r20, r21, r22 = _rotmat(w, x, y, z)
+        rg = _rotmat(w, x, y, z)
+        r00, r01, r02, r10, r11, r12, r20, r21, r22 = rg
         s0, s1, s2 = np.float64(scales[n, 0]), np.float64(scales[n, 1]), np.float64(scales[n, 2])
         px, py, pz = np.float64(means[n, 0]), np.float64(means[n, 1]), np.float64(means[n, 2])
         for c in range(C):
@@ -174,39 +193,14 @@ def project_bwd(means, quats, scales, viewmats, Ks, width, height, valid, v_mean
                 continue
             fx, fy, cx, cy, lxp, lxn, lyp, lyn = _limits(Ks, c, width, height)
             V = viewmats[c]
-            mx = V[0, 0] * px + V[0, 1] * py + V[0, 2] * pz + V[0, 3]
-            my = V[1, 0] * px + V[1, 1] * py + V[1, 2] * pz + V[1, 3]
-            mz = V[2, 0] * px + V[2, 1] * py + V[2, 2] * pz + V[2, 3]
-            m00, m01, m02 = r00 * s0, r01 * s1, r02 * s2
-            m10, m11, m12 = r10 * s0, r11 * s1, r12 * s2
-            m20, m21, m22 = r20 * s0, r21 * s1, r22 * s2
-            a00 = V[0, 0] * m00 + V[0, 1] * m10 + V[0, 2] * m20
-            a01 = V[0, 0] * m01 + V[0, 1] * m11 + V[0, 2] * m21
-            a02 = V[0, 0] * m02 + V[0, 1] * m12 + V[0, 2] * m22
-            a10 = V[1, 0] * m00 + V[1, 1] * m10 + V[1, 2] * m20
-            a11 = V[1, 0] * m01 + V[1, 1] * m11 + V[1, 2] * m21
-            a12 = V[1, 0] * m02 + V[1, 1] * m12 + V[1, 2] * m22
-            a20 = V[2, 0] * m00 + V[2, 1] * m10 + V[2, 2] * m20
-            a21 = V[2, 0] * m01 + V[2, 1] * m11 + V[2, 2] * m21
-            a22 = V[2, 0] * m02 + V[2, 1] * m12 + V[2, 2] * m22
-            rz = 1.0 / mz
-            ux = mx * rz
-            vy = my * rz
+            mx, my, mz = _camera_mean(V, px, py, pz)
+            A, rz, ux, vy, J, B, ca, cb, cc = _covariance_chain(
+                V, rg, s0, s1, s2, mx, my, mz, fx, fy, lxp, lxn, lyp, lyn)
+            a00, a01, a02, a10, a11, a12, a20, a21, a22 = A
+            j00, j02, j11, j12 = J
+            b00, b01, b02, b10, b11, b12 = B
             u = min(lxp, max(-lxn, ux))
             v = min(lyp, max(-lyn, vy))
-            j00 = fx * rz
-            j02 = -fx * u * rz
-            j11 = fy * rz
-            j12 = -fy * v * rz
-            b00 = j00 * a00 + j02 * a20
-            b01 = j00 * a01 + j02 * a21
-            b02 = j00 * a02 + j02 * a22
-            b10 = j11 * a10 + j12 * a20
-            b11 = j11 * a11 + j12 * a21
-            b12 = j11 * a12 + j12 * a22
-            ca = b00 * b00 + b01 * b01 + b02 * b02 + EPS2D
-            cb = b00 * b10 + b01 * b11 + b02 * b12
-            cc = b10 * b10 + b11 * b11 + b12 * b12 + EPS2D
             det = ca * cc - cb * cb
             # conic = P = inv(S2). With G the symmetric matrix of d L / d P (the off-diagonal
             # conic entry appears twice in P), d L / d S2 = -P G P.
