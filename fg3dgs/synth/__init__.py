@@ -1,0 +1,1 @@
+"""The synthetic talking-head subject: speech, visemes, an animated photo face, video."""
