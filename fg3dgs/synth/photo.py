@@ -1,0 +1,148 @@
+"""Portrait photos and their face mesh: loading, mediapipe face landmarks, mesh topology.
+
+Built-in photos come from wheels the project already installs: ``builtin:astronaut``
+(scikit-image's bundled portrait of Eileen Collins, public domain) and ``builtin:hopper``
+(matplotlib's bundled photo of Grace Hopper, public domain).
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+BUILTIN_PHOTOS = ("astronaut", "hopper")
+N_LANDMARKS = 478                 # mediapipe face mesh with iris refinement
+N_MESH_VERTICES = 468             # the tessellated part (the last 10 are iris points)
+RIGHT_IRIS, LEFT_IRIS = 468, 473  # iris centres (the subject's right / left eye)
+
+
+class PhotoError(ValueError):
+    """A photo that cannot be used: unreadable, no face, several faces."""
+
+
+def load_photo(spec: str) -> np.ndarray:
+    """``builtin:NAME`` or an image path -> RGB uint8 [H, W, 3]."""
+    if spec.startswith("builtin:"):
+        name = spec.split(":", 1)[1]
+        if name == "astronaut":
+            from skimage import data
+            return np.ascontiguousarray(data.astronaut()[..., :3])
+        if name == "hopper":
+            import imageio.v3 as iio
+            import matplotlib.cbook as cbook
+            with cbook.get_sample_data("grace_hopper.jpg") as f:
+                return np.ascontiguousarray(iio.imread(f)[..., :3])
+        raise PhotoError(f"unknown built-in photo {spec!r}; built-ins: "
+                         + ", ".join(f"builtin:{n}" for n in BUILTIN_PHOTOS))
+    path = Path(spec)
+    if not path.is_file():
+        raise PhotoError(f"photo {spec!r} does not exist (give an image file or one of "
+                         + ", ".join(f"builtin:{n}" for n in BUILTIN_PHOTOS) + ")")
+    import imageio.v3 as iio
+    try:
+        image = iio.imread(path)
+    except Exception as exc:
+        raise PhotoError(f"cannot read {spec!r} as an image ({type(exc).__name__}: {exc}); "
+                         "use a JPEG or PNG portrait") from exc
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.stack([image] * 3, axis=-1)
+    if image.ndim != 3 or image.shape[-1] not in (3, 4) or min(image.shape[:2]) < 64:
+        raise PhotoError(f"{spec!r} is not a usable RGB image (shape {image.shape}); use a "
+                         "colour portrait of at least 64x64 pixels")
+    if image.dtype != np.uint8:
+        image = np.clip(image / (image.max() or 1) * 255, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(image[..., :3])
+
+
+@dataclass
+class FaceLandmarks:
+    """mediapipe face mesh landmarks of one photo, in pixels.
+
+    points [478, 3]: x, y in pixels of the photo, z in the same pixel scale (mediapipe's
+    relative depth, larger = farther from the camera), in mediapipe's index layout.
+    """
+
+    points: np.ndarray
+    image_size: tuple[int, int]       # (width, height)
+
+    @property
+    def interocular(self) -> float:
+        """Distance between the iris centres in pixels."""
+        return float(np.linalg.norm(self.points[RIGHT_IRIS, :2] - self.points[LEFT_IRIS, :2]))
+
+
+def detect_face(image: np.ndarray) -> FaceLandmarks:
+    """Run mediapipe's face mesh (with iris refinement) on one RGB uint8 image.
+
+    Raises PhotoError when no face or more than one face is found.
+    """
+    import mediapipe as mp
+
+    h, w = image.shape[:2]
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=2,
+                                         refine_landmarks=True,
+                                         min_detection_confidence=0.5) as mesh:
+        result = mesh.process(np.ascontiguousarray(image))
+    faces = result.multi_face_landmarks or []
+    if not faces:
+        raise PhotoError("no face found in the photo; use a frontal portrait where the face "
+                         "is clearly visible")
+    if len(faces) > 1:
+        raise PhotoError(f"{len(faces)} faces found in the photo; use a portrait of one person")
+    pts = np.array([[p.x * w, p.y * h, p.z * w] for p in faces[0].landmark], np.float64)
+    return FaceLandmarks(points=pts, image_size=(w, h))
+
+
+@functools.lru_cache(maxsize=1)
+def mesh_triangles() -> np.ndarray:
+    """Triangles [T, 3] of mediapipe's 468-vertex face mesh, consistently ordered.
+
+    Recovered from the edge list mediapipe publishes (FACEMESH_TESSELATION): every
+    triangle of the mesh is a 3-cycle of edges. The two 3-cycles that are not faces (each
+    of their edges already borders two faces) are dropped. The result has holes at the
+    mouth opening and the two eye openings, and the face oval as its outer border.
+    """
+    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION
+
+    adj = collections.defaultdict(set)
+    for a, b in FACEMESH_TESSELATION:
+        adj[a].add(b)
+        adj[b].add(a)
+    cliques = {tuple(sorted((a, b, c))) for a, b in FACEMESH_TESSELATION
+               for c in adj[a] & adj[b]}
+    uses = collections.Counter()
+    for t in cliques:
+        uses.update([(t[0], t[1]), (t[1], t[2]), (t[0], t[2])])
+    tris = [t for t in sorted(cliques)
+            if min(uses[(t[0], t[1])], uses[(t[1], t[2])], uses[(t[0], t[2])]) < 3]
+    return np.array(tris, dtype=np.int32)
+
+
+def boundary_loops(triangles: np.ndarray) -> list[list[int]]:
+    """Vertex sets of the border loops of a triangle mesh (edges used by one triangle)."""
+    uses = collections.Counter()
+    for a, b, c in triangles:
+        uses.update([tuple(sorted(e)) for e in ((a, b), (b, c), (a, c))])
+    adj = collections.defaultdict(list)
+    for (a, b), n in uses.items():
+        if n == 1:
+            adj[a].append(b)
+            adj[b].append(a)
+    loops, seen = [], set()
+    for v in adj:
+        if v in seen:
+            continue
+        comp, stack = [], [v]
+        while stack:
+            x = stack.pop()
+            if x not in seen:
+                seen.add(x)
+                comp.append(x)
+                stack.extend(adj[x])
+        loops.append(sorted(comp))
+    return loops
