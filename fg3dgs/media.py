@@ -1,0 +1,109 @@
+"""Audio and video files through the ffmpeg binary that imageio-ffmpeg ships.
+
+Audio inside the project is mono float32 at 16 kHz (DESIGN.md section 4). Video is 25 fps
+H.264 (yuv420p) with AAC audio in MP4. Every writer works on a temporary file and moves it
+into place only when complete.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from .io_utils import atomic_output
+
+AUDIO_RATE = 16000
+FPS = 25
+
+
+class MediaError(ValueError):
+    """A media file that cannot be read, or frames that cannot be encoded."""
+
+
+def ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = AUDIO_RATE):
+    """Write mono float audio [S] in [-1, 1] as 16-bit PCM WAV."""
+    import soundfile as sf
+
+    with atomic_output(path) as tmp:
+        sf.write(tmp, np.clip(np.asarray(audio, np.float32), -1, 1), sample_rate,
+                 subtype="PCM_16", format="WAV")
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int = AUDIO_RATE) -> np.ndarray:
+    """Decode any audio file, or the audio track of a video, to mono float32 [S]."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"audio file {str(path)!r} does not exist")
+    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-vn", "-ac", "1",
+           "-ar", str(sample_rate), "-f", "s16le", "-acodec", "pcm_s16le", "-"]
+    proc = subprocess.run(cmd, capture_output=True)
+    if proc.returncode != 0:
+        raise MediaError(f"cannot decode audio from {str(path)!r}: "
+                         f"{proc.stderr.decode(errors='replace').strip()[-300:]}")
+    audio = np.frombuffer(proc.stdout, np.int16).astype(np.float32) / 32768.0
+    if audio.size == 0:
+        raise MediaError(f"{str(path)!r} has no audio track")
+    return audio
+
+
+def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int = FPS,
+                audio: np.ndarray | None = None, sample_rate: int = AUDIO_RATE,
+                crf: int = 18) -> int:
+    """Encode RGB uint8 frames [H, W, 3] as H.264 MP4, with mono audio muxed in as AAC.
+
+    Frames are streamed to ffmpeg (memory stays bounded). Returns the number of frames.
+    """
+    import imageio_ffmpeg
+
+    it = iter(frames)
+    try:
+        first = next(it)
+    except StopIteration:
+        raise MediaError("no frames to encode") from None
+    h, w = first.shape[:2]
+    if first.dtype != np.uint8 or first.ndim != 3 or first.shape[2] != 3 or h % 2 or w % 2:
+        raise MediaError(f"frames must be RGB uint8 with even sides, got {first.shape} "
+                         f"{first.dtype}")
+    with tempfile.TemporaryDirectory() as tmpdir, atomic_output(path) as tmp:
+        audio_path = None
+        if audio is not None:
+            audio_path = str(Path(tmpdir) / "audio.wav")
+            write_wav(audio_path, audio, sample_rate)
+        writer = imageio_ffmpeg.write_frames(
+            str(tmp), (w, h), fps=fps, codec="libx264", macro_block_size=1,
+            output_params=["-crf", str(crf), "-preset", "veryfast", "-movflags", "+faststart"]
+            + (["-b:a", "96k"] if audio is not None else []),
+            audio_path=audio_path, audio_codec="aac" if audio is not None else None,
+            ffmpeg_log_level="error")
+        writer.send(None)
+        n = 0
+        try:
+            for f in itertools.chain([first], it):
+                if f.shape != first.shape or f.dtype != np.uint8:
+                    raise MediaError(f"frame {n} has shape {f.shape} {f.dtype}, expected "
+                                     f"{first.shape} uint8")
+                writer.send(np.ascontiguousarray(f))
+                n += 1
+        finally:
+            writer.close()
+    return n
+
+
+def probe(path: str | os.PathLike) -> str:
+    """ffmpeg's description of a media file's streams (for checks and messages)."""
+    proc = subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(path)],
+                          capture_output=True, text=True)
+    return "\n".join(line.strip() for line in proc.stderr.splitlines()
+                     if "Stream #" in line or "Duration" in line)
