@@ -20,6 +20,9 @@ def atomic_output(path: str | os.PathLike):
     os.close(fd)
     try:
         yield Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)     # mkstemp creates 0600; give the usual mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -146,3 +146,12 @@ def boundary_loops(triangles: np.ndarray) -> list[list[int]]:
                 stack.extend(adj[x])
         loops.append(sorted(comp))
     return loops
+
+
+def person_mask(image: np.ndarray) -> np.ndarray:
+    """[H, W] bool: the person, from mediapipe's selfie segmentation (ships in the wheel)."""
+    import mediapipe as mp
+
+    with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
+        result = seg.process(np.ascontiguousarray(image))
+    return result.segmentation_mask > 0.5

@@ -13,10 +13,11 @@ of start-up); listing voices runs in this process.
 from __future__ import annotations
 
 import ctypes
-import multiprocessing
+import json
 import random
+import subprocess
+import sys
 import threading
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -237,12 +238,40 @@ def voice_for_seed(seed: int) -> Voice:
                  pitch_range=rng.randint(35, 75))
 
 
-def _synth_in_this_process(text: str, voice: Voice):
-    """(int16 audio at the engine's rate, events, rate); run in a fresh worker process."""
-    with _lock:
+def _worker_main() -> int:
+    """Fresh-process synthesis: a JSON request on stdin; a JSON header line, then the raw
+    int16 samples, on stdout."""
+    request = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+    out = sys.stdout.buffer
+    try:
         engine = _get_engine()
-        audio, events = engine.synth(text, voice)
-        return audio, events, engine.rate
+        audio, events = engine.synth(request["text"], Voice(**request["voice"]))
+    except SpeechError as exc:
+        out.write(json.dumps({"error": str(exc)}).encode() + b"\n")
+        return 0
+    header = {"rate": engine.rate, "events": events, "samples": int(len(audio))}
+    out.write(json.dumps(header).encode() + b"\n")
+    out.write(np.ascontiguousarray(audio, np.int16).tobytes())
+    out.flush()
+    return 0
+
+
+def _synth_in_fresh_process(text: str, voice: Voice):
+    """(int16 audio at the engine's rate, events, rate) from a new Python process."""
+    from dataclasses import asdict
+
+    request = json.dumps({"text": text, "voice": asdict(voice)}).encode("utf-8")
+    proc = subprocess.run([sys.executable, "-m", "fg3dgs.synth.speech"], input=request,
+                          capture_output=True)
+    if proc.returncode != 0:
+        raise RuntimeError("the eSpeak worker process failed: "
+                           + proc.stderr.decode(errors="replace").strip()[-500:])
+    head, _, body = proc.stdout.partition(b"\n")
+    header = json.loads(head)
+    if "error" in header:
+        raise SpeechError(header["error"])
+    audio = np.frombuffer(body, np.int16, count=header["samples"])
+    return audio, [tuple(e) for e in header["events"]], header["rate"]
 
 
 def _resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
@@ -274,8 +303,7 @@ def synthesize(text: str, voice: Voice | None = None) -> Speech:
         raise SpeechError(f"eSpeak voice variant {voice.variant!r} does not exist; variants: "
                           f"{', '.join(SPEAKER_VARIANTS)} (speakers) and "
                           f"{len(voice_variants()) - len(SPEAKER_VARIANTS)} others")
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        raw, events, rate = pool.submit(_synth_in_this_process, text, voice).result()
+    raw, events, rate = _synth_in_fresh_process(text, voice)
     audio = _resample(raw.astype(np.float32) / 32768.0, rate, SAMPLE_RATE)
     duration = len(audio) / SAMPLE_RATE
     starts = [(sample / rate, name) for kind, sample, name, _ in events
@@ -297,3 +325,7 @@ def synthesize(text: str, voice: Voice | None = None) -> Speech:
         phonemes.append(Phoneme(PAUSE, phonemes[-1].end, duration))
     words = [(sample / rate, pos) for kind, sample, _, pos in events if kind == _EVENT_WORD]
     return Speech(audio=audio, phonemes=phonemes, text=text, voice=voice, words=words)
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main())

@@ -33,22 +33,28 @@ class MouthTarget:
     lip_spread: float = 0.0
     lip_round: float = 0.0
     lip_closure: float = 0.0
-    # How strongly this phoneme holds its lips against its neighbours (1 normal).
+    # How strongly this phoneme holds its lips / its jaw against its neighbours (1 normal).
     lip_dominance: float = 1.0
+    jaw_dominance: float = 1.0
 
     def vector(self) -> np.ndarray:
         return np.array([self.jaw_open, self.lip_spread, self.lip_round, self.lip_closure])
 
 
 T = MouthTarget
+# The jaw rises with the lips for /p b m/ and /f v/ (so jaw opening and lip opening agree).
+JAW_DOM_BILABIAL = 4.0
+JAW_DOM_LABIODENTAL = 2.5
 REST = T(0.0, 0.0, 0.0, 1.0, lip_dominance=2.0)       # silence: closed, relaxed mouth
 
 # Targets per IPA symbol as eSpeak NG reports them for English (stress marks removed).
 _CONSONANTS = {
     # bilabials: lips closed, dominant (the closure must be reached)
-    **dict.fromkeys(["p", "b", "m"], T(0.05, 0.0, 0.0, 1.0, lip_dominance=12.0)),
+    **dict.fromkeys(["p", "b", "m"], T(0.05, 0.0, 0.0, 1.0, lip_dominance=12.0,
+                                       jaw_dominance=JAW_DOM_BILABIAL)),
     # labiodentals: lower lip to the upper teeth
-    **dict.fromkeys(["f", "v"], T(0.12, 0.15, 0.0, 0.7, lip_dominance=4.0)),
+    **dict.fromkeys(["f", "v"], T(0.12, 0.15, 0.0, 0.7, lip_dominance=4.0,
+                                  jaw_dominance=JAW_DOM_LABIODENTAL)),
     # dentals: tongue between the teeth
     **dict.fromkeys(["θ", "ð"], T(0.22, 0.2, 0.0, 0.0)),
     # alveolars
@@ -158,8 +164,8 @@ def viseme_track(phonemes: list[Phoneme], times: np.ndarray,
         after = np.clip(grid - end, 0, None)
         d = np.exp(-(before / params.anticipation) ** params.shape
                    - (after / params.release) ** params.shape)
-        # Jaw and tongue parameters use weight 1, the lip parameters this phoneme's strength.
-        w = np.array([1.0, target.lip_dominance, target.lip_dominance, target.lip_dominance])
+        w = np.array([target.jaw_dominance, target.lip_dominance, target.lip_dominance,
+                      target.lip_dominance])
         dw = d[:, None] * w[None]
         num += dw * target.vector()[None]
         den += dw

@@ -1,0 +1,250 @@
+"""Generate a synthetic talking-head clip with ground truth (``fg3dgs synth``)."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..media import AUDIO_RATE, FPS, write_video, write_wav
+from . import corpus
+from .face import Expression, FaceRig, build_rig
+from .motion import MotionConfig, blink_track, head_motion
+from .photo import (N_LANDMARKS, N_MESH_VERTICES, PhotoError, detect_face, load_photo,
+                    person_mask)
+from .raster import downsample, render
+from .speech import Speech, SpeechError, Voice, synthesize, voice_for_seed
+from .truth import encode_regions, save_truth
+from .visemes import PARAMS, frame_times, viseme_track
+
+
+class SynthError(ValueError):
+    """Bad arguments for a synthetic clip (the message says what to change)."""
+
+
+@dataclass
+class SynthConfig:
+    photo: str = "builtin:astronaut"
+    text: str | None = None           # exact text to speak; else corpus sentences
+    sentences: int | None = None      # number of corpus sentences
+    seconds: float | None = None      # or: at least this much speech (whole sentences)
+    voice: str | None = None          # "en-us", "en-gb+f3", ...; None: drawn from the seed
+    size: int = 512
+    seed: int = 0
+    background: str = "blur"          # blur | photo | plain
+    supersample: int = 2
+    framing: float = 2.1              # crop side in face heights (forehead to chin)
+
+
+def choose_text(cfg: SynthConfig) -> str:
+    if cfg.text is not None:
+        if not cfg.text.strip():
+            raise SynthError("the text is empty; give some words, or --sentences N")
+        return cfg.text.strip()
+    if cfg.sentences is not None:
+        if cfg.sentences < 1:
+            raise SynthError(f"--sentences must be at least 1, got {cfg.sentences}")
+        return " ".join(corpus.pick_sentences(cfg.sentences, cfg.seed))
+    seconds = 10.0 if cfg.seconds is None else cfg.seconds
+    if seconds <= 0:
+        raise SynthError(f"--seconds must be positive, got {seconds}")
+    # About 2.3 spoken words per second including pauses at the rates used.
+    picked, words = [], 0
+    pool = corpus.pick_sentences(max(1, int(seconds)), cfg.seed)
+    for s in pool:
+        picked.append(s)
+        words += len(s.split())
+        if words / 2.3 >= seconds:
+            break
+    return " ".join(picked)
+
+
+def speak(cfg: SynthConfig) -> Speech:
+    voice = Voice.parse(cfg.voice) if cfg.voice else voice_for_seed(cfg.seed)
+    if cfg.voice:
+        v = voice_for_seed(cfg.seed)   # keep the seed's rate and pitch for a named voice
+        voice = Voice(voice.name, voice.variant, v.rate, v.pitch, v.pitch_range)
+    text = choose_text(cfg)
+    speech = synthesize(text, voice)
+    extra = 0
+    while cfg.text is None and cfg.sentences is None and cfg.seconds \
+            and speech.duration < cfg.seconds and extra < 20:
+        extra += 1
+        more = corpus.pick_sentences(1, cfg.seed * 1000 + extra)[0]
+        speech = synthesize(speech.text + " " + more, voice)
+    return speech
+
+
+def output_camera(rig: FaceRig, landmarks: np.ndarray, size: int, framing: float,
+                  supersample: int = 1) -> np.ndarray:
+    """Intrinsics [3, 3] of a square portrait crop of the photo camera, ``size`` pixels."""
+    face_h = np.linalg.norm(landmarks[152, :2] - landmarks[10, :2])
+    centre = landmarks[:468, :2].mean(0) + np.array([0.0, 0.18 * face_h])
+    side = framing * face_h
+    s = size * supersample / side
+    K = rig.K_photo
+    return np.array([[K[0, 0] * s, 0, (K[0, 2] - (centre[0] - side / 2)) * s],
+                     [0, K[1, 1] * s, (K[1, 2] - (centre[1] - side / 2)) * s],
+                     [0, 0, 1.0]])
+
+
+def project(K: np.ndarray, cam: np.ndarray) -> np.ndarray:
+    """[V, 3] camera-space points -> [V, 2] pixels."""
+    return cam[:, :2] / cam[:, 2:3] * K[[0, 1], [0, 1]] + K[[0, 1], [2, 2]]
+
+
+def render_frame(rig: FaceRig, head_space: np.ndarray, R: np.ndarray, t: np.ndarray,
+                 K_ss: np.ndarray, size: int, ss: int, background: np.ndarray):
+    """One frame: (RGB uint8 [size, size, 3], labels [size, size], camera-space vertices)."""
+    cam = rig.pose(head_space, R, t)
+    xy = project(K_ss, cam)
+    rgb, _, lab = render(xy, cam[:, 2] + rig.depth_bias, rig.tris, rig.uv, rig.colors,
+                         rig.textured, rig.labels, rig.texture, size * ss, size * ss,
+                         background)
+    image = (np.clip(downsample(rgb, ss), 0, 1) * 255 + 0.5).astype(np.uint8)
+    return image, lab[ss // 2::ss, ss // 2::ss], cam
+
+
+def calibrate_registration(rig: FaceRig, K_out: np.ndarray, size: int, ss: int,
+                           background: np.ndarray, iterations: int = 2) -> float:
+    """Register the photo texture to the mesh as mediapipe sees it.
+
+    The mesh vertices come from mediapipe's landmarks on the photo, but mediapipe does not
+    place a landmark on exactly the same image feature at another scale and crop. Render the
+    neutral face as the video will show it, detect its landmarks, and shift the texture
+    coordinates of each landmark vertex so the feature mediapipe finds lands on the vertex;
+    iris points (not drawn) move to where they are seen. Returns the remaining median
+    distance in inter-ocular distances.
+    """
+    K_ss = K_out * np.array([[ss], [ss], [1]])
+    scale = K_out[0, 0] / rig.K_photo[0, 0]          # output pixels per photo pixel
+    residual = float("nan")
+    for it in range(iterations + 1):
+        image, _, cam = render_frame(rig, rig.rest, np.eye(3), rig.head_centre, K_ss, size,
+                                     ss, background)
+        try:
+            seen = detect_face(image).points[:, :2]
+        except PhotoError:
+            break
+        truth = project(K_out, cam[:N_LANDMARKS])
+        iod = np.linalg.norm(truth[468] - truth[473])
+        delta = seen - truth
+        residual = float(np.median(np.linalg.norm(delta, axis=-1)) / iod)
+        if it == iterations:
+            break
+        limit = 0.06 * iod
+        norm = np.linalg.norm(delta, axis=-1, keepdims=True)
+        delta = delta * np.minimum(1.0, limit / np.maximum(norm, 1e-9))
+        rig.uv[:N_MESH_VERTICES] += delta[:N_MESH_VERTICES] / scale
+        z = cam[N_MESH_VERTICES:N_LANDMARKS, 2:3]
+        rig.rest[N_MESH_VERTICES:N_LANDMARKS, :2] += delta[N_MESH_VERTICES:] * z / K_out[0, 0]
+    return residual
+
+
+def generate(cfg: SynthConfig, out_dir: str | os.PathLike, force: bool = False,
+             progress: bool = True) -> Path:
+    """Write video.mp4, audio.wav, truth.npz and truth.json to ``out_dir``.
+
+    Everything is written to a temporary folder beside ``out_dir`` and moved into place
+    when complete; an existing ``out_dir`` is an error unless ``force``.
+    """
+    out = Path(out_dir)
+    if out.exists() and not force:
+        raise SynthError(f"{out} already exists; choose another --out or pass --force")
+    if cfg.size < 64 or cfg.size % 2:
+        raise SynthError(f"--size must be an even number of pixels >= 64, got {cfg.size}")
+    if cfg.background not in ("blur", "photo", "plain"):
+        raise SynthError(f"--background must be blur, photo or plain, got {cfg.background}")
+
+    # Everything that can fail on bad input happens before any file is written.
+    photo = load_photo(cfg.photo)
+    face = detect_face(photo)
+    try:
+        speech = speak(cfg)
+    except SpeechError as exc:
+        raise SynthError(str(exc)) from exc
+    mask = person_mask(photo) if cfg.background != "photo" else None
+    rig = build_rig(photo, face, mask, cfg.background)
+
+    n = max(1, math.ceil(speech.duration * FPS - 1e-9))
+    audio = np.zeros(n * AUDIO_RATE // FPS, np.float32)
+    audio[:len(speech.audio)] = speech.audio[:len(audio)]
+    times = frame_times(n, FPS)
+    visemes = viseme_track(speech.phonemes, times)
+    R, t, angles = head_motion(times, speech.phonemes, cfg.seed, rig.head_centre, MotionConfig())
+    openness, blinks = blink_track(times, cfg.seed)
+    ss = cfg.supersample
+    K_ss = output_camera(rig, face.points, cfg.size, cfg.framing, ss)
+    K_out = output_camera(rig, face.points, cfg.size, cfg.framing, 1)
+    background = np.asarray(rig.texture[[0, -1]][:, [0, -1]].reshape(-1, 3).mean(0))
+
+    landmarks = np.zeros((n, N_LANDMARKS, 2), np.float32)
+    eye_open = np.zeros((n, 2), np.float32)
+    regions: list[bytes] = []
+
+    registration_error = calibrate_registration(rig, K_out, cfg.size, ss, background)
+
+    def frames():
+        bar = _progress(n, progress)
+        for i in range(n):
+            e = Expression(*(float(v) for v in visemes[i]), eye_open=(openness[i],) * 2)
+            hs = rig.deform(e)
+            image, lab, cam = render_frame(rig, hs, R[i], t[i], K_ss, cfg.size, ss,
+                                           background)
+            landmarks[i] = project(K_out, cam[:N_LANDMARKS])
+            eye_open[i] = rig.eye_openness(hs)
+            regions.append(encode_regions(lab))
+            bar.update(1)
+            yield image
+        bar.close()
+
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        write_video(tmp / "video.mp4", frames(), FPS, audio, AUDIO_RATE)
+        write_wav(tmp / "audio.wav", audio, AUDIO_RATE)
+        arrays = {
+            "fps": np.array(FPS), "K": K_out, "R": R.astype(np.float32),
+            "t": t.astype(np.float32), "head_angles": angles.astype(np.float32),
+            "landmarks": landmarks, "landmarks_head": rig.rest[:N_LANDMARKS].astype(np.float32),
+            "visemes": visemes, "viseme_names": np.array(PARAMS), "eye_open": eye_open,
+            "blink_starts": blinks.astype(np.float32),
+            "phonemes": np.array([p.symbol for p in speech.phonemes]),
+            "phoneme_start": np.array([p.start for p in speech.phonemes]),
+            "phoneme_end": np.array([p.end for p in speech.phonemes]),
+            "phoneme_stressed": np.array([p.stressed for p in speech.phonemes]),
+        }
+        meta = {"generator": "fg3dgs synth", "config": asdict(cfg), "text": speech.text,
+                "voice": asdict(speech.voice), "frames": n, "fps": FPS,
+                "duration_s": n / FPS, "speech_s": speech.duration, "size": cfg.size,
+                "audio_rate": AUDIO_RATE,
+                "registration_error_iod": registration_error}
+        save_truth(tmp, arrays, regions, (cfg.size, cfg.size), meta)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", desc="rendering")
