@@ -137,7 +137,7 @@ class FaceRig:
         c = self.mouth_centre
         # Lips spread / round: horizontal stretch around the mouth, rounding protrudes.
         f = self.mouth_field
-        dx = (p[:, 0] - c[0]) * f * (0.22 * e.lip_spread - 0.32 * e.lip_round)
+        dx = (p[:, 0] - c[0]) * f * (0.3 * e.lip_spread - 0.42 * e.lip_round)
         p[:, 0] += dx
         p[:, 2] -= 0.007 * e.lip_round * f ** 2
         p[:, 1] -= 0.0015 * e.lip_spread * f * (np.abs(p[:, 0] - c[0]) / self.mouth_half_width)
@@ -174,13 +174,14 @@ class FaceRig:
         return w * rigid + (1 - w) * still
 
     def eye_openness(self, head_space: np.ndarray) -> np.ndarray:
-        """[2] lid opening relative to the photo's, per eye."""
-        out = []
-        for eye in self.eyes:
-            rest = np.linalg.norm(self.rest[eye["mid_upper"]] - self.rest[eye["mid_lower"]])
-            now = np.linalg.norm(head_space[eye["mid_upper"]] - head_space[eye["mid_lower"]])
-            out.append(now / max(rest, 1e-9))
-        return np.array(out)
+        """[2] lid opening (upper lid middle to the lower lid below it) relative to the
+        photo's, per eye."""
+        def gap(p, eye):
+            mid = eye["mid_upper"]
+            below = _interp_path(p, eye["lower"], p[mid:mid + 1, 0])[0]
+            return np.linalg.norm(p[mid] - below)
+
+        return np.array([gap(head_space, e) / max(gap(self.rest, e), 1e-9) for e in self.eyes])
 
 
 def _photo_camera(face: FaceLandmarks):
@@ -361,9 +362,7 @@ def build_rig(photo: np.ndarray, face: FaceLandmarks, person_mask: np.ndarray | 
                for r in ring1]
         eye["rings"] = [(np.array(ring1), np.array(src), np.full(len(ring1), 0.45))]
         eye["centre_offset"] = hs[eye["centre"]] - hs[eye["loop"]].mean(0)
-        mid = len(up) // 2
-        eye["mid_upper"] = up[mid]
-        eye["mid_lower"] = lo[int(np.argmin(np.abs(hs[lo, 0] - hs[up[mid], 0])))]
+        eye["mid_upper"] = up[len(up) // 2]
 
     # --- Mouth interior: cavity, teeth, tongue (vertex-coloured, behind the lips).
     extra_v, extra_c, extra_t, extra_jaw, extra_hw = [], [], [], [], []
