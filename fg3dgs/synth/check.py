@@ -7,7 +7,8 @@ decoded MP4 audio is compared with the truth's phoneme times:
 - lip r: Pearson correlation of the measured inner-lip opening with the truth's jaw_open;
 - landmark error: median distance of measured to true landmarks, over the inter-ocular
   distance;
-- blinks: measured eye openness in the truth's blink frames relative to open frames;
+- blinks: measured eye openness in the truth's blink frames relative to open frames, which
+  must dip below the 5th percentile of the open frames (outside their normal variation);
 - audio: speech onsets after pauses in the MP4's audio against the truth's phoneme starts,
   and the lag of the MP4 audio behind audio.wav.
 """
@@ -39,6 +40,7 @@ class ClipCheck:
     landmark_error: float            # median, in inter-ocular distances
     blink_frames: int
     blink_ratio: float               # measured openness in blink frames / open frames (<1)
+    blink_floor: float               # 5th percentile of open frames / their median
     audio_onset_error_s: float       # worst |onset - phoneme start| after pauses
     audio_lag_s: float               # MP4 audio against audio.wav
 
@@ -47,7 +49,8 @@ class ClipCheck:
             "detection": self.detection_rate >= MIN_DETECTION,
             "lip_sync": self.lip_r >= MIN_LIP_R,
             "landmarks": self.landmark_error <= MAX_LANDMARK_ERROR,
-            "blinks": self.blink_frames == 0 or self.blink_ratio < 0.75,
+            # A dip outside the normal variation of open eyes.
+            "blinks": self.blink_frames == 0 or self.blink_ratio < self.blink_floor,
             "audio": max(self.audio_onset_error_s, abs(self.audio_lag_s)) <= MAX_AUDIO_ERROR_S,
         }
 
@@ -61,7 +64,8 @@ class ClipCheck:
             ("landmark error (median)", f"{100 * self.landmark_error:.2f} % of IOD",
              f"<= {100 * MAX_LANDMARK_ERROR:.0f} %", ok["landmarks"]),
             ("eye openness in blinks", f"{self.blink_ratio:.2f} x open "
-             f"({self.blink_frames} frames)", "< 0.75", ok["blinks"]),
+             f"({self.blink_frames} frames)", f"< {self.blink_floor:.2f}, open eyes' 5th "
+             "percentile", ok["blinks"]),
             ("audio vs phoneme times", f"{1000 * self.audio_onset_error_s:.1f} ms worst, "
              f"lag {1000 * self.audio_lag_s:.1f} ms", f"<= {1000 * MAX_AUDIO_ERROR_S:.0f} ms",
              ok["audio"]),
@@ -136,7 +140,9 @@ def check_clip(folder: str | Path) -> ClipCheck:
     truth_open = a["eye_open"][:n].mean(1)
     blink = found & (truth_open < 0.3)
     opened = found & (truth_open > 0.95)
-    ratio = float(np.median(eyes[blink]) / np.median(eyes[opened])) if blink.any() else 1.0
+    open_median = np.median(eyes[opened])
+    ratio = float(np.median(eyes[blink]) / open_median) if blink.any() else 1.0
+    floor = float(np.percentile(eyes[opened], 5) / open_median)
     mp4_audio = read_audio(folder / "video.mp4")
     wav = read_audio(folder / "audio.wav")
     m = min(len(mp4_audio), len(wav))
@@ -145,7 +151,7 @@ def check_clip(folder: str | Path) -> ClipCheck:
     onset = _audio_onsets(mp4_audio, a["phoneme_start"], a["phonemes"], a["phoneme_end"])
     return ClipCheck(frames=n, detection_rate=float(found.mean()), lip_r=lip_r,
                      landmark_error=float(np.median(err)) if err.size else float("inf"),
-                     blink_frames=int(blink.sum()), blink_ratio=ratio,
+                     blink_frames=int(blink.sum()), blink_ratio=ratio, blink_floor=floor,
                      audio_onset_error_s=onset, audio_lag_s=lag / 16000)
 
 

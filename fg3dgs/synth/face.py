@@ -397,8 +397,8 @@ def build_rig(photo: np.ndarray, face: FaceLandmarks, person_mask: np.ndarray | 
     hw = 0.5 * mouth_w
     add_fan(mx, my + 0.004, mz + 0.022, 1.25 * hw, 0.9 * hw, (0.07, 0.02, 0.02),
             (0.30, 0.08, 0.08), lambda pts: _smoothstep(my - 0.003, my + 0.012, pts[:, 1]))
-    add_fan(mx, my + 0.013, mz + 0.012, 0.7 * hw, 0.35 * hw, (0.72, 0.33, 0.36),
-            (0.55, 0.22, 0.25), lambda pts: np.ones(len(pts)))
+    add_fan(mx, my + 0.016, mz + 0.014, 0.55 * hw, 0.25 * hw, (0.55, 0.24, 0.26),
+            (0.38, 0.14, 0.16), lambda pts: np.ones(len(pts)))
     add_strip(mx - 0.78 * hw, mx + 0.78 * hw, my - 0.012, my + 0.0025, mz + 0.0045, 0.006,
               (0.80, 0.76, 0.68), (0.95, 0.93, 0.86), jaw=0.0)
     add_strip(mx - 0.7 * hw, mx + 0.7 * hw, my + 0.0045, my + 0.016, mz + 0.0065, 0.006,
