@@ -45,7 +45,7 @@ class ClipCheck:
     audio_lag_s: float               # MP4 audio against audio.wav
 
     def passed(self) -> dict[str, bool]:
-        return {
+        checks = {
             "detection": self.detection_rate >= MIN_DETECTION,
             "lip_sync": self.lip_r >= MIN_LIP_R,
             "landmarks": self.landmark_error <= MAX_LANDMARK_ERROR,
@@ -53,6 +53,7 @@ class ClipCheck:
             "blinks": self.blink_frames == 0 or self.blink_ratio < self.blink_floor,
             "audio": max(self.audio_onset_error_s, abs(self.audio_lag_s)) <= MAX_AUDIO_ERROR_S,
         }
+        return {k: bool(v) for k, v in checks.items()}
 
     def report(self) -> str:
         ok = self.passed()

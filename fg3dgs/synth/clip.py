@@ -189,7 +189,9 @@ def generate(cfg: SynthConfig, out_dir: str | os.PathLike, force: bool = False,
     registration_error = calibrate_registration(rig, K_out, cfg.size, ss, background)
 
     def frames():
-        bar = _progress(n, progress)
+        from tqdm import tqdm
+
+        bar = tqdm(total=n, unit="frame", desc="rendering", disable=not progress)
         for i in range(n):
             e = Expression(*(float(v) for v in visemes[i]), eye_open=(openness[i],) * 2)
             hs = rig.deform(e)
@@ -232,19 +234,3 @@ def generate(cfg: SynthConfig, out_dir: str | os.PathLike, force: bool = False,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
-
-
-class _NoBar:
-    def update(self, n):
-        pass
-
-    def close(self):
-        pass
-
-
-def _progress(total: int, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="frame", desc="rendering")

@@ -157,8 +157,8 @@ class FaceRig:
             dl = (meet_l + o * (self.rest[lo] - meet_l)) - self.rest[lo]
             p[up] += du
             p[lo] += dl
-            for ring, src, wgt in eye["rings"]:
-                p[ring] += wgt[:, None] * (du[src] if src is not None else 0)
+            ring, src, wgt = eye["ring"]
+            p[ring] += wgt * du[src]
             p[eye["centre"]] = p[eye["loop"]].mean(axis=0) + eye["centre_offset"]
         return p
 
@@ -360,7 +360,8 @@ def build_rig(photo: np.ndarray, face: FaceLandmarks, person_mask: np.ndarray | 
         ring1 = sorted({n for v in up[1:-1] for n in nbrs[v]} - loop_set)
         src = [up.index(min(up, key=lambda u: np.linalg.norm(hs[u, :2] - hs[r, :2])))
                for r in ring1]
-        eye["rings"] = [(np.array(ring1), np.array(src), np.full(len(ring1), 0.45))]
+        # The skin ring above the upper lid follows it part of the way.
+        eye["ring"] = (np.array(ring1), np.array(src), 0.45)
         eye["centre_offset"] = hs[eye["centre"]] - hs[eye["loop"]].mean(0)
         eye["mid_upper"] = up[len(up) // 2]
 

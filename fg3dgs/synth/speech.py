@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import random
 import subprocess
 import sys
@@ -261,8 +262,11 @@ def _synth_in_fresh_process(text: str, voice: Voice):
     from dataclasses import asdict
 
     request = json.dumps({"text": text, "voice": asdict(voice)}).encode("utf-8")
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[2])     # works uninstalled too
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     proc = subprocess.run([sys.executable, "-m", "fg3dgs.synth.speech"], input=request,
-                          capture_output=True)
+                          capture_output=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError("the eSpeak worker process failed: "
                            + proc.stderr.decode(errors="replace").strip()[-500:])
