@@ -24,7 +24,8 @@ from .photo import N_MESH_VERTICES, FaceLandmarks, boundary_loops, mesh_triangle
 
 HEAD_DISTANCE = 0.6          # m, photo camera to face
 INTEROCULAR = 0.063          # m, iris centre distance
-JAW_MAX_DEG = 17.0           # jaw rotation at jaw_open = 1
+JAW_MAX_DEG = 14.0           # jaw rotation at jaw_open = 1
+UPPER_LIP_RAISE = 0.003      # m the upper lip rises at jaw_open = 1 with lips apart
 
 # Region labels written by the rasterizer.
 LABEL_NONE, LABEL_FACE, LABEL_EYES, LABEL_MOUTH, LABEL_HEAD, LABEL_BACKGROUND = 0, 1, 2, 3, 4, 5
@@ -117,6 +118,7 @@ class FaceRig:
     head_weight: np.ndarray
     jaw_weight: np.ndarray
     lip_close_weight: np.ndarray
+    upper_lip_weight: np.ndarray      # [V] smooth weight of the upper lip
     mouth_field: np.ndarray           # [V] smooth weight of the lips' surroundings
     depth_bias: np.ndarray            # [V] added to depth for the z-test only (interior: 1 m)
     tris: np.ndarray
@@ -146,6 +148,8 @@ class FaceRig:
         moved = (p - self.jaw_pivot) @ R.T + self.jaw_pivot
         w = self.jaw_weight * (1.0 - e.lip_closure * self.lip_close_weight)
         p += (moved - p) * w[:, None]
+        # The upper lip lifts a little as the mouth opens (lips open more than the jaw).
+        p[:, 1] -= UPPER_LIP_RAISE * e.jaw_open * (1.0 - e.lip_closure) * self.upper_lip_weight
         # Eyelids meet at a line a quarter of the way up from the lower lid.
         for side, eye in enumerate(self.eyes):
             o = float(np.clip(e.eye_open[side], 0.0, 1.0))
@@ -338,6 +342,15 @@ def build_rig(photo: np.ndarray, face: FaceLandmarks, person_mask: np.ndarray | 
     d2 = ((hs[:, None] - ll[None]) ** 2).sum(-1).min(1)
     lip_close = np.exp(-d2 / (2 * (0.18 * mouth_w) ** 2))
     lip_close[n_lm:] = 0.0
+    ul = hs[upper[1:-1] + upper_lip_outer]
+    upper_lip_w = np.exp(-((hs[:, None] - ul[None]) ** 2).sum(-1).min(1)
+                         / (2 * (0.15 * mouth_w) ** 2))
+    upper_lip_w[n_lm:] = 0.0
+    # The rings around the face oval follow the jaw with their oval vertex (fading outwards),
+    # so the chin's outline and shadow move with the chin.
+    n_oval = len(oval)
+    for k, fade in enumerate((1.0, 0.6, 0.3)):
+        jaw_w[n_core + k * n_oval:n_core + (k + 1) * n_oval] = fade * jaw_w[oval]
     mouth_centre = 0.5 * (hs[13] + hs[14])
     dm = hs - mouth_centre
     mouth_field = np.exp(-(dm[:, 0] / (0.75 * mouth_w)) ** 2 - (dm[:, 1] / (0.55 * mouth_w)) ** 2
@@ -412,6 +425,7 @@ def build_rig(photo: np.ndarray, face: FaceLandmarks, person_mask: np.ndarray | 
     head_weight = np.concatenate([head_weight, *extra_hw])
     jaw_w = np.concatenate([jaw_w, *extra_jaw])
     lip_close = np.concatenate([lip_close, np.zeros(n_extra)])
+    upper_lip_w = np.concatenate([upper_lip_w, np.zeros(n_extra)])
     mouth_field = np.concatenate([mouth_field, np.zeros(n_extra)])
     # The mouth interior is seen only through the lip opening: in the z-test it lies behind
     # every face triangle (the face mesh has a hole there and nothing else covers it).
@@ -434,7 +448,8 @@ def build_rig(photo: np.ndarray, face: FaceLandmarks, person_mask: np.ndarray | 
             other = np.broadcast_to(np.asarray(background_color, np.float32), tex.shape)
         tex = m * tex + (1 - m) * other
     return FaceRig(rest=rest, uv=uv, colors=colors, head_weight=head_weight, jaw_weight=jaw_w,
-                   lip_close_weight=lip_close, mouth_field=mouth_field,
+                   lip_close_weight=lip_close, upper_lip_weight=upper_lip_w,
+                   mouth_field=mouth_field,
                    depth_bias=depth_bias, tris=tris,
                    textured=textured, labels=labels, texture=np.ascontiguousarray(tex),
                    K_photo=K, head_centre=head_centre, jaw_pivot=jaw_pivot,
