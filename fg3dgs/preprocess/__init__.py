@@ -1,0 +1,1 @@
+"""Preprocessing of portrait videos into training sets (work in progress: head pose)."""
