@@ -5,8 +5,8 @@ import collections
 import numpy as np
 import pytest
 
-from fg3dgs.synth.photo import (N_LANDMARKS, PhotoError, boundary_loops, detect_face,
-                                load_photo, mesh_triangles)
+from fg3dgs.facemesh import N_LANDMARKS, boundary_loops, mesh_triangles
+from fg3dgs.synth.photo import PhotoError, detect_face, load_photo
 
 INNER_LIPS = {78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 191, 80, 81, 82, 13, 312,
               311, 310, 415}

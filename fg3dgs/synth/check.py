@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..media import read_audio
-from .photo import LEFT_IRIS, N_LANDMARKS, RIGHT_IRIS
+from ..facemesh import LEFT_IRIS, N_LANDMARKS, RIGHT_IRIS
 from .speech import PAUSE
 from .truth import load_truth
 

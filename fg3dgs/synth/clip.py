@@ -14,8 +14,8 @@ from ..media import AUDIO_RATE, FPS, write_video, write_wav
 from . import corpus
 from .face import Expression, FaceRig, build_rig
 from .motion import MotionConfig, blink_track, head_motion
-from .photo import (N_LANDMARKS, N_MESH_VERTICES, PhotoError, detect_face, load_photo,
-                    person_mask)
+from ..facemesh import N_LANDMARKS, N_MESH_VERTICES
+from .photo import PhotoError, detect_face, load_photo, person_mask
 from .raster import downsample, render
 from .speech import Speech, SpeechError, Voice, synthesize, voice_for_seed
 from .truth import encode_regions, save_truth

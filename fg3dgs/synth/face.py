@@ -20,58 +20,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .photo import N_MESH_VERTICES, FaceLandmarks, boundary_loops, mesh_triangles
+from ..facemesh import (LABEL_BACKGROUND, LABEL_EYES, LABEL_HEAD, LABEL_MOUTH,
+                        MOUTH_L, MOUTH_R, N_MESH_VERTICES, mesh_loops,
+                        mesh_triangles, split_lids, triangle_regions)
+from .photo import FaceLandmarks
 
 HEAD_DISTANCE = 0.6          # m, photo camera to face
 INTEROCULAR = 0.063          # m, iris centre distance
 JAW_MAX_DEG = 14.0           # jaw rotation at jaw_open = 1
 UPPER_LIP_RAISE = 0.003      # m the upper lip rises at jaw_open = 1 with lips apart
 
-# Region labels written by the rasterizer.
-LABEL_NONE, LABEL_FACE, LABEL_EYES, LABEL_MOUTH, LABEL_HEAD, LABEL_BACKGROUND = 0, 1, 2, 3, 4, 5
-
-CHIN, FOREHEAD, MOUTH_L, MOUTH_R = 152, 10, 61, 291
+CHIN, FOREHEAD = 152, 10
 RIGHT_IRIS_IDS, LEFT_IRIS_IDS = range(468, 473), range(473, 478)
-
-
-def ordered_loop(triangles: np.ndarray, loop: list[int]) -> list[int]:
-    """The vertices of one border loop in walking order."""
-    vs = set(loop)
-    nbr: dict[int, list[int]] = {v: [] for v in loop}
-    count: dict[tuple[int, int], int] = {}
-    for tri in triangles:
-        for a, b in ((tri[0], tri[1]), (tri[1], tri[2]), (tri[0], tri[2])):
-            if a in vs and b in vs:
-                key = (min(a, b), max(a, b))
-                count[key] = count.get(key, 0) + 1
-    for (a, b), n in count.items():
-        if n == 1:
-            nbr[a].append(b)
-            nbr[b].append(a)
-    order = [loop[0]]
-    prev = None
-    while True:
-        nxt = [v for v in nbr[order[-1]] if v != prev]
-        if not nxt or nxt[0] == order[0]:
-            break
-        prev = order[-1]
-        order.append(nxt[0])
-    return order
-
-
-def split_lids(points2d: np.ndarray, loop: list[int]):
-    """Split an eye or inner-lip loop at its leftmost and rightmost vertices.
-
-    Returns (upper path, lower path), each ordered left to right and sharing the corners.
-    """
-    x = points2d[loop, 0]
-    i0, i1 = int(np.argmin(x)), int(np.argmax(x))
-    n = len(loop)
-    a = [loop[(i0 + k) % n] for k in range((i1 - i0) % n + 1)]
-    b = [loop[(i0 - k) % n] for k in range((i0 - i1) % n + 1)]
-    if points2d[a[1:-1], 1].mean() < points2d[b[1:-1], 1].mean():
-        return a, b
-    return b, a
 
 
 def _interp_path(points: np.ndarray, path: list[int], xs: np.ndarray) -> np.ndarray:
@@ -219,10 +179,8 @@ def build_rig(photo: np.ndarray, face: FaceLandmarks, person_mask: np.ndarray | 
     K, scale = _photo_camera(face)
     L = face.points
     tris_face = mesh_triangles()
-    loops = sorted(boundary_loops(tris_face), key=len)
-    oval = ordered_loop(tris_face, loops[3])
-    mouth_loop = ordered_loop(tris_face, loops[2])
-    eye_loops = [ordered_loop(tris_face, lp) for lp in loops[:2]]
+    loops = mesh_loops()
+    oval, mouth_loop, eye_loops = loops["oval"], loops["mouth"], loops["eyes"]
 
     # --- 3D landmarks: photo pixel + mediapipe depth, metric.
     depth = HEAD_DISTANCE + L[:, 2] * scale
@@ -310,17 +268,7 @@ def build_rig(photo: np.ndarray, face: FaceLandmarks, person_mask: np.ndarray | 
     V = len(rest)
 
     # --- Labels of the textured triangles.
-    lips_poly = PolyPath(L[[MOUTH_L, 185, 40, 39, 37, 0, 267, 269, 270, 409, MOUTH_R, 375, 321,
-                            405, 314, 17, 84, 181, 91, 146], :2])
-    eye_set = {v for loop in eye_loops for v in loop}
-    face_labels = []
-    for t in tris_face:
-        if lips_poly.contains_point(L[t, :2].mean(0)):
-            face_labels.append(LABEL_MOUTH)
-        elif sum(v in eye_set for v in t) >= 2:
-            face_labels.append(LABEL_EYES)
-        else:
-            face_labels.append(LABEL_FACE)
+    face_labels = triangle_regions(L)
     outer_labels = np.where(head_weight[outer_tris].mean(1) > 0.8, LABEL_HEAD, LABEL_BACKGROUND)
 
     # --- Jaw weights: lower face below the mouth corners, lower lip forced in.

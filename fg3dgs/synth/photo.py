@@ -7,17 +7,14 @@ Built-in photos come from wheels the project already installs: ``builtin:astrona
 
 from __future__ import annotations
 
-import collections
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..facemesh import LEFT_IRIS, RIGHT_IRIS
+
 BUILTIN_PHOTOS = ("astronaut", "hopper")
-N_LANDMARKS = 478                 # mediapipe face mesh with iris refinement
-N_MESH_VERTICES = 468             # the tessellated part (the last 10 are iris points)
-RIGHT_IRIS, LEFT_IRIS = 468, 473  # iris centres (the subject's right / left eye)
 
 
 class PhotoError(ValueError):
@@ -96,56 +93,6 @@ def detect_face(image: np.ndarray) -> FaceLandmarks:
         raise PhotoError(f"{len(faces)} faces found in the photo; use a portrait of one person")
     pts = np.array([[p.x * w, p.y * h, p.z * w] for p in faces[0].landmark], np.float64)
     return FaceLandmarks(points=pts, image_size=(w, h))
-
-
-@functools.lru_cache(maxsize=1)
-def mesh_triangles() -> np.ndarray:
-    """Triangles [T, 3] of mediapipe's 468-vertex face mesh, consistently ordered.
-
-    Recovered from the edge list mediapipe publishes (FACEMESH_TESSELATION): every
-    triangle of the mesh is a 3-cycle of edges. The two 3-cycles that are not faces (each
-    of their edges already borders two faces) are dropped. The result has holes at the
-    mouth opening and the two eye openings, and the face oval as its outer border.
-    """
-    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION
-
-    adj = collections.defaultdict(set)
-    for a, b in FACEMESH_TESSELATION:
-        adj[a].add(b)
-        adj[b].add(a)
-    cliques = {tuple(sorted((a, b, c))) for a, b in FACEMESH_TESSELATION
-               for c in adj[a] & adj[b]}
-    uses = collections.Counter()
-    for t in cliques:
-        uses.update([(t[0], t[1]), (t[1], t[2]), (t[0], t[2])])
-    tris = [t for t in sorted(cliques)
-            if min(uses[(t[0], t[1])], uses[(t[1], t[2])], uses[(t[0], t[2])]) < 3]
-    return np.array(tris, dtype=np.int32)
-
-
-def boundary_loops(triangles: np.ndarray) -> list[list[int]]:
-    """Vertex sets of the border loops of a triangle mesh (edges used by one triangle)."""
-    uses = collections.Counter()
-    for a, b, c in triangles:
-        uses.update([tuple(sorted(e)) for e in ((a, b), (b, c), (a, c))])
-    adj = collections.defaultdict(list)
-    for (a, b), n in uses.items():
-        if n == 1:
-            adj[a].append(b)
-            adj[b].append(a)
-    loops, seen = [], set()
-    for v in adj:
-        if v in seen:
-            continue
-        comp, stack = [], [v]
-        while stack:
-            x = stack.pop()
-            if x not in seen:
-                seen.add(x)
-                comp.append(x)
-                stack.extend(adj[x])
-        loops.append(sorted(comp))
-    return loops
 
 
 def person_mask(image: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .face import LABEL_EYES, LABEL_FACE, LABEL_MOUTH
+from ..facemesh import LABEL_EYES, LABEL_FACE, LABEL_MOUTH
 
 FORMAT_VERSION = 1
 

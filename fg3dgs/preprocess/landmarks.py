@@ -1,0 +1,111 @@
+"""Face landmarks per frame (mediapipe face mesh, 478 points), gap filling and smoothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..media import FPS
+
+N_POINTS = 478
+
+
+class FaceTrackError(ValueError):
+    """The video cannot be tracked: no face, several faces, the face lost for too long."""
+
+
+@dataclass
+class LandmarkTrack:
+    """points [F, 478, 3]: x, y in pixels, z mediapipe's relative depth in pixels;
+    found [F] frames where the face was detected (the others are interpolated);
+    gaps: (first, last) frame of each interpolated span."""
+
+    points: np.ndarray
+    found: np.ndarray
+    gaps: list[tuple[int, int]] = field(default_factory=list)
+
+
+def _fast_points() -> np.ndarray:
+    """Mask [478] of lips and eyelids: they move fast and get lighter smoothing."""
+    from mediapipe.python.solutions import face_mesh_connections as C
+
+    ids = {a for e in C.FACEMESH_LIPS | C.FACEMESH_LEFT_EYE | C.FACEMESH_RIGHT_EYE for a in e}
+    mask = np.zeros(N_POINTS, bool)
+    mask[sorted(ids)] = True
+    return mask
+
+
+def track_faces(frames: Iterable[np.ndarray], fps: float = FPS, max_gap_s: float = 0.5,
+                progress=None) -> LandmarkTrack:
+    """Run mediapipe's face mesh in tracking mode over the frames.
+
+    Short losses (under ``max_gap_s``) are filled by linear interpolation and reported in
+    ``gaps``; a longer loss, no face at all, or two faces raise FaceTrackError naming the
+    frame and time.
+    """
+    import mediapipe as mp
+
+    pts, found = [], []
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=2,
+                                         refine_landmarks=True, min_detection_confidence=0.5,
+                                         min_tracking_confidence=0.5) as mesh:
+        for i, frame in enumerate(frames):
+            h, w = frame.shape[:2]
+            faces = mesh.process(np.ascontiguousarray(frame)).multi_face_landmarks or []
+            if len(faces) > 1:
+                raise FaceTrackError(f"{len(faces)} faces in frame {i} ({i / fps:.2f} s); "
+                                     "the video must show one person")
+            if faces:
+                pts.append([[p.x * w, p.y * h, p.z * w] for p in faces[0].landmark])
+                found.append(True)
+            else:
+                pts.append(np.full((N_POINTS, 3), np.nan))
+                found.append(False)
+            if progress is not None:
+                progress.update(1)
+    if not pts:
+        raise FaceTrackError("the video has no frames")
+    points = np.asarray(pts, np.float64)
+    found = np.asarray(found)
+    if not found.any():
+        raise FaceTrackError("no face found in any frame; use a video where one face is "
+                             "clearly visible")
+    gaps = _runs(~found)
+    limit = max_gap_s * fps
+    for a, b in gaps:
+        if b - a + 1 > limit:
+            raise FaceTrackError(f"the face is lost for {(b - a + 1) / fps:.1f} s, frames "
+                                 f"{a}-{b} ({a / fps:.2f}-{(b + 1) / fps:.2f} s); gaps "
+                                 f"under {max_gap_s} s are filled, longer ones are not")
+    good = np.flatnonzero(found)
+    flat = points.reshape(len(points), -1)
+    for k in range(flat.shape[1]):
+        flat[:, k] = np.interp(np.arange(len(points)), good, flat[good, k])
+    return LandmarkTrack(points=points.astype(np.float32), found=found, gaps=gaps)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) index of each run of True."""
+    idx = np.flatnonzero(np.diff(np.r_[0, mask.astype(np.int8), 0]))
+    return [(int(a), int(b) - 1) for a, b in zip(idx[::2], idx[1::2])]
+
+
+def smooth_landmarks(points: np.ndarray, rigid_window: int = 7,
+                     fast_window: int = 5) -> np.ndarray:
+    """Savitzky-Golay smoothing over time (quadratic, centred: no lag).
+
+    Lips and eyelids get the shorter window so fast articulation and blinks are kept.
+    Args: points [F, P, C]. Windows are in frames (odd).
+    """
+    from scipy.signal import savgol_filter
+
+    out = np.array(points, np.float64, copy=True)
+    F = len(out)
+    fast = _fast_points()[: out.shape[1]]
+    for mask, window in ((~fast, rigid_window), (fast, fast_window)):
+        win = min(window, F if F % 2 else F - 1)
+        if win >= 5 and mask.any():
+            out[:, mask] = savgol_filter(out[:, mask], win, 2, axis=0)
+    return out.astype(np.float32)

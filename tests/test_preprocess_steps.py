@@ -1,0 +1,98 @@
+"""Preprocessing steps on a short synthetic clip: decoding, tracking, smoothing, masks."""
+
+import numpy as np
+import pytest
+
+from fg3dgs.media import MediaError, write_video
+from fg3dgs.preprocess.landmarks import (FaceTrackError, _fast_points, smooth_landmarks,
+                                         track_faces)
+from fg3dgs.preprocess.masks import RegionMasker, masks_from_labels
+from fg3dgs.preprocess.pose import estimate_poses, rotation_errors
+from fg3dgs.preprocess.video import iter_frames, probe_video
+from fg3dgs.synth.clip import SynthConfig, generate
+from fg3dgs.synth.truth import load_truth
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pre") / "clip"
+    generate(SynthConfig(text="Maybe we should fold the blue map. Why wait?", size=256,
+                         seed=5), out, progress=False)
+    return out
+
+
+def test_probe_and_stream_frames(clip, tmp_path):
+    info = probe_video(clip / "video.mp4")
+    truth = load_truth(clip)
+    assert (info.width, info.height) == (256, 256) and info.has_audio
+    assert abs(info.frames_at_25 - truth.n_frames) <= 1
+    frames = list(iter_frames(clip / "video.mp4", info))
+    assert len(frames) == truth.n_frames and frames[0].shape == (256, 256, 3)
+    # A crop past the border is padded; the output is resized.
+    crops = list(iter_frames(clip / "video.mp4", info, crop=(-32, 100, 192, 192), size=64))
+    assert crops[0].shape == (64, 64, 3) and crops[0][:, :4].max() == 0
+    # Another frame rate is resampled to 25 fps.
+    slow = tmp_path / "slow.mp4"
+    write_video(slow, frames[:40], fps=10)
+    assert len(list(iter_frames(slow))) == 100
+    with pytest.raises(MediaError, match="does not exist"):
+        probe_video(tmp_path / "nope.mp4")
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\0" * 100)
+    with pytest.raises(MediaError):
+        probe_video(junk)
+
+
+def test_tracking_matches_truth_and_fills_short_gaps(clip):
+    truth = load_truth(clip).arrays
+    frames = list(iter_frames(clip / "video.mp4"))
+    track = track_faces(frames)
+    assert track.found.all() and track.points.shape == (len(frames), 478, 3)
+    iod = np.linalg.norm(truth["landmarks"][:, 468] - truth["landmarks"][:, 473], axis=-1)
+    err = np.linalg.norm(track.points[..., :2] - truth["landmarks"], axis=-1) / iod[:, None]
+    assert np.median(err) < 0.03
+    blanked = [f if not 10 <= i < 15 else np.zeros_like(f) for i, f in enumerate(frames)]
+    gapped = track_faces(blanked)
+    assert gapped.gaps == [(10, 14)] and not np.isnan(gapped.points).any()
+    long_gap = [f if not 10 <= i < 30 else np.zeros_like(f) for i, f in enumerate(frames)]
+    with pytest.raises(FaceTrackError, match="lost for 0.8 s, frames 10-29"):
+        track_faces(long_gap)
+    with pytest.raises(FaceTrackError, match="no face found"):
+        track_faces([np.zeros_like(frames[0])] * 5)
+    two = [np.concatenate([f, f], axis=1) for f in frames[:3]]
+    with pytest.raises(FaceTrackError, match="2 faces in frame 0"):
+        track_faces(two)
+
+
+def test_smoothing_removes_jitter_and_keeps_fast_motion():
+    rng = np.random.default_rng(0)
+    F = 200
+    t = np.arange(F) / 25
+    smooth_path = np.stack([100 + 20 * np.sin(t), 80 + 10 * np.cos(0.7 * t), 0 * t], -1)
+    pts = np.repeat(smooth_path[:, None], 478, axis=1)
+    fast = _fast_points()
+    step = (np.arange(F) >= 100) * 6.0                     # a lip opening in one frame
+    pts[:, fast, 1] += step[:, None]
+    noisy = pts + rng.normal(scale=0.5, size=pts.shape)
+    out = smooth_landmarks(noisy)
+    rigid = ~fast
+    assert np.abs(out[:, rigid] - pts[:, rigid]).std() < 0.6 * 0.5     # jitter reduced
+    # The step is kept within a frame or two on the lips (no lag).
+    assert abs(out[102, fast, 1].mean() - pts[102, fast, 1].mean()) < 0.5
+    assert abs(out[97, fast, 1].mean() - pts[97, fast, 1].mean()) < 0.5
+
+
+def test_masks_and_pose_against_truth(clip):
+    truth = load_truth(clip)
+    track = track_faces(iter_frames(clip / "video.mp4"))
+    pts = smooth_landmarks(track.points)
+    masker = RegionMasker(np.median(pts, axis=0))
+    ious = {"eyes": [], "mouth": []}
+    for i in range(0, truth.n_frames, 4):
+        got, want = masks_from_labels(masker(pts[i], 256, 256)), truth.masks(i)
+        for k in ious:
+            ious[k].append((got[k] & want[k]).sum() / max(1, (got[k] | want[k]).sum()))
+    assert np.mean(ious["mouth"]) > 0.8 and np.mean(ious["eyes"]) > 0.7
+    poses = estimate_poses(pts, 256, 256)
+    err = rotation_errors(poses.R, truth.arrays["R"].astype(np.float64))
+    assert np.median(err) < 1.5 and np.percentile(err, 95) < 4.0
