@@ -1,0 +1,151 @@
+"""Audio features at 50 Hz (two per video frame): log-mel, HuBERT, wav2vec 2.0.
+
+Alignment: feature frame k is centred on time k / 50 s, so video frame i (covering
+[i / 25, (i + 1) / 25) s) is centred on feature frame 2 i + 1, and its window of W frames is
+frames [2 i + 1 - W / 2, 2 i + 1 + W / 2) (padded with the edge frames).
+
+``mel`` needs no weights. ``hubert`` and ``wav2vec2`` run a transformers model (last hidden
+state); their weights come from the Hugging Face Hub or a local folder in the transformers
+format, and a missing model is reported with what to download and how.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+RATE = 50                 # feature frames per second
+HOP = 320                 # samples per feature frame at 16 kHz
+SAMPLE_RATE = 16000
+EXTRACTORS = ("mel", "hubert", "wav2vec2")
+DEFAULT_MODELS = {
+    "hubert": "facebook/hubert-large-ls960-ft",      # ER-NeRF, TalkingGaussian, InsTaG
+    "wav2vec2": "facebook/wav2vec2-large-960h-lv60-self",
+}
+
+
+class AudioFeatureError(RuntimeError):
+    """Features cannot be computed (unknown extractor, missing model weights)."""
+
+
+@dataclass(frozen=True)
+class MelConfig:
+    n_mels: int = 80
+    n_fft: int = 1024
+    win_length: int = 800       # 50 ms
+    fmin: float = 55.0
+    fmax: float = 7600.0
+
+
+def n_frames(num_samples: int) -> int:
+    """Feature frames for an audio of ``num_samples`` samples at 16 kHz."""
+    return int(np.ceil(num_samples / HOP))
+
+
+def log_mel(audio: np.ndarray, cfg: MelConfig = MelConfig()) -> np.ndarray:
+    """[T, 80] log-mel spectrogram (natural log of power, floor 1e-5), T = n_frames."""
+    import librosa
+
+    T = n_frames(len(audio))
+    mel = librosa.feature.melspectrogram(y=np.asarray(audio, np.float32), sr=SAMPLE_RATE,
+                                         n_fft=cfg.n_fft, hop_length=HOP,
+                                         win_length=cfg.win_length, n_mels=cfg.n_mels,
+                                         fmin=cfg.fmin, fmax=cfg.fmax, center=True)
+    return np.log(np.maximum(mel, 1e-5)).T[:T].astype(np.float32)
+
+
+def _load_model(name: str, model_id: str):
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    try:
+        processor = AutoFeatureExtractor.from_pretrained(model_id)
+        model = AutoModel.from_pretrained(model_id)
+    except OSError as exc:
+        raise AudioFeatureError(
+            f"'{name}' audio features need the model weights of {model_id!r}, which are not "
+            f"available here ({exc.__class__.__name__}). Download them on a machine with "
+            f"network access: `huggingface-cli download {model_id}` (they go to the Hugging "
+            "Face cache; copy it over or set HF_HOME), or save the model with "
+            "save_pretrained() to a folder and pass that folder as the model id. The 'mel' "
+            "extractor needs no weights.") from exc
+    return processor, model.eval()
+
+
+_MODELS: dict[str, tuple] = {}
+
+
+def model_features(audio: np.ndarray, name: str, model_id: str | None = None,
+                   chunk_seconds: float = 20.0) -> np.ndarray:
+    """[T, D] last hidden states of a HuBERT / wav2vec 2.0 model at 50 Hz, T = n_frames.
+
+    The audio is padded by half a receptive field (200 samples) in front so frame k is
+    centred on k / 50 s like the mel frames, and processed in chunks (bounded memory).
+    """
+    import torch
+
+    model_id = model_id or DEFAULT_MODELS[name]
+    key = f"{name}:{model_id}"
+    if key not in _MODELS:
+        _MODELS[key] = _load_model(name, model_id)
+    processor, model = _MODELS[key]
+    T = n_frames(len(audio))
+    x = np.concatenate([np.zeros(200, np.float32), np.asarray(audio, np.float32),
+                        np.zeros(T * HOP + 400, np.float32)])[: T * HOP + 80]
+    out = []
+    step = int(chunk_seconds * RATE)
+    with torch.no_grad():
+        for k0 in range(0, T, step):
+            k1 = min(T, k0 + step)
+            seg = x[k0 * HOP: k1 * HOP + 80]     # exactly k1 - k0 frames
+            inputs = processor(seg, sampling_rate=SAMPLE_RATE, return_tensors="pt")
+            hidden = model(inputs["input_values"]).last_hidden_state[0].numpy()
+            out.append(hidden[: k1 - k0])
+    feats = np.concatenate(out).astype(np.float32)
+    if len(feats) < T:            # the last chunk may be a frame short
+        feats = np.concatenate([feats, np.repeat(feats[-1:], T - len(feats), 0)])
+    return feats[:T]
+
+
+def extract(audio: np.ndarray, name: str, model_id: str | None = None) -> np.ndarray:
+    """Features [T, D] of 16 kHz mono audio with one of :data:`EXTRACTORS`."""
+    if name not in EXTRACTORS:
+        raise AudioFeatureError(f"unknown audio features {name!r}; choose from "
+                                f"{', '.join(EXTRACTORS)}")
+    if name == "mel":
+        return log_mel(audio)
+    return model_features(audio, name, model_id)
+
+
+def cached_features(folder: str | Path, audio: np.ndarray, name: str,
+                    model_id: str | None = None) -> np.ndarray:
+    """Features stored as ``folder/NAME.npy`` (+ ``NAME.json``), recomputed only when the
+    audio or the model changed."""
+    folder = Path(folder)
+    digest = hashlib.sha256(np.asarray(audio, np.float32).tobytes()).hexdigest()[:16]
+    model = None if name == "mel" else (model_id or DEFAULT_MODELS[name])
+    meta = {"extractor": name, "model": model, "audio_sha256_16": digest, "rate_hz": RATE}
+    npy, js = folder / f"{name}.npy", folder / f"{name}.json"
+    if npy.is_file() and js.is_file() and json.loads(js.read_text()) == meta:
+        return np.load(npy)
+    feats = extract(audio, name, model_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    from .io_utils import atomic_output
+
+    with atomic_output(npy) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, feats)
+    with atomic_output(js) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2))
+    return feats
+
+
+def window(features: np.ndarray, frame: int, size: int = 16) -> np.ndarray:
+    """The ``size`` feature frames centred on video frame ``frame`` (edge-padded): [size, D]."""
+    centre = 2 * frame + 1
+    idx = np.clip(np.arange(centre - size // 2, centre + size - size // 2), 0,
+                  len(features) - 1)
+    return features[idx]
