@@ -81,6 +81,24 @@ def _cmd_synth_check(args: argparse.Namespace) -> int:
     return 0 if all(result.passed().values()) else 1
 
 
+def _cmd_preprocess(args: argparse.Namespace) -> int:
+    from .media import MediaError
+    from .preprocess.landmarks import FaceTrackError
+    from .preprocess.pipeline import PreprocessConfig, PreprocessError, preprocess
+
+    names = tuple(n.strip() for n in args.audio_features.split(",") if n.strip())
+    cfg = PreprocessConfig(size=args.size, audio_features=names,
+                           models={n: args.audio_model for n in names if args.audio_model})
+    start = time.perf_counter()
+    try:
+        out = preprocess(args.video, args.out, cfg, force=args.force, progress=not args.quiet)
+    except (PreprocessError, FaceTrackError, MediaError) as exc:
+        print(f"fg3dgs preprocess: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote dataset {out}/ in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fg3dgs", description=__doc__)
     parser.add_argument("--version", action="version", version=f"fg3dgs {__version__}")
@@ -118,6 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--force", action="store_true", help="replace an existing --out")
     syn.add_argument("--quiet", action="store_true", help="no progress bar")
     syn.set_defaults(func=_cmd_synth)
+
+    pre = sub.add_parser("preprocess", help="turn a portrait video into a training set",
+                         description="Landmarks, one portrait crop, head-pose cameras, region "
+                         "masks, expression and audio features, written to DATASET.")
+    pre.add_argument("video")
+    pre.add_argument("--out", required=True, help="dataset folder (must not exist)")
+    pre.add_argument("--size", type=int, default=512, help="crop size in pixels")
+    pre.add_argument("--audio-features", default="mel",
+                     help="comma-separated: mel, hubert, wav2vec2 (default mel)")
+    pre.add_argument("--audio-model", help="model id or local folder for hubert / wav2vec2")
+    pre.add_argument("--force", action="store_true", help="replace an existing --out")
+    pre.add_argument("--quiet", action="store_true", help="no progress bars")
+    pre.set_defaults(func=_cmd_preprocess)
 
     chk = sub.add_parser("synth-check", help="measure a synthetic clip against its truth "
                                              "with mediapipe (exit 1 if a target is missed)")

@@ -21,8 +21,10 @@ MOUTH_L, MOUTH_R = 61, 291
 OUTER_LIPS = [61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84,
               181, 91, 146]
 
-# Region labels (label maps, masks).
+# Region labels (label maps, masks). The synthetic truth lumps torso and background (5);
+# datasets separate the torso (6) from the background (0).
 LABEL_NONE, LABEL_FACE, LABEL_EYES, LABEL_MOUTH, LABEL_HEAD, LABEL_BACKGROUND = 0, 1, 2, 3, 4, 5
+LABEL_TORSO = 6
 
 
 @functools.lru_cache(maxsize=1)
@@ -115,6 +117,7 @@ def split_lids(points2d: np.ndarray, loop: list[int]):
     return b, a
 
 
+@functools.lru_cache(maxsize=1)
 def mesh_loops() -> dict[str, list]:
     """Ordered border loops of the mesh: "oval", "mouth", and "eyes" (two loops)."""
     tris = mesh_triangles()
@@ -140,6 +143,11 @@ def triangle_regions(points2d: np.ndarray) -> np.ndarray:
         np.uint8)
 
 
+def region_points(points: np.ndarray) -> np.ndarray:
+    """The vertices of :func:`region_mesh`: the landmarks [478, C] plus the mouth centre."""
+    return np.concatenate([points, points[mesh_loops()["mouth"]].mean(0, keepdims=True)])
+
+
 def region_mesh(points2d: np.ndarray):
     """Triangles and labels covering the face, with the eye and mouth openings filled.
 
@@ -149,7 +157,7 @@ def region_mesh(points2d: np.ndarray):
     """
     loops = mesh_loops()
     mouth_centre = len(points2d)
-    pts = np.concatenate([points2d[:, :2], points2d[loops["mouth"], :2].mean(0, keepdims=True)])
+    pts = region_points(points2d[:, :2])
     fans, labels = [], []
     for loop in loops["eyes"]:
         iris = RIGHT_IRIS if np.mean(points2d[loop, 0]) < np.mean(

@@ -29,7 +29,7 @@ def test_probe_and_stream_frames(clip, tmp_path):
     frames = list(iter_frames(clip / "video.mp4", info))
     assert len(frames) == truth.n_frames and frames[0].shape == (256, 256, 3)
     # A crop past the border is padded; the output is resized.
-    crops = list(iter_frames(clip / "video.mp4", info, crop=(-32, 100, 192, 192), size=64))
+    crops = list(iter_frames(clip / "video.mp4", info, crop=(-32, 100, 192), size=64))
     assert crops[0].shape == (64, 64, 3) and crops[0][:, :4].max() == 0
     # Another frame rate is resampled to 25 fps.
     slow = tmp_path / "slow.mp4"

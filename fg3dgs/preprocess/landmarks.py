@@ -57,17 +57,18 @@ def track_faces(frames: Iterable[np.ndarray], fps: float = FPS, max_gap_s: float
             if len(faces) > 1:
                 raise FaceTrackError(f"{len(faces)} faces in frame {i} ({i / fps:.2f} s); "
                                      "the video must show one person")
-            if faces:
-                pts.append([[p.x * w, p.y * h, p.z * w] for p in faces[0].landmark])
+            if faces:   # one small array per frame: bounded memory on long clips
+                pts.append(np.array([(p.x * w, p.y * h, p.z * w) for p in faces[0].landmark],
+                                    np.float32))
                 found.append(True)
             else:
-                pts.append(np.full((N_POINTS, 3), np.nan))
+                pts.append(np.full((N_POINTS, 3), np.nan, np.float32))
                 found.append(False)
             if progress is not None:
                 progress.update(1)
     if not pts:
         raise FaceTrackError("the video has no frames")
-    points = np.asarray(pts, np.float64)
+    points = np.stack(pts).astype(np.float64)
     found = np.asarray(found)
     if not found.any():
         raise FaceTrackError("no face found in any frame; use a video where one face is "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..facemesh import LABEL_EYES, LABEL_FACE, LABEL_MOUTH, region_mesh, triangle_regions
+from ..facemesh import LABEL_EYES, LABEL_FACE, LABEL_MOUTH, region_mesh, region_points
 from ..synth.raster import render
 
 
@@ -19,20 +19,19 @@ class RegionMasker:
     (e.g. the clip's median face) so a triangle's region never flickers between frames."""
 
     def __init__(self, reference2d: np.ndarray):
-        _, self.tris, labels = region_mesh(reference2d)
-        n_mesh = len(triangle_regions(reference2d))
-        self.labels = labels
-        self.n_mesh = n_mesh
+        _, self.tris, self.labels = region_mesh(reference2d)
+        self._uv = np.zeros((len(reference2d) + 1, 2))
+        self._colors = np.zeros((len(reference2d) + 1, 3), np.float32)
+        self._textured = np.zeros(len(self.tris), bool)
+        self._texture = np.zeros((1, 1, 3), np.float32)
 
     def __call__(self, points: np.ndarray, width: int, height: int) -> np.ndarray:
         """[H, W] uint8 labels (0 none, 1 face, 2 eyes, 3 mouth) for landmarks [478, 3]."""
-        pts, _, _ = region_mesh(points)
-        z = np.concatenate([points[:, 2], points[:, 2].mean(keepdims=True)]) \
-            if points.shape[1] > 2 else np.zeros(len(pts))
-        depth = z - z.min() + 1000.0                     # positive; order as mediapipe's z
-        _, _, lab = render(pts, depth, self.tris, np.zeros((len(pts), 2)),
-                           np.zeros((len(pts), 3), np.float32), np.zeros(len(self.tris), bool),
-                           self.labels, np.zeros((1, 1, 3), np.float32), width, height)
+        pts = region_points(points if points.shape[1] > 2 else
+                            np.concatenate([points, np.zeros((len(points), 1))], 1))
+        depth = pts[:, 2] - pts[:, 2].min() + 1000.0     # positive; order as mediapipe's z
+        _, _, lab = render(pts[:, :2], depth, self.tris, self._uv, self._colors,
+                           self._textured, self.labels, self._texture, width, height)
         return lab
 
 

@@ -55,12 +55,12 @@ def probe_video(path: str | Path) -> VideoInfo:
 
 
 def iter_frames(path: str | Path, info: VideoInfo | None = None,
-                crop: tuple[int, int, int, int] | None = None,
+                crop: tuple[int, int, int] | None = None,
                 size: int | None = None) -> Iterator[np.ndarray]:
     """Yield RGB uint8 frames at 25 fps.
 
     Args:
-        crop: (x0, y0, side, side) square in source pixels (may extend past the borders,
+        crop: (x0, y0, side) square in source pixels (may extend past the borders,
             which are padded black), or None for the whole frame.
         size: output side in pixels when cropping, else the source size.
     """
@@ -68,7 +68,8 @@ def iter_frames(path: str | Path, info: VideoInfo | None = None,
     filters = [f"fps={FPS}"]
     w, h = info.width, info.height
     if crop is not None:
-        x0, y0, cw, ch = crop
+        x0, y0, cw = crop
+        ch = cw
         pad_l, pad_t = max(0, -x0), max(0, -y0)
         pad_r, pad_b = max(0, x0 + cw - w), max(0, y0 + ch - h)
         if pad_l or pad_t or pad_r or pad_b:

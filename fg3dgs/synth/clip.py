@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..io_utils import atomic_directory
 from ..media import AUDIO_RATE, FPS, write_video, write_wav
 from . import corpus
 from .face import Expression, FaceRig, build_rig
@@ -204,10 +204,7 @@ def generate(cfg: SynthConfig, out_dir: str | os.PathLike, force: bool = False,
             yield image
         bar.close()
 
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_directory(out) as tmp:
         write_video(tmp / "video.mp4", frames(), FPS, audio, AUDIO_RATE)
         write_wav(tmp / "audio.wav", audio, AUDIO_RATE)
         arrays = {
@@ -227,10 +224,4 @@ def generate(cfg: SynthConfig, out_dir: str | os.PathLike, force: bool = False,
                 "audio_rate": AUDIO_RATE,
                 "registration_error_iod": registration_error}
         save_truth(tmp, arrays, regions, (cfg.size, cfg.size), meta)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

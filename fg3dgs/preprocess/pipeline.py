@@ -1,0 +1,223 @@
+"""``fg3dgs preprocess``: a portrait video to a training set (DESIGN.md section 3).
+
+Two streaming passes over the video (memory stays bounded whatever its length):
+1. landmarks on the whole frame (downscaled for speed), gap filling, smoothing; then the one
+   crop of the clip, head poses and expression;
+2. the cropped, resized frames: images, region label maps (face, eyes, mouth from landmarks;
+   the rest of the person split into head and torso by person segmentation), and the
+   background plate accumulated where the person is absent.
+Everything is written to a temporary folder and moved into place at the end.
+
+Dataset layout: frames/NNNNNN.jpg, labels/NNNNNN.png (0 background, 1 face, 2 eyes, 3 mouth,
+4 rest of the head, 6 torso), landmarks.npy [F, 478, 3], cameras.npz (R, t per frame, K),
+expression.npy [F, 3], audio.wav, features/NAME.npy, background.png, manifest.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..audio_features import EXTRACTORS, cached_features
+from ..facemesh import LABEL_HEAD, LABEL_TORSO
+from ..io_utils import atomic_directory
+from ..media import AUDIO_RATE, FPS, MediaError, read_audio, write_wav
+from .crop import crop_points, portrait_crop
+from .expression import EXPRESSION_NAMES, normalise_expression, raw_expression
+from .landmarks import smooth_landmarks, track_faces
+from .masks import RegionMasker
+from .pose import estimate_poses
+from .video import iter_frames, probe_video
+
+FORMAT_VERSION = 1
+MIN_SECONDS = 10.0
+VALIDATION_FRACTION = 1 / 11
+
+
+class PreprocessError(ValueError):
+    """Input that cannot become a dataset (the message names the cause or the frame)."""
+
+
+@dataclass
+class PreprocessConfig:
+    size: int = 512
+    audio_features: tuple[str, ...] = ("mel",)
+    track_max_side: int = 720            # pass 1 decodes at most this many pixels wide/high
+    jpeg_quality: int = 95
+    max_gap_s: float = 0.5
+    min_seconds: float = MIN_SECONDS
+    models: dict = field(default_factory=dict)   # extractor -> model id or folder
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _head_split(labels: np.ndarray, person: np.ndarray, chin_y: float) -> np.ndarray:
+    """Person pixels not covered by face regions: above the chin = head, below = torso."""
+    out = labels.copy()
+    rest = person & (labels == 0)
+    rows = np.arange(labels.shape[0])[:, None]
+    out[rest & (rows < chin_y)] = LABEL_HEAD
+    out[rest & (rows >= chin_y)] = LABEL_TORSO
+    return out
+
+
+def preprocess(video: str | os.PathLike, out_dir: str | os.PathLike,
+               cfg: PreprocessConfig = PreprocessConfig(), force: bool = False,
+               progress: bool = True) -> Path:
+    import cv2
+    import imageio.v3 as iio
+    import mediapipe as mp
+    from tqdm import tqdm
+
+    video, out = Path(video), Path(out_dir)
+    if out.exists() and not force:
+        raise PreprocessError(f"{out} already exists; choose another --out or pass --force")
+    for name in cfg.audio_features:
+        if name not in EXTRACTORS:
+            raise PreprocessError(f"unknown audio features {name!r}; choose from "
+                                  f"{', '.join(EXTRACTORS)}")
+    try:
+        info = probe_video(video)
+    except MediaError as exc:
+        raise PreprocessError(str(exc)) from exc
+    if not info.has_audio:
+        raise PreprocessError(f"{video} has no audio track; the talking head is driven by "
+                              "the speech, so the clip needs its sound")
+    if info.duration < cfg.min_seconds:
+        raise PreprocessError(f"{video} lasts {info.duration:.1f} s; at least "
+                              f"{cfg.min_seconds:.0f} s of talking are needed (minutes work "
+                              "best)")
+    timings = {}
+    start = time.perf_counter()
+
+    # Pass 1: landmarks on the (downscaled) whole frame.
+    scale = min(1.0, cfg.track_max_side / max(info.width, info.height))
+    track_size = None
+    if scale < 1.0:
+        side = int(round(max(info.width, info.height) * scale))
+        track_size = side
+    n_est = info.frames_at_25
+    bar = tqdm(total=n_est, unit="frame", desc="landmarks", disable=not progress)
+    if track_size is None:
+        frames = iter_frames(video, info)
+    else:
+        # Letterbox to a square, scaled, so coordinates map back by one scale and offset.
+        big = max(info.width, info.height)
+        ox, oy = (info.width - big) // 2, (info.height - big) // 2
+        frames = iter_frames(video, info, crop=(ox, oy, big), size=track_size)
+    track = track_faces(frames, FPS, cfg.max_gap_s, progress=bar)
+    bar.close()
+    points = track.points.astype(np.float64)
+    if track_size is not None:
+        s = big / track_size
+        points[..., :2] = points[..., :2] * s + np.array([ox, oy])
+        points[..., 2] *= s
+    points = smooth_landmarks(points).astype(np.float64)
+    F = len(points)
+    timings["landmarks_s"] = time.perf_counter() - start
+
+    crop = portrait_crop(points)
+    pts = crop_points(points, crop, cfg.size)
+    poses = estimate_poses(pts, cfg.size, cfg.size)
+    expression = normalise_expression(raw_expression(pts))
+
+    with atomic_directory(out) as tmp:
+        (tmp / "frames").mkdir()
+        (tmp / "labels").mkdir()
+        # Pass 2: cropped frames, label maps, background plate.
+        t2 = time.perf_counter()
+        masker = RegionMasker(np.median(pts, axis=0))
+        bg_sum = np.zeros((cfg.size, cfg.size, 3), np.float64)
+        bg_count = np.zeros((cfg.size, cfg.size), np.float64)
+        bar = tqdm(total=F, unit="frame", desc="frames", disable=not progress)
+        n = 0
+        with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
+            for i, frame in enumerate(iter_frames(video, info, crop=crop, size=cfg.size)):
+                if i >= F:
+                    break
+                person = seg.process(frame).segmentation_mask > 0.5
+                labels = masker(pts[i], cfg.size, cfg.size)
+                labels = _head_split(labels, person, float(pts[i, 152, 1]))
+                iio.imwrite(tmp / "frames" / f"{i:06d}.jpg", frame, quality=cfg.jpeg_quality)
+                iio.imwrite(tmp / "labels" / f"{i:06d}.png", labels)
+                free = ~person & (labels == 0)
+                bg_sum[free] += frame[free]
+                bg_count[free] += 1
+                n += 1
+                bar.update(1)
+        bar.close()
+        if n < F:
+            raise PreprocessError(f"{video}: the second pass read {n} frames, the first {F}; "
+                                  "the file may be damaged")
+        seen = bg_count > 0
+        plate = np.zeros_like(bg_sum)
+        plate[seen] = bg_sum[seen] / bg_count[seen, None]
+        plate = plate.clip(0, 255).astype(np.uint8)
+        if (~seen).any():   # never-seen background (behind the person): inpaint it
+            plate = cv2.inpaint(plate, (~seen).astype(np.uint8), 5, cv2.INPAINT_TELEA)
+        iio.imwrite(tmp / "background.png", plate)
+        timings["frames_s"] = time.perf_counter() - t2
+
+        audio = read_audio(video)
+        audio = np.pad(audio, (0, max(0, F * AUDIO_RATE // FPS - len(audio))))
+        audio = audio[: F * AUDIO_RATE // FPS]
+        write_wav(tmp / "audio.wav", audio)
+        t3 = time.perf_counter()
+        for name in cfg.audio_features:
+            cached_features(tmp / "features", audio, name, cfg.models.get(name))
+        timings["audio_features_s"] = time.perf_counter() - t3
+
+        np.save(tmp / "landmarks.npy", pts.astype(np.float32))
+        np.save(tmp / "expression.npy", expression)
+        np.savez(tmp / "cameras.npz", R=poses.R.astype(np.float32),
+                 t=poses.t.astype(np.float32), K=poses.K.astype(np.float32),
+                 canonical=poses.canonical.astype(np.float32),
+                 reprojection_px=poses.reprojection_px.astype(np.float32))
+        n_val = max(1, int(round(F * VALIDATION_FRACTION)))
+        timings["total_s"] = time.perf_counter() - start
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "source": {"path": str(video), "sha256": _sha256(video), "width": info.width,
+                       "height": info.height, "fps": info.fps, "duration_s": info.duration},
+            "frames": F, "fps": FPS, "size": cfg.size,
+            "crop": {"x0": crop[0], "y0": crop[1], "side": crop[2]},
+            "landmarker": "mediapipe-face-mesh-478",
+            "interpolated_gaps": [[a, b] for a, b in track.gaps],
+            "split": {"train": [0, F - n_val], "validation": [F - n_val, F]},
+            "audio": {"file": "audio.wav", "rate": AUDIO_RATE,
+                      "features": {name: f"features/{name}.npy" for name in cfg.audio_features}},
+            "expression": list(EXPRESSION_NAMES),
+            "labels": {"0": "background", "1": "face", "2": "eyes", "3": "mouth",
+                       "4": "head (hair, ears, neck above the chin)", "6": "torso"},
+            "camera": "OpenCV; world = canonical head space; X_cam = R X + t; K of the crop",
+            "config": asdict(cfg),
+            "versions": _versions(),
+            "timings": timings,
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return out
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"fg3dgs": __version__}
+    for pkg in ("mediapipe", "numpy", "torch", "librosa", "transformers"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
