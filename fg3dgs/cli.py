@@ -96,6 +96,9 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
         print(f"fg3dgs preprocess: error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote dataset {out}/ in {time.perf_counter() - start:.0f} s")
+    if args.preview:
+        from .preprocess.preview import preview_sheet
+        print(f"wrote {preview_sheet(out, out / 'preview.png')}")
     return 0
 
 
@@ -148,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--audio-model", help="model id or local folder for hubert / wav2vec2")
     pre.add_argument("--force", action="store_true", help="replace an existing --out")
     pre.add_argument("--quiet", action="store_true", help="no progress bars")
+    pre.add_argument("--preview", action="store_true",
+                     help="also write DATASET/preview.png: frames with landmarks, masks and "
+                          "head-pose axes")
     pre.set_defaults(func=_cmd_preprocess)
 
     chk = sub.add_parser("synth-check", help="measure a synthetic clip against its truth "

@@ -88,3 +88,12 @@ def test_bad_inputs(synth, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exists", "silent.mp4"]
     with pytest.raises(DatasetError, match="not a dataset"):
         Dataset(tmp_path / "exists")
+
+
+def test_preview_sheet(dataset, tmp_path):
+    import imageio.v3 as iio
+
+    from fg3dgs.preprocess.preview import preview_sheet
+    out = preview_sheet(dataset, tmp_path / "preview.png", n=3, tile=64)
+    image = iio.imread(out)
+    assert image.shape == (64, 192, 3) and image.std() > 10
