@@ -91,3 +91,10 @@ def test_no_face_and_existing_output(tmp_path, capsys):
     assert main(["synth", "--out", str(tmp_path / "exists"), "--text", "Hi."]) == 2
     assert "already exists" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blank.png", "exists"]
+
+
+def test_seconds_gives_at_least_that_much_speech():
+    from fg3dgs.synth.clip import speak
+    for seconds in (3.0, 40.0):
+        speech = speak(SynthConfig(seconds=seconds, seed=21, voice="en-us"))
+        assert seconds <= speech.duration < seconds + 15

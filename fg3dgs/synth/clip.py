@@ -40,42 +40,44 @@ class SynthConfig:
     framing: float = 2.1              # crop side in face heights (forehead to chin)
 
 
-def choose_text(cfg: SynthConfig) -> str:
-    if cfg.text is not None:
-        if not cfg.text.strip():
-            raise SynthError("the text is empty; give some words, or --sentences N")
-        return cfg.text.strip()
-    if cfg.sentences is not None:
-        if cfg.sentences < 1:
-            raise SynthError(f"--sentences must be at least 1, got {cfg.sentences}")
-        return " ".join(corpus.pick_sentences(cfg.sentences, cfg.seed))
-    seconds = 10.0 if cfg.seconds is None else cfg.seconds
-    if seconds <= 0:
-        raise SynthError(f"--seconds must be positive, got {seconds}")
-    # About 2.3 spoken words per second including pauses at the rates used.
-    picked, words = [], 0
-    pool = corpus.pick_sentences(max(1, int(seconds)), cfg.seed)
-    for s in pool:
-        picked.append(s)
-        words += len(s.split())
-        if words / 2.3 >= seconds:
-            break
-    return " ".join(picked)
+def _corpus_prefix(seed: int, n: int) -> list[str]:
+    """The first ``n`` sentences of the seed's shuffled walk through the corpus."""
+    return corpus.pick_sentences(n, seed)
 
 
 def speak(cfg: SynthConfig) -> Speech:
+    """Synthesise the clip's speech: the given text, N corpus sentences, or whole corpus
+    sentences until at least ``seconds`` of speech."""
     voice = Voice.parse(cfg.voice) if cfg.voice else voice_for_seed(cfg.seed)
     if cfg.voice:
         v = voice_for_seed(cfg.seed)   # keep the seed's rate and pitch for a named voice
         voice = Voice(voice.name, voice.variant, v.rate, v.pitch, v.pitch_range)
-    text = choose_text(cfg)
-    speech = synthesize(text, voice)
-    extra = 0
-    while cfg.text is None and cfg.sentences is None and cfg.seconds \
-            and speech.duration < cfg.seconds and extra < 20:
-        extra += 1
-        more = corpus.pick_sentences(1, cfg.seed * 1000 + extra)[0]
-        speech = synthesize(speech.text + " " + more, voice)
+    if cfg.text is not None:
+        if not cfg.text.strip():
+            raise SynthError("the text is empty; give some words, or --sentences N")
+        return synthesize(cfg.text.strip(), voice)
+    if cfg.sentences is not None:
+        if cfg.sentences < 1:
+            raise SynthError(f"--sentences must be at least 1, got {cfg.sentences}")
+        return synthesize(" ".join(_corpus_prefix(cfg.seed, cfg.sentences)), voice)
+    seconds = 10.0 if cfg.seconds is None else cfg.seconds
+    if seconds <= 0:
+        raise SynthError(f"--seconds must be positive, got {seconds}")
+    # Start from about 2.3 words per second, then use the measured rate to top up.
+    sentences = _corpus_prefix(cfg.seed, max(1, int(seconds)))
+    words = np.cumsum([len(x.split()) for x in sentences])
+    n = int(np.searchsorted(words, seconds * 2.3)) + 1
+    speech = synthesize(" ".join(sentences[:n]), voice)
+    for _ in range(5):
+        if speech.duration >= seconds:
+            break
+        rate = words[n - 1] / speech.duration                   # words per second
+        need = words[n - 1] + 1.1 * rate * (seconds - speech.duration)
+        if n >= len(sentences):
+            sentences = _corpus_prefix(cfg.seed, 2 * len(sentences))
+            words = np.cumsum([len(x.split()) for x in sentences])
+        n = max(n + 1, int(np.searchsorted(words, need)) + 1)
+        speech = synthesize(" ".join(sentences[:n]), voice)
     return speech
 
 
