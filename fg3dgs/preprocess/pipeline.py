@@ -104,25 +104,19 @@ def preprocess(video: str | os.PathLike, out_dir: str | os.PathLike,
     start = time.perf_counter()
 
     # Pass 1: landmarks on the (downscaled) whole frame.
-    scale = min(1.0, cfg.track_max_side / max(info.width, info.height))
-    track_size = None
-    if scale < 1.0:
-        side = int(round(max(info.width, info.height) * scale))
-        track_size = side
-    n_est = info.frames_at_25
-    bar = tqdm(total=n_est, unit="frame", desc="landmarks", disable=not progress)
-    if track_size is None:
-        frames = iter_frames(video, info)
-    else:
-        # Letterbox to a square, scaled, so coordinates map back by one scale and offset.
-        big = max(info.width, info.height)
-        ox, oy = (info.width - big) // 2, (info.height - big) // 2
-        frames = iter_frames(video, info, crop=(ox, oy, big), size=track_size)
+    # Sources larger than track_max_side are letterboxed to a square and scaled down, so
+    # coordinates map back by one scale and offset.
+    big = max(info.width, info.height)
+    downscale = big > cfg.track_max_side
+    ox, oy = (info.width - big) // 2, (info.height - big) // 2
+    frames = (iter_frames(video, info, crop=(ox, oy, big), size=cfg.track_max_side)
+              if downscale else iter_frames(video, info))
+    bar = tqdm(total=info.frames_at_25, unit="frame", desc="landmarks", disable=not progress)
     track = track_faces(frames, FPS, cfg.max_gap_s, progress=bar)
     bar.close()
     points = track.points.astype(np.float64)
-    if track_size is not None:
-        s = big / track_size
+    if downscale:
+        s = big / cfg.track_max_side
         points[..., :2] = points[..., :2] * s + np.array([ox, oy])
         points[..., 2] *= s
     points = smooth_landmarks(points).astype(np.float64)

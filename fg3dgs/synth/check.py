@@ -147,8 +147,7 @@ def check_clip(folder: str | Path) -> ClipCheck:
     mp4_audio = read_audio(folder / "video.mp4")
     wav = read_audio(folder / "audio.wav")
     m = min(len(mp4_audio), len(wav))
-    lag = int(np.argmax(np.correlate(mp4_audio[:m], wav[:m], mode="full"))) - (m - 1) \
-        if m < 16000 * 5 else _lag_fft(mp4_audio[:m], wav[:m])
+    lag = _lag_fft(mp4_audio[:m], wav[:m])
     onset = _audio_onsets(mp4_audio, a["phoneme_start"], a["phonemes"], a["phoneme_end"])
     return ClipCheck(frames=n, detection_rate=float(found.mean()), lip_r=lip_r,
                      landmark_error=float(np.median(err)) if err.size else float("inf"),

@@ -40,11 +40,6 @@ class SynthConfig:
     framing: float = 2.1              # crop side in face heights (forehead to chin)
 
 
-def _corpus_prefix(seed: int, n: int) -> list[str]:
-    """The first ``n`` sentences of the seed's shuffled walk through the corpus."""
-    return corpus.pick_sentences(n, seed)
-
-
 def speak(cfg: SynthConfig) -> Speech:
     """Synthesise the clip's speech: the given text, N corpus sentences, or whole corpus
     sentences until at least ``seconds`` of speech."""
@@ -59,12 +54,12 @@ def speak(cfg: SynthConfig) -> Speech:
     if cfg.sentences is not None:
         if cfg.sentences < 1:
             raise SynthError(f"--sentences must be at least 1, got {cfg.sentences}")
-        return synthesize(" ".join(_corpus_prefix(cfg.seed, cfg.sentences)), voice)
+        return synthesize(" ".join(corpus.pick_sentences(cfg.sentences, cfg.seed)), voice)
     seconds = 10.0 if cfg.seconds is None else cfg.seconds
     if seconds <= 0:
         raise SynthError(f"--seconds must be positive, got {seconds}")
     # Start from about 2.3 words per second, then use the measured rate to top up.
-    sentences = _corpus_prefix(cfg.seed, max(1, int(seconds)))
+    sentences = corpus.pick_sentences(max(1, int(seconds)), cfg.seed)
     words = np.cumsum([len(x.split()) for x in sentences])
     n = int(np.searchsorted(words, seconds * 2.3)) + 1
     speech = synthesize(" ".join(sentences[:n]), voice)
@@ -74,7 +69,7 @@ def speak(cfg: SynthConfig) -> Speech:
         rate = words[n - 1] / speech.duration                   # words per second
         need = words[n - 1] + 1.1 * rate * (seconds - speech.duration)
         if n >= len(sentences):
-            sentences = _corpus_prefix(cfg.seed, 2 * len(sentences))
+            sentences = corpus.pick_sentences(2 * len(sentences), cfg.seed)
             words = np.cumsum([len(x.split()) for x in sentences])
         n = max(n + 1, int(np.searchsorted(words, need)) + 1)
         speech = synthesize(" ".join(sentences[:n]), voice)
