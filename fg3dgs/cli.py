@@ -87,7 +87,7 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
     from .preprocess.pipeline import PreprocessConfig, PreprocessError, preprocess
 
     names = tuple(n.strip() for n in args.audio_features.split(",") if n.strip())
-    cfg = PreprocessConfig(size=args.size, audio_features=names,
+    cfg = PreprocessConfig(size=args.size, landmarker=args.landmarker, audio_features=names,
                            models={n: args.audio_model for n in names if args.audio_model})
     start = time.perf_counter()
     try:
@@ -146,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("video")
     pre.add_argument("--out", required=True, help="dataset folder (must not exist)")
     pre.add_argument("--size", type=int, default=512, help="crop size in pixels")
+    pre.add_argument("--landmarker", choices=["mediapipe", "face-alignment"],
+                     default="mediapipe",
+                     help="mediapipe (478 points, offline; default) or face-alignment (68 "
+                          "points; downloads its weights on first use)")
     pre.add_argument("--audio-features", default="mel",
                      help="comma-separated: mel, hubert, wav2vec2 (default mel)")
     pre.add_argument("--audio-model", help="model id or local folder for hubert / wav2vec2")

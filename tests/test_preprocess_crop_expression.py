@@ -3,7 +3,10 @@
 import numpy as np
 
 from fg3dgs.preprocess.crop import crop_intrinsics, crop_points, portrait_crop
-from fg3dgs.preprocess.expression import EYES, normalise_expression, raw_expression
+import pytest
+
+from fg3dgs.landmark_schemes import get_scheme
+from fg3dgs.preprocess.expression import normalise_expression, raw_expression
 
 
 def _face(rng, F=50, centre=(300.0, 200.0), h=120.0):
@@ -32,20 +35,22 @@ def test_crop_holds_the_motion_range_and_keeps_projection_consistent():
     assert np.allclose(crop_points(p_src[None], (x0, y0, side), 256)[0], p_crop, atol=1e-4)
 
 
-def test_expression_measures_eyes_and_brows():
+@pytest.mark.parametrize("layout", ["mediapipe-478", "ibug-68"])
+def test_expression_measures_eyes_and_brows(layout):
+    scheme = get_scheme(layout)
     rng = np.random.default_rng(1)
     F = 100
-    pts = np.zeros((F, 478, 3))
-    pts[..., :2] = rng.normal(size=(F, 478, 2)) * 0.01
-    for up, lo, a, b in EYES:
-        pts[:, a, 0], pts[:, b, 0] = -15, 15
-        pts[:, [a, b], 0] += 40 if a == 263 else -40
-        pts[:, up, 1], pts[:, lo, 1] = -5, 5
+    pts = np.zeros((F, scheme.n_points, 3))
+    pts[..., :2] = rng.normal(size=(F, scheme.n_points, 2)) * 0.01
+    for side, eye in zip((-40, 40), scheme.eyes):
+        pts[:, eye.outer, 0], pts[:, eye.inner, 0] = side * 1.4, side * 0.6
+        pts[:, list(eye.upper), 1], pts[:, list(eye.lower), 1] = -5, 5
     blink = slice(40, 44)
-    pts[blink, 159, 1] = pts[blink, 145, 1] = 0          # right eye shut
-    for ids in ((105, 66, 107), (334, 296, 336)):
-        pts[:, list(ids), 1] = -20
-    pts[60:70, [105, 66, 107, 334, 296, 336], 1] = -26   # brows raised
+    shut = list(scheme.eyes[0].upper + scheme.eyes[0].lower)
+    pts[blink, shut, 1] = 0                                  # right eye shut
+    brows = list(scheme.brows[0] + scheme.brows[1])
+    pts[:, brows, 1] = -20
+    pts[60:70, brows, 1] = -26                               # brows raised
     raw = raw_expression(pts)
     e = normalise_expression(raw)
     assert e.shape == (F, 3) and e.dtype == np.float32

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-CHIN, FOREHEAD = 152, 10
+from ..landmark_schemes import scheme_for
 
 
 def portrait_crop(points: np.ndarray, framing: float = 2.1, drop: float = 0.18):
@@ -13,10 +13,10 @@ def portrait_crop(points: np.ndarray, framing: float = 2.1, drop: float = 0.18):
     The side is ``framing`` face heights (forehead to chin, median over the clip) or the
     face's motion range plus one face height, whichever is larger; the centre sits ``drop``
     face heights below the landmarks' centre, to keep the neck and shoulders in frame.
-    Args: points [F, 478, 2+] landmarks in pixels.
+    Args: points [F, P, 2+] landmarks in pixels (478 or 68 points).
     """
     p = np.asarray(points, np.float64)[..., :2]
-    face_h = float(np.median(np.linalg.norm(p[:, CHIN] - p[:, FOREHEAD], axis=-1)))
+    face_h = float(np.median(scheme_for(p).face_height(p)))
     lo, hi = p.reshape(-1, 2).min(0), p.reshape(-1, 2).max(0)
     centre = 0.5 * (lo + hi) + np.array([0.0, drop * face_h])
     side = max(framing * face_h, float((hi - lo).max()) + face_h)

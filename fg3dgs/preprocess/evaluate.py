@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..facemesh import LABEL_EYES, LABEL_MOUTH, LEFT_IRIS, RIGHT_IRIS
+from ..landmark_schemes import to_ibug68
 from ..synth.truth import load_truth
 from .crop import crop_points
 from .pose import rotation_errors
@@ -31,8 +32,10 @@ def evaluate_against_truth(dataset: str | Path, synth: str | Path, mask_stride: 
     rot = rotation_errors(cams["R"][:F].astype(np.float64),
                           truth.arrays["R"][:F].astype(np.float64))
     lm = np.load(dataset / "landmarks.npy")[:F, :, :2]
-    true_lm = crop_points(truth.arrays["landmarks"][:F], crop, size)
+    true_lm = crop_points(truth.arrays["landmarks"][:F], crop, size)[..., :2]
     iod = np.linalg.norm(true_lm[:, RIGHT_IRIS] - true_lm[:, LEFT_IRIS], axis=-1)
+    if lm.shape[1] == 68:     # face-alignment's layout: compare at the same features
+        true_lm = to_ibug68(true_lm)
     lm_err = np.linalg.norm(lm - true_lm, axis=-1) / iod[:, None]
     # Truth label maps into the crop: nearest-neighbour resampling of the video-sized maps.
     x0, y0, side = crop

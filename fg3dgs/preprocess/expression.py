@@ -9,24 +9,25 @@ from __future__ import annotations
 
 import numpy as np
 
-# (upper lid, lower lid, outer corner, inner corner) of the subject's right and left eye.
-EYES = ((159, 145, 33, 133), (386, 374, 263, 362))
-# Brow points above each eye and the eye corners they are measured from.
-BROWS = (((105, 66, 107), (33, 133)), ((334, 296, 336), (263, 362)))
+from ..landmark_schemes import scheme_for
+
 EXPRESSION_NAMES = ("eye_open_right", "eye_open_left", "brow_raise")
 
 
 def raw_expression(points: np.ndarray) -> np.ndarray:
-    """[F, 3]: lid gap / eye width per eye, brow height above the eye line / IOD."""
+    """[F, 3] from landmarks [F, P, 2+] (478 or 68 points): mean lid gap / eye width per
+    eye, brow height above the eye line / IOD."""
+    scheme = scheme_for(points)
     p = np.asarray(points, np.float64)[..., :2]
     out = []
-    for up, lo, a, b in EYES:
-        out.append(np.linalg.norm(p[:, up] - p[:, lo], axis=-1)
-                   / np.linalg.norm(p[:, a] - p[:, b], axis=-1))
-    iod = np.linalg.norm(p[:, [33, 133]].mean(1) - p[:, [263, 362]].mean(1), axis=-1)
+    for eye in scheme.eyes:
+        gap = np.linalg.norm(p[:, list(eye.upper)] - p[:, list(eye.lower)], axis=-1).mean(1)
+        out.append(gap / np.linalg.norm(p[:, eye.outer] - p[:, eye.inner], axis=-1))
+    centres = [p[:, [e.outer, e.inner]].mean(1) for e in scheme.eyes]
+    iod = np.linalg.norm(centres[0] - centres[1], axis=-1)
     brow = 0.0
-    for ids, (a, b) in BROWS:
-        brow = brow + np.linalg.norm(p[:, list(ids)].mean(1) - p[:, [a, b]].mean(1), axis=-1)
+    for ids, c in zip(scheme.brows, centres):
+        brow = brow + np.linalg.norm(p[:, list(ids)].mean(1) - c, axis=-1)
     out.append(brow / (2 * iod))
     return np.stack(out, axis=-1)
 

@@ -1,4 +1,5 @@
-"""Face landmarks per frame (mediapipe face mesh, 478 points), gap filling and smoothing."""
+"""Face landmarks per frame (mediapipe face mesh, 478 points; or face-alignment's 68, see
+:mod:`.fan`), gap filling and smoothing."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..landmark_schemes import scheme_for
 from ..media import FPS
 
 N_POINTS = 478
@@ -18,23 +20,13 @@ class FaceTrackError(ValueError):
 
 @dataclass
 class LandmarkTrack:
-    """points [F, 478, 3]: x, y in pixels, z mediapipe's relative depth in pixels;
+    """points [F, P, 3]: x, y in pixels, z the tracker's relative depth in pixels;
     found [F] frames where the face was detected (the others are interpolated);
     gaps: (first, last) frame of each interpolated span."""
 
     points: np.ndarray
     found: np.ndarray
     gaps: list[tuple[int, int]] = field(default_factory=list)
-
-
-def _fast_points() -> np.ndarray:
-    """Mask [478] of lips and eyelids: they move fast and get lighter smoothing."""
-    from mediapipe.python.solutions import face_mesh_connections as C
-
-    ids = {a for e in C.FACEMESH_LIPS | C.FACEMESH_LEFT_EYE | C.FACEMESH_RIGHT_EYE for a in e}
-    mask = np.zeros(N_POINTS, bool)
-    mask[sorted(ids)] = True
-    return mask
 
 
 def track_faces(frames: Iterable[np.ndarray], fps: float = FPS, max_gap_s: float = 0.5,
@@ -47,25 +39,38 @@ def track_faces(frames: Iterable[np.ndarray], fps: float = FPS, max_gap_s: float
     """
     import mediapipe as mp
 
-    pts, found = [], []
+    def points(frame):
+        h, w = frame.shape[:2]
+        faces = mesh.process(np.ascontiguousarray(frame)).multi_face_landmarks or []
+        return [np.array([(p.x * w, p.y * h, p.z * w) for p in f.landmark], np.float32)
+                for f in faces]
+
     with mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=2,
                                          refine_landmarks=True, min_detection_confidence=0.5,
                                          min_tracking_confidence=0.5) as mesh:
-        for i, frame in enumerate(frames):
-            h, w = frame.shape[:2]
-            faces = mesh.process(np.ascontiguousarray(frame)).multi_face_landmarks or []
-            if len(faces) > 1:
-                raise FaceTrackError(f"{len(faces)} faces in frame {i} ({i / fps:.2f} s); "
-                                     "the video must show one person")
-            if faces:   # one small array per frame: bounded memory on long clips
-                pts.append(np.array([(p.x * w, p.y * h, p.z * w) for p in faces[0].landmark],
-                                    np.float32))
-                found.append(True)
-            else:
-                pts.append(np.full((N_POINTS, 3), np.nan, np.float32))
-                found.append(False)
-            if progress is not None:
-                progress.update(1)
+        return track_with(points, N_POINTS, frames, fps, max_gap_s, progress)
+
+
+def track_with(detect, n_points: int, frames: Iterable[np.ndarray], fps: float,
+               max_gap_s: float, progress=None) -> LandmarkTrack:
+    """Run ``detect(frame) -> list of [n_points, 3] arrays, one per face`` over the frames;
+    two faces raise FaceTrackError, missing faces become gaps for :func:`finish_track`."""
+    pts, found = [], []
+    for i, frame in enumerate(frames):
+        faces = detect(frame)
+        if len(faces) > 1:
+            raise FaceTrackError(f"{len(faces)} faces in frame {i} ({i / fps:.2f} s); "
+                                 "the video must show one person")
+        found.append(bool(faces))   # one small array per frame: bounded memory
+        pts.append(faces[0] if faces else np.full((n_points, 3), np.nan, np.float32))
+        if progress is not None:
+            progress.update(1)
+    return finish_track(pts, found, fps, max_gap_s)
+
+
+def finish_track(pts: list[np.ndarray], found: list[bool], fps: float,
+                 max_gap_s: float) -> LandmarkTrack:
+    """Check the per-frame detections [P, 3] (NaN where none) and fill short gaps."""
     if not pts:
         raise FaceTrackError("the video has no frames")
     points = np.stack(pts).astype(np.float64)
@@ -98,13 +103,13 @@ def smooth_landmarks(points: np.ndarray, rigid_window: int = 7,
     """Savitzky-Golay smoothing over time (quadratic, centred: no lag).
 
     Lips and eyelids get the shorter window so fast articulation and blinks are kept.
-    Args: points [F, P, C]. Windows are in frames (odd).
+    Args: points [F, P, C], P = 478 or 68. Windows are in frames (odd).
     """
     from scipy.signal import savgol_filter
 
     out = np.array(points, np.float64, copy=True)
     F = len(out)
-    fast = _fast_points()[: out.shape[1]]
+    fast = scheme_for(out).fast_mask
     for mask, window in ((~fast, rigid_window), (fast, fast_window)):
         win = min(window, F if F % 2 else F - 1)
         if win >= 5 and mask.any():

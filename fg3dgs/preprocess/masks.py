@@ -4,6 +4,10 @@ The regions are those of :mod:`fg3dgs.facemesh` (the same definition the synthet
 truth uses): mediapipe's mesh triangles classified as face skin, eyes (openings and the first
 ring of lid) or mouth (inside the outer lip contour), with the eye and mouth openings filled.
 They are drawn with the project's triangle rasterizer, nearer triangles in front.
+
+The 68-point iBUG layout (face-alignment) has no mesh; :class:`PolygonMasker` fills polygons
+instead: the face is the jaw line closed over the brows raised to the hairline, the eyes are
+the eye contours widened to take in the lids, the mouth the outer lip contour.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..facemesh import LABEL_EYES, LABEL_FACE, LABEL_MOUTH, region_mesh, region_points
+from ..landmark_schemes import IBUG68, scheme_for
 from ..synth.raster import render
 
 
@@ -33,6 +38,46 @@ class RegionMasker:
         _, _, lab = render(pts[:, :2], depth, self.tris, self._uv, self._colors,
                            self._textured, self.labels, self._texture, width, height)
         return lab
+
+
+class PolygonMasker:
+    """Label maps from 68 iBUG landmarks (see the module note)."""
+
+    FOREHEAD = 0.22   # top of the face region above the brows, in nasion-to-chin lengths
+    LID_WIDEN = (1.05, 1.4)   # eye polygon scaled about its centre (along, across the eye)
+
+    def __call__(self, points: np.ndarray, width: int, height: int) -> np.ndarray:
+        """[H, W] uint8 labels (0 none, 1 face, 2 eyes, 3 mouth) for landmarks [68, 2+]."""
+        import cv2
+
+        p = np.asarray(points, np.float64)[:, :2]
+        up = p[IBUG68.nasion] - p[IBUG68.chin]
+        lift = self.FOREHEAD * up
+        brows = p[17:27][::-1] + lift
+        lab = np.zeros((height, width), np.uint8)
+
+        def fill(poly, value):
+            cv2.fillPoly(lab, [np.round(poly * 16).astype(np.int32)], int(value),
+                         lineType=cv2.LINE_8, shift=4)
+
+        fill(np.concatenate([p[0:17], brows]), LABEL_FACE)
+        for eye in (p[36:42], p[42:48]):
+            c = eye.mean(0)
+            ax = eye[3] - eye[0]
+            ax /= max(np.linalg.norm(ax), 1e-9)
+            normal = np.array([-ax[1], ax[0]])
+            d = eye - c
+            fill(c + np.outer(d @ ax, ax) * self.LID_WIDEN[0]
+                 + np.outer(d @ normal, normal) * self.LID_WIDEN[1], LABEL_EYES)
+        fill(p[48:60], LABEL_MOUTH)
+        return lab
+
+
+def make_masker(reference: np.ndarray):
+    """The masker for a clip's landmark layout, given reference landmarks [P, 2+]."""
+    if scheme_for(reference) is IBUG68:
+        return PolygonMasker()
+    return RegionMasker(reference)
 
 
 def masks_from_labels(labels: np.ndarray) -> dict[str, np.ndarray]:

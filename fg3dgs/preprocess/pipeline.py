@@ -9,7 +9,7 @@ Two streaming passes over the video (memory stays bounded whatever its length):
 Everything is written to a temporary folder and moved into place at the end.
 
 Dataset layout: frames/NNNNNN.jpg, labels/NNNNNN.png (0 background, 1 face, 2 eyes, 3 mouth,
-4 rest of the head, 6 torso), landmarks.npy [F, 478, 3], cameras.npz (R, t per frame, K),
+4 rest of the head, 6 torso), landmarks.npy [F, P, 3] (P = 478 mediapipe, 68 face-alignment), cameras.npz (R, t per frame, K),
 expression.npy [F, 3], audio.wav, features/NAME.npy, background.png, manifest.json.
 """
 
@@ -28,17 +28,21 @@ from .. import __version__
 from ..audio_features import EXTRACTORS, cached_features
 from ..facemesh import LABEL_HEAD, LABEL_TORSO
 from ..io_utils import atomic_directory
+from ..landmark_schemes import scheme_for
 from ..media import AUDIO_RATE, FPS, MediaError, read_audio, write_wav
 from .crop import crop_points, portrait_crop
 from .expression import EXPRESSION_NAMES, normalise_expression, raw_expression
 from .landmarks import smooth_landmarks, track_faces
-from .masks import RegionMasker
+from .masks import make_masker
 from .pose import estimate_poses
 from .video import iter_frames, probe_video
 
 FORMAT_VERSION = 1
 MIN_SECONDS = 10.0
 VALIDATION_FRACTION = 1 / 11
+
+
+LANDMARKERS = {"mediapipe": "mediapipe-face-mesh-478", "face-alignment": "face-alignment-3d-68"}
 
 
 class PreprocessError(ValueError):
@@ -48,6 +52,8 @@ class PreprocessError(ValueError):
 @dataclass
 class PreprocessConfig:
     size: int = 512
+    landmarker: str = "mediapipe"        # or "face-alignment" (68 points, weights downloaded)
+    focal: str | float = "prior"         # see preprocess.pose: "prior", "search" or pixels
     audio_features: tuple[str, ...] = ("mel",)
     track_max_side: int = 720            # pass 1 decodes at most this many pixels wide/high
     jpeg_quality: int = 95
@@ -89,6 +95,16 @@ def preprocess(video: str | os.PathLike, out_dir: str | os.PathLike,
         if name not in EXTRACTORS:
             raise PreprocessError(f"unknown audio features {name!r}; choose from "
                                   f"{', '.join(EXTRACTORS)}")
+    if cfg.landmarker not in LANDMARKERS:
+        raise PreprocessError(f"unknown landmarker {cfg.landmarker!r}; choose from "
+                              f"{', '.join(LANDMARKERS)}")
+    fa_model = None
+    if cfg.landmarker == "face-alignment":   # fail before any work if it cannot run
+        from .fan import LandmarkerUnavailable, load_face_alignment
+        try:
+            fa_model = load_face_alignment()
+        except LandmarkerUnavailable as exc:
+            raise PreprocessError(str(exc)) from exc
     try:
         info = probe_video(video)
     except MediaError as exc:
@@ -112,7 +128,11 @@ def preprocess(video: str | os.PathLike, out_dir: str | os.PathLike,
     frames = (iter_frames(video, info, crop=(ox, oy, big), size=cfg.track_max_side)
               if downscale else iter_frames(video, info))
     bar = tqdm(total=info.frames_at_25, unit="frame", desc="landmarks", disable=not progress)
-    track = track_faces(frames, FPS, cfg.max_gap_s, progress=bar)
+    if fa_model is not None:
+        from .fan import track_faces_fa
+        track = track_faces_fa(frames, FPS, cfg.max_gap_s, progress=bar, model=fa_model)
+    else:
+        track = track_faces(frames, FPS, cfg.max_gap_s, progress=bar)
     bar.close()
     points = track.points.astype(np.float64)
     if downscale:
@@ -123,9 +143,10 @@ def preprocess(video: str | os.PathLike, out_dir: str | os.PathLike,
     F = len(points)
     timings["landmarks_s"] = time.perf_counter() - start
 
+    scheme = scheme_for(points)
     crop = portrait_crop(points)
     pts = crop_points(points, crop, cfg.size)
-    poses = estimate_poses(pts, cfg.size, cfg.size)
+    poses = estimate_poses(pts, cfg.size, cfg.size, focal=cfg.focal)
     expression = normalise_expression(raw_expression(pts))
 
     with atomic_directory(out) as tmp:
@@ -133,7 +154,7 @@ def preprocess(video: str | os.PathLike, out_dir: str | os.PathLike,
         (tmp / "labels").mkdir()
         # Pass 2: cropped frames, label maps, background plate.
         t2 = time.perf_counter()
-        masker = RegionMasker(np.median(pts, axis=0))
+        masker = make_masker(np.median(pts, axis=0))
         bg_sum = np.zeros((cfg.size, cfg.size, 3), np.float64)
         bg_count = np.zeros((cfg.size, cfg.size), np.float64)
         bar = tqdm(total=F, unit="frame", desc="frames", disable=not progress)
@@ -144,7 +165,7 @@ def preprocess(video: str | os.PathLike, out_dir: str | os.PathLike,
                     break
                 person = seg.process(frame).segmentation_mask > 0.5
                 labels = masker(pts[i], cfg.size, cfg.size)
-                labels = _head_split(labels, person, float(pts[i, 152, 1]))
+                labels = _head_split(labels, person, float(pts[i, scheme.chin, 1]))
                 iio.imwrite(tmp / "frames" / f"{i:06d}.jpg", frame, quality=cfg.jpeg_quality)
                 iio.imwrite(tmp / "labels" / f"{i:06d}.png", labels)
                 free = ~person & (labels == 0)
@@ -188,7 +209,9 @@ def preprocess(video: str | os.PathLike, out_dir: str | os.PathLike,
                        "height": info.height, "fps": info.fps, "duration_s": info.duration},
             "frames": F, "fps": FPS, "size": cfg.size,
             "crop": {"x0": crop[0], "y0": crop[1], "side": crop[2]},
-            "landmarker": "mediapipe-face-mesh-478",
+            "landmarker": LANDMARKERS[cfg.landmarker],
+            "landmark_scheme": scheme.name,
+            "focal": {"px": float(poses.K[0, 0]), "source": poses.focal_source},
             "interpolated_gaps": [[a, b] for a, b in track.gaps],
             "split": {"train": [0, F - n_val], "validation": [F - n_val, F]},
             "audio": {"file": "audio.wav", "rate": AUDIO_RATE,

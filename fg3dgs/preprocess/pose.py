@@ -1,22 +1,23 @@
 """Head pose per frame from face landmarks: a rigid fit to a canonical face built from the clip.
 
-1. Canonical shape: generalised Procrustes analysis of mediapipe's 3D landmarks (x, y and
+1. Canonical shape: generalised Procrustes analysis of the tracker's 3D landmarks (x, y and
    its relative depth z, all in pixels) over the clip, on points of the rigid face only
-   (forehead, nose, eye corners, cheekbones; not lips, jaw, lids or brows). Scaled to metres
-   by a 63 mm inter-ocular distance.
-2. Focal length, once per clip: the value that minimises the total reprojection error of
-   perspective-n-point fits (OpenCV) of the canonical shape to the 2D landmarks.
+   (the scheme's ``rigid`` points: forehead, nose, eye corners, cheekbones; not lips, jaw,
+   lids or brows). Scaled to metres by a 63 mm inter-ocular distance.
+2. Focal length, once per clip. Landmark trackers give weak-perspective depth, and a canonical
+   shape built from it fits a long focal length a little better however the video was shot
+   (measured: a search that minimises the reprojection error of PnP fits always runs to its
+   upper bound), so the focal length is not observable from the landmarks. By default
+   (``focal="prior"``) it is set from the face's size: the subject ``PRIOR_DISTANCE`` metres
+   from the camera, so the 63 mm inter-ocular distance spans the clip's median pixel IOD,
+   which is how far people sit from a webcam or hold a phone. ``focal="search"`` runs the
+   reprojection-error search instead; a number sets it in pixels. Rotations barely depend on
+   it (measured: within 0.2 degree between the prior and the search's bound); the depth of
+   the translation scales with it, and the rendered images do not change.
 3. Per-frame pose (rotation, translation) by PnP with that focal length, started from the
    Procrustes rotation, then a light centred temporal smoothing.
 
 World space is the canonical head space (DESIGN.md section 4): X_camera = R @ X_head + t.
-
-Status (work in progress, issue 4): on synthetic clips (truth never read) the rotation error
-is 0.7-0.8 degrees median, 1.5-1.75 at the 95th percentile. The focal length is NOT yet
-estimated reliably: the canonical shape built from mediapipe's weak-perspective depth is
-flattened, so the reprojection error keeps falling towards long focal lengths and the search
-ends at its upper bound. A joint refinement (bundle adjustment of canonical shape, focal length
-and poses) is the planned fix; until then translations' depth is only as good as that focal.
 """
 
 from __future__ import annotations
@@ -25,30 +26,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-INTEROCULAR = 0.063
+from ..landmark_schemes import scheme_for
 
-# mediapipe indices on the rigid part of the face.
-RIGID = np.array(sorted({
-    10, 151, 9, 8, 168, 6, 197, 195, 5, 4, 1, 19, 94, 2,        # midline: forehead, nose
-    109, 338, 67, 297, 108, 337, 69, 299, 104, 333,             # forehead
-    33, 133, 263, 362, 130, 359, 243, 463,                      # eye corners
-    116, 345, 123, 352, 117, 346, 118, 347, 50, 280, 101, 330,  # cheekbones
-    98, 327, 129, 358, 102, 331, 48, 278, 64, 294, 49, 279,     # nose sides
-    114, 343, 217, 437, 126, 355, 198, 420, 236, 456,           # nose bridge sides
-}))
-EYE_CORNERS = ((33, 133), (263, 362))
+INTEROCULAR = 0.063
+PRIOR_DISTANCE = 0.6      # m, camera to face for the focal-length prior
 
 
 @dataclass
 class PoseTrack:
-    """R [F, 3, 3], t [F, 3] (metres), K [3, 3], canonical [478, 3] head-space landmarks,
-    reprojection error per frame [F] in pixels."""
+    """R [F, 3, 3], t [F, 3] (metres), K [3, 3], canonical [P, 3] head-space landmarks,
+    reprojection error per frame [F] in pixels; focal_source "prior", "search" or "given"."""
 
     R: np.ndarray
     t: np.ndarray
     K: np.ndarray
     canonical: np.ndarray
     reprojection_px: np.ndarray
+    focal_source: str = "prior"
 
 
 def _umeyama(src: np.ndarray, dst: np.ndarray):
@@ -136,27 +130,31 @@ def smooth_rotations(R: np.ndarray, radius: int) -> np.ndarray:
     return out
 
 
-def estimate_poses(landmarks: np.ndarray, width: int, height: int,
-                   smooth_radius: int = 1) -> PoseTrack:
-    """Head pose per frame from mediapipe landmarks.
+def estimate_poses(landmarks: np.ndarray, width: int, height: int, smooth_radius: int = 1,
+                   focal: str | float = "prior") -> PoseTrack:
+    """Head pose per frame from landmarks.
 
     Args:
-        landmarks: [F, 478, 3] x, y in pixels, z mediapipe's relative depth in pixels.
+        landmarks: [F, P, 3] x, y in pixels, z the tracker's relative depth in pixels
+            (P = 478 mediapipe or 68 iBUG points).
         width, height: image size.
+        focal: "prior", "search" or the focal length in pixels (see the module note).
     """
     import cv2
 
+    scheme = scheme_for(landmarks)
+    rigid = list(scheme.rigid)
     pts = np.asarray(landmarks, np.float64)
-    canon_px, R0 = canonical_shape(pts[:, RIGID])
+    canon_px, R0 = canonical_shape(pts[:, rigid])
     full_px, _ = canonical_shape(pts)
     # Metric scale from the inter-ocular distance (eye corner midpoints) of the full shape.
-    eyes = [0.5 * (full_px[a] + full_px[b]) for a, b in EYE_CORNERS]
+    eyes = [0.5 * (full_px[e.outer] + full_px[e.inner]) for e in scheme.eyes]
     metres = INTEROCULAR / np.linalg.norm(eyes[0] - eyes[1])
     # Express the rigid-point canonical in the full shape's frame so both share one space.
-    s, Rf, tf = _umeyama(canon_px, full_px[RIGID])
+    s, Rf, tf = _umeyama(canon_px, full_px[rigid])
     canon = (s * canon_px @ Rf.T + tf) * metres
     full = full_px * metres
-    img2d = pts[:, RIGID, :2]
+    img2d = pts[:, rigid, :2]
 
     def total_error(f):
         K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
@@ -164,7 +162,28 @@ def estimate_poses(landmarks: np.ndarray, width: int, height: int,
         _, _, e = _fit_all(canon, img2d[::step], K, R0[::step])
         return e.mean()
 
-    # Golden-section search of the focal length on a log scale.
+    if focal == "search":
+        f = _search_focal(total_error, width)
+    elif focal == "prior":
+        # The face PRIOR_DISTANCE away: its 63 mm IOD spans the median pixel IOD.
+        centres = [pts[:, [e.outer, e.inner], :2].mean(1) for e in scheme.eyes]
+        iod_px = float(np.median(np.linalg.norm(centres[0] - centres[1], axis=-1)))
+        f = PRIOR_DISTANCE * iod_px / INTEROCULAR
+    elif isinstance(focal, (int, float)) and focal > 0:
+        f = float(focal)
+    else:
+        raise ValueError(f"focal must be 'prior', 'search' or a positive number, not {focal!r}")
+    K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
+    rvecs, tvecs, errs = _fit_all(canon, img2d, K, R0)
+    R = np.array([cv2.Rodrigues(rv)[0] for rv in rvecs])
+    t = np.array([tv[:, 0] for tv in tvecs])
+    return PoseTrack(R=smooth_rotations(R, smooth_radius), t=t, K=K, canonical=full,
+                     reprojection_px=errs,
+                     focal_source=focal if isinstance(focal, str) else "given")
+
+
+def _search_focal(total_error, width: int) -> float:
+    """Golden-section search of the focal length on a log scale in [0.6, 6] widths."""
     lo, hi = np.log(0.6 * width), np.log(6.0 * width)
     g = (np.sqrt(5) - 1) / 2
     a, b = hi - g * (hi - lo), lo + g * (hi - lo)
@@ -178,13 +197,7 @@ def estimate_poses(landmarks: np.ndarray, width: int, height: int,
             lo, a, fa = a, b, fb
             b = lo + g * (hi - lo)
             fb = total_error(np.exp(b))
-    f = float(np.exp(0.5 * (lo + hi)))
-    K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
-    rvecs, tvecs, errs = _fit_all(canon, img2d, K, R0)
-    R = np.array([cv2.Rodrigues(rv)[0] for rv in rvecs])
-    t = np.array([tv[:, 0] for tv in tvecs])
-    return PoseTrack(R=smooth_rotations(R, smooth_radius), t=t, K=K, canonical=full,
-                     reprojection_px=errs)
+    return float(np.exp(0.5 * (lo + hi)))
 
 
 def rotation_errors(R_est: np.ndarray, R_true: np.ndarray) -> np.ndarray:
