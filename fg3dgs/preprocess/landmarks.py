@@ -31,7 +31,7 @@ class LandmarkTrack:
 
 def track_faces(frames: Iterable[np.ndarray], fps: float = FPS, max_gap_s: float = 0.5,
                 progress=None) -> LandmarkTrack:
-    """Run mediapipe's face mesh in tracking mode over the frames.
+    """Run mediapipe's face mesh on every frame.
 
     Short losses (under ``max_gap_s``) are filled by linear interpolation and reported in
     ``gaps``; a longer loss, no face at all, or two faces raise FaceTrackError naming the
@@ -45,7 +45,10 @@ def track_faces(frames: Iterable[np.ndarray], fps: float = FPS, max_gap_s: float
         return [np.array([(p.x * w, p.y * h, p.z * w) for p in f.landmark], np.float32)
                 for f in faces]
 
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=2,
+    # Detection on every frame (static mode), not tracking from the last frame's landmarks:
+    # measured on the synthetic subject, lid landmarks are less biased (eye mask IoU 0.86 ->
+    # 0.89 and 0.82 -> 0.84), landmark error 1.75 -> 1.55 % IOD, for about 5 % more time.
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=2,
                                          refine_landmarks=True, min_detection_confidence=0.5,
                                          min_tracking_confidence=0.5) as mesh:
         return track_with(points, N_POINTS, frames, fps, max_gap_s, progress)

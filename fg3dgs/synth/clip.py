@@ -94,6 +94,18 @@ def project(K: np.ndarray, cam: np.ndarray) -> np.ndarray:
     return cam[:, :2] / cam[:, 2:3] * K[[0, 1], [0, 1]] + K[[0, 1], [2, 2]]
 
 
+def downsample_labels(lab: np.ndarray, ss: int) -> np.ndarray:
+    """[H * ss, W * ss] -> [H, W]: the most common label of each pixel's ss x ss samples
+    (centred on the pixel, like the image's box filter; ties go to the higher label, the
+    smaller region drawn on top)."""
+    if ss == 1:
+        return lab
+    H, W = lab.shape[0] // ss, lab.shape[1] // ss
+    blocks = lab[:H * ss, :W * ss].reshape(H, ss, W, ss).transpose(0, 2, 1, 3).reshape(H, W, -1)
+    counts = np.stack([(blocks == v).sum(-1) for v in range(int(lab.max()) + 1)], -1)
+    return (counts.shape[-1] - 1 - np.argmax(counts[..., ::-1], -1)).astype(lab.dtype)
+
+
 def render_frame(rig: FaceRig, head_space: np.ndarray, R: np.ndarray, t: np.ndarray,
                  K_ss: np.ndarray, size: int, ss: int, background: np.ndarray):
     """One frame: (RGB uint8 [size, size, 3], labels [size, size], camera-space vertices)."""
@@ -103,7 +115,7 @@ def render_frame(rig: FaceRig, head_space: np.ndarray, R: np.ndarray, t: np.ndar
                          rig.textured, rig.labels, rig.texture, size * ss, size * ss,
                          background)
     image = (np.clip(downsample(rgb, ss), 0, 1) * 255 + 0.5).astype(np.uint8)
-    return image, lab[ss // 2::ss, ss // 2::ss], cam
+    return image, downsample_labels(lab, ss), cam
 
 
 def calibrate_registration(rig: FaceRig, K_out: np.ndarray, size: int, ss: int,

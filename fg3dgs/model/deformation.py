@@ -1,0 +1,103 @@
+"""Per-region deformation networks (DESIGN.md section 2).
+
+All take the H3 features h [N, Dh] of the region's canonical Gaussians and the driving
+features of B frames, and return deltas for each (frame, Gaussian): mean [B, N, 3] and, for
+the low-frequency networks, log-scale [B, N, 3] and quaternion [B, N, 4] (None otherwise).
+The last layers start at zero, so training starts from the static Gaussians.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+MEAN_UNIT = 0.01      # network outputs are in centimetres: better conditioned than metres
+
+
+def _mlp(i: int, hidden: int, o: int, layers: int = 2) -> nn.Sequential:
+    mods, c = [], i
+    for _ in range(layers):
+        mods += [nn.Linear(c, hidden), nn.ReLU()]
+        c = hidden
+    mods.append(nn.Linear(c, o))
+    nn.init.zeros_(mods[-1].weight)
+    nn.init.zeros_(mods[-1].bias)
+    return nn.Sequential(*mods)
+
+
+def _split(out: torch.Tensor):
+    return out[..., :3] * MEAN_UNIT, out[..., 3:6], out[..., 6:10]
+
+
+class RegionAttentionDeform(nn.Module):
+    """Low-frequency face network: per-Gaussian channel weights s_a = sigma(MLP_a(h)),
+    s_e = sigma(MLP_e(h)) pick what of the audio and expression each Gaussian listens to;
+    z = [h, s_a * f_a, s_e * f_e] is decoded into delta mean, log-scale and rotation."""
+
+    def __init__(self, h_dim: int, a_dim: int, e_dim: int, hidden: int = 64):
+        super().__init__()
+        self.att_a = nn.Linear(h_dim, a_dim)
+        self.att_e = nn.Linear(h_dim, e_dim)
+        # The first decoder layer is split by input block so the h part runs once, not
+        # once per frame (the same linear map as on the concatenation).
+        self.in_h = nn.Linear(h_dim, hidden)
+        self.in_a = nn.Linear(a_dim, hidden, bias=False)
+        self.in_e = nn.Linear(e_dim, hidden, bias=False)
+        self.decode = _mlp(hidden, hidden, 10, layers=1)
+
+    def forward(self, h, f_a, f_e, tokens_a=None, tokens_e=None):
+        s_a, s_e = torch.sigmoid(self.att_a(h)), torch.sigmoid(self.att_e(h))   # [N, .]
+        x = self.in_h(h)[None] + self.in_a(s_a[None] * f_a[:, None]) \
+            + self.in_e(s_e[None] * f_e[:, None])
+        return _split(self.decode(torch.relu(x)))
+
+
+class GatedCrossAttentionDeform(nn.Module):
+    """High-frequency eye / mouth network: Gaussian features query the driving tokens
+    (audio for the mouth, expression for the eyes); a gate lambda = sigma(MLP(f)) scales the
+    attended signal; two residual feed-forward blocks; a decoder gives delta mean only."""
+
+    def __init__(self, h_dim: int, d_dim: int, width: int = 32, heads: int = 2):
+        super().__init__()
+        self.heads, self.width = heads, width
+        self.q = nn.Linear(h_dim, width)
+        self.k = nn.Linear(d_dim, width)
+        self.v = nn.Linear(d_dim, width)
+        self.h_in = nn.Linear(h_dim, width)
+        self.gate = nn.Sequential(nn.Linear(d_dim, width), nn.ReLU(), nn.Linear(width, width))
+        self.ffn = nn.ModuleList(
+            nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 2 * width), nn.ReLU(),
+                          nn.Linear(2 * width, width)) for _ in range(2))
+        self.out = nn.Linear(width, 3)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, h, f, tokens):
+        """h [N, Dh]; f [B, Dd] pooled driving feature; tokens [B, T, Dd]."""
+        B, T, _ = tokens.shape
+        N, H, C = h.shape[0], self.heads, self.width // self.heads
+        q = self.q(h).reshape(N, H, C)
+        k = self.k(tokens).reshape(B, T, H, C)
+        v = self.v(tokens).reshape(B, T, H, C)
+        att = torch.softmax(torch.einsum("nhc,bthc->bnht", q, k) / C ** 0.5, dim=-1)
+        ctx = torch.einsum("bnht,bthc->bnhc", att, v).reshape(B, N, self.width)
+        lam = torch.sigmoid(self.gate(f))[:, None]                         # [B, 1, W]
+        x = self.h_in(h)[None] + lam * ctx
+        for block in self.ffn:
+            x = x + block(x)
+        return self.out(x) * MEAN_UNIT, None, None
+
+
+class PlainDeform(nn.Module):
+    """Ablation (--no-frequency-aware): an MLP on [h, f_a, f_e] -> delta mean, scale, rotation
+    for every region."""
+
+    def __init__(self, h_dim: int, a_dim: int, e_dim: int, hidden: int = 64):
+        super().__init__()
+        self.in_h = nn.Linear(h_dim, hidden)
+        self.in_d = nn.Linear(a_dim + e_dim, hidden, bias=False)
+        self.decode = _mlp(hidden, hidden, 10, layers=1)
+
+    def forward(self, h, f_a, f_e, tokens_a=None, tokens_e=None):
+        x = self.in_h(h)[None] + self.in_d(torch.cat([f_a, f_e], -1))[:, None]
+        return _split(self.decode(torch.relu(x)))

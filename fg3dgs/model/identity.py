@@ -1,0 +1,129 @@
+"""The FG-3DGS model of one identity: region Gaussians, H3 encoders, driving encoders,
+deformation networks and colour corrections (DESIGN.md section 2)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..render import rasterize
+from .config import ModelConfig
+from .deformation import GatedCrossAttentionDeform, PlainDeform, RegionAttentionDeform
+from .encoders import AudioEncoder, ExpressionEncoder
+from .fusion import ColourCorrection, fuse
+from .gaussians import GaussianSet
+from .hash_encoding import TriPlaneHash
+
+# Which region labels (DESIGN / dataset) each Gaussian set is fitted to.
+REGION_LABELS = {"face": (1, 4), "eyes": (2,), "mouth": (3,), "head": (1, 2, 3, 4)}
+
+
+class FG3DGS(nn.Module):
+    def __init__(self, cfg: ModelConfig, gaussians: dict[str, GaussianSet], bound_min,
+                 bound_max):
+        super().__init__()
+        self.cfg = cfg
+        self.gaussians = nn.ModuleDict(gaussians)
+        self.audio = AudioEncoder(cfg.audio_in_dim, cfg.audio_dim)
+        self.expression = ExpressionEncoder(cfg.expr_in_dim, cfg.expr_dim)
+        self.hash = nn.ModuleDict({r: TriPlaneHash(cfg.hash, bound_min, bound_max)
+                                   for r in cfg.regions})
+        h = cfg.hash.out_dim
+        nets = {}
+        for r in cfg.regions:
+            if not cfg.frequency_aware:
+                nets[r] = PlainDeform(h, cfg.audio_dim, cfg.expr_dim, cfg.hidden)
+            elif r in ("face", "head"):
+                nets[r] = RegionAttentionDeform(h, cfg.audio_dim, cfg.expr_dim, cfg.hidden)
+            else:
+                d = cfg.audio_dim if r == "mouth" else cfg.expr_dim
+                nets[r] = GatedCrossAttentionDeform(h, d, cfg.attn_width, cfg.attn_heads)
+        self.nets = nn.ModuleDict(nets)
+        self.colour = nn.ModuleDict({r: ColourCorrection() for r in cfg.regions})
+        self._plans: dict = {}
+        self._h_cache: dict | None = None
+
+    # -- H3 features of the canonical Gaussians -----------------------------------------
+    def invalidate(self):
+        """Call when Gaussian positions or counts change."""
+        self._plans.clear()
+        self._h_cache = None
+
+    def features(self, region: str) -> torch.Tensor:
+        """H3(mu) [N, Dh]; the plan is cached while the canonical means are frozen, and the
+        whole encoding in inference (:meth:`freeze_features`)."""
+        if self._h_cache is not None:
+            return self._h_cache[region]
+        gs = self.gaussians[region]
+        if gs.means.requires_grad:
+            return self.hash[region](gs.means)
+        if region not in self._plans:
+            self._plans[region] = self.hash[region].plan(gs.means.detach())
+        return self.hash[region].encode_plan(self._plans[region])
+
+    @torch.no_grad()
+    def freeze_features(self):
+        """Encode every region's static Gaussians once, for inference."""
+        self._h_cache = None
+        self._h_cache = {r: self.features(r) for r in self.cfg.regions}
+
+    # -- deformation --------------------------------------------------------------------
+    def drive(self, audio_windows: torch.Tensor, expr_windows: torch.Tensor) -> dict:
+        """audio_windows [B, 8, 16, D]; expr_windows [B, 5, E] -> encoded driving features."""
+        f_a, tok_a = self.audio(audio_windows)
+        f_e, tok_e = self.expression(expr_windows)
+        return {"f_a": f_a, "tok_a": tok_a, "f_e": f_e, "tok_e": tok_e}
+
+    def deform(self, region: str, drive: dict | None):
+        """Gaussians of a region for B frames: means [B, N, 3], quats [B, N, 4],
+        scales [B, N, 3] (or [N, ...] when drive is None: the static set), opacities [N],
+        SH [N, K, 3]."""
+        gs = self.gaussians[region]
+        means, quats, scales, opac, sh = gs.activated()
+        if drive is None:
+            return means, quats, scales, opac, sh
+        h = self.features(region)
+        net = self.nets[region]
+        if isinstance(net, GatedCrossAttentionDeform):
+            f, tok = (drive["f_a"], drive["tok_a"]) if region == "mouth" else \
+                (drive["f_e"], drive["tok_e"])
+            dmu, ds, dq = net(h, f, tok)
+        else:
+            dmu, ds, dq = net(h, drive["f_a"], drive["f_e"])
+        B = dmu.shape[0]
+        means = means[None] + dmu
+        quats = quats[None].expand(B, -1, -1) if dq is None else quats[None] + dq
+        scales = scales[None].expand(B, -1, -1) if ds is None else \
+            torch.exp(gs.log_scales[None] + ds)
+        return means, quats, scales, opac, sh
+
+    # -- rendering ----------------------------------------------------------------------
+    def render_regions(self, drive: dict | None, viewmats: torch.Tensor, K: torch.Tensor,
+                       width: int, height: int, backend: str = "auto",
+                       keep_means2d: bool = False):
+        """Per region: (rgb [B, H, W, 3] colour-corrected, premultiplied; alpha [B, H, W, 1]),
+        plus the screen-space means per region and frame when ``keep_means2d``.
+        viewmats [B, 4, 4]; K [3, 3]."""
+        out, means2d = {}, {}
+        B = viewmats.shape[0]
+        for r in self.cfg.regions:
+            means, quats, scales, opac, sh = self.deform(r, drive)
+            rgbs, alphas, m2d = [], [], []
+            for b in range(B):
+                sel = (lambda x: x[b]) if drive is not None else (lambda x: x)
+                rgb, alpha, info = rasterize(sel(means), sel(quats), sel(scales), opac, sh,
+                                             viewmats[b], K, width, height,
+                                             sh_degree=self.cfg.sh_degree, backend=backend)
+                if keep_means2d and info["means2d"].requires_grad:
+                    info["means2d"].retain_grad()
+                    m2d.append(info["means2d"])
+                rgbs.append(rgb)
+                alphas.append(alpha)
+            rgb, alpha = torch.stack(rgbs), torch.stack(alphas)
+            out[r] = (self.colour[r](rgb, alpha), alpha)
+            means2d[r] = m2d
+        return (out, means2d) if keep_means2d else out
+
+    def render(self, drive, viewmats, K, width, height, canvas, backend="auto"):
+        """Fused frames [B, H, W, 3] over canvas [B, H, W, 3]."""
+        return fuse(self.render_regions(drive, viewmats, K, width, height, backend), canvas)

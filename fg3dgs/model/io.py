@@ -1,0 +1,110 @@
+"""Identity checkpoints: ``identity.safetensors`` (tensors) + ``identity.json`` (format
+version, model config, audio features, metrics, replay track description).
+
+Loading validates the format version, the config and every tensor's name and shape against
+the model the config describes, and says what is wrong when something does not fit.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..io_utils import atomic_output
+from .config import ModelConfig
+from .gaussians import GaussianSet
+from .identity import FG3DGS
+
+FORMAT_VERSION = 1
+WEIGHTS, META = "identity.safetensors", "identity.json"
+
+
+class IdentityError(ValueError):
+    """A checkpoint that cannot be loaded (missing, wrong format, mismatched tensors)."""
+
+
+def build_model(cfg: ModelConfig, counts: dict[str, int]) -> FG3DGS:
+    """A model of the right shapes (placeholder values) to load a state dict into."""
+    gs = {r: GaussianSet.empty(counts[r], cfg.sh_degree) for r in cfg.regions}
+    return FG3DGS(cfg, gs, [0.0] * 3, [1.0] * 3)
+
+
+def save_identity(model: FG3DGS, run: str | Path, extras: dict[str, np.ndarray],
+                  meta: dict, half: bool = False) -> Path:
+    """Write RUN/identity.safetensors + RUN/identity.json. ``extras``: arrays stored beside
+    the weights under "extra." (background plate, pose and expression track); ``half``
+    stores the weights in float16."""
+    from safetensors.torch import save_file
+
+    run = Path(run)
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    if half:
+        tensors = {k: v.half() if v.is_floating_point() and not k.endswith("bound_min")
+                   and not k.endswith("bound_max") else v for k, v in tensors.items()}
+    for k, v in extras.items():
+        tensors[f"extra.{k}"] = torch.as_tensor(np.ascontiguousarray(v))
+    info = {"format_version": FORMAT_VERSION, "config": model.cfg.to_dict(),
+            "counts": {r: len(model.gaussians[r]) for r in model.cfg.regions},
+            "dtype": "float16" if half else "float32", **meta}
+    with atomic_output(run / WEIGHTS) as tmp:
+        save_file(tensors, str(tmp), metadata={"format_version": str(FORMAT_VERSION)})
+    with atomic_output(run / META) as tmp:
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
+    return run
+
+
+def load_identity(path: str | Path) -> tuple[FG3DGS, dict, dict[str, torch.Tensor]]:
+    """(model in eval mode, identity.json contents, extras) from a run folder or its
+    identity.json / identity.safetensors."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    run = path if path.is_dir() else path.parent
+    meta_path, weights_path = run / META, run / WEIGHTS
+    for p in (meta_path, weights_path):
+        if not p.is_file():
+            raise IdentityError(f"{run} is not an identity: {p.name} is missing (a trained "
+                                "run folder holds identity.json and identity.safetensors)")
+    try:
+        info = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise IdentityError(f"{meta_path} is not valid JSON ({exc})") from exc
+    if info.get("format_version") != FORMAT_VERSION:
+        raise IdentityError(f"{meta_path} has format version {info.get('format_version')}; "
+                            f"this fg3dgs reads version {FORMAT_VERSION}")
+    try:
+        cfg = ModelConfig.from_dict(info["config"])
+        counts = {r: int(info["counts"][r]) for r in cfg.regions}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise IdentityError(f"{meta_path} has an invalid model config ({exc!r})") from exc
+    try:
+        tensors = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise IdentityError(f"{weights_path} is not a readable safetensors file ({exc})") \
+            from exc
+    model = build_model(cfg, counts)
+    want = model.state_dict()
+    extras = {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}
+    got = {k: v for k, v in tensors.items() if not k.startswith("extra.")}
+    missing = sorted(set(want) - set(got))
+    unexpected = sorted(set(got) - set(want))
+    if missing or unexpected:
+        raise IdentityError(f"{weights_path} does not match its config: missing "
+                            f"{missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected "
+                            f"{unexpected[:5]}{'...' if len(unexpected) > 5 else ''}")
+    for k, v in want.items():
+        if tuple(got[k].shape) != tuple(v.shape):
+            raise IdentityError(f"{weights_path}: tensor {k} has shape "
+                                f"{list(got[k].shape)}, the config needs {list(v.shape)}")
+        if not torch.isfinite(got[k].float()).all():
+            raise IdentityError(f"{weights_path}: tensor {k} contains NaN or infinity")
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                           for k, v in got.items()})
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, info, extras

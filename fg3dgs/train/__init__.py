@@ -1,0 +1,1 @@
+"""Training an identity from a preprocessed dataset (``fg3dgs train``)."""

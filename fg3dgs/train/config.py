@@ -1,0 +1,80 @@
+"""Training configuration and its presets (``--preset cpu|paper``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+from ..model.config import ModelConfig
+from ..model.gaussians import DensifyConfig
+from ..model.hash_encoding import HashConfig
+
+STAGES = ("static", "deform", "fusion")
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "cpu"
+    size: int = 256
+    batch: int = 1
+    iterations: dict = field(default_factory=lambda: {"static": 1500, "deform": 12000,
+                                                      "fusion": 4000})
+    # Learning rates. Gaussians: the 3DGS defaults (means scaled by the head's extent).
+    lr_means: float = 1.6e-4
+    lr_means_final: float = 1.6e-6
+    lr_quats: float = 1e-3
+    lr_scales: float = 5e-3
+    lr_opacity: float = 5e-2
+    lr_sh: float = 2.5e-3
+    lr_hash: float = 1e-2
+    lr_face_net: float = 1e-4       # the paper: face network and cross-attention blocks
+    lr_other_net: float = 1e-5      # the paper: the other MLPs (encoders, gates, decoders)
+    lr_colour: float = 1e-3
+    dssim: float = 0.2
+    alpha_weight: float = 0.5       # region alpha vs. its mask (stages 1-2), keeps regions apart
+    fusion_alpha_weight: float = 0.05
+    lpips: float = 0.5              # used only when LPIPS weights are available
+    densify: DensifyConfig = field(default_factory=DensifyConfig)
+    checkpoint_every: int = 1000
+    preview_every: int = 2000
+    log_every: int = 50
+    seed: int = 0
+    backend: str = "auto"
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        d["densify"] = DensifyConfig(**d["densify"])
+        d["model"] = ModelConfig.from_dict(d["model"])
+        return cls(**d)
+
+
+def preset(name: str, **overrides) -> TrainConfig:
+    """``cpu``: 256x256, SH degree 1, a light H3, higher network learning rates for the short
+    schedule (fits 60 minutes on 2 cores). ``paper``: the paper's 512x512, SH degree 3,
+    3k / 47k / 10k iterations and learning rates (for a CUDA GPU)."""
+    if name == "paper":
+        cfg = TrainConfig(preset="paper", size=512,
+                          iterations={"static": 3000, "deform": 47000, "fusion": 10000},
+                          densify=DensifyConfig(start=500, stop=15000, every=100,
+                                                max_gaussians=150000,
+                                                reset_opacity_every=3000),
+                          checkpoint_every=5000, preview_every=5000,
+                          model=ModelConfig(sh_degree=3, hash=HashConfig(
+                              levels=12, features=2, log2_table=16, max_resolution=1024),
+                              init_counts={"face": 20000, "eyes": 3000, "mouth": 5000,
+                                           "head_rest": 10000}))
+    elif name == "cpu":
+        cfg = TrainConfig(preset="cpu", lr_face_net=1e-3, lr_other_net=5e-4,
+                          model=ModelConfig(sh_degree=1, hash=HashConfig(
+                              levels=8, features=2, log2_table=14, max_resolution=256)))
+    else:
+        raise ValueError(f"unknown preset {name!r}; choose cpu or paper")
+    model_over = {k: overrides.pop(k) for k in ("region_split", "frequency_aware",
+                                               "audio_features") if k in overrides}
+    if model_over:
+        cfg.model = replace(cfg.model, **model_over)
+    return replace(cfg, **overrides)

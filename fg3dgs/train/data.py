@@ -1,0 +1,95 @@
+"""A dataset's frames in memory at the training size, and the per-frame driving windows."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from ..facemesh import LABEL_TORSO
+from ..model.encoders import AUDIO_CONTEXT, AUDIO_WINDOW, EXPR_CONTEXT
+from ..preprocess.dataset import Dataset
+
+
+def _resize(img: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
+    import cv2
+    if img.shape[0] == size:
+        return img
+    return cv2.resize(img, (size, size), interpolation=cv2.INTER_NEAREST if nearest
+                      else cv2.INTER_AREA)
+
+
+def audio_windows(features: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """[B, AUDIO_CONTEXT, AUDIO_WINDOW, D]: for each video frame, the 16-feature-frame
+    windows of its AUDIO_CONTEXT neighbours (clamped at the clip's ends).
+    Video frame i is centred on feature frame 2i + 1 (fg3dgs.audio_features.window)."""
+    n_video = (len(features) + 1) // 2
+    nb = np.clip(frames[:, None] + np.arange(AUDIO_CONTEXT) - AUDIO_CONTEXT // 2, 0,
+                 n_video - 1)
+    centre = 2 * nb + 1
+    idx = centre[..., None] + np.arange(AUDIO_WINDOW) - AUDIO_WINDOW // 2
+    return features[np.clip(idx, 0, len(features) - 1)]
+
+
+def expr_windows(expression: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """[B, EXPR_CONTEXT, E] expression of each frame's neighbours (clamped)."""
+    nb = np.clip(frames[:, None] + np.arange(EXPR_CONTEXT) - EXPR_CONTEXT // 2, 0,
+                 len(expression) - 1)
+    return expression[nb]
+
+
+class TrainData:
+    """Images [F, S, S, 3] uint8, labels [F, S, S] uint8, cameras, driving signals and the
+    background plate, resized to ``size``."""
+
+    def __init__(self, dataset: Dataset | str, size: int, audio_features: str = "mel",
+                 frames: range | None = None, progress: bool = False):
+        import imageio.v3 as iio
+        from tqdm import tqdm
+
+        ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+        self.ds, self.size = ds, size
+        idx = np.arange(len(ds)) if frames is None else np.asarray(frames)
+        self.index = idx
+        scale = size / ds.manifest["size"]
+        self.K = ds.K.astype(np.float32).copy()
+        self.K[:2] *= scale
+        self.viewmats = np.stack([ds.viewmat(int(i)) for i in idx]).astype(np.float32)
+
+        def load(i):
+            img = iio.imread(ds.path / "frames" / f"{i:06d}.jpg")
+            lab = iio.imread(ds.path / "labels" / f"{i:06d}.png")
+            return _resize(img, size), _resize(lab, size, nearest=True)
+
+        self.images = np.empty((len(idx), size, size, 3), np.uint8)
+        self.labels = np.empty((len(idx), size, size), np.uint8)
+        with ThreadPoolExecutor(4) as pool:
+            it = pool.map(load, idx.tolist())
+            for k, (img, lab) in enumerate(tqdm(it, total=len(idx), desc="loading frames",
+                                                unit="frame", disable=not progress)):
+                self.images[k], self.labels[k] = img, lab
+        bg = iio.imread(ds.path / "background.png")
+        self.background = _resize(bg, size).astype(np.float32) / 255.0
+        self.features = np.asarray(ds._features[audio_features], np.float32) \
+            if audio_features in ds._features else None
+        if self.features is None:
+            raise ValueError(f"the dataset has no {audio_features!r} audio features; "
+                             f"preprocess with --audio-features {audio_features}")
+        self.expression = np.asarray(ds.expression, np.float32)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def batch(self, ks: np.ndarray) -> dict:
+        """Tensors for the rows ``ks`` (positions in this set, not dataset frame numbers)."""
+        frames = self.index[ks]
+        img = torch.from_numpy(self.images[ks].astype(np.float32) / 255.0)
+        lab = torch.from_numpy(self.labels[ks].astype(np.int64))
+        torso = (lab == LABEL_TORSO)[..., None]
+        bg = torch.from_numpy(self.background)[None]
+        canvas = torch.where(torso, img, bg)
+        return {"frames": frames, "image": img, "labels": lab, "canvas": canvas,
+                "viewmats": torch.from_numpy(self.viewmats[ks]),
+                "audio": torch.from_numpy(audio_windows(self.features, frames)),
+                "expression": torch.from_numpy(expr_windows(self.expression, frames))}

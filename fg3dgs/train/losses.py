@@ -1,0 +1,46 @@
+"""Image losses: L1, SSIM (Gaussian window 11, sigma 1.5, as 3DGS and the field use)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+C1, C2 = 0.01 ** 2, 0.03 ** 2
+
+
+def _window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float32) - size // 2
+    g = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    return g / g.sum()
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, size: int = 11) -> torch.Tensor:
+    """Mean SSIM of images [..., H, W, C] in [0, 1] (zero-padded 'same' filtering, as 3DGS)."""
+    shp = a.shape
+    x = a.reshape(-1, *shp[-3:]).permute(0, 3, 1, 2)
+    y = b.reshape(-1, *shp[-3:]).permute(0, 3, 1, 2)
+    C = x.shape[1]
+    g = _window(size).to(x)
+    wx = g.view(1, 1, 1, -1).repeat(C, 1, 1, 1)
+    wy = g.view(1, 1, -1, 1).repeat(C, 1, 1, 1)
+
+    def blur(t):
+        t = F.conv2d(t, wx, padding=(0, size // 2), groups=C)
+        return F.conv2d(t, wy, padding=(size // 2, 0), groups=C)
+
+    mx, my = blur(x), blur(y)
+    sxx = blur(x * x) - mx ** 2
+    syy = blur(y * y) - my ** 2
+    sxy = blur(x * y) - mx * my
+    s = ((2 * mx * my + C1) * (2 * sxy + C2)) / ((mx ** 2 + my ** 2 + C1) * (sxx + syy + C2))
+    return s.mean()
+
+
+def photometric(render: torch.Tensor, target: torch.Tensor, dssim: float = 0.2):
+    """L1 + dssim * (1 - SSIM): the paper's loss."""
+    return (render - target).abs().mean() + dssim * (1 - ssim(render, target))
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(((a - b) ** 2).mean())
+    return float("inf") if mse == 0 else -10.0 * torch.log10(torch.tensor(mse)).item()

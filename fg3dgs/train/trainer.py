@@ -1,0 +1,389 @@
+"""``fg3dgs train``: the three stages of FG-3DGS (DESIGN.md section 2) on a dataset.
+
+1. static: each region's Gaussians fitted to the frames masked to that region (L1 + 0.2
+   D-SSIM, plus the region's alpha against its mask so regions stay apart), with 3DGS
+   densification and pruning;
+2. deform: the canonical geometry is frozen (so the H3 plan of the means is computed once)
+   and the encoders, H3 tables and deformation networks learn the per-frame deltas, per
+   region, with the same loss (colours and opacities keep learning);
+3. fusion: the regions are composited (mouth over eyes, face over both) with per-region
+   colour corrections over the background plate and the frame's torso; the loss is on the
+   whole frame.
+
+The run folder gets ``train_state.safetensors`` (everything needed to resume exactly: model,
+optimiser moments, random state, history; written atomically every ``checkpoint_every``
+steps, at the end of each stage and on Ctrl-C), ``loss_curve.png``, ``preview_*.png`` and at
+the end the identity (``identity.safetensors`` + ``identity.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..facemesh import LABEL_HEAD
+from ..io_utils import atomic_output
+from ..model.fusion import fuse
+from ..model.gaussians import PARAMS, DensifyStrategy, GaussianSet
+from ..model.identity import FG3DGS, REGION_LABELS
+from ..model.init_points import initial_points
+from ..model.io import build_model, save_identity
+from ..preprocess.dataset import Dataset
+from .config import STAGES, TrainConfig
+from .data import TrainData
+from .losses import photometric, psnr
+
+STATE = "train_state.safetensors"
+
+
+class TrainError(ValueError):
+    """A run that cannot start or resume (the message says why)."""
+
+
+def region_mask(labels: torch.Tensor, region: str) -> torch.Tensor:
+    """[B, H, W, 1] float mask of a region from label maps [B, H, W]."""
+    m = torch.zeros_like(labels, dtype=torch.bool)
+    for v in REGION_LABELS[region]:
+        m |= labels == v
+    return m[..., None].float()
+
+
+def _knn_scale(points: np.ndarray) -> np.ndarray:
+    """Initial Gaussian std per point: mean distance to its 3 nearest neighbours."""
+    from scipy.spatial import cKDTree
+
+    d, _ = cKDTree(points).query(points, k=4)
+    return np.clip(d[:, 1:].mean(1), 1e-4, 0.01).astype(np.float32)
+
+
+def initial_model(ds: Dataset, data: TrainData, cfg: TrainConfig) -> tuple[FG3DGS, float]:
+    """The model before training, and the head's extent (m) for learning-rate scaling."""
+    cams = np.load(ds.path / "cameras.npz")
+    canonical = cams["canonical"].astype(np.float64)
+    picks = np.linspace(0, len(data) - 1, min(12, len(data))).round().astype(int)
+    frames = [(data.images[k].astype(np.float32) / 255, data.labels[k],
+               data.viewmats[k][:3, :3].astype(np.float64),
+               data.viewmats[k][:3, 3].astype(np.float64), data.K.astype(np.float64))
+              for k in picks]
+    if canonical.shape[0] != 478:
+        raise TrainError("training needs the 478-point mediapipe layout (the dataset was "
+                         "made with another landmarker); preprocess with --landmarker "
+                         "mediapipe")
+    pts = initial_points(canonical, frames, cfg.model.init_counts, cfg.seed)
+    groups = {"face": ["face", "head_rest"], "eyes": ["eyes"], "mouth": ["mouth"],
+              "head": ["face", "head_rest", "eyes", "mouth"]}
+    sets = {}
+    allp = np.concatenate([p for p, _ in pts.values()])
+    for r in cfg.model.regions:
+        p = np.concatenate([pts[k][0] for k in groups[r]])
+        c = np.concatenate([pts[k][1] for k in groups[r]])
+        sets[r] = GaussianSet(torch.from_numpy(p), torch.from_numpy(c), cfg.model.sh_degree,
+                              torch.from_numpy(_knn_scale(p)), opacity=0.5)
+    lo, hi = allp.min(0), allp.max(0)
+    pad = 0.15 * (hi - lo)
+    model = FG3DGS(cfg.model, sets, (lo - pad).tolist(), (hi + pad).tolist())
+    extent = float(np.linalg.norm(allp - allp.mean(0), axis=1).max())
+    return model, extent
+
+
+class Trainer:
+    def __init__(self, dataset: str | Path, run: str | Path, cfg: TrainConfig | None = None,
+                 resume: bool = False, progress: bool = True, force: bool = False):
+        self.run = Path(run)
+        self.progress = progress
+        state_path = self.run / STATE
+        if resume:
+            if not state_path.is_file():
+                raise TrainError(f"nothing to resume: {state_path} does not exist")
+            saved = _read_state(state_path)
+            self.cfg = TrainConfig.from_dict(saved["meta"]["config"])
+        else:
+            if self.run.exists() and any(self.run.iterdir()) and not force:
+                raise TrainError(f"{self.run} already holds a run; pass --resume to continue "
+                                 "it, --force to start over, or choose another --out")
+            self.cfg = cfg or TrainConfig()
+        self.ds = Dataset(dataset)
+        self.data = TrainData(self.ds, self.cfg.size, self.cfg.model.audio_features,
+                              self.ds.split("train"), progress=progress)
+        val = self.ds.split("validation")
+        self.preview_frames = np.linspace(val.start, val.stop - 1, 3).round().astype(int)
+        self.cfg.model.audio_in_dim = int(self.data.features.shape[1])
+        if resume:
+            self._restore(saved)
+        else:
+            torch.manual_seed(self.cfg.seed)
+            self.model, self.extent = initial_model(self.ds, self.data, self.cfg)
+            self.stage, self.step = STAGES[0], 0
+            self.rng = np.random.default_rng(self.cfg.seed)
+            self.history: list[list] = []
+            self._new_stage_state()
+        self.K = torch.from_numpy(self.data.K)
+
+    # -- optimisation set-up ------------------------------------------------------------
+    def _groups(self, stage: str) -> list[dict]:
+        c, m = self.cfg, self.model
+        groups = []
+        for r in m.cfg.regions:
+            gs = m.gaussians[r]
+            lrs = {"means": c.lr_means * self.extent, "quats": c.lr_quats,
+                   "log_scales": c.lr_scales, "opacity_logits": c.lr_opacity, "sh": c.lr_sh}
+            for name in PARAMS:
+                if stage != "static" and name in ("means", "quats", "log_scales"):
+                    continue            # geometry frozen after stage 1 (H3 plan cached)
+                lr = lrs[name] if stage == "static" else 0.3 * lrs[name]
+                groups.append({"name": f"{r}.{name}", "params": [getattr(gs, name)],
+                               "lr": lr})
+        if stage != "static":
+            groups.append({"name": "hash", "params": list(m.hash.parameters()),
+                           "lr": c.lr_hash})
+            for r, net in m.nets.items():
+                main = [p for n, p in net.named_parameters()
+                        if r in ("face", "head") or n.split(".")[0] in ("q", "k", "v")]
+                rest = [p for n, p in net.named_parameters()
+                        if not (r in ("face", "head") or n.split(".")[0] in ("q", "k", "v"))]
+                groups.append({"name": f"net.{r}.main", "params": main, "lr": c.lr_face_net})
+                if rest:
+                    groups.append({"name": f"net.{r}.rest", "params": rest,
+                                   "lr": c.lr_other_net})
+            groups.append({"name": "encoders", "params": list(m.audio.parameters())
+                           + list(m.expression.parameters()), "lr": c.lr_other_net})
+        if stage == "fusion":
+            groups.append({"name": "colour", "params": list(m.colour.parameters()),
+                           "lr": c.lr_colour})
+        return groups
+
+    def _new_stage_state(self):
+        groups = self._groups(self.stage)
+        trainable = {id(p) for g in groups for p in g["params"]}
+        for p in self.model.parameters():
+            p.requires_grad_(id(p) in trainable)
+        self.model.invalidate()
+        self.opt = torch.optim.Adam(groups, eps=1e-15)
+        self.densify = {r: DensifyStrategy(self.cfg.densify, self.extent, r)
+                        for r in self.model.cfg.regions} if self.stage == "static" else {}
+
+    # -- the loop -----------------------------------------------------------------------
+    def train(self):
+        from tqdm import tqdm
+
+        total = sum(self.cfg.iterations[s] for s in STAGES)
+        done = sum(self.cfg.iterations[s] for s in STAGES[:STAGES.index(self.stage)])
+        bar = tqdm(total=total, initial=done + self.step, unit="it", desc=self.stage,
+                   disable=not self.progress, dynamic_ncols=True)
+        try:
+            while True:
+                n = self.cfg.iterations[self.stage]
+                while self.step < n:
+                    loss, p = self._one_step()
+                    self.step += 1
+                    bar.update(1)
+                    if self.step % self.cfg.log_every == 0 or self.step == n:
+                        self.history.append([self.stage, self.step, loss, p])
+                        bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{p:.2f}",
+                                        gaussians=sum(len(g) for g in
+                                                      self.model.gaussians.values()))
+                    if self.step % self.cfg.checkpoint_every == 0 and self.step < n:
+                        self.save_state()
+                    if self.step % self.cfg.preview_every == 0:
+                        self.write_preview()
+                k = STAGES.index(self.stage)
+                self.write_preview()
+                if k + 1 == len(STAGES):
+                    self.save_state()
+                    break
+                self.stage, self.step = STAGES[k + 1], 0
+                bar.set_description(self.stage)
+                self._new_stage_state()
+                self.save_state()
+        except KeyboardInterrupt:
+            bar.close()
+            self.save_state()
+            raise
+        bar.close()
+        self.write_loss_curve()
+        return self.export()
+
+    def _lr_schedule(self):
+        if self.stage != "static":
+            return
+        c, n = self.cfg, max(1, self.cfg.iterations["static"])
+        f = self.step / n
+        lr = np.exp((1 - f) * np.log(c.lr_means) + f * np.log(c.lr_means_final)) * self.extent
+        for g in self.opt.param_groups:
+            if g["name"].endswith(".means"):
+                g["lr"] = lr
+
+    def _one_step(self) -> tuple[float, float]:
+        c = self.cfg
+        ks = self.rng.integers(0, len(self.data), c.batch)
+        b = self.data.batch(ks)
+        self._lr_schedule()
+        static = self.stage == "static"
+        drive = None if static else self.model.drive(b["audio"], b["expression"])
+        S = c.size
+        res = self.model.render_regions(drive, b["viewmats"], self.K, S, S, c.backend,
+                                        keep_means2d=static)
+        renders, m2d = res if static else (res, {})
+        img = b["image"]
+        if self.stage == "fusion":
+            out = fuse(renders, b["canvas"])
+            loss = photometric(out, img, c.dssim)
+            for r, (_rgb, a) in renders.items():
+                loss = loss + c.fusion_alpha_weight * (a - region_mask(b["labels"], r)).abs().mean()
+            quality = psnr(out.detach(), img)
+        else:
+            loss, quality = 0.0, 0.0
+            for r, (rgb, a) in renders.items():
+                mask = region_mask(b["labels"], r)
+                loss = loss + photometric(rgb, img * mask, c.dssim) \
+                    + c.alpha_weight * (a - mask).abs().mean()
+                quality += psnr(rgb.detach(), img * mask) / len(renders)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        if static:
+            changed = False
+            for r, strat in self.densify.items():
+                for m in m2d[r]:
+                    strat.observe(self.model.gaussians[r], m, S, S)
+                changed |= strat.step(self.step + 1, self.model.gaussians[r], self.opt)
+            if changed:
+                self.model.invalidate()
+        return float(loss.detach()), quality
+
+    # -- outputs --------------------------------------------------------------------------
+    @torch.no_grad()
+    def render_frames(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(truth, render) [n, S, S, 3] float of dataset frames with the current model."""
+        data = TrainData(self.ds, self.cfg.size, self.cfg.model.audio_features, frames)
+        b = data.batch(np.arange(len(frames)))
+        drive = None if self.stage == "static" else self.model.drive(b["audio"],
+                                                                      b["expression"])
+        renders = self.model.render_regions(drive, b["viewmats"], self.K, self.cfg.size,
+                                            self.cfg.size, self.cfg.backend)
+        return b["image"].numpy(), fuse(renders, b["canvas"]).clamp(0, 1).numpy()
+
+    def write_preview(self):
+        import imageio.v3 as iio
+
+        truth, out = self.render_frames(self.preview_frames)
+        rows = [np.concatenate([t, o], 1) for t, o in zip(truth, out)]
+        sheet = (np.concatenate(rows, 0) * 255).round().astype(np.uint8)
+        path = self.run / f"preview_{self.stage}.png"
+        with atomic_output(path) as tmp:
+            iio.imwrite(tmp, sheet, extension=".png")
+
+    def write_loss_curve(self):
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+        offset = 0
+        for s in STAGES:
+            h = [x for x in self.history if x[0] == s]
+            if h:
+                steps = [offset + x[1] for x in h]
+                ax[0].plot(steps, [x[2] for x in h], label=s)
+                ax[1].plot(steps, [x[3] for x in h], label=s)
+            offset += self.cfg.iterations[s]
+        ax[0].set_yscale("log")
+        ax[0].set_title("loss")
+        ax[1].set_title("PSNR (dB; regions in stages 1-2, frame in 3)")
+        for a in ax:
+            a.set_xlabel("iteration")
+            a.legend()
+        fig.tight_layout()
+        with atomic_output(self.run / "loss_curve.png") as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+        plt.close(fig)
+
+    def export(self) -> Path:
+        last = [x[3] for x in self.history if x[0] == "fusion"][-20:]
+        meta = {"audio_features": self.cfg.model.audio_features, "size": self.cfg.size,
+                "train": {"preset": self.cfg.preset, "config": self.cfg.to_dict(),
+                          "dataset": str(self.ds.path),
+                          "frames": len(self.data)},
+                "metrics": {"train_psnr_last": float(np.mean(last)) if last else None},
+                "track": {"fps": 25, "frames": len(self.ds)}}
+        ds = self.ds
+        extras = {"background": self.data.background.astype(np.float32),
+                  "track_R": ds.R.astype(np.float32), "track_t": ds.t.astype(np.float32),
+                  "K": self.data.K.astype(np.float32),
+                  "expression": np.asarray(ds.expression, np.float32)}
+        return save_identity(self.model, self.run, extras, meta)
+
+    # -- exact resume ---------------------------------------------------------------------
+    def save_state(self):
+        from safetensors.torch import save_file
+
+        t = {f"model.{k}": v.detach().contiguous() for k, v in
+             self.model.state_dict().items()}
+        for g in self.opt.param_groups:
+            for i, p in enumerate(g["params"]):
+                st = self.opt.state.get(p)
+                if st:
+                    for k in ("exp_avg", "exp_avg_sq"):
+                        t[f"opt.{g['name']}.{i}.{k}"] = st[k].contiguous()
+                    t[f"opt.{g['name']}.{i}.step"] = torch.as_tensor(st["step"]).reshape(1)
+        for r, s in self.densify.items():
+            if s.grad_sum is not None:
+                t[f"densify.{r}.grad_sum"] = s.grad_sum.contiguous()
+                t[f"densify.{r}.count"] = s.count.contiguous()
+        t["rng.torch"] = torch.get_rng_state()
+        meta = {"config": self.cfg.to_dict(), "stage": self.stage, "step": self.step,
+                "extent": self.extent, "history": self.history,
+                "counts": {r: len(g) for r, g in self.model.gaussians.items()},
+                "lrs": {g["name"]: g["lr"] for g in self.opt.param_groups},
+                "rng": self.rng.bit_generator.state}
+        self.run.mkdir(parents=True, exist_ok=True)
+        with atomic_output(self.run / STATE) as tmp:
+            save_file(t, str(tmp), metadata={"meta": json.dumps(meta)})
+
+    def _restore(self, saved: dict):
+        meta, t = saved["meta"], saved["tensors"]
+        self.stage, self.step = meta["stage"], int(meta["step"])
+        self.extent = float(meta["extent"])
+        self.history = meta["history"]
+        self.model = build_model(self.cfg.model, meta["counts"])
+        self.model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
+        self._new_stage_state()
+        for g in self.opt.param_groups:
+            g["lr"] = meta["lrs"].get(g["name"], g["lr"])
+            for i, p in enumerate(g["params"]):
+                key = f"opt.{g['name']}.{i}"
+                if f"{key}.exp_avg" in t:
+                    self.opt.state[p] = {"step": t[f"{key}.step"].reshape(()),
+                                         "exp_avg": t[f"{key}.exp_avg"].clone(),
+                                         "exp_avg_sq": t[f"{key}.exp_avg_sq"].clone()}
+        for r, s in self.densify.items():
+            if f"densify.{r}.grad_sum" in t:
+                s.grad_sum = t[f"densify.{r}.grad_sum"].clone()
+                s.count = t[f"densify.{r}.count"].clone()
+        torch.set_rng_state(t["rng.torch"])
+        self.rng = np.random.default_rng()
+        self.rng.bit_generator.state = meta["rng"]
+
+
+def _read_state(path: Path) -> dict:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads(f.metadata()["meta"])
+    return {"meta": meta, "tensors": load_file(str(path))}
+
+
+def train(dataset, run, cfg: TrainConfig | None = None, resume: bool = False,
+          progress: bool = True, force: bool = False) -> Path:
+    start = time.perf_counter()
+    trainer = Trainer(dataset, run, cfg, resume=resume, progress=progress, force=force)
+    out = trainer.train()
+    info = json.loads((out / "identity.json").read_text())
+    info["train"]["seconds"] = time.perf_counter() - start + info["train"].get("seconds", 0)
+    (out / "identity.json").write_text(json.dumps(info, indent=2) + "\n")
+    return out
