@@ -102,6 +102,74 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .model.io import IdentityError
+    from .preprocess.dataset import DatasetError
+    from .train.config import preset
+    from .train.trainer import TrainError, train
+
+    over = {}
+    if args.size:
+        over["size"] = args.size
+    if args.no_region_split:
+        over["region_split"] = False
+    if args.no_frequency_aware:
+        over["frequency_aware"] = False
+    if args.audio_features:
+        over["audio_features"] = args.audio_features
+    if args.iterations:
+        try:
+            over["iterations"] = dict(zip(("static", "deform", "fusion"),
+                                          (int(x) for x in args.iterations.split(","))))
+            assert len(over["iterations"]) == 3
+        except (ValueError, AssertionError):
+            print("fg3dgs train: error: --iterations takes three numbers: STATIC,DEFORM,"
+                  "FUSION", file=sys.stderr)
+            return 2
+    over["backend"] = args.backend
+    start = time.perf_counter()
+    try:
+        cfg = None if args.resume else preset(args.preset, **over)
+        out = train(args.dataset, args.out, cfg, resume=args.resume,
+                    progress=not args.quiet, force=args.force)
+    except (TrainError, DatasetError, IdentityError, ValueError) as exc:
+        print(f"fg3dgs train: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; the state is saved: continue with fg3dgs train {args.dataset} "
+              f"--out {args.out} --resume", file=sys.stderr)
+        return 130
+    print(f"wrote identity {out}/identity.safetensors in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .model.io import IdentityError
+    from .preprocess.dataset import DatasetError
+    from .train.evaluate import evaluate
+
+    try:
+        m = evaluate(args.run, args.data, args.truth, backend=args.backend,
+                     progress=not args.quiet, video=not args.no_video)
+    except (IdentityError, DatasetError) as exc:
+        print(f"fg3dgs eval: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"validation frames: {m['frames']} at {m['size']}x{m['size']}")
+    print(f"PSNR {m['psnr']:.2f} dB (head {m['psnr_head']:.2f} dB)  SSIM {m['ssim']:.4f}  "
+          f"LMD {m['lmd_px']:.2f} px")
+    for k in ("lpips", "fid"):
+        print(f"{k.upper()}: unavailable ({m[k]['reason']})")
+    if "truth" in m:
+        t = m["truth"]
+        print(f"mouth opening vs truth jaw_open: r = {t['mouth_jaw_r']:.3f}; blink frames "
+              f"{t['blink_frames']}" + (f", eye openness in blinks {t['blink_ratio']:.2f}x "
+                                        f"open (open eyes' 5th percentile "
+                                        f"{t['open_p5_ratio']:.2f}x)"
+                                        if "blink_ratio" in t else ""))
+    print(f"wrote {args.run}/eval/metrics.json")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fg3dgs", description=__doc__)
     parser.add_argument("--version", action="version", version=f"fg3dgs {__version__}")
@@ -160,6 +228,41 @@ def build_parser() -> argparse.ArgumentParser:
                           "head-pose axes")
     pre.set_defaults(func=_cmd_preprocess)
 
+    tr = sub.add_parser("train", help="train an identity from a preprocessed dataset",
+                        description="The three FG-3DGS stages (static, deform, fusion); "
+                        "writes RUN/identity.safetensors + identity.json, previews and a "
+                        "loss curve. Ctrl-C saves the state; --resume continues exactly.")
+    tr.add_argument("dataset")
+    tr.add_argument("--out", required=True, help="run folder")
+    tr.add_argument("--preset", choices=["cpu", "paper"], default="cpu",
+                    help="cpu: 256x256, about an hour on 2 cores; paper: the paper's "
+                         "512x512 schedule (for a CUDA GPU)")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out")
+    tr.add_argument("--force", action="store_true", help="start over in an existing --out")
+    tr.add_argument("--size", type=int, help="training image size (preset's by default)")
+    tr.add_argument("--iterations", help="STATIC,DEFORM,FUSION iteration counts")
+    tr.add_argument("--audio-features", help="which of the dataset's features (default mel)")
+    tr.add_argument("--no-region-split", action="store_true",
+                    help="ablation: one Gaussian set and one network for the whole head")
+    tr.add_argument("--no-frequency-aware", action="store_true",
+                    help="ablation: plain MLP deltas for all regions")
+    tr.add_argument("--backend", choices=["auto", "cpu", "gsplat"], default="auto")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("eval", help="measure a trained identity on its validation frames",
+                        description="PSNR, SSIM, LMD on the dataset's validation frames "
+                        "(LPIPS / FID reported unavailable without their weights); writes "
+                        "RUN/eval/metrics.json and RUN/eval/validation.mp4.")
+    ev.add_argument("run")
+    ev.add_argument("--data", required=True, help="the dataset the identity was trained on")
+    ev.add_argument("--truth", help="synthetic clip folder: also compare mouth and blinks "
+                                    "with its truth")
+    ev.add_argument("--backend", choices=["auto", "cpu", "gsplat"], default="auto")
+    ev.add_argument("--no-video", action="store_true", help="skip the side-by-side video")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=_cmd_eval)
+
     chk = sub.add_parser("synth-check", help="measure a synthetic clip against its truth "
                                              "with mediapipe (exit 1 if a target is missed)")
     chk.add_argument("dir")
@@ -171,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "size", 1) < 1 or getattr(args, "gaussians", 1) < 1:
+    if any((getattr(args, k, None) or 1) < 1 for k in ("size", "gaussians")):
         print("fg3dgs: error: --size and --gaussians must be positive", file=sys.stderr)
         return 2
     return args.func(args)

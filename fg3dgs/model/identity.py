@@ -100,19 +100,26 @@ class FG3DGS(nn.Module):
     # -- rendering ----------------------------------------------------------------------
     def render_regions(self, drive: dict | None, viewmats: torch.Tensor, K: torch.Tensor,
                        width: int, height: int, backend: str = "auto",
-                       keep_means2d: bool = False):
+                       keep_means2d: bool = False, windows: dict | None = None):
         """Per region: (rgb [B, H, W, 3] colour-corrected, premultiplied; alpha [B, H, W, 1]),
         plus the screen-space means per region and frame when ``keep_means2d``.
-        viewmats [B, 4, 4]; K [3, 3]."""
+        viewmats [B, 4, 4]; K [3, 3]. ``windows``: region -> (x0, y0, w, h) renders only
+        that part of the image for the region (training small regions costs less)."""
         out, means2d = {}, {}
         B = viewmats.shape[0]
         for r in self.cfg.regions:
+            Kr, wr, hr = K, width, height
+            if windows and r in windows:
+                x0, y0, wr, hr = windows[r]
+                Kr = K.clone()
+                Kr[0, 2] -= x0
+                Kr[1, 2] -= y0
             means, quats, scales, opac, sh = self.deform(r, drive)
             rgbs, alphas, m2d = [], [], []
             for b in range(B):
                 sel = (lambda x: x[b]) if drive is not None else (lambda x: x)
                 rgb, alpha, info = rasterize(sel(means), sel(quats), sel(scales), opac, sh,
-                                             viewmats[b], K, width, height,
+                                             viewmats[b], Kr, wr, hr,
                                              sh_degree=self.cfg.sh_degree, backend=backend)
                 if keep_means2d and info["means2d"].requires_grad:
                     info["means2d"].retain_grad()

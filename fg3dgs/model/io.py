@@ -45,7 +45,7 @@ def save_identity(model: FG3DGS, run: str | Path, extras: dict[str, np.ndarray],
         tensors = {k: v.half() if v.is_floating_point() and not k.endswith("bound_min")
                    and not k.endswith("bound_max") else v for k, v in tensors.items()}
     for k, v in extras.items():
-        tensors[f"extra.{k}"] = torch.as_tensor(np.ascontiguousarray(v))
+        tensors[f"extra.{k}"] = torch.from_numpy(np.array(v))
     info = {"format_version": FORMAT_VERSION, "config": model.cfg.to_dict(),
             "counts": {r: len(model.gaussians[r]) for r in model.cfg.regions},
             "dtype": "float16" if half else "float32", **meta}

@@ -16,8 +16,8 @@ class TrainConfig:
     preset: str = "cpu"
     size: int = 256
     batch: int = 1
-    iterations: dict = field(default_factory=lambda: {"static": 1500, "deform": 12000,
-                                                      "fusion": 4000})
+    iterations: dict = field(default_factory=lambda: {"static": 2000, "deform": 14000,
+                                                      "fusion": 5000})
     # Learning rates. Gaussians: the 3DGS defaults (means scaled by the head's extent).
     lr_means: float = 1.6e-4
     lr_means_final: float = 1.6e-6
@@ -32,6 +32,7 @@ class TrainConfig:
     dssim: float = 0.2
     alpha_weight: float = 0.5       # region alpha vs. its mask (stages 1-2), keeps regions apart
     fusion_alpha_weight: float = 0.05
+    window_margin: int = 24         # px around the eyes / mouth rendered in stages 1-2
     lpips: float = 0.5              # used only when LPIPS weights are available
     densify: DensifyConfig = field(default_factory=DensifyConfig)
     checkpoint_every: int = 1000
@@ -69,6 +70,8 @@ def preset(name: str, **overrides) -> TrainConfig:
                                            "head_rest": 10000}))
     elif name == "cpu":
         cfg = TrainConfig(preset="cpu", lr_face_net=1e-3, lr_other_net=5e-4,
+                          densify=DensifyConfig(start=300, stop=1800, every=200,
+                                                max_gaussians=18000),
                           model=ModelConfig(sh_degree=1, hash=HashConfig(
                               levels=8, features=2, log2_table=14, max_resolution=256)))
     else:

@@ -81,6 +81,11 @@ class TrainData:
     def __len__(self) -> int:
         return len(self.index)
 
+    @staticmethod
+    def _labels_at(ds: Dataset, i: int, size: int) -> np.ndarray:
+        """Frame i's label map [size, size]."""
+        return _resize(ds.labels(i), size, nearest=True)
+
     def batch(self, ks: np.ndarray) -> dict:
         """Tensors for the rows ``ks`` (positions in this set, not dataset frame numbers)."""
         frames = self.index[ks]

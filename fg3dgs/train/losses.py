@@ -16,6 +16,11 @@ def _window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
 
 def ssim(a: torch.Tensor, b: torch.Tensor, size: int = 11) -> torch.Tensor:
     """Mean SSIM of images [..., H, W, C] in [0, 1] (zero-padded 'same' filtering, as 3DGS)."""
+    return ssim_map(a, b, size).mean()
+
+
+def ssim_map(a: torch.Tensor, b: torch.Tensor, size: int = 11) -> torch.Tensor:
+    """Per-pixel SSIM [B, C, H, W] of images [..., H, W, C]."""
     shp = a.shape
     x = a.reshape(-1, *shp[-3:]).permute(0, 3, 1, 2)
     y = b.reshape(-1, *shp[-3:]).permute(0, 3, 1, 2)
@@ -32,8 +37,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor, size: int = 11) -> torch.Tensor:
     sxx = blur(x * x) - mx ** 2
     syy = blur(y * y) - my ** 2
     sxy = blur(x * y) - mx * my
-    s = ((2 * mx * my + C1) * (2 * sxy + C2)) / ((mx ** 2 + my ** 2 + C1) * (sxx + syy + C2))
-    return s.mean()
+    return ((2 * mx * my + C1) * (2 * sxy + C2)) / ((mx ** 2 + my ** 2 + C1) * (sxx + syy + C2))
 
 
 def photometric(render: torch.Tensor, target: torch.Tensor, dssim: float = 0.2):

@@ -52,6 +52,19 @@ def region_mask(labels: torch.Tensor, region: str) -> torch.Tensor:
     return m[..., None].float()
 
 
+def region_window(labels: torch.Tensor, region: str, margin: int):
+    """(x0, y0, w, h): the region's bounding box over the batch [B, H, W] plus a margin,
+    clipped to the image (the whole image when the region is absent)."""
+    H, W = labels.shape[1:]
+    m = region_mask(labels, region)[..., 0].any(0)
+    ys, xs = torch.nonzero(m.any(1)), torch.nonzero(m.any(0))
+    if len(ys) == 0:
+        return 0, 0, W, H
+    y0, y1 = max(0, int(ys[0]) - margin), min(H, int(ys[-1]) + 1 + margin)
+    x0, x1 = max(0, int(xs[0]) - margin), min(W, int(xs[-1]) + 1 + margin)
+    return x0, y0, x1 - x0, y1 - y0
+
+
 def _knn_scale(points: np.ndarray) -> np.ndarray:
     """Initial Gaussian std per point: mean distance to its 3 nearest neighbours."""
     from scipy.spatial import cKDTree
@@ -225,10 +238,13 @@ class Trainer:
         static = self.stage == "static"
         drive = None if static else self.model.drive(b["audio"], b["expression"])
         S = c.size
-        res = self.model.render_regions(drive, b["viewmats"], self.K, S, S, c.backend,
-                                        keep_means2d=static)
-        renders, m2d = res if static else (res, {})
         img = b["image"]
+        windows = None if self.stage == "fusion" else {
+            r: region_window(b["labels"], r, c.window_margin) for r in ("eyes", "mouth")
+            if r in self.model.cfg.regions}
+        res = self.model.render_regions(drive, b["viewmats"], self.K, S, S, c.backend,
+                                        keep_means2d=static, windows=windows)
+        renders, m2d = res if static else (res, {})
         if self.stage == "fusion":
             out = fuse(renders, b["canvas"])
             loss = photometric(out, img, c.dssim)
@@ -239,9 +255,13 @@ class Trainer:
             loss, quality = 0.0, 0.0
             for r, (rgb, a) in renders.items():
                 mask = region_mask(b["labels"], r)
-                loss = loss + photometric(rgb, img * mask, c.dssim) \
+                target = img * mask
+                if windows and r in windows:
+                    x0, y0, w, h = windows[r]
+                    mask, target = (t[:, y0:y0 + h, x0:x0 + w] for t in (mask, target))
+                loss = loss + photometric(rgb, target, c.dssim) \
                     + c.alpha_weight * (a - mask).abs().mean()
-                quality += psnr(rgb.detach(), img * mask) / len(renders)
+                quality += psnr(rgb.detach(), target) / len(renders)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

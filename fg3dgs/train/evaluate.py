@@ -1,0 +1,170 @@
+"""``fg3dgs eval RUN --data DATASET``: render the validation frames and measure them.
+
+Metrics (at the identity's training size, full frames composited on the background plate and
+the frame's own torso, the field's self-reconstruction protocol):
+- PSNR, SSIM (Gaussian window, skimage) against the real frames, plus PSNR inside the head
+  (pixels the real or the rendered head covers);
+- LMD: mean distance in pixels of the 20 lip landmarks (iBUG 48-67, from mediapipe's mesh)
+  measured by mediapipe on rendered versus real frames;
+- LPIPS and FID need network weights this project cannot download; they are reported as
+  unavailable, never estimated;
+- with ``--truth SYNTH`` (a synthetic clip's folder): the correlation of the rendered mouth
+  opening with the truth's jaw_open track and the eye openness in the truth's blinks.
+
+Writes ``RUN/eval/metrics.json`` and ``RUN/eval/validation.mp4`` (truth | render, with the
+clip's audio).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..facemesh import LEFT_IRIS, RIGHT_IRIS
+from ..io_utils import atomic_output
+from ..landmark_schemes import get_scheme, to_ibug68
+from ..media import AUDIO_RATE, FPS, read_audio, write_video
+from ..model.io import load_identity
+from ..preprocess.dataset import Dataset
+from .data import TrainData
+
+UNAVAILABLE = {
+    "lpips": "needs the LPIPS network weights (AlexNet/VGG backbone from torchvision's "
+             "download site), which cannot be fetched here",
+    "fid": "needs the Inception-v3 FID weights, which cannot be fetched here",
+}
+
+
+def landmarks(frames: np.ndarray) -> np.ndarray:
+    """mediapipe landmarks [F, 478, 2] in pixels (NaN where no face) of RGB frames [F, H, W, 3]
+    float in [0, 1]."""
+    import mediapipe as mp
+
+    out = []
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
+                                         refine_landmarks=True) as mesh:
+        for f in frames:
+            img = np.ascontiguousarray((f * 255).round().astype(np.uint8))
+            h, w = img.shape[:2]
+            res = mesh.process(img)
+            if res.multi_face_landmarks:
+                out.append(np.array([[p.x * w, p.y * h]
+                                     for p in res.multi_face_landmarks[0].landmark]))
+            else:
+                out.append(np.full((478, 2), np.nan))
+    return np.array(out)
+
+
+def eye_openness(lm: np.ndarray) -> np.ndarray:
+    """[F] mean lid gap / eye width of both eyes, from landmarks [F, 478, 2]."""
+    s = get_scheme("mediapipe-478")
+    vals = []
+    for e in s.eyes:
+        gap = np.linalg.norm(lm[:, list(e.upper)] - lm[:, list(e.lower)], axis=-1).mean(1)
+        vals.append(gap / np.linalg.norm(lm[:, e.outer] - lm[:, e.inner], axis=-1))
+    return np.mean(vals, axis=0)
+
+
+def mouth_opening(lm: np.ndarray) -> np.ndarray:
+    """[F] inner-lip gap (points 13-14) over the iris distance."""
+    iod = np.linalg.norm(lm[:, RIGHT_IRIS] - lm[:, LEFT_IRIS], axis=-1)
+    return np.linalg.norm(lm[:, 13] - lm[:, 14], axis=-1) / iod
+
+
+@torch.no_grad()
+def render_dataset_frames(model, info, ds: Dataset, frames: np.ndarray, batch: int = 8,
+                          backend: str = "auto", progress: bool = False):
+    """(truth [F, S, S, 3], render [F, S, S, 3]) float arrays of dataset frames."""
+    from tqdm import tqdm
+
+    size = int(info["size"])
+    model.freeze_features()
+    truth, out = [], []
+    for a in tqdm(range(0, len(frames), batch), desc="rendering", unit="batch",
+                  disable=not progress):
+        fr = frames[a:a + batch]
+        data = TrainData(ds, size, info["audio_features"], fr)
+        b = data.batch(np.arange(len(fr)))
+        drive = model.drive(b["audio"], b["expression"])
+        img = model.render(drive, b["viewmats"], torch.from_numpy(data.K), size, size,
+                           b["canvas"], backend)
+        truth.append(b["image"].numpy())
+        out.append(img.clamp(0, 1).numpy())
+    return np.concatenate(truth), np.concatenate(out)
+
+
+def evaluate(run: str | Path, dataset: str | Path, truth_dir: str | Path | None = None,
+             backend: str = "auto", progress: bool = True, video: bool = True) -> dict:
+    from skimage.metrics import structural_similarity
+
+    run = Path(run)
+    model, info, _extras = load_identity(run)
+    ds = Dataset(dataset)
+    frames = np.arange(*ds.manifest["split"]["validation"])
+    truth, render = render_dataset_frames(model, info, ds, frames, backend=backend,
+                                          progress=progress)
+    mse = ((truth - render) ** 2).reshape(len(frames), -1).mean(1)
+    psnr = float(np.mean(-10 * np.log10(np.maximum(mse, 1e-12))))
+    ssim = float(np.mean([structural_similarity(t, r, channel_axis=2, data_range=1.0,
+                                                gaussian_weights=True, sigma=1.5,
+                                                use_sample_covariance=False)
+                          for t, r in zip(truth, render)]))
+    size = int(info["size"])
+    head_psnr = []
+    for k, i in enumerate(frames):
+        lab = TrainData._labels_at(ds, int(i), size)
+        m = np.isin(lab, (1, 2, 3, 4))
+        if m.any():
+            head_psnr.append(-10 * np.log10(max(((truth[k][m] - render[k][m]) ** 2).mean(),
+                                                1e-12)))
+    lm_t, lm_r = landmarks(truth), landmarks(render)
+    ok = ~np.isnan(lm_t[:, 0, 0]) & ~np.isnan(lm_r[:, 0, 0])
+    mouth = get_scheme("ibug-68")
+    lmd = float(np.linalg.norm(mouth.mouth_points(to_ibug68(lm_t[ok]))
+                               - mouth.mouth_points(to_ibug68(lm_r[ok])), axis=-1).mean()) \
+        if ok.any() else float("nan")
+    metrics = {
+        "frames": int(len(frames)), "size": size,
+        "psnr": psnr, "ssim": ssim, "psnr_head": float(np.mean(head_psnr)),
+        "lmd_px": lmd, "lmd_frames": int(ok.sum()),
+        "lpips": {"available": False, "reason": UNAVAILABLE["lpips"]},
+        "fid": {"available": False, "reason": UNAVAILABLE["fid"]},
+    }
+    if truth_dir is not None:
+        metrics["truth"] = _against_synth_truth(truth_dir, frames, lm_r, ok)
+    out_dir = run / "eval"
+    out_dir.mkdir(exist_ok=True)
+    with atomic_output(out_dir / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    if video:
+        audio = read_audio(ds.path / "audio.wav")
+        a0, a1 = frames[0] * AUDIO_RATE // FPS, (frames[-1] + 1) * AUDIO_RATE // FPS
+        pairs = (np.concatenate([t, r], 1) for t, r in zip(truth, render))
+        with atomic_output(out_dir / "validation.mp4") as tmp:
+            write_video(tmp, ((p * 255).round().astype(np.uint8) for p in pairs), FPS,
+                        audio[a0:a1])
+    return metrics
+
+
+def _against_synth_truth(folder, frames, lm_r, ok) -> dict:
+    """Mouth opening vs jaw_open (Pearson r) and the eyes in the truth's blinks."""
+    from ..synth.truth import load_truth
+
+    t = load_truth(folder)
+    jaw = t.arrays["visemes"][frames, 0]
+    eyes_true = t.arrays["eye_open"][frames].mean(1)
+    mouth = mouth_opening(lm_r)
+    r = float(np.corrcoef(mouth[ok], jaw[ok])[0, 1]) if ok.sum() > 2 else float("nan")
+    eyes = eye_openness(lm_r)
+    blink = (eyes_true < 0.5) & ok
+    open_ = (eyes_true > 0.9) & ok
+    out = {"mouth_jaw_r": r, "blink_frames": int(blink.sum())}
+    if blink.any() and open_.any():
+        med_open = float(np.median(eyes[open_]))
+        out["blink_ratio"] = float(np.median(eyes[blink]) / med_open)
+        out["open_p5_ratio"] = float(np.percentile(eyes[open_], 5) / med_open)
+        out["eyes_r"] = float(np.corrcoef(eyes[ok], eyes_true[ok])[0, 1])
+    return out

@@ -1,0 +1,123 @@
+"""Model pieces against slow references: H3, SSIM, driving windows, densification, fusion."""
+
+import numpy as np
+import pytest
+import torch
+
+from fg3dgs.audio_features import window
+from fg3dgs.model.deformation import GatedCrossAttentionDeform, PlainDeform, RegionAttentionDeform
+from fg3dgs.model.encoders import AUDIO_CONTEXT, AudioEncoder, ExpressionEncoder
+from fg3dgs.model.fusion import fuse
+from fg3dgs.model.gaussians import DensifyConfig, DensifyStrategy, GaussianSet
+from fg3dgs.model.hash_encoding import HashConfig, TriPlaneHash, reference_encode
+from fg3dgs.train.data import audio_windows
+from fg3dgs.train.losses import ssim, ssim_map
+
+
+def _encoder(log2_table=10):
+    torch.manual_seed(0)
+    enc = TriPlaneHash(HashConfig(levels=4, features=2, log2_table=log2_table,
+                                  base_resolution=4, max_resolution=64), [-1] * 3, [1] * 3)
+    torch.nn.init.normal_(enc.tables)
+    return enc
+
+
+@pytest.mark.parametrize("log2_table", [6, 10])      # hashed and direct-indexed levels
+def test_h3_matches_reference_and_gradients_agree(log2_table):
+    enc = _encoder(log2_table)
+    pts = torch.rand(40, 3) * 2.2 - 1.1                  # some outside the bound (clamped)
+    plan = enc.plan(pts)
+    fast = enc.encode_plan(plan)
+    assert fast.shape == (40, enc.out_dim)
+    assert torch.allclose(fast, reference_encode(enc, pts), atol=1e-5)
+    g = torch.randn_like(fast)
+    (fast * g).sum().backward()
+    g_fast = enc.tables.grad.clone()
+    enc.tables.grad = None
+    (reference_encode(enc, pts) * g).sum().backward()
+    assert torch.allclose(g_fast, enc.tables.grad, atol=1e-5)
+
+
+def test_h3_gradient_to_positions_when_they_learn():
+    enc = _encoder().double()
+    pts = (torch.rand(5, 3, dtype=torch.float64) * 1.6 - 0.8).requires_grad_()
+    torch.autograd.gradcheck(lambda p: enc(p), (pts,), eps=1e-6, atol=1e-5)
+
+
+def test_ssim_matches_skimage_away_from_the_border():
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(0)
+    a = rng.random((48, 48, 3)).astype(np.float32)
+    b = np.clip(a + 0.1 * rng.normal(size=a.shape), 0, 1).astype(np.float32)
+    _, full = structural_similarity(a, b, channel_axis=2, data_range=1.0, full=True,
+                                    gaussian_weights=True, sigma=1.5,
+                                    use_sample_covariance=False)
+    # Where the 11 x 11 window lies inside the image, the maps agree.
+    got = ssim_map(torch.from_numpy(a), torch.from_numpy(b))[0].permute(1, 2, 0).numpy()
+    assert np.allclose(got[5:-5, 5:-5], full[5:-5, 5:-5], atol=1e-4)
+    assert abs(float(ssim(torch.from_numpy(a), torch.from_numpy(a))) - 1) < 1e-6
+
+
+def test_audio_windows_match_the_per_frame_window():
+    feats = np.arange(200 * 3, dtype=np.float32).reshape(200, 3)
+    frames = np.array([0, 7, 99])
+    w = audio_windows(feats, frames)
+    assert w.shape == (3, AUDIO_CONTEXT, 16, 3)
+    for k, f in enumerate(frames):
+        for j in range(AUDIO_CONTEXT):
+            nb = int(np.clip(f + j - AUDIO_CONTEXT // 2, 0, 99))
+            assert np.array_equal(w[k, j], window(feats, nb, 16))
+
+
+def test_networks_start_at_zero_and_have_the_right_shapes():
+    torch.manual_seed(0)
+    N, B = 30, 2
+    h = torch.randn(N, 24)
+    aud = AudioEncoder(80, 32)
+    f_a, tok_a = aud(torch.randn(B, AUDIO_CONTEXT, 16, 80))
+    f_e, tok_e = ExpressionEncoder(3, 16)(torch.randn(B, 5, 3))
+    assert f_a.shape == (B, 32) and tok_a.shape == (B, AUDIO_CONTEXT, 32)
+    for net, args in ((RegionAttentionDeform(24, 32, 16), (h, f_a, f_e)),
+                      (PlainDeform(24, 32, 16), (h, f_a, f_e)),
+                      (GatedCrossAttentionDeform(24, 32), (h, f_a, tok_a))):
+        dmu, ds, dq = net(*args)
+        assert dmu.shape == (B, N, 3) and float(dmu.detach().abs().max()) == 0
+        if ds is not None:
+            assert ds.shape == (B, N, 3) and dq.shape == (B, N, 4)
+
+
+def test_fusion_order():
+    """Mouth over eyes, face over both, all over the canvas."""
+    one = torch.ones(1, 1, 1, 1)
+    col = lambda v: torch.full((1, 1, 1, 3), v)    # noqa: E731
+    canvas = col(0.0)
+    r = {"face": (col(0.0), 0 * one), "eyes": (col(0.2), one), "mouth": (col(0.7), one)}
+    assert float(fuse(r, canvas)[0, 0, 0, 0]) == pytest.approx(0.7)
+    r["face"] = (col(0.5) * 0.5, 0.5 * one)         # half-transparent face in front
+    assert float(fuse(r, canvas)[0, 0, 0, 0]) == pytest.approx(0.25 + 0.5 * 0.7)
+
+
+def test_densify_clones_splits_prunes_and_keeps_adam_state_aligned():
+    torch.manual_seed(0)
+    n = 6
+    gs = GaussianSet(torch.randn(n, 3), torch.rand(n, 3), 1,
+                     torch.tensor([0.001, 0.001, 0.05, 0.05, 0.001, 0.001]))
+    gs.opacity_logits.data[5] = -10                  # transparent: pruned
+    opt = torch.optim.Adam([{"name": f"r.{k}", "params": [getattr(gs, k)], "lr": 1e-3}
+                            for k in ("means", "quats", "log_scales", "opacity_logits", "sh")])
+    sum(p.sum() for p in gs.parameters()).backward()
+    opt.step()
+    marker = opt.state[gs.means]["exp_avg"].clone()
+    strat = DensifyStrategy(DensifyConfig(start=0, every=1, grad_threshold=1e-3,
+                                          percent_dense=0.01), extent=1.0, prefix="r")
+    m2d = torch.zeros(1, n, 2, requires_grad=True)
+    (m2d * torch.tensor([1.0, 0, 1, 0, 0, 0])[None, :, None]).sum().backward()
+    strat.observe(gs, m2d, 2, 2)                     # Gaussians 0 (small), 2 (large) hot
+    assert strat.step(1, gs, opt)
+    # kept: 0, 1, 3, 4 (2 split away, 5 pruned); added: clone of 0, two halves of 2.
+    assert len(gs) == 4 + 1 + 2
+    st = opt.state[gs.means]["exp_avg"]
+    assert st.shape == (7, 3) and torch.equal(st[:4], marker[[0, 1, 3, 4]])
+    assert float(st[4:].abs().sum()) == 0
+    assert opt.param_groups[0]["params"][0] is gs.means
