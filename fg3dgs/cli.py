@@ -274,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if any((getattr(args, k, None) or 1) < 1 for k in ("size", "gaussians")):
+    if any(getattr(args, k, None) is not None and getattr(args, k) < 1
+           for k in ("size", "gaussians")):
         print("fg3dgs: error: --size and --gaussians must be positive", file=sys.stderr)
         return 2
     return args.func(args)

@@ -110,7 +110,8 @@ def test_densify_clones_splits_prunes_and_keeps_adam_state_aligned():
     opt.step()
     marker = opt.state[gs.means]["exp_avg"].clone()
     strat = DensifyStrategy(DensifyConfig(start=0, every=1, grad_threshold=1e-3,
-                                          percent_dense=0.01), extent=1.0, prefix="r")
+                                          percent_dense=0.01, max_gaussians={"r": 100}),
+                            extent=1.0, prefix="r")
     m2d = torch.zeros(1, n, 2, requires_grad=True)
     (m2d * torch.tensor([1.0, 0, 1, 0, 0, 0])[None, :, None]).sum().backward()
     strat.observe(gs, m2d, 2, 2)                     # Gaussians 0 (small), 2 (large) hot

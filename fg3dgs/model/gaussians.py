@@ -6,7 +6,7 @@ scales [N, 3], opacity logits [N], SH coefficients [N, (d + 1)^2, 3] (DC first).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -72,7 +72,8 @@ class DensifyConfig:
     grad_threshold: float = 0.0002      # mean screen-space gradient norm (NDC units)
     percent_dense: float = 0.01         # clone if max scale below this x scene extent
     min_opacity: float = 0.005
-    max_gaussians: int = 60000
+    max_gaussians: dict = field(default_factory=lambda: {
+        "face": 60000, "eyes": 10000, "mouth": 20000, "head": 90000})   # per region
     reset_opacity_every: int = 0        # 0: never (short schedules)
 
 
@@ -117,7 +118,7 @@ class DensifyStrategy:
             grad = self.grad_sum / self.count.clamp(min=1)
             scales = torch.exp(gs.log_scales).max(1).values
             hot = grad >= c.grad_threshold
-            room = max(0, c.max_gaussians - len(gs))
+            room = max(0, c.max_gaussians[self.prefix] - len(gs))
             if hot.sum() > room // 2:        # split adds 1 net, clone adds 1: cap additions
                 thr = torch.topk(grad, max(room // 2, 0) + 1).values[-1] if room > 1 else 1e9
                 hot &= grad > thr

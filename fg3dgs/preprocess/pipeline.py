@@ -8,8 +8,8 @@ Two streaming passes over the video (memory stays bounded whatever its length):
    background plate accumulated where the person is absent.
 Everything is written to a temporary folder and moved into place at the end.
 
-Dataset layout: frames/NNNNNN.jpg, labels/NNNNNN.png (0 background, 1 face, 2 eyes, 3 mouth,
-4 rest of the head, 6 torso), landmarks.npy [F, P, 3] (P = 478 mediapipe, 68 face-alignment), cameras.npz (R, t per frame, K),
+Dataset layout: frames/NNNNNN.jpg, labels/NNNNNN.png (0 background or outside the source
+frame, 1 face, 2 eyes, 3 mouth, 4 rest of the head, 6 torso), landmarks.npy [F, P, 3] (P = 478 mediapipe, 68 face-alignment), cameras.npz (R, t per frame, K),
 expression.npy [F, 3], audio.wav, features/NAME.npy, background.png, manifest.json.
 """
 
@@ -155,6 +155,11 @@ def preprocess(video: str | os.PathLike, out_dir: str | os.PathLike,
         # Pass 2: cropped frames, label maps, background plate.
         t2 = time.perf_counter()
         masker = make_masker(np.median(pts, axis=0))
+        # Crop pixels outside the source frame (padded black) are never person or head.
+        src = crop[0] + (np.arange(cfg.size) + 0.5) * crop[2] / cfg.size, \
+            crop[1] + (np.arange(cfg.size) + 0.5) * crop[2] / cfg.size
+        inside = ((src[1] >= 0) & (src[1] < info.height))[:, None] & \
+            ((src[0] >= 0) & (src[0] < info.width))[None]
         bg_sum = np.zeros((cfg.size, cfg.size, 3), np.float64)
         bg_count = np.zeros((cfg.size, cfg.size), np.float64)
         bar = tqdm(total=F, unit="frame", desc="frames", disable=not progress)
@@ -163,9 +168,10 @@ def preprocess(video: str | os.PathLike, out_dir: str | os.PathLike,
             for i, frame in enumerate(iter_frames(video, info, crop=crop, size=cfg.size)):
                 if i >= F:
                     break
-                person = seg.process(frame).segmentation_mask > 0.5
+                person = (seg.process(frame).segmentation_mask > 0.5) & inside
                 labels = masker(pts[i], cfg.size, cfg.size)
                 labels = _head_split(labels, person, float(pts[i, scheme.chin, 1]))
+                labels[~inside] = 0
                 iio.imwrite(tmp / "frames" / f"{i:06d}.jpg", frame, quality=cfg.jpeg_quality)
                 iio.imwrite(tmp / "labels" / f"{i:06d}.png", labels)
                 free = ~person & (labels == 0)

@@ -61,7 +61,8 @@ def preset(name: str, **overrides) -> TrainConfig:
         cfg = TrainConfig(preset="paper", size=512,
                           iterations={"static": 3000, "deform": 47000, "fusion": 10000},
                           densify=DensifyConfig(start=500, stop=15000, every=100,
-                                                max_gaussians=150000,
+                                                max_gaussians={"face": 100000, "eyes": 15000,
+                                                               "mouth": 35000, "head": 150000},
                                                 reset_opacity_every=3000),
                           checkpoint_every=5000, preview_every=5000,
                           model=ModelConfig(sh_degree=3, hash=HashConfig(
@@ -71,7 +72,8 @@ def preset(name: str, **overrides) -> TrainConfig:
     elif name == "cpu":
         cfg = TrainConfig(preset="cpu", lr_face_net=1e-3, lr_other_net=5e-4,
                           densify=DensifyConfig(start=300, stop=1800, every=200,
-                                                max_gaussians=18000),
+                                                max_gaussians={"face": 14000, "eyes": 2500,
+                                                               "mouth": 5000, "head": 21000}),
                           model=ModelConfig(sh_degree=1, hash=HashConfig(
                               levels=8, features=2, log2_table=14, max_resolution=256)))
     else:
