@@ -124,7 +124,7 @@ class DensifyStrategy:
                 hot &= grad > thr
             small = scales <= c.percent_dense * self.extent
             clone, split = hot & small, hot & ~small
-            extra = {n: [] for n in ("means", "quats", "log_scales", "opacity_logits", "sh")}
+            extra = {n: [] for n in PARAMS}
             if clone.any():
                 for n in extra:
                     extra[n].append(getattr(gs, n).data[clone])

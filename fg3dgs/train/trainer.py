@@ -154,10 +154,10 @@ class Trainer:
             groups.append({"name": "hash", "params": list(m.hash.parameters()),
                            "lr": c.lr_hash})
             for r, net in m.nets.items():
-                main = [p for n, p in net.named_parameters()
-                        if r in ("face", "head") or n.split(".")[0] in ("q", "k", "v")]
-                rest = [p for n, p in net.named_parameters()
-                        if not (r in ("face", "head") or n.split(".")[0] in ("q", "k", "v"))]
+                main, rest = [], []
+                for n, p in net.named_parameters():   # the paper's 1e-4 vs 1e-5 split
+                    is_main = r in ("face", "head") or n.split(".")[0] in ("q", "k", "v")
+                    (main if is_main else rest).append(p)
                 groups.append({"name": f"net.{r}.main", "params": main, "lr": c.lr_face_net})
                 if rest:
                     groups.append({"name": f"net.{r}.rest", "params": rest,
