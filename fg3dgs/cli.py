@@ -119,19 +119,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
         over["audio_features"] = args.audio_features
     if args.iterations:
         try:
-            over["iterations"] = dict(zip(("static", "deform", "fusion"),
-                                          (int(x) for x in args.iterations.split(","))))
-            assert len(over["iterations"]) == 3
+            counts = [int(x) for x in args.iterations.split(",")]
+            assert len(counts) in (3, 4) and min(counts) >= 0
         except (ValueError, AssertionError):
-            print("fg3dgs train: error: --iterations takes three numbers: STATIC,DEFORM,"
-                  "FUSION", file=sys.stderr)
+            print("fg3dgs train: error: --iterations takes three or four numbers: STATIC,"
+                  "DEFORM,FUSION[,HRPA]", file=sys.stderr)
             return 2
+        over["iterations"] = {**preset(args.preset).iterations,
+                              **dict(zip(("static", "deform", "fusion", "hrpa"), counts))}
+    if args.no_hrpa:
+        over["iterations"] = {**over.get("iterations", preset(args.preset).iterations),
+                              "hrpa": 0}
+    if args.expert:
+        over["expert"] = args.expert
     over["backend"] = args.backend
     start = time.perf_counter()
     try:
-        cfg = None if args.resume else preset(args.preset, **over)
+        resumed = args.resume or args.stage is not None
+        cfg = None if resumed else preset(args.preset, **over)
         out = train(args.dataset, args.out, cfg, resume=args.resume,
-                    progress=not args.quiet, force=args.force)
+                    progress=not args.quiet, force=args.force, stage=args.stage,
+                    expert=args.expert if resumed else None)
     except (TrainError, DatasetError, IdentityError, ValueError) as exc:
         print(f"fg3dgs train: error: {exc}", file=sys.stderr)
         return 2
@@ -148,10 +156,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .preprocess.dataset import DatasetError
     from .train.evaluate import evaluate
 
+    from .media import MediaError
+
     try:
         m = evaluate(args.run, args.data, args.truth, backend=args.backend,
-                     progress=not args.quiet, video=not args.no_video)
-    except (IdentityError, DatasetError) as exc:
+                     progress=not args.quiet, video=not args.no_video, expert=args.expert,
+                     audio_files=args.audio)
+    except (IdentityError, DatasetError, MediaError) as exc:
         print(f"fg3dgs eval: error: {exc}", file=sys.stderr)
         return 2
     print(f"validation frames: {m['frames']} at {m['size']}x{m['size']}")
@@ -166,7 +177,43 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                                         f"open (open eyes' 5th percentile "
                                         f"{t['open_p5_ratio']:.2f}x)"
                                         if "blink_ratio" in t else ""))
+    for variant, r in m.get("variants", {"base": m}).items():
+        line = f"[{variant}] PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.4f}  LMD {r['lmd_px']:.2f} px"
+        if "sync" in r:
+            s = r["sync"]
+            line += (f"  expert-C {s['expert-C']:.3f}  expert-D {s['expert-D']:.3f}  "
+                     f"offset {s['expert-offset']:+d}")
+        print(line)
+        for name, s in r.get("sync_new_audio", {}).items():
+            print(f"    {name}: expert-C {s['expert-C']:.3f}  expert-D {s['expert-D']:.3f}  "
+                  f"offset {s['expert-offset']:+d}")
+    if "unavailable" in m["sync_expert"]:
+        print(f"sync scores: unavailable ({m['sync_expert']['unavailable']})")
+    print(f"LSE-C / LSE-D: unavailable ({m['lse']['reason']})")
     print(f"wrote {args.run}/eval/metrics.json")
+    return 0
+
+
+def _cmd_train_sync(args: argparse.Namespace) -> int:
+    from .sync.train import SyncTrainConfig, train_expert
+
+    cfg = SyncTrainConfig(identities=tuple(args.identities.split(",")), minutes=args.minutes,
+                          steps=args.steps, width=args.width, batch=args.batch,
+                          heldout_clips=args.heldout_clips, seed=args.seed)
+    if cfg.minutes <= 0 or cfg.steps < 1 or cfg.heldout_clips < 1 or cfg.batch < 2:
+        print("fg3dgs train-sync: error: --minutes, --steps, --heldout-clips must be "
+              "positive and --batch at least 2", file=sys.stderr)
+        return 2
+    try:
+        report = train_expert(cfg, args.out, progress=not args.quiet)
+    except ValueError as exc:
+        print(f"fg3dgs train-sync: error: {exc}", file=sys.stderr)
+        return 2
+    h = report["heldout"]
+    print(f"held-out ({h['clips']} clips, unseen voices and sentences): pair accuracy "
+          f"{h['pair_accuracy']:.3f}, offset found within +-1 frame on "
+          f"{100 * h['offset_within_1']:.0f}% of clips")
+    print(f"wrote {args.out}/sync_expert.safetensors and {args.out}/report.json")
     return 0
 
 
@@ -229,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.set_defaults(func=_cmd_preprocess)
 
     tr = sub.add_parser("train", help="train an identity from a preprocessed dataset",
-                        description="The three FG-3DGS stages (static, deform, fusion); "
+                        description="The FG-3DGS stages (static, deform, fusion, hrpa); "
                         "writes RUN/identity.safetensors + identity.json, previews and a "
                         "loss curve. Ctrl-C saves the state; --resume continues exactly.")
     tr.add_argument("dataset")
@@ -240,7 +287,16 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
     tr.add_argument("--force", action="store_true", help="start over in an existing --out")
     tr.add_argument("--size", type=int, help="training image size (preset's by default)")
-    tr.add_argument("--iterations", help="STATIC,DEFORM,FUSION iteration counts")
+    tr.add_argument("--iterations", help="STATIC,DEFORM,FUSION[,HRPA] iteration counts")
+    tr.add_argument("--stage", choices=["hrpa"],
+                    help="rerun this stage of the finished run in --out from its start "
+                         "(hrpa: the lip-sync refinement, e.g. with another --expert)")
+    tr.add_argument("--expert", help="sync expert for HRPA: ours (.safetensors), Wav2Lip's "
+                                     "lipsync_expert.pth, or hf://OWNER/REPO/FILE "
+                                     "(default: checkpoints/sync_expert.safetensors)")
+    tr.add_argument("--no-hrpa", action="store_true",
+                    help="skip the lip-sync refinement (the identity has the base variant "
+                         "only)")
     tr.add_argument("--audio-features", help="which of the dataset's features (default mel)")
     tr.add_argument("--no-region-split", action="store_true",
                     help="ablation: one Gaussian set and one network for the whole head")
@@ -260,8 +316,31 @@ def build_parser() -> argparse.ArgumentParser:
                                     "with its truth")
     ev.add_argument("--backend", choices=["auto", "cpu", "gsplat"], default="auto")
     ev.add_argument("--no-video", action="store_true", help="skip the side-by-side video")
+    ev.add_argument("--expert", help="sync expert for expert-C / expert-D (default: the "
+                                     "shipped one)")
+    ev.add_argument("--audio", nargs="+", help="also score lip sync on these speech files "
+                                               "(poses replayed from the validation frames)")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=_cmd_eval)
+
+    ts = sub.add_parser("train-sync", help="train the lip-sync expert on synthetic clips",
+                        description="Generates clips with the synthetic generator (many "
+                        "voices, rates and pitches, the built-in photos, colour / crop / "
+                        "scale augmentation), trains the expert and reports held-out pair "
+                        "accuracy and offset detection on unseen voices and sentences.")
+    ts.add_argument("--out", required=True, help="folder for sync_expert.safetensors")
+    ts.add_argument("--identities", default="builtin:astronaut,builtin:hopper",
+                    help="comma-separated photos (builtin:NAME or image paths)")
+    ts.add_argument("--minutes", type=float, default=12.0, help="minutes of training speech")
+    ts.add_argument("--steps", type=int, default=3000, help="optimiser steps")
+    ts.add_argument("--batch", type=int, default=64)
+    ts.add_argument("--width", type=float, default=0.25,
+                    help="channel scale of Wav2Lip's layout (1 = the published expert's)")
+    ts.add_argument("--heldout-clips", type=int, default=40,
+                    help="5-second held-out clips for the offset test")
+    ts.add_argument("--seed", type=int, default=0)
+    ts.add_argument("--quiet", action="store_true", help="no progress bars")
+    ts.set_defaults(func=_cmd_train_sync)
 
     chk = sub.add_parser("synth-check", help="measure a synthetic clip against its truth "
                                              "with mediapipe (exit 1 if a target is missed)")

@@ -57,6 +57,7 @@ class LandmarkScheme:
     fast: tuple[int, ...]
     outer_lips: tuple[int, ...]
     inner_lips: tuple[int, ...]
+    jaw: tuple[int, ...]                        # 17 points, subject's right ear to left
 
     @cached_property
     def fast_mask(self) -> np.ndarray:
@@ -96,7 +97,7 @@ def _mediapipe() -> LandmarkScheme:
             114, 343, 217, 437, 126, 355, 198, 420, 236, 456,           # nose bridge sides
         })),
         fast=tuple(fast), outer_lips=tuple(int(i) for i in m[48:60]),
-        inner_lips=tuple(int(i) for i in m[60:68]))
+        inner_lips=tuple(int(i) for i in m[60:68]), jaw=tuple(int(i) for i in m[0:17]))
 
 
 IBUG68 = LandmarkScheme(
@@ -106,7 +107,7 @@ IBUG68 = LandmarkScheme(
     # Nose and eye corners; the jaw points are on the silhouette and slide with yaw.
     rigid=tuple(range(27, 36)) + (36, 39, 42, 45),
     fast=tuple(range(36, 48)) + tuple(range(48, 68)),
-    outer_lips=tuple(range(48, 60)), inner_lips=tuple(range(60, 68)))
+    outer_lips=tuple(range(48, 60)), inner_lips=tuple(range(60, 68)), jaw=tuple(range(17)))
 
 _SCHEMES: dict[str, LandmarkScheme] = {}
 

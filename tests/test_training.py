@@ -28,7 +28,9 @@ def data(tmp_path_factory):
 
 
 def tiny(iters=(12, 8, 6), **over):
-    cfg = preset("cpu", size=64, iterations=dict(zip(("static", "deform", "fusion"), iters)),
+    """A tiny schedule: STATIC, DEFORM, FUSION[, HRPA] iterations (no HRPA unless given)."""
+    cfg = preset("cpu", size=64, iterations=dict(zip(("static", "deform", "fusion", "hrpa"),
+                                                     (*iters, 0)[:4])),
                  log_every=2, checkpoint_every=5, preview_every=10_000, **over)
     cfg.model.init_counts = {"face": 300, "eyes": 60, "mouth": 100, "head_rest": 120}
     cfg.model.hash = HashConfig(levels=3, features=2, log2_table=10, max_resolution=64)
@@ -140,3 +142,55 @@ def test_eval_writes_metrics_and_video(run, data, capsys):
     assert m["lpips"]["available"] is False and "mouth_jaw_r" in m["truth"]
     assert (run / "eval" / "validation.mp4").stat().st_size > 1000
     assert "PSNR" in capsys.readouterr().out
+
+
+def test_hrpa_refines_a_copy_of_the_mouth_branch(data, tmp_path):
+    from fg3dgs.preprocess.dataset import Dataset
+    from fg3dgs.sync import ExpertConfig, SyncExpert, save_expert
+
+    torch.manual_seed(0)
+    expert = tmp_path / "expert.safetensors"
+    save_expert(SyncExpert(ExpertConfig(width=0.125)), expert)
+    cfg = tiny((10, 6, 4, 3))
+    cfg.expert = str(expert)
+    train(data / "data", tmp_path / "hrpa", cfg, progress=False)
+    train(data / "data", tmp_path / "plain", tiny((10, 6, 4)), progress=False)
+    model, info, _ = load_identity(tmp_path / "hrpa")
+    plain, _, _ = load_identity(tmp_path / "plain")
+    assert model.variants == ("base", "refined") and plain.variants == ("base",)
+    assert info["variants"] == ["base", "refined"]
+    assert info["hrpa"]["expert"]["source"] == "fg3dgs" and info["hrpa"]["iterations"] == 3
+    ds, frames = Dataset(data / "data"), np.array([5, 30])
+    _, base = render_dataset_frames(model, info, ds, frames)
+    _, ref = render_dataset_frames(plain, info, ds, frames)
+    assert np.abs(base - ref).max() < 1e-5          # the base branch is the pre-HRPA model
+    _, refined = render_dataset_frames(model.set_variant("refined"), info, ds, frames)
+    assert np.abs(refined - base).max() > 1e-4
+    with pytest.raises(ValueError, match="no 'refined' variant"):
+        plain.set_variant("refined")
+
+
+def test_hrpa_without_an_expert_says_so(data, tmp_path):
+    cfg = tiny((2, 2, 2, 1))
+    cfg.expert = str(tmp_path / "missing.safetensors")
+    with pytest.raises(TrainError, match="HRPA stage needs a sync expert.*not found"):
+        train(data / "data", tmp_path / "r", cfg, progress=False)
+
+
+def test_eval_scores_sync_with_an_expert_and_new_audio(run, data, tmp_path, capsys):
+    from fg3dgs.sync import ExpertConfig, SyncExpert, save_expert
+
+    torch.manual_seed(0)
+    expert = tmp_path / "expert.safetensors"
+    save_expert(SyncExpert(ExpertConfig(width=0.125)), expert)
+    assert main(["eval", str(run), "--data", str(data / "data"), "--no-video", "--quiet",
+                 "--expert", str(expert), "--audio", str(data / "synth" / "audio.wav")]) == 0
+    m = json.loads((run / "eval" / "metrics.json").read_text())
+    assert set(m["sync"]) == {"expert-C", "expert-D", "expert-offset"}
+    assert abs(m["sync"]["expert-offset"]) <= 15 and m["sync"]["expert-C"] >= 0
+    assert "audio.wav" in m["sync_new_audio"] and m["sync_expert"]["source"] == "fg3dgs"
+    assert m["lse"]["available"] is False
+    out = capsys.readouterr().out
+    assert "expert-C" in out and "LSE-C / LSE-D: unavailable" in out
+    assert main(["eval", str(run), "--data", str(data / "data"), "--no-video", "--quiet",
+                 "--expert", str(expert), "--audio", str(tmp_path / "nope.wav")]) == 2

@@ -21,12 +21,18 @@ class ModelConfig:
     attn_heads: int = 2
     region_split: bool = True      # False: one Gaussian set and network ("head")
     frequency_aware: bool = True   # False: plain MLP deltas for all regions
+    refined: bool = False          # holds the HRPA-refined mouth branch beside the base one
     init_counts: dict = field(default_factory=lambda: {
         "face": 6000, "eyes": 800, "mouth": 1500, "head_rest": 3000})
 
     @property
     def regions(self) -> tuple[str, ...]:
         return ("face", "eyes", "mouth") if self.region_split else ("head",)
+
+    @property
+    def refined_region(self) -> str:
+        """The region whose network HRPA refines: the mouth (the head without region split)."""
+        return "mouth" if self.region_split else "head"
 
     def to_dict(self) -> dict:
         return asdict(self)

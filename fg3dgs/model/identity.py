@@ -3,6 +3,8 @@ deformation networks and colour corrections (DESIGN.md section 2)."""
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -40,6 +42,12 @@ class FG3DGS(nn.Module):
                 nets[r] = GatedCrossAttentionDeform(h, d, cfg.attn_width, cfg.attn_heads)
         self.nets = nn.ModuleDict(nets)
         self.colour = nn.ModuleDict({r: ColourCorrection() for r in cfg.regions})
+        # HRPA's branch: a copy of the mouth network and of the colour corrections, refined
+        # with the sync expert; the base ones stay as they were ("without refinement").
+        self.refined = nn.ModuleDict({"net": copy.deepcopy(nets[cfg.refined_region]),
+                                      "colour": copy.deepcopy(self.colour)}) \
+            if cfg.refined else None
+        self.variant = "base"
         self._plans: dict = {}
         self._h_cache: dict | None = None
 
@@ -67,6 +75,34 @@ class FG3DGS(nn.Module):
         self._h_cache = None
         self._h_cache = {r: self.features(r) for r in self.cfg.regions}
 
+    # -- variants (base / HRPA-refined) ---------------------------------------------------
+    @property
+    def variants(self) -> tuple[str, ...]:
+        return ("base", "refined") if self.refined is not None else ("base",)
+
+    def add_refined(self):
+        """Start the refined branch as a copy of the current mouth network and colours."""
+        self.refined = nn.ModuleDict({"net": copy.deepcopy(self.nets[self.cfg.refined_region]),
+                                      "colour": copy.deepcopy(self.colour)})
+        self.cfg.refined = True
+
+    def set_variant(self, variant: str) -> "FG3DGS":
+        """Render the base model or the HRPA-refined one from now on."""
+        if variant not in self.variants:
+            raise ValueError(f"this identity has no {variant!r} variant; it has "
+                             f"{', '.join(self.variants)}")
+        self.variant = variant
+        return self
+
+    def _net(self, region: str) -> nn.Module:
+        if self.variant == "refined" and region == self.cfg.refined_region:
+            return self.refined["net"]
+        return self.nets[region]
+
+    def _colour(self, region: str) -> nn.Module:
+        return self.refined["colour"][region] if self.variant == "refined" \
+            else self.colour[region]
+
     # -- deformation --------------------------------------------------------------------
     def drive(self, audio_windows: torch.Tensor, expr_windows: torch.Tensor) -> dict:
         """audio_windows [B, 8, 16, D]; expr_windows [B, 5, E] -> encoded driving features."""
@@ -83,7 +119,7 @@ class FG3DGS(nn.Module):
         if drive is None:
             return means, quats, scales, opac, sh
         h = self.features(region)
-        net = self.nets[region]
+        net = self._net(region)
         if isinstance(net, GatedCrossAttentionDeform):
             f, tok = (drive["f_a"], drive["tok_a"]) if region == "mouth" else \
                 (drive["f_e"], drive["tok_e"])
@@ -127,7 +163,7 @@ class FG3DGS(nn.Module):
                 rgbs.append(rgb)
                 alphas.append(alpha)
             rgb, alpha = torch.stack(rgbs), torch.stack(alphas)
-            out[r] = (self.colour[r](rgb, alpha), alpha)
+            out[r] = (self._colour(r)(rgb, alpha), alpha)
             means2d[r] = m2d
         return (out, means2d) if keep_means2d else out
 

@@ -70,6 +70,11 @@ class Dataset:
         v[:3, 3] = self.t[i]
         return v
 
+    def audio(self) -> np.ndarray:
+        """[S] float32 the clip's 16 kHz mono audio."""
+        from ..media import read_audio
+        return read_audio(self.path / "audio.wav")
+
     def audio_window(self, i: int, name: str = "mel", size: int = 16) -> np.ndarray:
         if name not in self._features:
             raise DatasetError(f"the dataset has no {name!r} features; it has "

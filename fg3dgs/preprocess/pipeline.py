@@ -70,13 +70,26 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _head_split(labels: np.ndarray, person: np.ndarray, chin_y: float) -> np.ndarray:
-    """Person pixels not covered by face regions: above the chin = head, below = torso."""
+PLATE_MAX_PERSON = 0.1                   # selfie-segmentation probability
+PLATE_ERODE = np.ones((7, 7), np.uint8)  # keep the plate 3 px clear of the person
+
+
+def _head_split(labels: np.ndarray, person: np.ndarray, jaw: np.ndarray) -> np.ndarray:
+    """Person pixels not covered by face regions: above the jaw line = head, below = torso.
+
+    labels [H, W] uint8, person [H, W] bool, jaw [17, 2] the jaw contour in pixels (ear to ear
+    via the chin). The neck and the collar go to the torso: the torso comes from the training
+    frames (replayed with their poses at inference), so the Gaussians end at the jaw, where the
+    face region ends too, and no seam crosses the neck. Beyond the ears the line is level.
+    """
     out = labels.copy()
     rest = person & (labels == 0)
-    rows = np.arange(labels.shape[0])[:, None]
-    out[rest & (rows < chin_y)] = LABEL_HEAD
-    out[rest & (rows >= chin_y)] = LABEL_TORSO
+    order = np.argsort(jaw[:, 0])
+    cols = np.arange(labels.shape[1]) + 0.5
+    line = np.interp(cols, jaw[order, 0], jaw[order, 1])           # [W]
+    above = (np.arange(labels.shape[0]) + 0.5)[:, None] < line[None]
+    out[rest & above] = LABEL_HEAD
+    out[rest & ~above] = LABEL_TORSO
     return out
 
 
@@ -168,13 +181,16 @@ def preprocess(video: str | os.PathLike, out_dir: str | os.PathLike,
             for i, frame in enumerate(iter_frames(video, info, crop=crop, size=cfg.size)):
                 if i >= F:
                     break
-                person = (seg.process(frame).segmentation_mask > 0.5) & inside
+                prob = seg.process(frame).segmentation_mask
+                person = (prob > 0.5) & inside
                 labels = masker(pts[i], cfg.size, cfg.size)
-                labels = _head_split(labels, person, float(pts[i, scheme.chin, 1]))
+                labels = _head_split(labels, person, pts[i, list(scheme.jaw), :2])
                 labels[~inside] = 0
                 iio.imwrite(tmp / "frames" / f"{i:06d}.jpg", frame, quality=cfg.jpeg_quality)
                 iio.imwrite(tmp / "labels" / f"{i:06d}.png", labels)
-                free = ~person & (labels == 0)
+                # The plate takes only confident background, away from the person's edge.
+                free = cv2.erode(((prob < PLATE_MAX_PERSON) & (labels == 0)).astype(np.uint8),
+                                 PLATE_ERODE) > 0
                 bg_sum[free] += frame[free]
                 bg_count[free] += 1
                 n += 1

@@ -118,6 +118,46 @@ def render_frame(rig: FaceRig, head_space: np.ndarray, R: np.ndarray, t: np.ndar
     return image, downsample_labels(lab, ss), cam
 
 
+@dataclass
+class AnimationTracks:
+    """Per-frame drive of a clip: visemes [N, 4], head rotation R [N, 3, 3] and translation
+    t [N, 3] (camera space), head angles [N, 3] (degrees), eye openness [N], blink starts."""
+
+    visemes: np.ndarray
+    R: np.ndarray
+    t: np.ndarray
+    angles: np.ndarray
+    openness: np.ndarray
+    blinks: np.ndarray
+
+
+def animation_tracks(rig: FaceRig, speech: Speech, n: int, seed: int,
+                     motion: MotionConfig = MotionConfig()) -> AnimationTracks:
+    """Mouth, head and eyelid tracks of ``n`` frames that follow ``speech``."""
+    times = frame_times(n, FPS)
+    R, t, angles = head_motion(times, speech.phonemes, seed, rig.head_centre, motion)
+    openness, blinks = blink_track(times, seed)
+    return AnimationTracks(viseme_track(speech.phonemes, times), R, t, angles, openness,
+                           blinks)
+
+
+def background_colour(rig: FaceRig) -> np.ndarray:
+    """[3] the colour drawn where no mesh covers the frame: the texture's mean corner."""
+    return np.asarray(rig.texture[[0, -1]][:, [0, -1]].reshape(-1, 3).mean(0))
+
+
+def animate(rig: FaceRig, tracks: AnimationTracks, K_ss: np.ndarray, size: int, ss: int,
+            background: np.ndarray):
+    """Yield (image, labels, camera-space vertices, head-space vertices) per frame."""
+    for i in range(len(tracks.visemes)):
+        e = Expression(*(float(v) for v in tracks.visemes[i]),
+                       eye_open=(tracks.openness[i],) * 2)
+        hs = rig.deform(e)
+        image, lab, cam = render_frame(rig, hs, tracks.R[i], tracks.t[i], K_ss, size, ss,
+                                       background)
+        yield image, lab, cam, hs
+
+
 def calibrate_registration(rig: FaceRig, K_out: np.ndarray, size: int, ss: int,
                            background: np.ndarray, iterations: int = 2) -> float:
     """Register the photo texture to the mesh as mediapipe sees it.
@@ -182,14 +222,13 @@ def generate(cfg: SynthConfig, out_dir: str | os.PathLike, force: bool = False,
     n = max(1, math.ceil(speech.duration * FPS - 1e-9))
     audio = np.zeros(n * AUDIO_RATE // FPS, np.float32)
     audio[:len(speech.audio)] = speech.audio[:len(audio)]
-    times = frame_times(n, FPS)
-    visemes = viseme_track(speech.phonemes, times)
-    R, t, angles = head_motion(times, speech.phonemes, cfg.seed, rig.head_centre, MotionConfig())
-    openness, blinks = blink_track(times, cfg.seed)
+    tracks = animation_tracks(rig, speech, n, cfg.seed)
+    visemes, R, t, angles = tracks.visemes, tracks.R, tracks.t, tracks.angles
+    openness, blinks = tracks.openness, tracks.blinks
     ss = cfg.supersample
     K_ss = output_camera(rig, face.points, cfg.size, cfg.framing, ss)
     K_out = output_camera(rig, face.points, cfg.size, cfg.framing, 1)
-    background = np.asarray(rig.texture[[0, -1]][:, [0, -1]].reshape(-1, 3).mean(0))
+    background = background_colour(rig)
 
     landmarks = np.zeros((n, N_LANDMARKS, 2), np.float32)
     eye_open = np.zeros((n, 2), np.float32)
@@ -201,11 +240,8 @@ def generate(cfg: SynthConfig, out_dir: str | os.PathLike, force: bool = False,
         from tqdm import tqdm
 
         bar = tqdm(total=n, unit="frame", desc="rendering", disable=not progress)
-        for i in range(n):
-            e = Expression(*(float(v) for v in visemes[i]), eye_open=(openness[i],) * 2)
-            hs = rig.deform(e)
-            image, lab, cam = render_frame(rig, hs, R[i], t[i], K_ss, cfg.size, ss,
-                                           background)
+        for i, (image, lab, cam, hs) in enumerate(
+                animate(rig, tracks, K_ss, cfg.size, ss, background)):
             landmarks[i] = project(K_out, cam[:N_LANDMARKS])
             eye_open[i] = rig.eye_openness(hs)
             regions.append(encode_regions(lab))

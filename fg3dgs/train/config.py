@@ -8,7 +8,7 @@ from ..model.config import ModelConfig
 from ..model.gaussians import DensifyConfig
 from ..model.hash_encoding import HashConfig
 
-STAGES = ("static", "deform", "fusion")
+STAGES = ("static", "deform", "fusion", "hrpa")
 
 
 @dataclass
@@ -17,7 +17,7 @@ class TrainConfig:
     size: int = 256
     batch: int = 1
     iterations: dict = field(default_factory=lambda: {"static": 2000, "deform": 14000,
-                                                      "fusion": 5000})
+                                                      "fusion": 5000, "hrpa": 400})
     # Learning rates. Gaussians: the 3DGS defaults (means scaled by the head's extent).
     lr_means: float = 1.6e-4
     lr_means_final: float = 1.6e-6
@@ -34,6 +34,9 @@ class TrainConfig:
     fusion_alpha_weight: float = 0.05
     window_margin: int = 24         # px around the eyes / mouth rendered in stages 1-2
     lpips: float = 0.5              # used only when LPIPS weights are available
+    sync_weight: float = 0.03       # HRPA: the sync expert's loss beside the fusion loss
+    lr_hrpa_net: float = 1e-4       # HRPA: the refined mouth network
+    expert: str | None = None       # HRPA's sync expert (None: the shipped one)
     densify: DensifyConfig = field(default_factory=DensifyConfig)
     checkpoint_every: int = 1000
     preview_every: int = 2000
@@ -50,6 +53,7 @@ class TrainConfig:
         d = dict(d)
         d["densify"] = DensifyConfig(**d["densify"])
         d["model"] = ModelConfig.from_dict(d["model"])
+        d["iterations"] = {"hrpa": 0, **d["iterations"]}   # runs from before HRPA existed
         return cls(**d)
 
 
@@ -59,7 +63,8 @@ def preset(name: str, **overrides) -> TrainConfig:
     3k / 47k / 10k iterations and learning rates (for a CUDA GPU)."""
     if name == "paper":
         cfg = TrainConfig(preset="paper", size=512,
-                          iterations={"static": 3000, "deform": 47000, "fusion": 10000},
+                          iterations={"static": 3000, "deform": 47000, "fusion": 10000,
+                                      "hrpa": 2000},
                           densify=DensifyConfig(start=500, stop=15000, every=100,
                                                 max_gaussians={"face": 100000, "eyes": 15000,
                                                                "mouth": 35000, "head": 150000},

@@ -35,6 +35,9 @@ UNAVAILABLE = {
     "lpips": "needs the LPIPS network weights (AlexNet/VGG backbone from torchvision's "
              "download site), which cannot be fetched here",
     "fid": "needs the Inception-v3 FID weights, which cannot be fetched here",
+    "lse": "LSE-C / LSE-D need SyncNet's published weights (syncnet_v2.model), which cannot "
+           "be fetched here and which fg3dgs does not load yet; the same protocol on our own "
+           "expert is reported as expert-C / expert-D",
 }
 
 
@@ -96,13 +99,105 @@ def render_dataset_frames(model, info, ds: Dataset, frames: np.ndarray, batch: i
     return np.concatenate(truth), np.concatenate(out)
 
 
+def pingpong(frames: np.ndarray, n: int) -> np.ndarray:
+    """``n`` frame numbers walking ``frames`` forward, back, forward... (replayed poses)."""
+    frames = np.asarray(frames)
+    cycle = np.concatenate([frames, frames[-2:0:-1]]) if len(frames) > 1 else frames
+    return cycle[np.arange(n) % len(cycle)]
+
+
+@torch.no_grad()
+def render_with_audio(model, info, ds: Dataset, audio: np.ndarray, replay: np.ndarray,
+                      batch: int = 8, backend: str = "auto"):
+    """(frames [F, S, S, 3] float, replayed dataset frame numbers [F]) of the identity
+    speaking ``audio`` (16 kHz mono), with head pose, expression and torso replayed from
+    dataset frames ``replay`` (ping-pong). F = the audio's length in video frames."""
+    from ..audio_features import extract
+    from .data import audio_windows
+
+    size = int(info["size"])
+    n = max(1, -(-len(audio) * FPS // AUDIO_RATE))
+    feats = extract(np.asarray(audio, np.float32), info["audio_features"])
+    order = pingpong(replay, n)
+    model.freeze_features()
+    out = []
+    for a in range(0, n, batch):
+        fr = order[a:a + batch]
+        data = TrainData(ds, size, info["audio_features"], fr)
+        b = data.batch(np.arange(len(fr)))
+        aw = torch.from_numpy(audio_windows(feats, np.arange(a, a + len(fr))))
+        drive = model.drive(aw, b["expression"])
+        img = model.render(drive, b["viewmats"], torch.from_numpy(data.K), size, size,
+                           b["canvas"], backend)
+        out.append(img.clamp(0, 1).numpy())
+    return np.concatenate(out), order
+
+
+def _sync(expert, frames: np.ndarray, lm: np.ndarray, ds: Dataset, replayed: np.ndarray,
+          size: int, audio: np.ndarray):
+    """Sync scores of rendered frames against their audio (crops from detected landmarks,
+    the replayed frames' own landmarks where none are found)."""
+    from ..sync.audio import sync_mel
+    from ..sync.crops import face_boxes
+    from ..sync.metrics import crop_boxes, score_frames
+
+    scale = size / ds.manifest["size"]
+    fallback = face_boxes(np.asarray(ds.landmarks)[replayed]) * scale
+    return score_frames(expert, frames, crop_boxes(lm, fallback), sync_mel(audio))
+
+
 def evaluate(run: str | Path, dataset: str | Path, truth_dir: str | Path | None = None,
-             backend: str = "auto", progress: bool = True, video: bool = True) -> dict:
-    from skimage.metrics import structural_similarity
+             backend: str = "auto", progress: bool = True, video: bool = True,
+             expert: str | None = None, audio_files: list[str] | None = None) -> dict:
+    """Metrics of every variant of the identity (base, and refined after HRPA) on the
+    validation frames, plus sync scores there and on ``audio_files`` (speech the identity
+    never heard, with replayed poses). Writes ``RUN/eval/metrics.json`` (and the video)."""
+    from ..sync import ExpertError, load_expert
 
     run = Path(run)
     model, info, _extras = load_identity(run)
     ds = Dataset(dataset)
+    try:
+        sync_expert, expert_info = load_expert(expert)
+    except ExpertError as exc:
+        sync_expert, expert_info = None, {"unavailable": str(exc)}
+    clips = {}
+    for f in audio_files or []:
+        clips[Path(f).name] = read_audio(f)
+    results = {}
+    for variant in model.variants:
+        model.set_variant(variant)
+        results[variant] = _evaluate_variant(model, info, ds, truth_dir, backend, progress,
+                                             sync_expert, clips)
+    arrays = {v: {k: r.pop(k) for k in ("_frames", "_truth", "_render")}
+              for v, r in results.items()}
+    metrics = dict(results["base"])
+    if len(results) > 1:
+        metrics["variants"] = results
+    # LSE-C / LSE-D are SyncNet's numbers; any other expert's go under its own name.
+    metrics["sync_expert"] = {k: v for k, v in expert_info.items()
+                              if k in ("source", "path", "unavailable")}
+    metrics["lse"] = {"available": False, "reason": UNAVAILABLE["lse"]}
+    out_dir = run / "eval"
+    out_dir.mkdir(exist_ok=True)
+    with atomic_output(out_dir / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    if video:     # truth | base | refined
+        frames, truth = arrays["base"]["_frames"], arrays["base"]["_truth"]
+        renders = [arrays[v]["_render"] for v in model.variants]
+        audio = read_audio(ds.path / "audio.wav")
+        a0, a1 = frames[0] * AUDIO_RATE // FPS, (frames[-1] + 1) * AUDIO_RATE // FPS
+        rows = (np.concatenate([t, *r], 1) for t, *r in zip(truth, *renders))
+        with atomic_output(out_dir / "validation.mp4") as tmp:
+            write_video(tmp, ((p * 255).round().astype(np.uint8) for p in rows), FPS,
+                        audio[a0:a1])
+    return metrics
+
+
+def _evaluate_variant(model, info, ds: Dataset, truth_dir, backend, progress, expert,
+                      clips: dict) -> dict:
+    from skimage.metrics import structural_similarity
+
     frames = np.arange(*ds.manifest["split"]["validation"])
     truth, render = render_dataset_frames(model, info, ds, frames, backend=backend,
                                           progress=progress)
@@ -135,17 +230,21 @@ def evaluate(run: str | Path, dataset: str | Path, truth_dir: str | Path | None 
     }
     if truth_dir is not None:
         metrics["truth"] = _against_synth_truth(truth_dir, frames, lm_r, ok)
-    out_dir = run / "eval"
-    out_dir.mkdir(exist_ok=True)
-    with atomic_output(out_dir / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    if video:
+    if expert is not None:
         audio = read_audio(ds.path / "audio.wav")
         a0, a1 = frames[0] * AUDIO_RATE // FPS, (frames[-1] + 1) * AUDIO_RATE // FPS
-        pairs = (np.concatenate([t, r], 1) for t, r in zip(truth, render))
-        with atomic_output(out_dir / "validation.mp4") as tmp:
-            write_video(tmp, ((p * 255).round().astype(np.uint8) for p in pairs), FPS,
-                        audio[a0:a1])
+        metrics["sync"] = _sync(expert, render, lm_r, ds, frames, size,
+                                audio[a0:a1]).as_dict("expert")
+        metrics["sync_real_frames"] = _sync(expert, truth, lm_t, ds, frames, size,
+                                            audio[a0:a1]).as_dict("expert")
+        heard = {}
+        for name, clip in clips.items():
+            out, replayed = render_with_audio(model, info, ds, clip, frames, backend=backend)
+            heard[name] = _sync(expert, out, landmarks(out), ds, replayed, size,
+                                clip).as_dict("expert")
+        if heard:
+            metrics["sync_new_audio"] = heard
+    metrics.update(_frames=frames, _truth=truth, _render=render)
     return metrics
 
 

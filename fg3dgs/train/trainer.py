@@ -8,7 +8,11 @@
    region, with the same loss (colours and opacities keep learning);
 3. fusion: the regions are composited (mouth over eyes, face over both) with per-region
    colour corrections over the background plate and the frame's torso; the loss is on the
-   whole frame.
+   whole frame;
+4. hrpa: the mouth network and colour corrections are copied into a refined branch, which
+   alone learns from windows of 5 consecutive rendered frames: the fusion loss plus
+   ``sync_weight`` x the lip-sync expert's loss on their mouth crops against the audio. The
+   base branch is kept, so the identity renders with or without the refinement.
 
 The run folder gets ``train_state.safetensors`` (everything needed to resume exactly: model,
 optimiser moments, random state, history; written atomically every ``checkpoint_every``
@@ -33,7 +37,7 @@ from ..model.identity import FG3DGS, REGION_LABELS
 from ..model.init_points import initial_points
 from ..model.io import build_model, save_identity
 from ..preprocess.dataset import Dataset
-from .config import STAGES, TrainConfig
+from .config import STAGES, TrainConfig, preset
 from .data import TrainData
 from .losses import photometric, psnr
 
@@ -167,9 +171,16 @@ class Trainer:
         if stage == "fusion":
             groups.append({"name": "colour", "params": list(m.colour.parameters()),
                            "lr": c.lr_colour})
+        if stage == "hrpa":     # only the refined branch learns
+            groups = [{"name": "refined.net", "params": list(m.refined["net"].parameters()),
+                       "lr": c.lr_hrpa_net},
+                      {"name": "refined.colour",
+                       "params": list(m.refined["colour"].parameters()), "lr": c.lr_colour}]
         return groups
 
     def _new_stage_state(self):
+        if self.stage == "hrpa":
+            self._start_hrpa()
         groups = self._groups(self.stage)
         trainable = {id(p) for g in groups for p in g["params"]}
         for p in self.model.parameters():
@@ -179,12 +190,72 @@ class Trainer:
         self.densify = {r: DensifyStrategy(self.cfg.densify, self.extent, r)
                         for r in self.model.cfg.regions} if self.stage == "static" else {}
 
+    def restart_at(self, stage: str):
+        """Run ``stage`` (again) from its start on a resumed run whose earlier stages are
+        done, e.g. HRPA with another expert or weight."""
+        if stage not in STAGES:
+            raise TrainError(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
+        k, done = STAGES.index(stage), STAGES.index(self.stage)
+        prev = STAGES[k - 1] if k else None
+        finished = done > k - 1 or (prev == self.stage
+                                    and self.step >= self.cfg.iterations[prev])
+        if not finished:
+            raise TrainError(f"the run is at {self.stage} step {self.step}; finish the stages "
+                             f"before {stage} first (fg3dgs train ... --resume)")
+        if self.cfg.iterations.get(stage, 0) <= 0:
+            self.cfg.iterations[stage] = preset(self.cfg.preset).iterations[stage]
+        self.stage, self.step = stage, 0
+        self._new_stage_state()
+
+    def _start_hrpa(self):
+        """Refined branch, frozen sync expert, the clip's expert mel and face boxes."""
+        from ..sync import ExpertError, load_expert
+        from ..sync.audio import sync_mel
+        from ..sync.crops import face_boxes
+
+        if self.model.refined is None:
+            self.model.add_refined()
+        self.model.set_variant("refined")
+        try:
+            self.expert, self.expert_info = load_expert(self.cfg.expert)
+        except ExpertError as exc:
+            raise TrainError(f"the HRPA stage needs a sync expert: {exc}") from exc
+        for p in self.expert.parameters():
+            p.requires_grad_(False)
+        self.sync_mel = sync_mel(self.ds.audio())
+        scale = self.cfg.size / self.ds.manifest["size"]
+        self.boxes = face_boxes(self.ds.landmarks) * scale            # [F, 3]
+
+    def _hrpa_step(self) -> tuple[float, float]:
+        from ..sync.audio import mel_windows
+        from ..sync.crops import mouth_crops, stack_windows
+        from ..sync.expert import T_FRAMES
+
+        c = self.cfg
+        k0 = int(self.rng.integers(0, len(self.data) - T_FRAMES + 1))
+        ks = np.arange(k0, k0 + T_FRAMES)
+        b = self.data.batch(ks)
+        drive = self.model.drive(b["audio"], b["expression"])
+        renders = self.model.render_regions(drive, b["viewmats"], self.K, c.size, c.size,
+                                            c.backend)
+        out = fuse(renders, b["canvas"])
+        crops = mouth_crops(out.permute(0, 3, 1, 2), torch.from_numpy(self.boxes[b["frames"]]))
+        mel = torch.from_numpy(mel_windows(self.sync_mel, b["frames"][:1]))
+        sync = self.expert.sync_loss(mel, stack_windows(crops))
+        loss = photometric(out, b["image"], c.dssim) + c.sync_weight * sync
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return float(loss.detach()), psnr(out.detach(), b["image"])
+
     # -- the loop -----------------------------------------------------------------------
     def train(self):
         from tqdm import tqdm
 
-        total = sum(self.cfg.iterations[s] for s in STAGES)
-        done = sum(self.cfg.iterations[s] for s in STAGES[:STAGES.index(self.stage)])
+        if self.stage == "hrpa" and not hasattr(self, "expert"):
+            self._start_hrpa()          # resumed inside HRPA
+        total = sum(self.cfg.iterations.get(s, 0) for s in STAGES)
+        done = sum(self.cfg.iterations.get(s, 0) for s in STAGES[:STAGES.index(self.stage)])
         bar = tqdm(total=total, initial=done + self.step, unit="it", desc=self.stage,
                    disable=not self.progress, dynamic_ncols=True)
         try:
@@ -205,10 +276,12 @@ class Trainer:
                         self.write_preview()
                 k = STAGES.index(self.stage)
                 self.write_preview()
-                if k + 1 == len(STAGES):
+                nxt = next((s for s in STAGES[k + 1:] if self.cfg.iterations.get(s, 0) > 0),
+                           None)
+                if nxt is None:
                     self.save_state()
                     break
-                self.stage, self.step = STAGES[k + 1], 0
+                self.stage, self.step = nxt, 0
                 bar.set_description(self.stage)
                 self._new_stage_state()
                 self.save_state()
@@ -231,6 +304,8 @@ class Trainer:
                 g["lr"] = lr
 
     def _one_step(self) -> tuple[float, float]:
+        if self.stage == "hrpa":
+            return self._hrpa_step()
         c = self.cfg
         ks = self.rng.integers(0, len(self.data), c.batch)
         b = self.data.batch(ks)
@@ -310,7 +385,7 @@ class Trainer:
                 steps = [offset + x[1] for x in h]
                 ax[0].plot(steps, [x[2] for x in h], label=s)
                 ax[1].plot(steps, [x[3] for x in h], label=s)
-            offset += self.cfg.iterations[s]
+            offset += self.cfg.iterations.get(s, 0)
         ax[0].set_yscale("log")
         ax[0].set_title("loss")
         ax[1].set_title("PSNR (dB; regions in stages 1-2, frame in 3)")
@@ -329,7 +404,13 @@ class Trainer:
                           "dataset": str(self.ds.path),
                           "frames": len(self.data)},
                 "metrics": {"train_psnr_last": float(np.mean(last)) if last else None},
+                "variants": list(self.model.variants),
                 "track": {"fps": 25, "frames": len(self.ds)}}
+        if self.model.refined is not None:
+            info = getattr(self, "expert_info", {})
+            meta["hrpa"] = {"iterations": self.cfg.iterations.get("hrpa", 0),
+                            "sync_weight": self.cfg.sync_weight,
+                            "expert": {k: info.get(k) for k in ("source", "path")}}
         ds = self.ds
         extras = {"background": self.data.background.astype(np.float32),
                   "track_R": ds.R.astype(np.float32), "track_t": ds.t.astype(np.float32),
@@ -399,9 +480,17 @@ def _read_state(path: Path) -> dict:
 
 
 def train(dataset, run, cfg: TrainConfig | None = None, resume: bool = False,
-          progress: bool = True, force: bool = False) -> Path:
+          progress: bool = True, force: bool = False, stage: str | None = None,
+          expert: str | None = None) -> Path:
+    """Train (or resume) a run; ``stage``: rerun that stage of a resumed run from its start
+    (e.g. "hrpa"); ``expert``: the sync expert for HRPA (a resumed run keeps its own)."""
     start = time.perf_counter()
-    trainer = Trainer(dataset, run, cfg, resume=resume, progress=progress, force=force)
+    trainer = Trainer(dataset, run, cfg, resume=resume or stage is not None,
+                      progress=progress, force=force)
+    if expert is not None:
+        trainer.cfg.expert = expert
+    if stage is not None:
+        trainer.restart_at(stage)
     out = trainer.train()
     info = json.loads((out / "identity.json").read_text())
     info["train"]["seconds"] = time.perf_counter() - start + info["train"].get("seconds", 0)
