@@ -183,3 +183,16 @@ def test_heldout_material_is_disjoint():
     assert faces.shape == (6, 15, 48, 96) and mel.shape == (6, 1, 80, 16)
     assert y.tolist() == [1, 1, 1, 0, 0, 0]
     assert clip_crops(c).shape == (len(c), 3, 48, 96)
+
+
+def test_speak_writes_heldout_speech(tmp_path, capsys):
+    from fg3dgs.cli import main
+    from fg3dgs.media import read_audio
+    from fg3dgs.sync.data import HELDOUT_VARIANTS
+
+    out = tmp_path / "s.wav"
+    assert main(["speak", "--held-out", "--sentences", "1", "--seed", "5",
+                 "--out", str(out)]) == 0
+    assert len(read_audio(out)) > 16000
+    voice = capsys.readouterr().out.split("voice ")[1].split()[0]
+    assert voice.split("+")[1] in HELDOUT_VARIANTS

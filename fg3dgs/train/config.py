@@ -50,7 +50,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        d = dict(d)
+        # Fields added since the run started take its preset's values.
+        d = {**preset(d.get("preset", "cpu")).to_dict(), **d}
         d["densify"] = DensifyConfig(**d["densify"])
         d["model"] = ModelConfig.from_dict(d["model"])
         d["iterations"] = {"hrpa": 0, **d["iterations"]}   # runs from before HRPA existed
@@ -75,7 +76,7 @@ def preset(name: str, **overrides) -> TrainConfig:
                               init_counts={"face": 20000, "eyes": 3000, "mouth": 5000,
                                            "head_rest": 10000}))
     elif name == "cpu":
-        cfg = TrainConfig(preset="cpu", lr_face_net=1e-3, lr_other_net=5e-4,
+        cfg = TrainConfig(preset="cpu", lr_face_net=1e-3, lr_other_net=5e-4, lr_hrpa_net=5e-4,
                           densify=DensifyConfig(start=300, stop=1800, every=200,
                                                 max_gaussians={"face": 14000, "eyes": 2500,
                                                                "mouth": 5000, "head": 21000}),

@@ -123,6 +123,8 @@ class Trainer:
                 raise TrainError(f"{self.run} already holds a run; pass --resume to continue "
                                  "it, --force to start over, or choose another --out")
             self.cfg = cfg or TrainConfig()
+        if self.cfg.iterations.get("hrpa", 0) > 0 and not resume:
+            self._load_expert()             # fail now, not after the first three stages
         self.ds = Dataset(dataset)
         self.data = TrainData(self.ds, self.cfg.size, self.cfg.model.audio_features,
                               self.ds.split("train"), progress=progress)
@@ -207,21 +209,26 @@ class Trainer:
         self.stage, self.step = stage, 0
         self._new_stage_state()
 
+    def _load_expert(self):
+        from ..sync import ExpertError, load_expert
+
+        try:
+            self.expert, self.expert_info = load_expert(self.cfg.expert)
+        except ExpertError as exc:
+            raise TrainError(f"the HRPA stage needs a sync expert: {exc} (or pass --no-hrpa)") \
+                from exc
+        for p in self.expert.parameters():
+            p.requires_grad_(False)
+
     def _start_hrpa(self):
         """Refined branch, frozen sync expert, the clip's expert mel and face boxes."""
-        from ..sync import ExpertError, load_expert
         from ..sync.audio import sync_mel
         from ..sync.crops import face_boxes
 
         if self.model.refined is None:
             self.model.add_refined()
         self.model.set_variant("refined")
-        try:
-            self.expert, self.expert_info = load_expert(self.cfg.expert)
-        except ExpertError as exc:
-            raise TrainError(f"the HRPA stage needs a sync expert: {exc}") from exc
-        for p in self.expert.parameters():
-            p.requires_grad_(False)
+        self._load_expert()
         self.sync_mel = sync_mel(self.ds.audio())
         scale = self.cfg.size / self.ds.manifest["size"]
         self.boxes = face_boxes(self.ds.landmarks) * scale            # [F, 3]
