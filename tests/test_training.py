@@ -194,3 +194,11 @@ def test_eval_scores_sync_with_an_expert_and_new_audio(run, data, tmp_path, caps
     assert "expert-C" in out and "LSE-C / LSE-D: unavailable" in out
     assert main(["eval", str(run), "--data", str(data / "data"), "--no-video", "--quiet",
                  "--expert", str(expert), "--audio", str(tmp_path / "nope.wav")]) == 2
+
+
+def test_hrpa_is_skipped_with_a_warning_when_no_expert_ships(data, tmp_path, monkeypatch):
+    monkeypatch.setenv("FG3DGS_CHECKPOINTS", str(tmp_path / "empty"))
+    with pytest.warns(UserWarning, match="HRPA will be skipped"):
+        train(data / "data", tmp_path / "r", tiny((2, 2, 2, 5)), progress=False)
+    model, info, _ = load_identity(tmp_path / "r")
+    assert model.variants == ("base",) and "not found" in info["hrpa"]["skipped"]

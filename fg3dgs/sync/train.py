@@ -33,6 +33,7 @@ class SyncTrainConfig:
     steps: int = 3000
     lr: float = 1e-3
     min_shift: int = 2                # shifted negatives are at least this many frames off
+    temperature: float = 0.1          # of the contrastive loss
     seed: int = 0
 
 
@@ -105,16 +106,39 @@ class WindowSampler:
         return other, j
 
     def sample(self, batch: int):
+        """(faces, mel, label): the first half in sync, the rest not."""
+        labels = (np.arange(batch) < batch // 2).astype(np.float32)
+        faces, windows = self._draw(batch, [lambda clip, i, y=y: self._partner(clip, i, y)
+                                            for y in labels])
+        return faces, windows[0], torch.from_numpy(labels)
+
+    def sample_contrastive(self, batch: int):
+        """(faces [B, 15, 48, 96], in-sync mel [B, 1, 80, 16], mel of the same clip shifted
+        by min_shift..15 frames [B, 1, 80, 16]) for the contrastive loss."""
+        def shifted(clip, i):
+            n = len(clip) - T_FRAMES + 1
+            js = [j for j in range(max(0, i - MAX_SHIFT), min(n, i + MAX_SHIFT + 1))
+                  if abs(j - i) >= self.min_shift]
+            return clip, int(self.rng.choice(js)) if js else (i + n // 2) % n
+        faces, (pos, neg) = self._draw(batch, [lambda clip, i: (clip, i), shifted])
+        return faces, pos, neg
+
+    def _draw(self, batch: int, partners):
+        """Faces of ``batch`` random windows and, per entry of ``partners`` (a function or
+        a list of per-sample functions (clip, i) -> (clip, j)), their audio windows."""
         rng = self.rng
         ci = rng.choice(len(self.clips), batch, p=self.p)
-        labels = (np.arange(batch) < batch // 2).astype(np.float32)
-        ctx, mels = [], []
+        ctx = []
+        mels = [[] for _ in (partners if callable(partners[0]) else [partners])]
+        per_sample = not callable(partners[0])
         for b, c in enumerate(ci):
             clip = self.clips[c]
             i = int(rng.integers(len(clip) - T_FRAMES + 1))
             ctx.append(clip.context[i:i + T_FRAMES])
-            other, j = self._partner(clip, i, labels[b])
-            mels.append(mel_windows(other.mel, np.array([j]))[0])
+            fns = [partners[b]] if per_sample else partners
+            for k, fn in enumerate(fns):
+                other, j = fn(clip, i)
+                mels[k].append(mel_windows(other.mel, np.array([j]))[0])
         ctx = torch.from_numpy(np.stack(ctx)).permute(0, 1, 4, 2, 3).float() / 255
         # The mouth region inside the context crop, jittered per window (same for 5 frames).
         s = np.ones(batch) if self.aug is None else rng.uniform(*self.aug.scale, batch)
@@ -130,8 +154,24 @@ class WindowSampler:
                               padding_mode="border").view(batch, T_FRAMES, 3, CROP_H, CROP_W)
         if self.aug is not None:
             crops = self._augment(crops)
-        return (stack_windows(crops.flatten(0, 1)), torch.from_numpy(np.stack(mels)),
-                torch.from_numpy(labels))
+        return (stack_windows(crops.flatten(0, 1)),
+                [torch.from_numpy(np.stack(m)) for m in mels])
+
+
+def contrastive_loss(model: SyncExpert, faces, pos, neg, temperature: float):
+    """InfoNCE of each face window against all in-sync audio windows of the batch and the
+    shifted ones (the hard negatives), plus Wav2Lip's BCE on the cosine of the in-sync and
+    shifted pairs, which keeps the cosine readable as a sync probability. The BCE alone
+    sits at chance for thousands of steps; the contrastive term gets it moving."""
+    v = model.embed_faces(faces)                                    # [B, D]
+    a = model.embed_audio(torch.cat([pos, neg]))                     # [2B, D]
+    logits = v @ a.T / temperature                                   # [B, 2B]
+    target = torch.arange(len(v))
+    nce = F.cross_entropy(logits, target)
+    B = len(v)
+    p = torch.cat([(v * a[:B]).sum(1), (v * a[B:]).sum(1)]).clamp(1e-6, 1 - 1e-6)
+    y = torch.cat([torch.ones(B), torch.zeros(B)])
+    return nce + F.binary_cross_entropy(p, y)
 
 
 def clip_crops(clip: SyncClip) -> torch.Tensor:
@@ -203,8 +243,8 @@ def train_expert(cfg: SyncTrainConfig, out: str | Path, progress: bool = True) -
     losses = []
     for _ in bar:
         model.train()
-        faces, mel, y = sampler.sample(cfg.batch)
-        loss = model.sync_loss(mel, faces, y)
+        faces, pos, neg = sampler.sample_contrastive(cfg.batch)
+        loss = contrastive_loss(model, faces, pos, neg, cfg.temperature)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

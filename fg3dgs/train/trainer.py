@@ -123,8 +123,9 @@ class Trainer:
                 raise TrainError(f"{self.run} already holds a run; pass --resume to continue "
                                  "it, --force to start over, or choose another --out")
             self.cfg = cfg or TrainConfig()
+        self.hrpa_skipped = None
         if self.cfg.iterations.get("hrpa", 0) > 0 and not resume:
-            self._load_expert()             # fail now, not after the first three stages
+            self._check_expert()            # decide now, not after the first three stages
         self.ds = Dataset(dataset)
         self.data = TrainData(self.ds, self.cfg.size, self.cfg.model.audio_features,
                               self.ds.split("train"), progress=progress)
@@ -208,6 +209,24 @@ class Trainer:
             self.cfg.iterations[stage] = preset(self.cfg.preset).iterations[stage]
         self.stage, self.step = stage, 0
         self._new_stage_state()
+
+    def _check_expert(self):
+        """A missing expert that was asked for is an error; the shipped one missing (not
+        built yet) skips HRPA with a warning, and the identity says so."""
+        import warnings
+
+        from ..sync import ExpertError, load_expert
+
+        if self.cfg.expert is not None:
+            self._load_expert()
+            return
+        try:
+            load_expert(None)
+        except ExpertError as exc:
+            self.hrpa_skipped = f"no sync expert: {exc}"
+            self.cfg.iterations["hrpa"] = 0
+            warnings.warn(f"HRPA will be skipped ({self.hrpa_skipped}); the identity gets "
+                          "the base variant only. Pass --expert to refine.", stacklevel=2)
 
     def _load_expert(self):
         from ..sync import ExpertError, load_expert
@@ -413,6 +432,8 @@ class Trainer:
                 "metrics": {"train_psnr_last": float(np.mean(last)) if last else None},
                 "variants": list(self.model.variants),
                 "track": {"fps": 25, "frames": len(self.ds)}}
+        if getattr(self, "hrpa_skipped", None):
+            meta["hrpa"] = {"skipped": self.hrpa_skipped}
         if self.model.refined is not None:
             info = getattr(self, "expert_info", {})
             meta["hrpa"] = {"iterations": self.cfg.iterations.get("hrpa", 0),
