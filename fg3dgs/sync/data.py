@@ -116,8 +116,9 @@ class ClipMaker:
 
 def make_clips(identities: tuple[str, ...], seconds: float, held_out: bool, seed: int,
                size: int = 192, sentences_per_clip: tuple[int, int] = (1, 3),
-               progress: bool = True) -> list[SyncClip]:
-    """Clips totalling at least ``seconds`` of speech, cycling through ``identities``."""
+               progress: bool = True, count: int | None = None) -> list[SyncClip]:
+    """Clips totalling at least ``seconds`` of speech (or ``count`` clips, when given),
+    cycling through ``identities``."""
     from tqdm import tqdm
 
     rng = random.Random(seed)
@@ -127,7 +128,7 @@ def make_clips(identities: tuple[str, ...], seconds: float, held_out: bool, seed
     total = 0.0
     bar = tqdm(total=round(seconds), unit="s", desc="held-out clips" if held_out else
                "training clips", disable=not progress)
-    while total < seconds:
+    while (len(clips) < count) if count is not None else (total < seconds):
         maker = makers[len(clips) % len(makers)]
         text = " ".join(rng.sample(pool, rng.randint(*sentences_per_clip)))
         clip = maker.make(text, random_voice(rng, held_out), rng.randrange(1 << 30))

@@ -34,6 +34,8 @@ class SyncTrainConfig:
     lr: float = 1e-3
     min_shift: int = 2                # shifted negatives are at least this many frames off
     temperature: float = 0.1          # of the contrastive loss
+    aug_start: float = 0.15           # augmentation ramps from 0 at this fraction of steps
+    aug_full: float = 0.6             # ... to full strength here
     seed: int = 0
 
 
@@ -63,12 +65,17 @@ class WindowSampler:
             raise ValueError("no clip is long enough for sync windows")
         self.rng = np.random.default_rng(seed)
         self.min_shift, self.aug = min_shift, augment
+        self.strength = 1.0        # scales the augmentation (a curriculum starts it at 0)
         lengths = np.array([len(c) - T_FRAMES + 1 for c in self.clips], np.float64)
         self.p = lengths / lengths.sum()
 
     def _augment(self, crops: torch.Tensor) -> torch.Tensor:
         """crops [B, 5, 3, h, w] in [0, 1]: one random colour transform per window."""
-        a, B = self.aug, crops.shape[0]
+        a, B, k = self.aug, crops.shape[0], self.strength
+        a = Augment(scale=(1 + k * (a.scale[0] - 1), 1 + k * (a.scale[1] - 1)),
+                    shift=k * a.shift, brightness=k * a.brightness, contrast=k * a.contrast,
+                    saturation=k * a.saturation, hue_mix=k * a.hue_mix, blur_p=k * a.blur_p,
+                    flip_p=k * a.flip_p)
         r = lambda lo, hi: torch.from_numpy(self.rng.uniform(lo, hi, (B, 1, 1, 1, 1))).float()
         x = crops * r(1 - a.brightness, 1 + a.brightness)
         mean = x.mean(dim=(1, 2, 3, 4), keepdim=True)
@@ -141,9 +148,11 @@ class WindowSampler:
                 mels[k].append(mel_windows(other.mel, np.array([j]))[0])
         ctx = torch.from_numpy(np.stack(ctx)).permute(0, 1, 4, 2, 3).float() / 255
         # The mouth region inside the context crop, jittered per window (same for 5 frames).
-        s = np.ones(batch) if self.aug is None else rng.uniform(*self.aug.scale, batch)
+        k = self.strength
+        s = np.ones(batch) if self.aug is None else \
+            1 + k * (rng.uniform(*self.aug.scale, batch) - 1)
         d = np.zeros((batch, 2)) if self.aug is None else \
-            rng.uniform(-self.aug.shift, self.aug.shift, (batch, 2))
+            k * rng.uniform(-self.aug.shift, self.aug.shift, (batch, 2))
         theta = torch.zeros(batch, 2, 3)
         theta[:, 0, 0] = theta[:, 1, 1] = torch.from_numpy(s / CONTEXT)
         theta[:, 0, 2] = torch.from_numpy(2 * d[:, 0] / CONTEXT)
@@ -229,8 +238,9 @@ def train_expert(cfg: SyncTrainConfig, out: str | Path, progress: bool = True) -
     train_clips = make_clips(cfg.identities, cfg.minutes * 60, False, cfg.seed, cfg.size,
                              progress=progress)
     heldout = make_clips(cfg.identities, cfg.heldout_clips * 5.0, True, cfg.seed + 1,
-                         cfg.size, sentences_per_clip=(2, 3), progress=progress)
-    heldout = [_trim(c, 5.0) for c in heldout][:cfg.heldout_clips]
+                         cfg.size, sentences_per_clip=(2, 3), progress=progress,
+                         count=cfg.heldout_clips)
+    heldout = [_trim(c, 5.0) for c in heldout]
     data_s = time.perf_counter() - t0
 
     model = SyncExpert(ExpertConfig(width=cfg.width))
@@ -241,8 +251,12 @@ def train_expert(cfg: SyncTrainConfig, out: str | Path, progress: bool = True) -
     bar = tqdm(range(cfg.steps), desc="sync expert", disable=not progress)
     t1 = time.perf_counter()
     losses = []
-    for _ in bar:
+    for step in bar:
         model.train()
+        # Curriculum: plain crops first (the task is learnt in a few hundred steps), then
+        # the augmentation ramps up so the expert does not learn one face or one colour.
+        sampler.strength = float(np.clip((step / cfg.steps - cfg.aug_start)
+                                         / (cfg.aug_full - cfg.aug_start), 0, 1))
         faces, pos, neg = sampler.sample_contrastive(cfg.batch)
         loss = contrastive_loss(model, faces, pos, neg, cfg.temperature)
         opt.zero_grad(set_to_none=True)
