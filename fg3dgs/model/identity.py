@@ -44,9 +44,7 @@ class FG3DGS(nn.Module):
         self.colour = nn.ModuleDict({r: ColourCorrection() for r in cfg.regions})
         # HRPA's branch: a copy of the mouth network and of the colour corrections, refined
         # with the sync expert; the base ones stay as they were ("without refinement").
-        self.refined = nn.ModuleDict({"net": copy.deepcopy(nets[cfg.refined_region]),
-                                      "colour": copy.deepcopy(self.colour)}) \
-            if cfg.refined else None
+        self.refined = self._refined_branch() if cfg.refined else None
         self.variant = "base"
         self._plans: dict = {}
         self._h_cache: dict | None = None
@@ -80,10 +78,13 @@ class FG3DGS(nn.Module):
     def variants(self) -> tuple[str, ...]:
         return ("base", "refined") if self.refined is not None else ("base",)
 
+    def _refined_branch(self) -> nn.ModuleDict:
+        return nn.ModuleDict({"net": copy.deepcopy(self.nets[self.cfg.refined_region]),
+                              "colour": copy.deepcopy(self.colour)})
+
     def add_refined(self):
         """Start the refined branch as a copy of the current mouth network and colours."""
-        self.refined = nn.ModuleDict({"net": copy.deepcopy(self.nets[self.cfg.refined_region]),
-                                      "colour": copy.deepcopy(self.colour)})
+        self.refined = self._refined_branch()
         self.cfg.refined = True
 
     def set_variant(self, variant: str) -> "FG3DGS":

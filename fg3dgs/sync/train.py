@@ -4,7 +4,6 @@ pair accuracy and offset detection on clips with unseen voices and sentences."""
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,9 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from ..io_utils import atomic_output
-from .audio import mel_windows
-from .crops import stack_windows
-from .data import CONTEXT, SyncClip, make_clips
+from .audio import mel_windows, sync_mel
+from .crops import crop_regions, stack_windows
+from .data import CONTEXT, CONTEXT_SIZE, SyncClip, make_clips
 from .expert import CROP_H, CROP_W, T_FRAMES, ExpertConfig, SyncExpert
 from .io import save_expert
 from .metrics import MAX_SHIFT, sync_scores
@@ -52,6 +51,13 @@ class Augment:
     blur_p: float = 0.3
     flip_p: float = 0.5
 
+    def scaled(self, k: float) -> "Augment":
+        """This augmentation at strength k (0: none, 1: as configured)."""
+        return Augment(scale=(1 + k * (self.scale[0] - 1), 1 + k * (self.scale[1] - 1)),
+                       shift=k * self.shift, brightness=k * self.brightness,
+                       contrast=k * self.contrast, saturation=k * self.saturation,
+                       hue_mix=k * self.hue_mix, blur_p=k * self.blur_p, flip_p=k * self.flip_p)
+
 
 class WindowSampler:
     """Batches of (faces [B, 15, 48, 96], mel [B, 1, 80, 16], label [B]) from clips:
@@ -71,11 +77,7 @@ class WindowSampler:
 
     def _augment(self, crops: torch.Tensor) -> torch.Tensor:
         """crops [B, 5, 3, h, w] in [0, 1]: one random colour transform per window."""
-        a, B, k = self.aug, crops.shape[0], self.strength
-        a = Augment(scale=(1 + k * (a.scale[0] - 1), 1 + k * (a.scale[1] - 1)),
-                    shift=k * a.shift, brightness=k * a.brightness, contrast=k * a.contrast,
-                    saturation=k * a.saturation, hue_mix=k * a.hue_mix, blur_p=k * a.blur_p,
-                    flip_p=k * a.flip_p)
+        a, B = self.aug.scaled(self.strength), crops.shape[0]
         r = lambda lo, hi: torch.from_numpy(self.rng.uniform(lo, hi, (B, 1, 1, 1, 1))).float()
         x = crops * r(1 - a.brightness, 1 + a.brightness)
         mean = x.mean(dim=(1, 2, 3, 4), keepdim=True)
@@ -96,16 +98,22 @@ class WindowSampler:
         x[flip] = x[flip].flip(-1)
         return x.clamp(0, 1)
 
+    def _shifted(self, clip: SyncClip, i: int, most: int) -> int | None:
+        """A random window start of ``clip`` min_shift..most frames from i (None: none)."""
+        n = len(clip) - T_FRAMES + 1
+        js = [j for j in range(max(0, i - most), min(n, i + most + 1))
+              if abs(j - i) >= self.min_shift]
+        return int(self.rng.choice(js)) if js else None
+
     def _partner(self, clip: SyncClip, i: int, label: float) -> tuple[SyncClip, int]:
         """The clip and frame whose audio goes with video window (clip, i)."""
         n = len(clip) - T_FRAMES + 1
         if label:
             return clip, i
         if self.rng.random() < 0.7:          # same clip, shifted by min_shift..3 * 15
-            lo, hi = self.min_shift, 3 * MAX_SHIFT
-            js = [j for j in range(max(0, i - hi), min(n, i + hi + 1)) if abs(j - i) >= lo]
-            if js:
-                return clip, int(self.rng.choice(js))
+            j = self._shifted(clip, i, 3 * MAX_SHIFT)
+            if j is not None:
+                return clip, j
         other = self.clips[int(self.rng.integers(len(self.clips)))]
         j = int(self.rng.integers(len(other) - T_FRAMES + 1))
         if other is clip and abs(j - i) < self.min_shift:
@@ -115,56 +123,55 @@ class WindowSampler:
     def sample(self, batch: int):
         """(faces, mel, label): the first half in sync, the rest not."""
         labels = (np.arange(batch) < batch // 2).astype(np.float32)
-        faces, windows = self._draw(batch, [lambda clip, i, y=y: self._partner(clip, i, y)
-                                            for y in labels])
-        return faces, windows[0], torch.from_numpy(labels)
+        faces, (mel,) = self._draw(batch, [lambda b, clip, i: self._partner(clip, i,
+                                                                            labels[b])])
+        return faces, mel, torch.from_numpy(labels)
 
     def sample_contrastive(self, batch: int):
         """(faces [B, 15, 48, 96], in-sync mel [B, 1, 80, 16], mel of the same clip shifted
         by min_shift..15 frames [B, 1, 80, 16]) for the contrastive loss."""
-        def shifted(clip, i):
+        def shifted(b, clip, i):
+            j = self._shifted(clip, i, MAX_SHIFT)
             n = len(clip) - T_FRAMES + 1
-            js = [j for j in range(max(0, i - MAX_SHIFT), min(n, i + MAX_SHIFT + 1))
-                  if abs(j - i) >= self.min_shift]
-            return clip, int(self.rng.choice(js)) if js else (i + n // 2) % n
-        faces, (pos, neg) = self._draw(batch, [lambda clip, i: (clip, i), shifted])
+            return clip, (i + n // 2) % n if j is None else j
+        faces, (pos, neg) = self._draw(batch, [lambda b, clip, i: (clip, i), shifted])
         return faces, pos, neg
 
     def _draw(self, batch: int, partners):
-        """Faces of ``batch`` random windows and, per entry of ``partners`` (a function or
-        a list of per-sample functions (clip, i) -> (clip, j)), their audio windows."""
+        """Faces of ``batch`` random windows and, for each function in ``partners``
+        ((sample b, clip, start i) -> (clip, start j)), the audio windows it picks."""
         rng = self.rng
         ci = rng.choice(len(self.clips), batch, p=self.p)
-        ctx = []
-        mels = [[] for _ in (partners if callable(partners[0]) else [partners])]
-        per_sample = not callable(partners[0])
+        ctx, mels = [], [[] for _ in partners]
         for b, c in enumerate(ci):
             clip = self.clips[c]
             i = int(rng.integers(len(clip) - T_FRAMES + 1))
             ctx.append(clip.context[i:i + T_FRAMES])
-            fns = [partners[b]] if per_sample else partners
-            for k, fn in enumerate(fns):
-                other, j = fn(clip, i)
+            for k, fn in enumerate(partners):
+                other, j = fn(b, clip, i)
                 mels[k].append(mel_windows(other.mel, np.array([j]))[0])
         ctx = torch.from_numpy(np.stack(ctx)).permute(0, 1, 4, 2, 3).float() / 255
         # The mouth region inside the context crop, jittered per window (same for 5 frames).
-        k = self.strength
-        s = np.ones(batch) if self.aug is None else \
-            1 + k * (rng.uniform(*self.aug.scale, batch) - 1)
-        d = np.zeros((batch, 2)) if self.aug is None else \
-            k * rng.uniform(-self.aug.shift, self.aug.shift, (batch, 2))
-        theta = torch.zeros(batch, 2, 3)
-        theta[:, 0, 0] = theta[:, 1, 1] = torch.from_numpy(s / CONTEXT)
-        theta[:, 0, 2] = torch.from_numpy(2 * d[:, 0] / CONTEXT)
-        theta[:, 1, 2] = torch.from_numpy(4 * d[:, 1] / CONTEXT)
-        theta = theta.repeat_interleave(T_FRAMES, 0)
-        grid = F.affine_grid(theta, [batch * T_FRAMES, 3, CROP_H, CROP_W], align_corners=False)
-        crops = F.grid_sample(ctx.flatten(0, 1), grid, align_corners=False,
-                              padding_mode="border").view(batch, T_FRAMES, 3, CROP_H, CROP_W)
+        a = self.aug.scaled(self.strength) if self.aug is not None else None
+        s = np.ones(batch) if a is None else rng.uniform(*a.scale, batch)
+        d = np.zeros((batch, 2)) if a is None else rng.uniform(-a.shift, a.shift, (batch, 2))
+        regions = np.repeat(context_mouth_regions(s, d), T_FRAMES, 0)
+        crops = crop_regions(ctx.flatten(0, 1), torch.from_numpy(regions).float()) \
+            .view(batch, T_FRAMES, 3, CROP_H, CROP_W)
         if self.aug is not None:
             crops = self._augment(crops)
         return (stack_windows(crops.flatten(0, 1)),
                 [torch.from_numpy(np.stack(m)) for m in mels])
+
+
+def context_mouth_regions(scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """[N, 4] mouth regions in context-crop pixels: scaled by ``scale`` [N] and moved by
+    ``shift`` [N, 2] (in face-box sides) from the exact one at the context's centre."""
+    h, w = CONTEXT_SIZE
+    side = w / CONTEXT                                  # the face box side, in pixels
+    cx, cy = w / 2 + shift[:, 0] * side, h / 2 + shift[:, 1] * side
+    hw, hh = scale * side / 2, scale * side / 4
+    return np.stack([cx - hw, cy - hh, cx + hw, cy + hh], -1)
 
 
 def contrastive_loss(model: SyncExpert, faces, pos, neg, temperature: float):
@@ -186,15 +193,12 @@ def contrastive_loss(model: SyncExpert, faces, pos, neg, temperature: float):
 def clip_crops(clip: SyncClip) -> torch.Tensor:
     """[N, 3, 48, 96] crops of a clip at its (unaugmented) mouth regions."""
     ctx = torch.from_numpy(clip.context).permute(0, 3, 1, 2).float() / 255
-    theta = torch.tensor([[1 / CONTEXT, 0, 0], [0, 1 / CONTEXT, 0]]).expand(len(ctx), 2, 3)
-    grid = F.affine_grid(theta, [len(ctx), 3, CROP_H, CROP_W], align_corners=False)
-    return F.grid_sample(ctx, grid, align_corners=False, padding_mode="border")
+    regions = context_mouth_regions(np.ones(len(ctx)), np.zeros((len(ctx), 2)))
+    return crop_regions(ctx, torch.from_numpy(regions).float())
 
 
 def shifted_mel(clip: SyncClip, shift: int) -> np.ndarray:
     """The clip's mel with its audio delayed by ``shift`` frames (advanced when < 0)."""
-    from .audio import sync_mel
-
     step = len(clip.audio) // len(clip)
     a = clip.audio
     a = np.pad(a, (shift * step, 0))[:len(a)] if shift >= 0 else np.pad(a[-shift * step:],
@@ -282,8 +286,6 @@ def train_expert(cfg: SyncTrainConfig, out: str | Path, progress: bool = True) -
 
 def _trim(clip: SyncClip, seconds: float) -> SyncClip:
     n = min(len(clip), round(seconds * 25))
-    from .audio import sync_mel
-
     audio = clip.audio[:n * len(clip.audio) // len(clip)]
     return SyncClip(clip.context[:n], sync_mel(audio), audio, clip.identity, clip.voice,
                     clip.text)

@@ -164,11 +164,11 @@ def evaluate(run: str | Path, dataset: str | Path, truth_dir: str | Path | None 
     clips = {}
     for f in audio_files or []:
         clips[Path(f).name] = read_audio(f)
-    results = {}
+    results, shared = {}, {"audio": read_audio(ds.path / "audio.wav")}
     for variant in model.variants:
         model.set_variant(variant)
         results[variant] = _evaluate_variant(model, info, ds, truth_dir, backend, progress,
-                                             sync_expert, clips)
+                                             sync_expert, clips, shared)
     arrays = {v: {k: r.pop(k) for k in ("_frames", "_truth", "_render")}
               for v, r in results.items()}
     metrics = dict(results["base"])
@@ -185,7 +185,7 @@ def evaluate(run: str | Path, dataset: str | Path, truth_dir: str | Path | None 
     if video:     # truth | base | refined
         frames, truth = arrays["base"]["_frames"], arrays["base"]["_truth"]
         renders = [arrays[v]["_render"] for v in model.variants]
-        audio = read_audio(ds.path / "audio.wav")
+        audio = shared["audio"]
         a0, a1 = frames[0] * AUDIO_RATE // FPS, (frames[-1] + 1) * AUDIO_RATE // FPS
         rows = (np.concatenate([t, *r], 1) for t, *r in zip(truth, *renders))
         with atomic_output(out_dir / "validation.mp4") as tmp:
@@ -195,7 +195,10 @@ def evaluate(run: str | Path, dataset: str | Path, truth_dir: str | Path | None 
 
 
 def _evaluate_variant(model, info, ds: Dataset, truth_dir, backend, progress, expert,
-                      clips: dict) -> dict:
+                      clips: dict, shared: dict) -> dict:
+    """Metrics of the model's current variant. ``shared`` holds what is the same for every
+    variant (the clip's audio; filled on the first call: the real frames' landmarks and
+    sync scores)."""
     from skimage.metrics import structural_similarity
 
     frames = np.arange(*ds.manifest["split"]["validation"])
@@ -215,7 +218,9 @@ def _evaluate_variant(model, info, ds: Dataset, truth_dir, backend, progress, ex
         if m.any():
             head_psnr.append(-10 * np.log10(max(((truth[k][m] - render[k][m]) ** 2).mean(),
                                                 1e-12)))
-    lm_t, lm_r = landmarks(truth), landmarks(render)
+    if "lm_t" not in shared:
+        shared["lm_t"] = landmarks(truth)
+    lm_t, lm_r = shared["lm_t"], landmarks(render)
     ok = ~np.isnan(lm_t[:, 0, 0]) & ~np.isnan(lm_r[:, 0, 0])
     mouth = get_scheme("ibug-68")
     lmd = float(np.linalg.norm(mouth.mouth_points(to_ibug68(lm_t[ok]))
@@ -231,12 +236,14 @@ def _evaluate_variant(model, info, ds: Dataset, truth_dir, backend, progress, ex
     if truth_dir is not None:
         metrics["truth"] = _against_synth_truth(truth_dir, frames, lm_r, ok)
     if expert is not None:
-        audio = read_audio(ds.path / "audio.wav")
         a0, a1 = frames[0] * AUDIO_RATE // FPS, (frames[-1] + 1) * AUDIO_RATE // FPS
+        audio = shared["audio"][a0:a1]
         metrics["sync"] = _sync(expert, render, lm_r, ds, frames, size,
-                                audio[a0:a1]).as_dict("expert")
-        metrics["sync_real_frames"] = _sync(expert, truth, lm_t, ds, frames, size,
-                                            audio[a0:a1]).as_dict("expert")
+                                audio).as_dict("expert")
+        if "sync_real" not in shared:
+            shared["sync_real"] = _sync(expert, truth, lm_t, ds, frames, size,
+                                        audio).as_dict("expert")
+        metrics["sync_real_frames"] = shared["sync_real"]
         heard = {}
         for name, clip in clips.items():
             out, replayed = render_with_audio(model, info, ds, clip, frames, backend=backend)
