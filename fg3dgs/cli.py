@@ -237,6 +237,69 @@ def _cmd_speak(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_render(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .media import MediaError
+    from .model.io import IdentityError
+    from .pipeline import AudioInputError, RenderOptions, TalkingHead
+    from .pipeline.replay import ReplayError
+    from .zoo import ZooError
+
+    opts = RenderOptions(variant=args.variant, size=args.size, pose=args.pose,
+                         blink=args.blink, backend=args.backend, batch=args.batch,
+                         seed=args.seed, sync_scores=args.scores)
+    try:
+        head = TalkingHead.load(args.identity)
+        bar = tqdm(total=1000, desc="rendering", unit="‰", disable=args.quiet,
+                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
+
+        def progress(frac: float, stage: str) -> None:
+            bar.set_description(stage)
+            bar.update(int(frac * 1000) - bar.n)
+
+        res = head.render(args.audio, args.out, opts, progress)
+        bar.close()
+    except (ZooError, IdentityError, ReplayError, AudioInputError, MediaError,
+            ValueError) as exc:
+        print(f"fg3dgs render: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}: {res.frames} frames ({res.audio_seconds:.2f} s of speech) at "
+          f"{res.size}x{res.size}, variant {args.variant}, backend {res.backend}, "
+          f"{res.render_seconds:.1f} s ({res.fps:.1f} frames/s)")
+    for v, s in res.sync.items():
+        print(f"  [{v}] " + ", ".join(f"{k} {x}" for k, x in s.items()))
+    return 0
+
+
+def _cmd_zoo(args: argparse.Namespace) -> int:
+    from .zoo import ZooError, find, load_zoo, pull
+
+    try:
+        if args.zoo_cmd == "list":
+            for e in load_zoo():
+                print(f"{e.id:24s} {e.title} [{e.audio_features}; {e.license}] "
+                      f"<- {e.describe_source()}")
+                if args.verbose:
+                    print(f"{'':24s} {e.description}")
+        elif args.zoo_cmd == "pull":
+            folder = pull(find(args.id), quiet=False)
+            print(f"{args.id}: {folder}")
+        else:
+            from .zoo.export import ExportInfo, export_identity
+
+            name = args.id or args.out.rstrip("/").split("/")[-1]
+            info = ExportInfo(name, args.title or name, args.description, args.license)
+            entry = export_identity(args.run, args.out, info, args.data, half=not args.float32)
+            print(f"wrote {args.out}: model card README.md, identity, replay track, "
+                  f"preview; zoo_entry.json lists {len(entry['source']['files'])} files "
+                  "with their sha256")
+    except (ZooError, ValueError) as exc:
+        print(f"fg3dgs zoo: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fg3dgs", description=__doc__)
     parser.add_argument("--version", action="version", version=f"fg3dgs {__version__}")
@@ -373,6 +436,45 @@ def build_parser() -> argparse.ArgumentParser:
                     help="voices and sentences outside the expert's training set")
     sp.add_argument("--seed", type=int, default=0)
     sp.set_defaults(func=_cmd_speak)
+
+    rd = sub.add_parser("render", help="an identity speaking any audio, to an MP4",
+                        description="Render an identity (run folder or zoo id) speaking "
+                        "AUDIO (wav, mp3, flac, ogg, m4a or a video's sound) to H.264 + AAC.")
+    rd.add_argument("--identity", required=True, help="run folder or zoo id (fg3dgs zoo list)")
+    rd.add_argument("--audio", required=True, help="speech file")
+    rd.add_argument("--out", required=True, help="output MP4")
+    rd.add_argument("--variant", choices=("base", "refined", "both"), default="refined",
+                    help="mouth branch; 'both' puts base and refined side by side")
+    rd.add_argument("--size", type=int, default=None, help="output side (default: the "
+                    "identity's training size)")
+    rd.add_argument("--pose", choices=("replay", "static"), default="replay")
+    rd.add_argument("--blink", choices=("replay", "auto"), default="replay")
+    rd.add_argument("--backend", choices=("auto", "cpu", "gsplat"), default="auto")
+    rd.add_argument("--batch", type=int, default=8, help="frames per network call")
+    rd.add_argument("--seed", type=int, default=0, help="auto blinks")
+    rd.add_argument("--scores", action="store_true", help="also report expert-C / D / "
+                    "offset of each variant (our sync expert)")
+    rd.add_argument("--quiet", action="store_true")
+    rd.set_defaults(func=_cmd_render)
+
+    zoo = sub.add_parser("zoo", help="the model zoo: list, pull, export identities")
+    zsub = zoo.add_subparsers(dest="zoo_cmd", required=True)
+    zl = zsub.add_parser("list", help="identities in checkpoints/zoo.json ($FG3DGS_ZOO)")
+    zl.add_argument("-v", "--verbose", action="store_true")
+    zp = zsub.add_parser("pull", help="download an identity into the Hugging Face cache")
+    zp.add_argument("id")
+    ze = zsub.add_parser("export", help="a Hub-ready folder (model card, weights, preview)")
+    ze.add_argument("run", help="trained run folder")
+    ze.add_argument("--out", required=True)
+    ze.add_argument("--data", default=None, help="the dataset it was trained on (needed "
+                    "when the run has no replay track)")
+    ze.add_argument("--id", default=None, help="zoo id (default: the --out folder's name)")
+    ze.add_argument("--title", default=None)
+    ze.add_argument("--description", default="A talking-head identity trained with fg3dgs.")
+    ze.add_argument("--license", default="cc-by-4.0")
+    ze.add_argument("--float32", action="store_true", help="keep float32 weights "
+                    "(default float16)")
+    zoo.set_defaults(func=_cmd_zoo)
 
     chk = sub.add_parser("synth-check", help="measure a synthetic clip against its truth "
                                              "with mediapipe (exit 1 if a target is missed)")

@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def checkpoints_dir() -> Path:
+    """``checkpoints/`` (shipped expert, demo identity, zoo manifest): $FG3DGS_CHECKPOINTS,
+    else the one beside the package."""
+    return Path(os.environ.get("FG3DGS_CHECKPOINTS",
+                               Path(__file__).resolve().parents[1] / "checkpoints"))
 
 
 @contextlib.contextmanager

@@ -58,15 +58,80 @@ def read_audio(path: str | os.PathLike, sample_rate: int = AUDIO_RATE) -> np.nda
     return audio
 
 
+class VideoWriter:
+    """Push RGB uint8 frames [H, W, 3] one at a time into an H.264 MP4; with ``audio_path``
+    the first audio track of that file (any format ffmpeg reads, a video too) is muxed in as
+    AAC. The file appears at ``path`` only when :meth:`close` succeeds; :meth:`abort` (or
+    an exception inside a ``with`` block) leaves nothing behind. ``pix_fmt`` yuv420p plays
+    everywhere; yuv444p keeps full colour resolution (internal files such as replay tracks).
+    """
+
+    def __init__(self, path: str | os.PathLike, width: int, height: int, fps: int = FPS,
+                 audio_path: str | os.PathLike | None = None, crf: int = 18,
+                 pix_fmt: str = "yuv420p"):
+        import imageio_ffmpeg
+
+        if width % 2 or height % 2 or width <= 0 or height <= 0:
+            raise MediaError(f"video sides must be positive and even, got {width}x{height}")
+        self.path, self.shape, self.frames = Path(path), (height, width, 3), 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".mp4",
+                                   dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        out = ["-crf", str(crf), "-preset", "veryfast", "-movflags", "+faststart"]
+        if audio_path is not None:
+            out += ["-b:a", "128k"]      # imageio-ffmpeg maps 0:v:0 and 1:a:0 itself
+        self._writer = imageio_ffmpeg.write_frames(
+            str(self._tmp), (width, height), fps=fps, codec="libx264", macro_block_size=1,
+            pix_fmt_out=pix_fmt, output_params=out,
+            audio_path=None if audio_path is None else str(audio_path),
+            audio_codec="aac" if audio_path is not None else None, ffmpeg_log_level="error")
+        self._writer.send(None)
+
+    def write(self, frame: np.ndarray) -> None:
+        if frame.shape != self.shape or frame.dtype != np.uint8:
+            raise MediaError(f"frame {self.frames} has shape {frame.shape} {frame.dtype}, "
+                             f"expected {self.shape} uint8")
+        self._writer.send(np.ascontiguousarray(frame))
+        self.frames += 1
+
+    def close(self) -> Path:
+        if self.frames == 0:
+            self.abort()
+            raise MediaError("no frames to encode")
+        try:
+            self._writer.close()
+            os.chmod(self._tmp, 0o644)
+            os.replace(self._tmp, self.path)
+        finally:
+            self._tmp.unlink(missing_ok=True)
+        return self.path
+
+    def abort(self) -> None:
+        try:
+            self._writer.close()
+        except Exception:       # ffmpeg may already have failed; nothing to keep
+            pass
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, *rest) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
 def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int = FPS,
                 audio: np.ndarray | None = None, sample_rate: int = AUDIO_RATE,
-                crf: int = 18) -> int:
+                crf: int = 18, pix_fmt: str = "yuv420p") -> int:
     """Encode RGB uint8 frames [H, W, 3] as H.264 MP4, with mono audio muxed in as AAC.
 
     Frames are streamed to ffmpeg (memory stays bounded). Returns the number of frames.
     """
-    import imageio_ffmpeg
-
     it = iter(frames)
     try:
         first = next(it)
@@ -76,29 +141,15 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int 
     if first.dtype != np.uint8 or first.ndim != 3 or first.shape[2] != 3 or h % 2 or w % 2:
         raise MediaError(f"frames must be RGB uint8 with even sides, got {first.shape} "
                          f"{first.dtype}")
-    with tempfile.TemporaryDirectory() as tmpdir, atomic_output(path) as tmp:
+    with tempfile.TemporaryDirectory() as tmpdir:
         audio_path = None
         if audio is not None:
             audio_path = str(Path(tmpdir) / "audio.wav")
             write_wav(audio_path, audio, sample_rate)
-        writer = imageio_ffmpeg.write_frames(
-            str(tmp), (w, h), fps=fps, codec="libx264", macro_block_size=1,
-            output_params=["-crf", str(crf), "-preset", "veryfast", "-movflags", "+faststart"]
-            + (["-b:a", "96k"] if audio is not None else []),
-            audio_path=audio_path, audio_codec="aac" if audio is not None else None,
-            ffmpeg_log_level="error")
-        writer.send(None)
-        n = 0
-        try:
+        with VideoWriter(path, w, h, fps, audio_path, crf, pix_fmt) as writer:
             for f in itertools.chain([first], it):
-                if f.shape != first.shape or f.dtype != np.uint8:
-                    raise MediaError(f"frame {n} has shape {f.shape} {f.dtype}, expected "
-                                     f"{first.shape} uint8")
-                writer.send(np.ascontiguousarray(f))
-                n += 1
-        finally:
-            writer.close()
-    return n
+                writer.write(f)
+    return writer.frames
 
 
 def probe(path: str | os.PathLike) -> str:

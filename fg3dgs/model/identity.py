@@ -73,6 +73,13 @@ class FG3DGS(nn.Module):
         self._h_cache = None
         self._h_cache = {r: self.features(r) for r in self.cfg.regions}
 
+    def for_inference(self, device: torch.device | str = "cpu") -> "FG3DGS":
+        """Cache the H3 encodings (computed on the CPU) and move everything to ``device``."""
+        self.freeze_features()
+        self.to(device)
+        self._h_cache = {r: h.to(device) for r, h in self._h_cache.items()}
+        return self
+
     # -- variants (base / HRPA-refined) ---------------------------------------------------
     @property
     def variants(self) -> tuple[str, ...]:

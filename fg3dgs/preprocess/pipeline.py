@@ -15,7 +15,6 @@ expression.npy [F, 3], audio.wav, features/NAME.npy, background.png, manifest.js
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -27,7 +26,7 @@ import numpy as np
 from .. import __version__
 from ..audio_features import EXTRACTORS, cached_features
 from ..facemesh import LABEL_HEAD, LABEL_TORSO
-from ..io_utils import atomic_directory
+from ..io_utils import atomic_directory, sha256
 from ..landmark_schemes import scheme_for
 from ..media import AUDIO_RATE, FPS, MediaError, read_audio, write_wav
 from .crop import crop_points, portrait_crop
@@ -60,14 +59,6 @@ class PreprocessConfig:
     max_gap_s: float = 0.5
     min_seconds: float = MIN_SECONDS
     models: dict = field(default_factory=dict)   # extractor -> model id or folder
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 PLATE_MAX_PERSON = 0.1                   # selfie-segmentation probability
@@ -227,7 +218,7 @@ def preprocess(video: str | os.PathLike, out_dir: str | os.PathLike,
         timings["total_s"] = time.perf_counter() - start
         manifest = {
             "format_version": FORMAT_VERSION,
-            "source": {"path": str(video), "sha256": _sha256(video), "width": info.width,
+            "source": {"path": str(video), "sha256": sha256(video), "width": info.width,
                        "height": info.height, "fps": info.fps, "duration_s": info.duration},
             "frames": F, "fps": FPS, "size": cfg.size,
             "crop": {"x0": crop[0], "y0": crop[1], "side": crop[2]},

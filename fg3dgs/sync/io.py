@@ -6,12 +6,11 @@ Wav2Lip's published ``lipsync_expert.pth`` (a torch checkpoint whose ``state_dic
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 
-from ..io_utils import atomic_output
+from ..io_utils import atomic_output, checkpoints_dir
 from .expert import ExpertConfig, SyncExpert
 
 META_KEY = "fg3dgs_sync_expert"
@@ -20,12 +19,6 @@ DEFAULT_EXPERT = "sync_expert.safetensors"
 
 class ExpertError(ValueError):
     """A sync expert that cannot be loaded; the message says what is wrong."""
-
-
-def checkpoints_dir() -> Path:
-    """``checkpoints/``: $FG3DGS_CHECKPOINTS, else the one beside the package."""
-    return Path(os.environ.get("FG3DGS_CHECKPOINTS",
-                               Path(__file__).resolve().parents[2] / "checkpoints"))
 
 
 def save_expert(model: SyncExpert, path: str | Path, info: dict | None = None,

@@ -20,16 +20,22 @@ def _resize(img: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
                       else cv2.INTER_AREA)
 
 
+def audio_window_index(n_features: int, frames: np.ndarray) -> np.ndarray:
+    """[B, AUDIO_CONTEXT, AUDIO_WINDOW] feature-frame numbers of each video frame's window
+    (see :func:`audio_windows`) in a clip of ``n_features`` feature frames."""
+    n_video = (n_features + 1) // 2
+    nb = np.clip(np.asarray(frames)[:, None] + np.arange(AUDIO_CONTEXT) - AUDIO_CONTEXT // 2,
+                 0, n_video - 1)
+    centre = 2 * nb + 1
+    idx = centre[..., None] + np.arange(AUDIO_WINDOW) - AUDIO_WINDOW // 2
+    return np.clip(idx, 0, n_features - 1)
+
+
 def audio_windows(features: np.ndarray, frames: np.ndarray) -> np.ndarray:
     """[B, AUDIO_CONTEXT, AUDIO_WINDOW, D]: for each video frame, the 16-feature-frame
     windows of its AUDIO_CONTEXT neighbours (clamped at the clip's ends).
     Video frame i is centred on feature frame 2i + 1 (fg3dgs.audio_features.window)."""
-    n_video = (len(features) + 1) // 2
-    nb = np.clip(frames[:, None] + np.arange(AUDIO_CONTEXT) - AUDIO_CONTEXT // 2, 0,
-                 n_video - 1)
-    centre = 2 * nb + 1
-    idx = centre[..., None] + np.arange(AUDIO_WINDOW) - AUDIO_WINDOW // 2
-    return features[np.clip(idx, 0, len(features) - 1)]
+    return features[audio_window_index(len(features), frames)]
 
 
 def expr_windows(expression: np.ndarray, frames: np.ndarray) -> np.ndarray:

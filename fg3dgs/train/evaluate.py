@@ -28,6 +28,7 @@ from ..io_utils import atomic_output
 from ..landmark_schemes import get_scheme, to_ibug68
 from ..media import AUDIO_RATE, FPS, read_audio, write_video
 from ..model.io import load_identity
+from ..pipeline.motion import pingpong
 from ..preprocess.dataset import Dataset
 from .data import TrainData
 
@@ -97,13 +98,6 @@ def render_dataset_frames(model, info, ds: Dataset, frames: np.ndarray, batch: i
         truth.append(b["image"].numpy())
         out.append(img.clamp(0, 1).numpy())
     return np.concatenate(truth), np.concatenate(out)
-
-
-def pingpong(frames: np.ndarray, n: int) -> np.ndarray:
-    """``n`` frame numbers walking ``frames`` forward, back, forward... (replayed poses)."""
-    frames = np.asarray(frames)
-    cycle = np.concatenate([frames, frames[-2:0:-1]]) if len(frames) > 1 else frames
-    return cycle[np.arange(n) % len(cycle)]
 
 
 @torch.no_grad()

@@ -36,6 +36,7 @@ from ..model.gaussians import PARAMS, DensifyStrategy, GaussianSet
 from ..model.identity import FG3DGS, REGION_LABELS
 from ..model.init_points import initial_points
 from ..model.io import build_model, save_identity
+from ..pipeline.replay import write_replay
 from ..preprocess.dataset import Dataset
 from .config import STAGES, TrainConfig, preset
 from .data import TrainData
@@ -444,7 +445,9 @@ class Trainer:
                   "track_R": ds.R.astype(np.float32), "track_t": ds.t.astype(np.float32),
                   "K": self.data.K.astype(np.float32),
                   "expression": np.asarray(ds.expression, np.float32)}
-        return save_identity(self.model, self.run, extras, meta)
+        save_identity(self.model, self.run, extras, meta)
+        write_replay(self.run, ds, self.cfg.size)     # torso and poses for new speech
+        return self.run
 
     # -- exact resume ---------------------------------------------------------------------
     def save_state(self):

@@ -1,0 +1,105 @@
+"""The replay track of an identity: what a new speech is rendered over.
+
+Audio drives the face; the rest of the frame (torso, background) and, by default, the head
+pose and the eye state are replayed from a stretch of the training clip. A run folder keeps
+that stretch as ``replay.mp4`` (the canvas, i.e. background plate with the torso, H.264 4:4:4)
+and ``replay.safetensors`` (which track frames it shows, and their face boxes for the mouth
+crops of the sync scores). The poses and expression come from the identity's own track.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..io_utils import atomic_output, sha256
+
+VIDEO, INDEX = "replay.mp4", "replay.safetensors"
+DEFAULT_SECONDS = 16.0
+
+
+class ReplayError(ValueError):
+    """A replay track that is missing, damaged or does not fit its identity."""
+
+
+def write_replay(run: str | Path, dataset, size: int, seconds: float = DEFAULT_SECONDS,
+                 start: int = 0) -> Path:
+    """Write RUN/replay.mp4 + RUN/replay.safetensors from ``seconds`` of the dataset's
+    training frames from ``start`` on, at ``size`` pixels (the identity's size)."""
+    from safetensors.torch import save_file
+    import torch
+
+    from ..media import write_video
+    from ..preprocess.dataset import Dataset
+    from ..sync.crops import face_boxes
+    from ..train.data import TrainData
+
+    ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+    train = ds.split("train")
+    n = max(1, min(int(round(seconds * 25)), len(train) - start))
+    if start < 0 or start >= len(train):
+        raise ReplayError(f"replay start {start} is outside the {len(train)} training frames")
+    frames = np.asarray(train[start:start + n])
+    run = Path(run)
+
+    def canvases():
+        for a in range(0, n, 32):
+            data = TrainData(ds, size, frames=frames[a:a + 32])
+            canvas = data.batch(np.arange(len(data)))["canvas"].numpy()
+            yield from (np.round(c * 255).clip(0, 255).astype(np.uint8) for c in canvas)
+
+    write_video(run / VIDEO, canvases(), crf=12, pix_fmt="yuv444p")
+    boxes = face_boxes(np.asarray(ds.landmarks)[frames]) * (size / ds.manifest["size"])
+    with atomic_output(run / INDEX) as tmp:
+        save_file({"frames": torch.from_numpy(frames.astype(np.int64)),
+                   "boxes": torch.from_numpy(boxes.astype(np.float32))}, str(tmp),
+                  metadata={"video": VIDEO, "video_sha256": sha256(run / VIDEO),
+                            "size": str(size)})
+    return run / VIDEO
+
+
+@dataclass
+class Replay:
+    """Track frame numbers [n], canvases [n, S, S, 3] uint8, face boxes [n, 3] (pixels)."""
+
+    frames: np.ndarray
+    canvas: np.ndarray
+    boxes: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+def load_replay(run: str | Path, size: int) -> Replay | None:
+    """The run's replay track, or None when it has none (a run trained before replay tracks
+    were written). A damaged track raises :class:`ReplayError`."""
+    from safetensors import safe_open
+
+    run = Path(run)
+    if not (run / INDEX).is_file():
+        return None
+    try:
+        with safe_open(str(run / INDEX), "np") as f:
+            meta = f.metadata() or {}
+            frames, boxes = f.get_tensor("frames"), f.get_tensor("boxes")
+    except Exception as exc:   # safetensors raises several types for damaged files
+        raise ReplayError(f"{run / INDEX} is not a readable replay index ({exc})") from exc
+    video = run / meta.get("video", VIDEO)
+    if not video.is_file():
+        raise ReplayError(f"{video} is missing (the replay index names it)")
+    if meta.get("video_sha256") and sha256(video) != meta["video_sha256"]:
+        raise ReplayError(f"{video} does not match the checksum in {INDEX}: the file is "
+                          "damaged or was replaced; re-export the identity")
+    canvas = _read_frames(video)
+    if len(canvas) != len(frames) or canvas.shape[1:3] != (size, size):
+        raise ReplayError(f"{video} holds {len(canvas)} frames of {canvas.shape[1:3]}, the "
+                          f"index wants {len(frames)} of {(size, size)}")
+    return Replay(frames.astype(np.int64), canvas, boxes.astype(np.float32))
+
+
+def _read_frames(path: Path) -> np.ndarray:
+    import imageio.v3 as iio
+
+    return np.stack(list(iio.imiter(path, plugin="FFMPEG")))

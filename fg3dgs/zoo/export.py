@@ -1,0 +1,128 @@
+"""``fg3dgs zoo export RUN --out DIR``: a Hub-ready folder of a trained identity.
+
+The folder holds the identity (weights in float16 by default), its replay track, a preview
+image, a model card (``README.md`` with Hub metadata, the measured metrics and how the
+identity was trained) and ``zoo_entry.json``, the manifest entry with every file's sha256
+(fill in the repo and the commit after uploading, or point ``source.path`` at the folder).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..io_utils import atomic_directory, sha256
+from ..model.io import META, WEIGHTS, load_identity, save_identity
+from ..pipeline.replay import INDEX, VIDEO, write_replay
+from .manifest import ZooError
+
+PREVIEW = "preview.png"
+
+
+@dataclass
+class ExportInfo:
+    id: str
+    title: str
+    description: str
+    license: str = "cc-by-4.0"
+
+
+def _metrics_table(metrics: dict | None) -> str:
+    if not metrics:
+        return ("No evaluation was found in the run (`fg3dgs eval RUN --data DATASET` writes "
+                "`eval/metrics.json`).\n")
+    rows = ["| variant | PSNR (dB) | SSIM | LMD (px) | expert-C | expert-D | offset |",
+            "|---|---|---|---|---|---|---|"]
+    for name, m in metrics.get("variants", {"base": metrics}).items():
+        s = m.get("sync", {})
+        rows.append(f"| {name} | {m['psnr']:.2f} | {m['ssim']:.3f} | {m['lmd_px']:.2f} | "
+                    f"{s.get('expert-C', 'n/a')} | {s.get('expert-D', 'n/a')} | "
+                    f"{s.get('expert-offset', 'n/a')} |")
+    note = (f"\nOn {metrics['frames']} validation frames at {metrics['size']}x"
+            f"{metrics['size']}. expert-C / expert-D are SyncNet's protocol scored with "
+            "fg3dgs's own lip-sync expert, not LSE-C / LSE-D. LPIPS and FID: "
+            + ("unavailable" if not metrics.get("lpips", {}).get("available") else "see "
+               "metrics.json") + ".\n")
+    return "\n".join(rows) + "\n" + note
+
+
+def model_card(info: ExportInfo, ident: dict, metrics: dict | None) -> str:
+    tr = ident.get("train", {})
+    cfg = tr.get("config", {})
+    its = cfg.get("iterations", {})
+    counts = ident.get("counts", {})
+    hrpa = ident.get("hrpa", {})
+    return f"""---
+license: {info.license}
+library_name: fg3dgs
+tags:
+- talking-head
+- gaussian-splatting
+- audio-driven
+- fg3dgs
+---
+
+# {info.title}
+
+{info.description}
+
+An identity for [fg3dgs](https://github.com/) (FG-3DGS, "Toward Fine-Grained Facial Control in
+3D Talking Head Generation"): 3D Gaussians of the face, eyes and mouth in canonical head space
+with their frequency-aware deformation networks, driven by `{ident.get('audio_features')}`
+audio features. Variants: {', '.join(ident.get('variants', ['base']))} (`refined` = after the
+HRPA lip-sync refinement).
+
+```bash
+fg3dgs render --identity {info.id} --audio speech.wav --out talking.mp4 --variant both
+```
+
+## Training
+
+- preset `{tr.get('preset')}` at {ident.get('size')}x{ident.get('size')}, SH degree
+  {ident.get('config', {}).get('sh_degree')}; iterations: {', '.join(f'{k} {v}' for k, v in its.items())}
+- Gaussians: {', '.join(f'{k} {v}' for k, v in counts.items())}
+- HRPA: {json.dumps(hrpa) if hrpa else 'not run'}
+- training frames: {tr.get('frames')}; weights stored as {ident.get('dtype')}
+
+## Metrics
+
+{_metrics_table(metrics)}
+"""
+
+
+def export_identity(run: str | Path, out: str | Path, info: ExportInfo,
+                    dataset: str | Path | None = None, half: bool = True) -> dict:
+    """Write the folder; returns the zoo entry (with the files' sha256)."""
+    from ..pipeline.talking_head import TalkingHead
+
+    run, out = Path(run), Path(out)
+    model, ident, extras = load_identity(run)
+    has_replay = (run / VIDEO).is_file() and (run / INDEX).is_file()
+    if not has_replay and dataset is None:
+        raise ZooError(f"{run} has no replay track ({VIDEO}); pass --data DATASET (the "
+                       "dataset it was trained on) to write one")
+    with atomic_directory(out) as tmp:
+        meta = {k: v for k, v in ident.items()
+                if k not in ("format_version", "config", "counts", "dtype")}
+        save_identity(model, tmp, {k: v.numpy() for k, v in extras.items()}, meta, half=half)
+        if has_replay:
+            for f in (VIDEO, INDEX):
+                shutil.copy2(run / f, tmp / f)
+        else:
+            write_replay(tmp, dataset, int(ident["size"]))
+        head = TalkingHead(tmp, device="cpu")
+        head.save_preview(tmp / PREVIEW)
+        metrics_path = run / "eval" / "metrics.json"
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
+        ident_out = json.loads((tmp / META).read_text())
+        (tmp / "README.md").write_text(model_card(info, ident_out, metrics))
+        files = {f: sha256(tmp / f) for f in (META, WEIGHTS, VIDEO, INDEX, PREVIEW)}
+        entry = {"id": info.id, "title": info.title, "description": info.description,
+                 "license": info.license, "audio_features": ident["audio_features"],
+                 "preview": PREVIEW,
+                 "source": {"repo": "OWNER/NAME", "revision": "COMMIT-AFTER-UPLOAD",
+                            "files": files}}
+        (tmp / "zoo_entry.json").write_text(json.dumps(entry, indent=2) + "\n")
+    return entry
