@@ -289,7 +289,8 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
             from .zoo.export import ExportInfo, export_identity
 
             name = args.id or args.out.rstrip("/").split("/")[-1]
-            info = ExportInfo(name, args.title or name, args.description, args.license)
+            notes = open(args.notes).read() if args.notes else ""
+            info = ExportInfo(name, args.title or name, args.description, args.license, notes)
             entry = export_identity(args.run, args.out, info, args.data, half=not args.float32)
             print(f"wrote {args.out}: model card README.md, identity, replay track, "
                   f"preview; zoo_entry.json lists {len(entry['source']['files'])} files "
@@ -472,6 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
     ze.add_argument("--title", default=None)
     ze.add_argument("--description", default="A talking-head identity trained with fg3dgs.")
     ze.add_argument("--license", default="cc-by-4.0")
+    ze.add_argument("--notes", default=None, help="a markdown file appended to the model "
+                    "card (how the identity was made)")
     ze.add_argument("--float32", action="store_true", help="keep float32 weights "
                     "(default float16)")
     zoo.set_defaults(func=_cmd_zoo)

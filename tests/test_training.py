@@ -47,7 +47,8 @@ def run(data):
 
 def test_loss_falls_and_outputs_are_written(run):
     for name in ("identity.safetensors", "identity.json", "loss_curve.png",
-                 "preview_fusion.png", "train_state.safetensors"):
+                 "preview_fusion.png", "train_state.safetensors", "replay.mp4",
+                 "replay.safetensors"):
         assert (run / name).is_file(), name
     state = json.loads((run / "identity.json").read_text())
     assert state["format_version"] == 1 and state["audio_features"] == "mel"
@@ -166,6 +167,10 @@ def test_hrpa_refines_a_copy_of_the_mouth_branch(data, tmp_path):
     assert np.abs(base - ref).max() < 1e-5          # the base branch is the pre-HRPA model
     _, refined = render_dataset_frames(model.set_variant("refined"), info, ds, frames)
     assert np.abs(refined - base).max() > 1e-4
+    for r in ("face", "eyes"):      # HRPA refines the mouth only
+        for a, b in zip(model.refined["colour"][r].parameters(),
+                        model.colour[r].parameters()):
+            assert torch.equal(a, b)
     with pytest.raises(ValueError, match="no 'refined' variant"):
         plain.set_variant("refined")
 
@@ -202,3 +207,34 @@ def test_hrpa_is_skipped_with_a_warning_when_no_expert_ships(data, tmp_path, mon
         train(data / "data", tmp_path / "r", tiny((2, 2, 2, 5)), progress=False)
     model, info, _ = load_identity(tmp_path / "r")
     assert model.variants == ("base",) and "not found" in info["hrpa"]["skipped"]
+
+
+def test_zoo_export_makes_a_hub_ready_folder(run, data, tmp_path):
+    import hashlib
+
+    from fg3dgs.pipeline import TalkingHead
+    from fg3dgs.pipeline.replay import INDEX, VIDEO
+
+    out = tmp_path / "export"
+    assert main(["zoo", "export", str(run), "--out", str(out), "--id", "tiny",
+                 "--title", "Tiny"]) == 0
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\nlicense: cc-by-4.0") and "# Tiny" in card
+    entry = json.loads((out / "zoo_entry.json").read_text())
+    for f, h in entry["source"]["files"].items():
+        assert hashlib.sha256((out / f).read_bytes()).hexdigest() == h
+    info = json.loads((out / "identity.json").read_text())
+    assert info["dtype"] == "float16"
+    head = TalkingHead(out)
+    assert head.still().shape == (64, 64, 3)
+    # an older run without a replay track needs its dataset
+    old = tmp_path / "old"
+    old.mkdir()
+    for f in ("identity.json", "identity.safetensors"):
+        (old / f).write_bytes((run / f).read_bytes())
+    assert main(["zoo", "export", str(old), "--out", str(tmp_path / "e2")]) == 2
+    assert main(["zoo", "export", str(old), "--out", str(tmp_path / "e2"), "--data",
+                 str(data / "data")]) == 0
+    assert (tmp_path / "e2" / VIDEO).is_file() and (tmp_path / "e2" / INDEX).is_file()
+    with pytest.warns(UserWarning, match="no replay track"):
+        TalkingHead(old)

@@ -224,6 +224,7 @@ class TalkingHead:
         "base" / "refined" / "both" -> path. Every file is H.264 + AAC with the input's
         audio, one frame per 40 ms of speech, and appears only when complete."""
         opts = opts or RenderOptions()
+        opts.check(self.variants)
         if not isinstance(outputs, dict):
             outputs = {opts.variant: outputs}
         for k in outputs:
@@ -242,7 +243,8 @@ class TalkingHead:
             size = opts.size or self.size
             writers = {k: VideoWriter(p, size * (2 if k == "both" else 1), size,
                                       audio_path=speech.path) for k, p in outputs.items()}
-            crops: dict[str, list] = {v: [] for v in need} if opts.sync_scores else {}
+            crops: dict[str, list] = {v: [] for v in ("base", "refined") if v in need} \
+                if opts.sync_scores else {}
             try:
                 for fr, rows, imgs in self.frames(speech, opts, timings):
                     tic = time.perf_counter()

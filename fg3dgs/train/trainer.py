@@ -175,11 +175,13 @@ class Trainer:
         if stage == "fusion":
             groups.append({"name": "colour", "params": list(m.colour.parameters()),
                            "lr": c.lr_colour})
-        if stage == "hrpa":     # only the refined branch learns
+        if stage == "hrpa":     # only the refined mouth learns: network and colour correction
+            mouth = m.cfg.refined_region
             groups = [{"name": "refined.net", "params": list(m.refined["net"].parameters()),
                        "lr": c.lr_hrpa_net},
                       {"name": "refined.colour",
-                       "params": list(m.refined["colour"].parameters()), "lr": c.lr_colour}]
+                       "params": list(m.refined["colour"][mouth].parameters()),
+                       "lr": c.lr_colour}]
         return groups
 
     def _new_stage_state(self):
@@ -245,7 +247,7 @@ class Trainer:
         from ..sync.audio import sync_mel
         from ..sync.crops import face_boxes
 
-        if self.model.refined is None:
+        if self.model.refined is None or self.step == 0:   # (re)start from the base branch
             self.model.add_refined()
         self.model.set_variant("refined")
         self._load_expert()

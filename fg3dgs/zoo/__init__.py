@@ -1,8 +1,8 @@
 """The model zoo: identities listed in ``checkpoints/zoo.json``, pulled from the repository
 or the Hugging Face Hub, and exported as Hub-ready folders."""
 
-from .hub import pull, resolve_identity
+from .hub import preview, pull, resolve_identity
 from .manifest import ZooEntry, ZooError, find, load_zoo, manifest_path
 
-__all__ = ["ZooEntry", "ZooError", "find", "load_zoo", "manifest_path", "pull",
+__all__ = ["ZooEntry", "ZooError", "find", "load_zoo", "manifest_path", "preview", "pull",
            "resolve_identity"]

@@ -27,6 +27,7 @@ class ExportInfo:
     title: str
     description: str
     license: str = "cc-by-4.0"
+    notes: str = ""          # markdown appended to the model card (e.g. how to rebuild)
 
 
 def _metrics_table(metrics: dict | None) -> str:
@@ -54,6 +55,13 @@ def model_card(info: ExportInfo, ident: dict, metrics: dict | None) -> str:
     its = cfg.get("iterations", {})
     counts = ident.get("counts", {})
     hrpa = ident.get("hrpa", {})
+    if "iterations" in hrpa:
+        hrpa_text = (f"{hrpa['iterations']} iterations, sync weight {hrpa['sync_weight']}, "
+                     f"expert: {hrpa.get('expert', {}).get('source')}")
+    else:
+        hrpa_text = "skipped" if hrpa else "not run"
+    order = ("static", "deform", "fusion", "hrpa")
+    its = {k: its[k] for k in sorted(its, key=lambda k: order.index(k) if k in order else 9)}
     return f"""---
 license: {info.license}
 library_name: fg3dgs
@@ -68,7 +76,7 @@ tags:
 
 {info.description}
 
-An identity for [fg3dgs](https://github.com/) (FG-3DGS, "Toward Fine-Grained Facial Control in
+An identity for fg3dgs (FG-3DGS, "Toward Fine-Grained Facial Control in
 3D Talking Head Generation"): 3D Gaussians of the face, eyes and mouth in canonical head space
 with their frequency-aware deformation networks, driven by `{ident.get('audio_features')}`
 audio features. Variants: {', '.join(ident.get('variants', ['base']))} (`refined` = after the
@@ -83,13 +91,13 @@ fg3dgs render --identity {info.id} --audio speech.wav --out talking.mp4 --varian
 - preset `{tr.get('preset')}` at {ident.get('size')}x{ident.get('size')}, SH degree
   {ident.get('config', {}).get('sh_degree')}; iterations: {', '.join(f'{k} {v}' for k, v in its.items())}
 - Gaussians: {', '.join(f'{k} {v}' for k, v in counts.items())}
-- HRPA: {json.dumps(hrpa) if hrpa else 'not run'}
+- HRPA: {hrpa_text}
 - training frames: {tr.get('frames')}; weights stored as {ident.get('dtype')}
 
 ## Metrics
 
 {_metrics_table(metrics)}
-"""
+{info.notes}"""
 
 
 def export_identity(run: str | Path, out: str | Path, info: ExportInfo,

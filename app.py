@@ -1,0 +1,145 @@
+"""fg3dgs web app: pick an identity, give speech, watch the talking head without and with the
+lip-sync refinement side by side; a second tab compares two identities or runs.
+
+UI only: the work is done by fg3dgs.pipeline (Studio -> TalkingHead).
+
+    python app.py [--host 127.0.0.1] [--port 7860] [--share] [--runs RUN ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import gradio as gr
+
+from fg3dgs.media import MediaError
+from fg3dgs.model.io import IdentityError
+from fg3dgs.pipeline import AudioInputError
+from fg3dgs.pipeline.replay import ReplayError
+from fg3dgs.pipeline.studio import Limits, Studio, examples, report
+from fg3dgs.zoo import ZooError
+
+USER_ERRORS = (AudioInputError, MediaError, IdentityError, ReplayError, ZooError, ValueError)
+SIZES = ["256", "384", "512"]
+
+
+def build(studio: Studio) -> gr.Blocks:
+    choices = studio.choices()
+    by_key = {c.key: c for c in choices}
+    options = [(c.label, c.key) for c in choices]
+    first = choices[0].key if choices else None
+
+    def show_identity(key):
+        c = by_key.get(key)
+        if c is None:
+            return None, ""
+        return (str(c.preview) if c.preview else None), c.description
+
+    def generate(identity, audio, variant, pose, blink, size, progress=gr.Progress()):
+        if not identity:
+            raise gr.Error("pick an identity first")
+        try:
+            paths, res = studio.speak(identity, audio, variant, pose, blink, size,
+                                      progress=lambda f, s: progress(f, desc=s))
+        except USER_ERRORS as exc:
+            raise gr.Error(str(exc)) from None
+        combined = paths.get("both") or next(iter(paths.values()))
+        return (str(paths["base"]) if "base" in paths else None,
+                str(paths["refined"]) if "refined" in paths else None,
+                str(combined), report(res))
+
+    def compare(a, b, audio, variant, pose, blink, size, progress=gr.Progress()):
+        if not a or not b:
+            raise gr.Error("pick two identities or runs")
+        try:
+            (pa, ra), (pb, rb) = studio.compare((a, b), audio, variant, pose, blink, size,
+                                                progress=lambda f, s: progress(f, desc=s))
+        except USER_ERRORS as exc:
+            raise gr.Error(str(exc)) from None
+        return str(pa), str(pb), f"**A** {report(ra)}\n\n**B** {report(rb)}"
+
+    with gr.Blocks(title="fg3dgs: talking heads") as demo:
+        gr.Markdown("# fg3dgs: audio-driven 3D Gaussian talking heads\n"
+                    "FG-3DGS (frequency-aware deformation of face, eye and mouth Gaussians). "
+                    "Left: the base model. Right: after the HRPA lip-sync refinement.")
+        with gr.Tab("Speak"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    identity = gr.Dropdown(options, value=first, label="Identity")
+                    preview = gr.Image(label="Preview", interactive=False, height=200)
+                    about = gr.Markdown()
+                with gr.Column(scale=2):
+                    audio = gr.Audio(sources=["upload", "microphone"], type="filepath",
+                                     label="Speech (wav, mp3, flac, ogg, m4a; up to "
+                                     f"{studio.limits.max_seconds:g} s)")
+                    transcript = gr.Textbox(label="Transcript (of the example)",
+                                            interactive=False)
+                    ex = examples()
+                    if ex:
+                        gr.Examples([[str(p), t] for p, t in ex], [audio, transcript],
+                                    label="Examples")
+                    with gr.Row():
+                        variant = gr.Radio(["both", "base", "refined"], value="both",
+                                           label="Variant")
+                        pose = gr.Radio(["replay", "static"], value="replay", label="Pose")
+                        blink = gr.Radio(["replay", "auto"], value="replay", label="Blink")
+                        size = gr.Dropdown(SIZES, value="256", label="Size")
+                    go = gr.Button("Generate", variant="primary")
+            with gr.Row():
+                base_video = gr.Video(label="without sync refinement (base)",
+                                      elem_id="video-base")
+                refined_video = gr.Video(label="with sync refinement (HRPA)",
+                                         elem_id="video-refined")
+            combined = gr.File(label="Download (side by side)")
+            summary = gr.Markdown(elem_id="report")
+            identity.change(show_identity, identity, [preview, about])
+            demo.load(show_identity, identity, [preview, about])
+            go.click(generate, [identity, audio, variant, pose, blink, size],
+                     [base_video, refined_video, combined, summary], api_name="generate")
+        with gr.Tab("Compare"):
+            gr.Markdown("The same speech through two identities or runs (for example a full "
+                        "model and an ablation; start the app with `--runs RUN ...` to list "
+                        "runs).")
+            with gr.Row():
+                id_a = gr.Dropdown(options, value=first, label="A")
+                id_b = gr.Dropdown(options, value=options[-1][1] if options else None,
+                                   label="B")
+            c_audio = gr.Audio(sources=["upload", "microphone"], type="filepath",
+                               label="Speech")
+            with gr.Row():
+                c_variant = gr.Radio(["refined", "base"], value="refined", label="Variant")
+                c_pose = gr.Radio(["replay", "static"], value="replay", label="Pose")
+                c_blink = gr.Radio(["replay", "auto"], value="replay", label="Blink")
+                c_size = gr.Dropdown(SIZES, value="256", label="Size")
+            c_go = gr.Button("Compare", variant="primary")
+            with gr.Row():
+                c_va = gr.Video(label="A")
+                c_vb = gr.Video(label="B")
+            c_report = gr.Markdown()
+            c_go.click(compare, [id_a, id_b, c_audio, c_variant, c_pose, c_blink, c_size],
+                       [c_va, c_vb, c_report], api_name="compare")
+    return demo
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                    help="0.0.0.0 to serve the network (a Space sets GRADIO_SERVER_NAME)")
+    ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT",
+                                                                    7860)))
+    ap.add_argument("--share", action="store_true", help="a public gradio.live link")
+    ap.add_argument("--runs", nargs="*", default=[], help="run folders to offer beside "
+                    "the zoo (e.g. a full model and its ablations)")
+    ap.add_argument("--concurrency", type=int, default=1, help="renders at a time")
+    ap.add_argument("--max-seconds", type=float, default=60.0, help="longest speech")
+    args = ap.parse_args(argv)
+    limits = Limits(max_seconds=args.max_seconds)
+    demo = build(Studio(args.runs, limits))
+    demo.queue(default_concurrency_limit=args.concurrency, max_size=32)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share,
+                max_file_size=f"{limits.max_upload_mb:g}mb")
+
+
+if __name__ == "__main__":
+    main()

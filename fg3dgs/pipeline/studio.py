@@ -1,0 +1,160 @@
+"""What the web app does, without the UI: the identities on offer, loaded heads kept warm,
+speech checked against the upload limits, renders of both variants into a session folder,
+and a short report. ``app.py`` only lays this out in Gradio."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from .audio_input import AudioInputError
+from .talking_head import RenderOptions, RenderResult, TalkingHead
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+
+
+@dataclass
+class Limits:
+    max_seconds: float = 60.0        # speech longer than this is refused
+    max_upload_mb: float = 50.0
+    max_size: int = 512
+    cached_heads: int = 2
+
+
+@dataclass
+class Choice:
+    key: str           # zoo id or run folder
+    label: str
+    preview: Path | None
+    description: str = ""
+
+
+class Studio:
+    """Renders for the app. Thread-safe: loaded heads are shared under a lock."""
+
+    def __init__(self, runs: list[str | Path] = (), limits: Limits = Limits(),
+                 workdir: str | Path | None = None):
+        self.limits = limits
+        self.runs = [Path(r) for r in runs]
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="fg3dgs-app-"))
+        self._heads: OrderedDict[str, TalkingHead] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- identities -----------------------------------------------------------------------
+    def choices(self) -> list[Choice]:
+        from ..zoo import ZooError, load_zoo, preview
+
+        out = []
+        try:
+            for e in load_zoo():
+                out.append(Choice(e.id, e.title, preview(e), e.description))
+        except ZooError:
+            pass
+        for r in self.runs:
+            p = r / "preview.png"
+            out.append(Choice(str(r), f"{r.name} (run)", p if p.is_file() else None))
+        return out
+
+    def head(self, key: str) -> TalkingHead:
+        with self._lock:
+            if key in self._heads:
+                self._heads.move_to_end(key)
+                return self._heads[key]
+        head = TalkingHead.load(key)
+        with self._lock:
+            self._heads[key] = head
+            while len(self._heads) > self.limits.cached_heads:
+                self._heads.popitem(last=False)
+        return head
+
+    # -- rendering ------------------------------------------------------------------------
+    def check_upload(self, audio: str | Path | None) -> Path:
+        if audio is None or str(audio) == "":
+            raise AudioInputError("no audio given: upload a speech file, record with the "
+                                  "microphone or pick an example")
+        p = Path(audio)
+        if p.is_file() and p.stat().st_size > self.limits.max_upload_mb * 1e6:
+            raise AudioInputError(f"{p.name!r} is {p.stat().st_size / 1e6:.0f} MB; the limit "
+                                  f"here is {self.limits.max_upload_mb:g} MB")
+        return p
+
+    def _options(self, variant, pose, blink, size, scores) -> RenderOptions:
+        size = int(size) if size else None
+        if size is not None and size > self.limits.max_size:
+            raise ValueError(f"size {size} is over this server's limit of "
+                             f"{self.limits.max_size}")
+        return RenderOptions(variant=variant, size=size, pose=pose, blink=blink,
+                             max_seconds=self.limits.max_seconds, sync_scores=scores)
+
+    def _folder(self) -> Path:
+        d = self.workdir / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        d.mkdir(parents=True)
+        return d
+
+    def speak(self, identity: str, audio, variant: str = "both", pose: str = "replay",
+              blink: str = "replay", size=None, progress=None) -> tuple[dict, RenderResult]:
+        """Render ``audio`` with the identity; returns (paths: "base" / "refined" / "both"
+        where rendered, the render result)."""
+        audio = self.check_upload(audio)
+        head = self.head(identity)
+        opts = self._options(variant, pose, blink, size, scores=True)
+        folder = self._folder()
+        names = ["base", "refined"] if variant == "both" else [variant]
+        outputs = {v: folder / f"{v}.mp4" for v in names}
+        if variant == "both":
+            outputs["both"] = folder / "side_by_side.mp4"
+        res = head.render(audio, outputs, opts, progress)
+        return outputs, res
+
+    def compare(self, identities: tuple[str, str], audio, variant: str = "refined",
+                pose: str = "replay", blink: str = "replay", size=None,
+                progress=None) -> list[tuple[Path, RenderResult]]:
+        """The same speech through two identities (or runs): [(video, result)] * 2."""
+        audio = self.check_upload(audio)
+        folder = self._folder()
+        out = []
+        for k, key in enumerate(identities):
+            head = self.head(key)
+            v = variant if variant in head.variants else "base"
+            opts = self._options(v, pose, blink, size, scores=False)
+
+            def sub(frac, stage, k=k):
+                if progress:
+                    progress((k + frac) / 2, f"{Path(key).name}: {stage}")
+            path = folder / f"{k}_{Path(key).name}.mp4"
+            out.append((path, head.render(audio, path, opts, sub)))
+        return out
+
+
+def report(res: RenderResult) -> str:
+    """A markdown summary of a render."""
+    lines = [f"**{res.frames} frames** ({res.audio_seconds:.1f} s of speech) at "
+             f"{res.size}x{res.size} in {res.render_seconds:.1f} s: **{res.fps:.1f} frames/s**, "
+             f"backend `{res.backend}`.", ""]
+    if res.sync:
+        lines += ["| variant | expert-C | expert-D | offset (frames) |", "|---|---|---|---|"]
+        for v, s in res.sync.items():
+            if "unavailable" in s:
+                lines.append(f"| {v} | unavailable: {s['unavailable']} | | |")
+            else:
+                lines.append(f"| {v} | {s['expert-C']:.3f} | {s['expert-D']:.3f} | "
+                             f"{s['expert-offset']:+d} |")
+        lines += ["", "expert-C / expert-D: SyncNet's protocol scored with fg3dgs's own "
+                  "lip-sync expert (higher C, lower D = better sync); not LSE-C / LSE-D."]
+    return "\n".join(lines)
+
+
+def examples() -> list[tuple[Path, str]]:
+    """(speech file, transcript) of the example clips in ``assets/examples``."""
+    index = ASSETS / "examples" / "examples.json"
+    if not index.is_file():
+        return []
+    clips = json.loads(index.read_text())["clips"]
+    return [(ASSETS / "examples" / c["file"], c["text"]) for c in clips
+            if (ASSETS / "examples" / c["file"]).is_file()]

@@ -1,0 +1,164 @@
+"""The render pipeline on the shipped demo identity: inputs of any format, chunking,
+outputs (frame-exact, with sound, side by side), variants, motion options, bad input."""
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fg3dgs.audio_features import extract
+from fg3dgs.media import ffmpeg_exe, probe, write_wav
+from fg3dgs.pipeline import AudioInput, AudioInputError, RenderOptions, TalkingHead
+from fg3dgs.pipeline.motion import BLINK_SHAPE, pingpong, plan_motion
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEECH = ROOT / "assets" / "examples" / "bubbles.wav"      # 2.8 s
+
+
+@pytest.fixture(scope="module")
+def head():
+    return TalkingHead.load("astronaut-demo")
+
+
+def _frames(path) -> np.ndarray:
+    import imageio.v3 as iio
+    return iio.imread(path, plugin="FFMPEG")
+
+
+def _speech(tmp_path, seconds=1.3, rate=44100, channels=2):
+    t = np.arange(int(seconds * rate)) / rate
+    x = 0.3 * np.sin(2 * np.pi * 180 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+    p = tmp_path / "tone.wav"
+    import soundfile as sf
+    sf.write(p, np.stack([x] * channels, -1), rate)
+    return p
+
+
+def test_chunked_features_equal_whole_clip(tmp_path):
+    import librosa
+    y = librosa.chirp(fmin=100, fmax=3000, sr=16000, duration=3.1).astype(np.float32)
+    p = tmp_path / "chirp.wav"
+    write_wav(p, y * 0.5)
+    with AudioInput(p) as a:
+        whole = extract(a.audio(), "mel")
+        assert a.feature_frames == len(whole)
+        for k0, k1 in [(0, 20), (13, 77), (60, a.feature_frames)]:
+            np.testing.assert_array_equal(a.features("mel", k0, k1), whole[k0:k1])
+
+
+@pytest.mark.parametrize("ext,args", [("mp3", []), ("flac", []), ("ogg", ["-c:a", "libvorbis"]),
+                                      ("m4a", ["-c:a", "aac"]), ("mp4", None)])
+def test_formats_decode_to_the_same_frame_count(tmp_path, ext, args):
+    src = _speech(tmp_path)
+    out = tmp_path / f"speech.{ext}"
+    if args is None:      # the audio track of a video
+        cmd = [ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "color=c=gray:s=64x64:d=1.3",
+               "-i", str(src), "-shortest", "-c:v", "libx264", "-c:a", "aac", str(out)]
+    else:
+        cmd = [ffmpeg_exe(), "-v", "error", "-i", str(src), *args, str(out)]
+    subprocess.run(cmd, check=True)
+    with AudioInput(out) as a:
+        assert abs(a.seconds - 1.3) < 0.06
+        assert a.frames == -(-a.samples // 640)
+
+
+def test_bad_inputs_say_what_is_wrong(tmp_path):
+    with pytest.raises(AudioInputError, match="does not exist"):
+        AudioInput(tmp_path / "nope.wav")
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(AudioInputError, match="empty"):
+        AudioInput(tmp_path / "empty.wav")
+    (tmp_path / "junk.mp3").write_bytes(np.random.default_rng(0).bytes(5000))
+    with pytest.raises(AudioInputError, match="cannot read"):
+        AudioInput(tmp_path / "junk.mp3")
+    (tmp_path / "notes.txt").write_text("hello, this is not audio\n" * 20)
+    with pytest.raises(AudioInputError, match="cannot read|no audio"):
+        AudioInput(tmp_path / "notes.txt")
+    video = tmp_path / "mute.mp4"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i",
+                    "color=c=gray:s=64x64:d=1", "-c:v", "libx264", str(video)], check=True)
+    with pytest.raises(AudioInputError, match="no audio track"):
+        AudioInput(video)
+    write_wav(tmp_path / "silent.wav", np.zeros(16000, np.float32))
+    with pytest.raises(AudioInputError, match="silent"):
+        AudioInput(tmp_path / "silent.wav")
+    with pytest.raises(AudioInputError, match="limit"):
+        AudioInput(_speech(tmp_path, 2.0), max_seconds=1.5)
+
+
+def test_motion_plans():
+    assert pingpong(np.arange(4), 9).tolist() == [0, 1, 2, 3, 2, 1, 0, 1, 2]
+    expr = np.ones((50, 3), np.float32)
+    expr[10:14, :2] = 0.2          # the track's own blink: the shut level
+    p = plan_motion(400, 20, expr, np.arange(20), pose="static", blink="auto", seed=1)
+    assert (p.replay == 0).all()
+    eyes = p.expression[:, 0]
+    assert eyes.max() == pytest.approx(1.0) and eyes.min() < 0.3     # blinks happen
+    shut = np.flatnonzero(eyes < 0.5)
+    assert 2 <= len(shut) <= 400 / 25 / 2 * len(BLINK_SHAPE)          # every 2-6 s
+    r = plan_motion(30, 20, expr, np.arange(20), pose="replay", blink="replay")
+    assert r.replay.tolist() == pingpong(np.arange(20), 30).tolist()
+    with pytest.raises(ValueError, match="pose"):
+        plan_motion(3, 2, expr, np.arange(2), pose="wild")
+
+
+def test_chunking_does_not_change_frames(head):
+    # same batches (8 frames) either way: only the audio chunks differ
+    with AudioInput(SPEECH) as a:
+        one = [x for _, _, x in head.frames(a, RenderOptions(variant="base", chunk_frames=500))]
+        many = [x for _, _, x in head.frames(a, RenderOptions(variant="base", chunk_frames=16))]
+    A = np.concatenate([x["base"] for x in one])
+    B = np.concatenate([x["base"] for x in many])
+    assert A.shape == (a.frames, 256, 256, 3)
+    np.testing.assert_array_equal(A, B)
+
+
+def test_render_both_variants_end_to_end(head, tmp_path):
+    outs = {"base": tmp_path / "b.mp4", "refined": tmp_path / "r.mp4",
+            "both": tmp_path / "both.mp4"}
+    res = head.render(SPEECH, outs, RenderOptions(sync_scores=True))
+    with AudioInput(SPEECH) as a:
+        n = a.frames
+    assert res.frames == n and set(res.sync) == {"base", "refined"}
+    assert all("expert-C" in s for s in res.sync.values())
+    base, ref, both = (_frames(outs[k]) for k in ("base", "refined", "both"))
+    assert base.shape == ref.shape == (n, 256, 256, 3) and both.shape == (n, 256, 512, 3)
+    for p in outs.values():
+        info = probe(p)
+        assert "h264" in info and "aac" in info
+    # the refined branch changes the mouth, not the rest of the frame
+    d = np.abs(base.astype(float) - ref.astype(float)).mean(axis=(0, 3))
+    box = head.replay.boxes[0]
+    cx, cy, side = box
+    mouth = d[int(cy):int(cy + side / 2), int(cx - side / 4):int(cx + side / 4)]
+    rest = d.copy()
+    rest[int(cy - side / 2):int(cy + side / 2), int(cx - side / 2):int(cx + side / 2)] = 0
+    assert mouth.mean() > 4 * rest.mean(), (mouth.mean(), rest.mean())
+
+
+def test_options_and_failures_leave_nothing(head, tmp_path):
+    out = tmp_path / "small.mp4"
+    res = head.render(SPEECH, out, RenderOptions(variant="refined", size=128, pose="static",
+                                                 blink="auto"))
+    assert _frames(out).shape[1:] == (128, 128, 3) and res.size == 128
+    keep = tmp_path / "keep.mp4"
+    keep.write_bytes(b"old")
+    write_wav(tmp_path / "silent.wav", np.zeros(8000, np.float32))
+    with pytest.raises(AudioInputError):
+        head.render(tmp_path / "silent.wav", keep)
+    assert keep.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.mp4", "silent.wav",
+                                                          "small.mp4"]
+    with pytest.raises(ValueError, match="variant"):
+        head.render(SPEECH, out, RenderOptions(variant="best"))
+
+
+def test_cli_render(tmp_path):
+    from fg3dgs.cli import main
+    out = tmp_path / "cli.mp4"
+    assert main(["render", "--identity", "astronaut-demo", "--audio", str(SPEECH),
+                 "--out", str(out), "--variant", "both", "--quiet"]) == 0
+    assert _frames(out).shape[2] == 512
+    assert main(["render", "--identity", "nobody", "--audio", str(SPEECH),
+                 "--out", str(out), "--quiet"]) == 2
