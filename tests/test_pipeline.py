@@ -162,3 +162,24 @@ def test_cli_render(tmp_path):
     assert _frames(out).shape[2] == 512
     assert main(["render", "--identity", "nobody", "--audio", str(SPEECH),
                  "--out", str(out), "--quiet"]) == 2
+
+
+def test_variants_share_the_regions_they_have_in_common(head):
+    """render_variants (face and eyes rasterized once) equals rendering each variant."""
+    import torch
+    with AudioInput(SPEECH) as a:
+        fr, rows, imgs = next(head.frames(a, RenderOptions(variant="both", batch=3)))
+        from fg3dgs.train.data import audio_window_index, expr_windows
+        from fg3dgs.pipeline.motion import plan_motion
+        plan = plan_motion(a.frames, len(head.replay), head.track_expression,
+                           head.replay.frames)
+        w = audio_window_index(a.feature_frames, fr)
+        aw = torch.from_numpy(a.features("mel", 0, a.feature_frames)[w])
+    drive = head.model.drive(aw, torch.from_numpy(expr_windows(plan.expression, fr)))
+    view, canvas = head._viewmats(rows), head._canvas(rows, 256)
+    K = torch.from_numpy(head.K)
+    for v in ("base", "refined"):
+        one = head.model.set_variant(v).render(drive, view, K, 256, 256, canvas, "cpu")
+        np.testing.assert_array_equal((one.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy(),
+                                      imgs[v])
+    head.model.set_variant("base")

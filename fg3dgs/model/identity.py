@@ -150,30 +150,60 @@ class FG3DGS(nn.Module):
         viewmats [B, 4, 4]; K [3, 3]. ``windows``: region -> (x0, y0, w, h) renders only
         that part of the image for the region (training small regions costs less)."""
         out, means2d = {}, {}
-        B = viewmats.shape[0]
         for r in self.cfg.regions:
-            Kr, wr, hr = K, width, height
-            if windows and r in windows:
-                x0, y0, wr, hr = windows[r]
-                Kr = K.clone()
-                Kr[0, 2] -= x0
-                Kr[1, 2] -= y0
-            means, quats, scales, opac, sh = self.deform(r, drive)
-            rgbs, alphas, m2d = [], [], []
-            for b in range(B):
-                sel = (lambda x: x[b]) if drive is not None else (lambda x: x)
-                rgb, alpha, info = rasterize(sel(means), sel(quats), sel(scales), opac, sh,
-                                             viewmats[b], Kr, wr, hr,
-                                             sh_degree=self.cfg.sh_degree, backend=backend)
-                if keep_means2d and info["means2d"].requires_grad:
-                    info["means2d"].retain_grad()
-                    m2d.append(info["means2d"])
-                rgbs.append(rgb)
-                alphas.append(alpha)
-            rgb, alpha = torch.stack(rgbs), torch.stack(alphas)
+            rgb, alpha, m2d = self._rasterize_region(r, drive, viewmats, K, width, height,
+                                                     backend, keep_means2d,
+                                                     (windows or {}).get(r))
             out[r] = (self._colour(r)(rgb, alpha), alpha)
             means2d[r] = m2d
         return (out, means2d) if keep_means2d else out
+
+    def _rasterize_region(self, r: str, drive: dict | None, viewmats, K, width, height,
+                          backend, keep_means2d=False, window=None):
+        """(rgb [B, h, w, 3] premultiplied before colour correction, alpha [B, h, w, 1],
+        screen-space means per frame when ``keep_means2d``) of region ``r``."""
+        Kr, wr, hr = K, width, height
+        if window is not None:
+            x0, y0, wr, hr = window
+            Kr = K.clone()
+            Kr[0, 2] -= x0
+            Kr[1, 2] -= y0
+        means, quats, scales, opac, sh = self.deform(r, drive)
+        rgbs, alphas, m2d = [], [], []
+        for b in range(viewmats.shape[0]):
+            sel = (lambda x: x[b]) if drive is not None else (lambda x: x)
+            rgb, alpha, info = rasterize(sel(means), sel(quats), sel(scales), opac, sh,
+                                         viewmats[b], Kr, wr, hr,
+                                         sh_degree=self.cfg.sh_degree, backend=backend)
+            if keep_means2d and info["means2d"].requires_grad:
+                info["means2d"].retain_grad()
+                m2d.append(info["means2d"])
+            rgbs.append(rgb)
+            alphas.append(alpha)
+        return torch.stack(rgbs), torch.stack(alphas), m2d
+
+    @torch.no_grad()
+    def render_variants(self, drive, viewmats, K, width, height, canvas,
+                        variants: tuple[str, ...], backend="auto") -> dict:
+        """variant -> fused frames [B, H, W, 3]. The regions whose network the variants
+        share are deformed and rasterized once; only their colour correction differs."""
+        raw, out = {}, {}
+        current = self.variant
+        try:
+            for v in variants:
+                self.set_variant(v)
+                regions = {}
+                for r in self.cfg.regions:
+                    key = (r, v if r == self.cfg.refined_region else "shared")
+                    if key not in raw:
+                        raw[key] = self._rasterize_region(r, drive, viewmats, K, width,
+                                                          height, backend)[:2]
+                    rgb, alpha = raw[key]
+                    regions[r] = (self._colour(r)(rgb, alpha), alpha)
+                out[v] = fuse(regions, canvas)
+        finally:
+            self.set_variant(current)
+        return out
 
     def render(self, drive, viewmats, K, width, height, canvas, backend="auto"):
         """Fused frames [B, H, W, 3] over canvas [B, H, W, 3]."""

@@ -187,11 +187,10 @@ class TalkingHead:
                 ew = torch.from_numpy(expr_windows(plan.expression, fr)).to(self.device)
                 drive = self.model.drive(aw, ew)
                 view, canvas = self._viewmats(rows), self._canvas(rows, size)
-                out = {}
-                for name in names:
-                    self.model.set_variant(name)
-                    img = self.model.render(drive, view, K, size, size, canvas, opts.backend)
-                    out[name] = (img.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+                imgs = self.model.render_variants(drive, view, K, size, size, canvas,
+                                                  tuple(names), opts.backend)
+                out = {v: (img.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+                       for v, img in imgs.items()}
                 t["render"] = t.get("render", 0) + time.perf_counter() - tic
                 yield fr, rows, out
 
