@@ -249,6 +249,10 @@ def _cmd_render(args: argparse.Namespace) -> int:
     opts = RenderOptions(variant=args.variant, size=args.size, pose=args.pose,
                          blink=args.blink, backend=args.backend, batch=args.batch,
                          seed=args.seed, sync_scores=args.scores)
+    if args.stream and args.scores:
+        print("fg3dgs render: error: --scores is not available with --stream",
+              file=sys.stderr)
+        return 2
     try:
         head = TalkingHead.load(args.identity)
         bar = tqdm(total=1000, desc="rendering", unit="‰", disable=args.quiet,
@@ -258,7 +262,10 @@ def _cmd_render(args: argparse.Namespace) -> int:
             bar.set_description(stage)
             bar.update(int(frac * 1000) - bar.n)
 
-        res = head.render(args.audio, args.out, opts, progress)
+        if args.stream:
+            res = head.render_streaming(args.audio, args.out, opts, args.chunk_ms, progress)
+        else:
+            res = head.render(args.audio, args.out, opts, progress)
         bar.close()
     except (ZooError, IdentityError, ReplayError, AudioInputError, MediaError,
             ValueError) as exc:
@@ -269,6 +276,10 @@ def _cmd_render(args: argparse.Namespace) -> int:
           f"{res.render_seconds:.1f} s ({res.fps:.1f} frames/s)")
     for v, s in res.sync.items():
         print(f"  [{v}] " + ", ".join(f"{k} {x}" for k, x in s.items()))
+    if res.latency_ms:
+        print(f"  streaming: {res.latency_ms['chunk']:g} ms chunks, latency from a chunk to "
+              f"its first frame {res.latency_ms['median']:.0f} ms median, "
+              f"{res.latency_ms['max']:.0f} ms worst")
     return 0
 
 
@@ -455,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--seed", type=int, default=0, help="auto blinks")
     rd.add_argument("--scores", action="store_true", help="also report expert-C / D / "
                     "offset of each variant (our sync expert)")
+    rd.add_argument("--stream", action="store_true", help="feed the speech in chunks "
+                    "through the streaming renderer (live use) and report its latency")
+    rd.add_argument("--chunk-ms", type=float, default=200.0, help="--stream chunk length")
     rd.add_argument("--quiet", action="store_true")
     rd.set_defaults(func=_cmd_render)
 

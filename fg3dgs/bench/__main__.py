@@ -1,4 +1,6 @@
-"""Benchmarks: ``python -m fg3dgs.bench render [options]``.
+"""Benchmarks: ``python -m fg3dgs.bench render|pipeline [options]``.
+
+``pipeline`` is documented in :mod:`fg3dgs.bench.pipeline`.
 
 ``render`` times :func:`fg3dgs.render.rasterize` on the head-like benchmark scene
 (:func:`fg3dgs.scenes.head_scene`) for each backend, resolution and Gaussian count: forward,
@@ -161,8 +163,27 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument("--warmup", type=int, default=3)
     render.add_argument("--json", help="also write the rows to this JSON file")
     render.set_defaults(func=_render)
+    pipe = sub.add_parser("pipeline", help="audio-to-video speed, stage by stage")
+    pipe.add_argument("--backend", choices=["cpu", "gsplat", "all"], default="all")
+    pipe.add_argument("--models", nargs="+", choices=["demo", "paper"],
+                      default=["demo", "paper"])
+    pipe.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    pipe.add_argument("--batch", type=int, default=None,
+                      help="frames per call (default: 8 on the CPU, 32 on CUDA)")
+    pipe.add_argument("--seconds", type=float, default=10.0, help="speech length")
+    pipe.add_argument("--repeats", type=int, default=3)
+    pipe.add_argument("--stream", action="store_true", help="also measure streaming latency")
+    pipe.add_argument("--chunk-ms", type=int, default=200)
+    pipe.add_argument("--json", help="also write the rows to this JSON file")
+    pipe.set_defaults(func=_pipeline)
     args = parser.parse_args(argv)
     return args.func(args)
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    from .pipeline import run
+
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..render import rasterize
+from ..timing import NO_CLOCK
 from .config import ModelConfig
 from .deformation import GatedCrossAttentionDeform, PlainDeform, RegionAttentionDeform
 from .encoders import AudioEncoder, ExpressionEncoder
@@ -159,17 +160,21 @@ class FG3DGS(nn.Module):
         return (out, means2d) if keep_means2d else out
 
     def _rasterize_region(self, r: str, drive: dict | None, viewmats, K, width, height,
-                          backend, keep_means2d=False, window=None):
+                          backend, keep_means2d=False, window=None, clock=None):
         """(rgb [B, h, w, 3] premultiplied before colour correction, alpha [B, h, w, 1],
-        screen-space means per frame when ``keep_means2d``) of region ``r``."""
+        screen-space means per frame when ``keep_means2d``) of region ``r``. ``clock``:
+        a :class:`StageClock` that is told where the time goes."""
+        clock = clock or NO_CLOCK
         Kr, wr, hr = K, width, height
         if window is not None:
             x0, y0, wr, hr = window
             Kr = K.clone()
             Kr[0, 2] -= x0
             Kr[1, 2] -= y0
-        means, quats, scales, opac, sh = self.deform(r, drive)
+        with clock("networks"):
+            means, quats, scales, opac, sh = self.deform(r, drive)
         rgbs, alphas, m2d = [], [], []
+        clock.start("rasterize")
         for b in range(viewmats.shape[0]):
             sel = (lambda x: x[b]) if drive is not None else (lambda x: x)
             rgb, alpha, info = rasterize(sel(means), sel(quats), sel(scales), opac, sh,
@@ -180,13 +185,15 @@ class FG3DGS(nn.Module):
                 m2d.append(info["means2d"])
             rgbs.append(rgb)
             alphas.append(alpha)
+        clock.stop("rasterize")
         return torch.stack(rgbs), torch.stack(alphas), m2d
 
     @torch.no_grad()
     def render_variants(self, drive, viewmats, K, width, height, canvas,
-                        variants: tuple[str, ...], backend="auto") -> dict:
+                        variants: tuple[str, ...], backend="auto", clock=None) -> dict:
         """variant -> fused frames [B, H, W, 3]. The regions whose network the variants
         share are deformed and rasterized once; only their colour correction differs."""
+        clock = clock or NO_CLOCK
         raw, out = {}, {}
         current = self.variant
         try:
@@ -197,10 +204,13 @@ class FG3DGS(nn.Module):
                     key = (r, v if r == self.cfg.refined_region else "shared")
                     if key not in raw:
                         raw[key] = self._rasterize_region(r, drive, viewmats, K, width,
-                                                          height, backend)[:2]
-                    rgb, alpha = raw[key]
-                    regions[r] = (self._colour(r)(rgb, alpha), alpha)
-                out[v] = fuse(regions, canvas)
+                                                          height, backend, clock=clock)[:2]
+                with clock("fusion"):
+                    for r in self.cfg.regions:
+                        rgb, alpha = raw[(r, v if r == self.cfg.refined_region
+                                          else "shared")]
+                        regions[r] = (self._colour(r)(rgb, alpha), alpha)
+                    out[v] = fuse(regions, canvas)
         finally:
             self.set_variant(current)
         return out

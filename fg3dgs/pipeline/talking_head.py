@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..media import FPS, VideoWriter
+from ..audio_features import HOP, n_frames
+from ..media import VideoWriter
+from ..model.encoders import AUDIO_CONTEXT, AUDIO_WINDOW
 from ..model.io import load_identity
+from ..timing import StageClock
 from ..train.data import audio_window_index, expr_windows
-from .audio_input import AudioInput, Silence
+from .audio_input import SAMPLES_PER_FRAME, AudioInput, Silence
 from .motion import plan_motion
 from .replay import Replay, load_replay
 
@@ -30,6 +33,7 @@ VARIANTS = ("base", "refined", "both")
 LABELS = {"base": "base", "refined": "refined (HRPA lip sync)"}
 
 Progress = Callable[[float, str], None]
+FIRST_BATCH = 2          # streaming: frames in the first batch after each audio chunk
 
 
 @dataclass
@@ -70,6 +74,7 @@ class RenderResult:
     size: int
     sync: dict[str, dict] = field(default_factory=dict)   # variant -> expert-C / D / offset
     timings: dict[str, float] = field(default_factory=dict)
+    latency_ms: dict[str, float] = field(default_factory=dict)  # streaming: chunk -> frame
 
     @property
     def fps(self) -> float:
@@ -127,6 +132,7 @@ class TalkingHead:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.model.for_inference(self.device)
+        Silence(25).features(self.info["audio_features"], 0, 4)  # warm the feature code
 
     @classmethod
     def load(cls, identity: str | Path, device: str | torch.device | None = None
@@ -139,6 +145,10 @@ class TalkingHead:
     @property
     def variants(self) -> tuple[str, ...]:
         return tuple(self.model.variants)
+
+    def clock(self) -> StageClock:
+        """A stage clock that waits for the device at every boundary."""
+        return StageClock(torch.cuda.synchronize if self.device.type == "cuda" else None)
 
     # -- frames ---------------------------------------------------------------------------
     def _viewmats(self, rows: np.ndarray) -> torch.Tensor:
@@ -155,44 +165,126 @@ class TalkingHead:
                           for x in c])
         return torch.from_numpy(c.astype(np.float32) / 255.0).to(self.device)
 
-    @torch.no_grad()
-    def frames(self, audio: AudioInput | Silence, opts: RenderOptions,
-               timings: dict | None = None
-               ) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
-        """Yield (output frame numbers [B], their replay rows [B], variant -> frames
-        [B, S, S, 3] uint8) batch by batch, in order."""
+    def _setup(self, opts: RenderOptions):
+        """(variant names, output size, K [3, 3] on the device) for ``opts``."""
         opts.check(self.variants)
         size = opts.size or self.size
-        names = ["base", "refined"] if opts.variant == "both" else [opts.variant]
+        names = ("base", "refined") if opts.variant == "both" else (opts.variant,)
         K = self.K.copy()
         K[:2] *= size / self.size
-        K = torch.from_numpy(K).to(self.device)
+        return names, size, torch.from_numpy(K).to(self.device)
+
+    def _render_batch(self, audio_windows: np.ndarray, expr: np.ndarray, rows: np.ndarray,
+                      names, size: int, K, backend: str, clock: StageClock):
+        """Audio windows [B, 8, 16, D], expression windows [B, 5, E], replay rows [B] ->
+        variant -> frames [B, S, S, 3] uint8."""
+        with clock("networks"):
+            drive = self.model.drive(torch.from_numpy(audio_windows).to(self.device),
+                                     torch.from_numpy(expr).to(self.device))
+        with clock("fusion"):
+            view, canvas = self._viewmats(rows), self._canvas(rows, size)
+        imgs = self.model.render_variants(drive, view, K, size, size, canvas, names,
+                                          backend, clock)
+        with clock("fusion"):
+            return {v: (img.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+                    for v, img in imgs.items()}
+
+    @torch.no_grad()
+    def frames(self, audio: AudioInput | Silence, opts: RenderOptions,
+               clock: StageClock | None = None
+               ) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
+        """Yield (output frame numbers [B], their replay rows [B], variant -> frames
+        [B, S, S, 3] uint8) batch by batch, in order. ``clock`` gets the time per stage
+        (audio features, networks, rasterize, fusion)."""
+        names, size, K = self._setup(opts)
         plan = plan_motion(audio.frames, len(self.replay), self.track_expression,
                            self.replay.frames, opts.pose, opts.blink, opts.seed)
         feat = self.info["audio_features"]
-        t = timings if timings is not None else {}
+        clock = clock or self.clock()
         for c0 in range(0, audio.frames, opts.chunk_frames):
             c1 = min(audio.frames, c0 + opts.chunk_frames)
             idx = audio_window_index(audio.feature_frames, np.arange(c0, c1))
             k0, k1 = int(idx.min()), int(idx.max()) + 1
-            tic = time.perf_counter()
-            block = audio.features(feat, k0, k1)
-            t["audio features"] = t.get("audio features", 0) + time.perf_counter() - tic
+            with clock("audio features"):
+                block = audio.features(feat, k0, k1)
             for a in range(c0, c1, opts.batch):
                 fr = np.arange(a, min(c1, a + opts.batch))
                 rows = plan.replay[fr]
-                tic = time.perf_counter()
-                aw = torch.from_numpy(block[audio_window_index(audio.feature_frames, fr)
-                                            - k0]).to(self.device)
-                ew = torch.from_numpy(expr_windows(plan.expression, fr)).to(self.device)
-                drive = self.model.drive(aw, ew)
-                view, canvas = self._viewmats(rows), self._canvas(rows, size)
-                imgs = self.model.render_variants(drive, view, K, size, size, canvas,
-                                                  tuple(names), opts.backend)
-                out = {v: (img.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
-                       for v, img in imgs.items()}
-                t["render"] = t.get("render", 0) + time.perf_counter() - tic
-                yield fr, rows, out
+                aw = block[audio_window_index(audio.feature_frames, fr) - k0]
+                yield fr, rows, self._render_batch(aw, expr_windows(plan.expression, fr),
+                                                   rows, names, size, K, opts.backend,
+                                                   clock)
+
+    @torch.no_grad()
+    def stream(self, chunks: Iterable[np.ndarray], opts: RenderOptions | None = None,
+               timestamps: bool = False) -> Iterator:
+        """Live use: consume speech as chunks of 16 kHz mono float samples (any sizes) and
+        yield frames [B, S, S, 3] uint8 (the variant of ``opts``; "both" side by side) as
+        soon as the audio they need has arrived: a frame needs about 0.3 s of audio after
+        its start (its feature window and its neighbours'). The frames equal those of an
+        offline render of the whole speech. Memory stays bounded: old audio is dropped.
+        With ``timestamps``, yields (perf_counter time at which the chunk that made the batch
+        ready was taken, or None after the first batch of that chunk; frames)."""
+        from ..audio_features import extract
+        from .audio_input import MEL_MARGIN, MODEL_MARGIN
+
+        opts = opts or RenderOptions(variant="refined")
+        names, size, K = self._setup(opts)
+        feat = self.info["audio_features"]
+        margin = MEL_MARGIN if feat == "mel" else MODEL_MARGIN
+        clock = self.clock()
+        buf, buf0, received, done = np.zeros(0, np.float32), 0, 0, 0
+        big = 1 << 40                         # "the clip has not ended yet"
+        lead = int(audio_window_index(big, np.array([0])).max())   # frame f needs 2f + lead
+
+        def features(k0: int, k1: int, total: int | None) -> np.ndarray:
+            """Feature frames [k0, k1) from the buffered audio (``total`` samples once the
+            speech has ended: the true end, as an offline render sees it)."""
+            a = max(0, k0 - margin)
+            b = (k1 + margin) * HOP if total is None else total
+            return extract(buf[a * HOP - buf0:b - buf0], feat)[k0 - a:k1 - a]
+
+        def emit(f1: int, total: int | None):
+            nonlocal done
+            n_feat = big if total is None else n_frames(total)
+            # a small first batch: the first frame of a chunk comes out soon
+            starts = [done] + list(range(done + min(FIRST_BATCH, opts.batch), f1,
+                                         opts.batch))
+            for a, b in zip(starts, starts[1:] + [f1]):
+                if a >= f1:
+                    break
+                fr = np.arange(a, min(f1, b))
+                idx = audio_window_index(n_feat, fr)
+                k0, k1 = int(idx.min()), int(idx.max()) + 1
+                with clock("audio features"):
+                    block = features(k0, k1, total)
+                n_plan = -(-total // SAMPLES_PER_FRAME) if total is not None else fr[-1] + 3
+                plan = plan_motion(n_plan, len(self.replay), self.track_expression,
+                                   self.replay.frames, opts.pose, opts.blink, opts.seed)
+                rows = plan.replay[fr]
+                imgs = self._render_batch(block[idx - k0], expr_windows(plan.expression, fr),
+                                          rows, names, size, K, opts.backend, clock)
+                done = int(fr[-1]) + 1
+                yield side_by_side(imgs) if len(names) > 1 else imgs[names[0]]
+
+        for chunk in chunks:
+            handed = time.perf_counter()
+            buf = np.concatenate([buf, np.asarray(chunk, np.float32).ravel()])
+            received += len(np.asarray(chunk).ravel())
+            # frames [done, ready) have their whole feature window (and its margin) here
+            ready = max(0, (received // HOP - lead - 1 - margin) // 2 + 1)
+            for out in emit(ready, None):
+                yield (handed, out) if timestamps else out
+                handed = None
+            keep = max(0, (2 * done - 2 * (AUDIO_CONTEXT // 2) - AUDIO_WINDOW // 2 - margin)
+                       * HOP)
+            if keep > buf0:
+                buf, buf0 = buf[keep - buf0:], keep
+        if received:
+            handed = time.perf_counter()
+            for out in emit(-(-received // SAMPLES_PER_FRAME), received):
+                yield (handed, out) if timestamps else out
+                handed = None
 
     def still(self, variant: str = "base", row: int = 0) -> np.ndarray:
         """[S, S, 3] uint8: the identity silent at replay row ``row`` (previews)."""
@@ -236,7 +328,7 @@ class TalkingHead:
                                 else next(iter(need))})
         progress = progress or (lambda f, s: None)
         start = time.perf_counter()
-        timings: dict[str, float] = {}
+        clock = self.clock()
         progress(0.0, "reading the audio")
         with AudioInput(audio, opts.max_seconds) as speech:
             size = opts.size or self.size
@@ -245,23 +337,21 @@ class TalkingHead:
             crops: dict[str, list] = {v: [] for v in ("base", "refined") if v in need} \
                 if opts.sync_scores else {}
             try:
-                for fr, rows, imgs in self.frames(speech, opts, timings):
-                    tic = time.perf_counter()
-                    for k, w in writers.items():
-                        batch = side_by_side(imgs) if k == "both" else imgs[k]
-                        for f in batch:
-                            w.write(f)
-                    timings["encode"] = timings.get("encode", 0) + time.perf_counter() - tic
+                for fr, rows, imgs in self.frames(speech, opts, clock):
+                    with clock("encode"):
+                        for k, w in writers.items():
+                            batch = side_by_side(imgs) if k == "both" else imgs[k]
+                            for f in batch:
+                                w.write(f)
                     for v in crops:
                         crops[v].append(self._mouth_crops(
                             imgs[v], self.replay.boxes[rows] * (size / self.size)))
                     progress(fr[-1] / speech.frames, f"rendering frame {fr[-1] + 1} of "
                              f"{speech.frames}")
                 progress(1.0, "encoding the video")
-                tic = time.perf_counter()
-                for w in writers.values():
-                    w.close()
-                timings["encode"] = timings.get("encode", 0) + time.perf_counter() - tic
+                with clock("encode"):
+                    for w in writers.values():
+                        w.close()
             except BaseException:
                 for w in writers.values():
                     w.abort()
@@ -275,7 +365,41 @@ class TalkingHead:
         return RenderResult({k: Path(p) for k, p in outputs.items()}, n, secs,
                             time.perf_counter() - start,
                             resolve_backend(opts.backend, self.device),
-                            size, sync, timings)
+                            size, sync, clock.seconds)
+
+    def render_streaming(self, audio: str | Path, out: str | Path,
+                         opts: RenderOptions | None = None, chunk_ms: float = 200.0,
+                         progress: Progress | None = None) -> RenderResult:
+        """Like :meth:`render` (one output), but through :meth:`stream`: the speech is fed
+        in ``chunk_ms`` chunks and frames are encoded as they come; reports the latency
+        from each chunk to its first frame."""
+        import statistics
+
+        opts = opts or RenderOptions(variant="refined")
+        names, size, _ = self._setup(opts)
+        progress = progress or (lambda f, s: None)
+        start = time.perf_counter()
+        lat = []
+        with AudioInput(audio, opts.max_seconds) as speech:
+            step = max(1, int(16000 * chunk_ms / 1000))
+
+            def chunks():
+                for s0 in range(0, speech.samples, step):
+                    yield speech.read(s0, s0 + step)
+            with VideoWriter(out, size * len(names), size, audio_path=speech.path) as w:
+                for handed, frames in self.stream(chunks(), opts, timestamps=True):
+                    if handed is not None:
+                        lat.append(1000 * (time.perf_counter() - handed))
+                    for f in frames:
+                        w.write(f)
+                    progress(w.frames / speech.frames, f"streamed frame {w.frames} of "
+                             f"{speech.frames}")
+            n, secs = speech.frames, speech.seconds
+        from ..render.api import resolve_backend
+        return RenderResult({opts.variant: Path(out)}, n, secs, time.perf_counter() - start,
+                            resolve_backend(opts.backend, self.device), size,
+                            latency_ms={"median": statistics.median(lat), "max": max(lat),
+                                        "chunk": chunk_ms})
 
     @staticmethod
     def _mouth_crops(frames: np.ndarray, boxes: np.ndarray) -> torch.Tensor:

@@ -1,0 +1,195 @@
+"""``python -m fg3dgs.bench pipeline``: audio to frames to video, end to end, with the time
+of each stage (audio features, deformation networks, rasterization, fusion, video encoding).
+
+Models: the shipped demo identity, and a paper-size timing model of about 100k Gaussians
+(the demo's Gaussians resampled with jitter to 65k face / 12k eyes / 23k mouth, SH degree 3,
+the paper preset's networks with fresh weights: right for speed, meaningless as a face).
+Each configuration renders the same speech (the example clips looped to ``--seconds``) to an
+MP4 once to warm up and then ``--repeats`` times; the table gives medians. ``--stream`` adds
+the streaming latency: from handing an audio chunk to the first frame it yields.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+PAPER_COUNTS = {"face": 65_000, "eyes": 12_000, "mouth": 23_000}
+
+
+def speech(seconds: float, folder: Path) -> Path:
+    """The example clips, concatenated and looped to ``seconds``, as a 16 kHz WAV."""
+    from ..media import read_audio, write_wav
+    from ..pipeline.studio import examples
+
+    clips = [read_audio(p) for p, _ in examples()]
+    if not clips:
+        raise SystemExit("no example clips in assets/examples")
+    audio = np.concatenate(clips)
+    n = int(seconds * 16000)
+    audio = np.tile(audio, n // len(audio) + 1)[:n]
+    path = folder / f"speech_{seconds:g}s.wav"
+    write_wav(path, audio)
+    return path
+
+
+def paper_size_identity(demo: Path, out: Path, seed: int = 0) -> Path:
+    """A timing model of about 100k Gaussians with the paper's configuration."""
+    import torch
+
+    from ..model.io import build_model, load_identity, save_identity
+    from ..pipeline.replay import INDEX, VIDEO
+    from ..train.config import preset
+
+    model, info, extras = load_identity(demo)
+    cfg = preset("paper").model
+    cfg.refined = True
+    big = build_model(cfg, PAPER_COUNTS)
+    g = torch.Generator().manual_seed(seed)
+    k_sh = (cfg.sh_degree + 1) ** 2
+    with torch.no_grad():
+        for r, n in PAPER_COUNTS.items():
+            src, dst = model.gaussians[r], big.gaussians[r]
+            pick = torch.randint(len(src), (n,), generator=g)
+            jitter = torch.randn(n, 3, generator=g) * src.log_scales[pick].exp().mean(1,
+                                                                                 True)
+            dst.means.copy_(src.means[pick] + jitter)
+            dst.quats.copy_(src.quats[pick])
+            dst.log_scales.copy_(src.log_scales[pick] - np.log(1.6))   # more, smaller
+            dst.opacity_logits.copy_(src.opacity_logits[pick])
+            sh = torch.zeros(n, k_sh, 3)
+            sh[:, : src.sh.shape[1]] = src.sh[pick]
+            sh[:, src.sh.shape[1]:] = 0.01 * torch.randn(n, k_sh - src.sh.shape[1], 3,
+                                                         generator=g)
+            dst.sh.copy_(sh)
+        lo = torch.stack([big.gaussians[r].means.min(0).values for r in PAPER_COUNTS]).min(0)
+        hi = torch.stack([big.gaussians[r].means.max(0).values for r in PAPER_COUNTS]).max(0)
+        for h in big.hash.values():
+            h.bound_min.copy_(lo.values - 0.01)
+            h.bound_max.copy_(hi.values + 0.01)
+    meta = {k: v for k, v in info.items()
+            if k not in ("format_version", "config", "counts", "dtype")}
+    save_identity(big, out, {k: v.numpy() for k, v in extras.items()}, meta)
+    for f in (VIDEO, INDEX):
+        (out / f).write_bytes((demo / f).read_bytes())
+    return out
+
+
+def measure(identity: Path, backend: str, size: int, batch: int, audio: Path,
+            repeats: int, variant: str = "refined") -> dict:
+    """Median end-to-end frames/s and per-stage ms/frame of rendering ``audio`` to an MP4."""
+    import torch
+
+    from ..pipeline import RenderOptions, TalkingHead
+
+    device = "cuda" if backend == "gsplat" else "cpu"
+    head = TalkingHead(identity, device=device)
+    opts = RenderOptions(variant=variant, size=size, backend=backend, batch=batch)
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(repeats + 1):                     # the first run warms up
+            res = head.render(audio, Path(tmp) / "out.mp4", opts)
+            if k:
+                runs.append(res)
+    n = runs[0].frames
+    stages = ("audio features", "networks", "rasterize", "fusion", "encode")
+    row = {"gaussians": sum(len(g) for g in head.model.gaussians.values()),
+           "backend": res.backend, "size": size, "batch": batch, "frames": n,
+           "fps": statistics.median(r.fps for r in runs),
+           "ms_per_frame": {s: statistics.median(1000 * r.timings.get(s, 0) / n
+                                                 for r in runs) for s in stages}}
+    if device == "cuda":
+        row["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return row
+
+
+def stream_latency(identity: Path, audio: Path, size: int, chunk_ms: int, backend: str,
+                   batch: int) -> dict:
+    """Streaming: median and worst time from handing over an audio chunk to the first
+    frame it yields, and the frames/s sustained."""
+    from ..media import read_audio
+    from ..pipeline import RenderOptions, TalkingHead
+
+    device = "cuda" if backend == "gsplat" else "cpu"
+    head = TalkingHead(identity, device=device)
+    samples = read_audio(audio)
+    step = int(16000 * chunk_ms / 1000)
+    chunks = [samples[i:i + step] for i in range(0, len(samples), step)]
+    opts = RenderOptions(variant="refined", size=size, backend=backend, batch=batch)
+    for _ in head.stream(iter(chunks[:5]), opts):       # warm up
+        pass
+    latencies, frames = [], 0
+    start = time.perf_counter()
+    stream = head.stream(iter(chunks), opts, timestamps=True)
+    for handed, frame_batch in stream:
+        if handed is not None:
+            latencies.append(time.perf_counter() - handed)
+        frames += len(frame_batch)
+    wall = time.perf_counter() - start
+    return {"size": size, "chunk_ms": chunk_ms, "latency_ms_median":
+            1000 * statistics.median(latencies), "latency_ms_max": 1000 * max(latencies),
+            "fps": frames / wall, "frames": frames}
+
+
+def run(args) -> int:
+    from ..bench.__main__ import _machine
+    from ..io_utils import checkpoints_dir
+    from ..render.gsplat_backend import gsplat_status
+
+    demo = checkpoints_dir() / "identities" / "astronaut-demo"
+    backends = ["cpu"]
+    ok, why = gsplat_status()
+    if args.backend in ("all", "gsplat"):
+        if ok:
+            backends = ["gsplat"] if args.backend == "gsplat" else ["cpu", "gsplat"]
+        elif args.backend == "gsplat":
+            print(f"gsplat backend unavailable: {why}")
+            return 1
+        else:
+            print(f"# gsplat rows skipped: {why}")
+    print(f"# machine: {_machine()}")
+    print(f"# {args.seconds:g} s of speech to H.264 + AAC, variant refined, medians of "
+          f"{args.repeats} runs after one warm-up; stage times in ms per frame")
+    print("| model | Gaussians | backend | size | batch | frames/s end to end | audio "
+          "features | networks | rasterize | fusion | encode |")
+    print("|" + "---|" * 11)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        audio = speech(args.seconds, tmp)
+        models = {"demo": demo}
+        if "paper" in args.models:
+            models["paper-size"] = paper_size_identity(demo, tmp / "paper")
+        for name, path in models.items():
+            if name == "demo" and "demo" not in args.models:
+                continue
+            for backend in backends:
+                for size in args.sizes:
+                    batch = args.batch or (32 if backend == "gsplat" else 8)
+                    r = measure(path, backend, size, batch, audio, args.repeats)
+                    r["model"] = name
+                    rows.append(r)
+                    m = r["ms_per_frame"]
+                    print(f"| {name} | {r['gaussians'] // 1000}k | {r['backend']} | "
+                          f"{size}x{size} | {batch} | {r['fps']:.1f} | "
+                          + " | ".join(f"{m[s]:.1f}" for s in m) + " |", flush=True)
+        if args.stream:
+            print(f"\n# streaming, demo identity, {args.chunk_ms} ms audio chunks")
+            print("| size | backend | latency chunk -> first frame, median / worst ms | "
+                  "frames/s |")
+            print("|---|---|---|---|")
+            for backend in backends:
+                s = stream_latency(demo, audio, 256, args.chunk_ms, backend,
+                                   args.batch or 8)
+                rows.append({"stream": s, "backend": backend})
+                print(f"| 256x256 | {backend} | {s['latency_ms_median']:.0f} / "
+                      f"{s['latency_ms_max']:.0f} | {s['fps']:.1f} |", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": _machine(), "rows": rows},
+                                              indent=2))
+    return 0
