@@ -58,3 +58,20 @@ def test_kernels_load_from_cache_in_a_new_process():
     misses, hits = map(int, subprocess.run(run, capture_output=True, text=True,
                                            check=True).stdout.split())
     assert misses == 0 and hits == 6
+
+
+def test_pipeline_bench_models(tmp_path):
+    """The pipeline benchmark's speech and its paper-size timing model load and render."""
+    from fg3dgs.bench.pipeline import PAPER_COUNTS, paper_size_identity, speech
+    from fg3dgs.io_utils import checkpoints_dir
+    from fg3dgs.pipeline import TalkingHead
+    from fg3dgs.pipeline.audio_input import AudioInput
+
+    with AudioInput(speech(3.0, tmp_path)) as a:
+        assert abs(a.seconds - 3.0) < 0.01
+    demo = checkpoints_dir() / "identities" / "astronaut-demo"
+    head = TalkingHead(paper_size_identity(demo, tmp_path / "paper"))
+    assert {r: len(g) for r, g in head.model.gaussians.items()} == PAPER_COUNTS
+    assert head.model.cfg.sh_degree == 3 and head.variants == ("base", "refined")
+    img = head.still()
+    assert img.shape == (256, 256, 3) and img.std() > 5
