@@ -45,6 +45,7 @@ class Studio:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="fg3dgs-app-"))
         self._heads: OrderedDict[str, TalkingHead] = OrderedDict()
         self._lock = threading.Lock()
+        self._busy: dict[str, threading.Lock] = {}     # one render per head at a time
 
     # -- identities -----------------------------------------------------------------------
     def choices(self) -> list[Choice]:
@@ -60,6 +61,15 @@ class Studio:
             p = r / "preview.png"
             out.append(Choice(str(r), f"{r.name} (run)", p if p.is_file() else None))
         return out
+
+    def _render(self, key: str, *args, **kw) -> RenderResult:
+        """``TalkingHead.render`` on a shared head; a head renders one request at a time
+        (its variant switch is state), different heads in parallel."""
+        head = self.head(key)
+        with self._lock:
+            busy = self._busy.setdefault(key, threading.Lock())
+        with busy:
+            return head.render(*args, **kw)
 
     def head(self, key: str) -> TalkingHead:
         with self._lock:
@@ -102,14 +112,13 @@ class Studio:
         """Render ``audio`` with the identity; returns (paths: "base" / "refined" / "both"
         where rendered, the render result)."""
         audio = self.check_upload(audio)
-        head = self.head(identity)
         opts = self._options(variant, pose, blink, size, scores=True)
         folder = self._folder()
         names = ["base", "refined"] if variant == "both" else [variant]
         outputs = {v: folder / f"{v}.mp4" for v in names}
         if variant == "both":
             outputs["both"] = folder / "side_by_side.mp4"
-        res = head.render(audio, outputs, opts, progress)
+        res = self._render(identity, audio, outputs, opts, progress)
         return outputs, res
 
     def compare(self, identities: tuple[str, str], audio, variant: str = "refined",
@@ -128,7 +137,7 @@ class Studio:
                 if progress:
                     progress((k + frac) / 2, f"{Path(key).name}: {stage}")
             path = folder / f"{k}_{Path(key).name}.mp4"
-            out.append((path, head.render(audio, path, opts, sub)))
+            out.append((path, self._render(key, audio, path, opts, sub)))
         return out
 
 
