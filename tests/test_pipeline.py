@@ -212,3 +212,25 @@ def test_streaming_gives_the_offline_frames(head):
             yield c
     when = [len(taken) for _ in head.stream(feed(), opts)]
     assert when[0] < len(chunks) and when == sorted(when)
+
+
+@pytest.mark.cuda
+def test_gpu_pipeline_matches_cpu(tmp_path):
+    """On a CUDA machine: the pipeline on gsplat gives the CPU pipeline's frames."""
+    from fg3dgs.render.gsplat_backend import gsplat_status
+    ok, why = gsplat_status()
+    if not ok:
+        pytest.skip(why)
+    cpu = TalkingHead.load("astronaut-demo", device="cpu")
+    gpu = TalkingHead.load("astronaut-demo", device="cuda")
+    opts = RenderOptions(variant="both", batch=8)
+    with AudioInput(SPEECH) as a:
+        want = np.concatenate([np.concatenate([x["base"], x["refined"]], 2)
+                               for _, _, x in cpu.frames(a, opts)])
+        got = np.concatenate([np.concatenate([x["base"], x["refined"]], 2) for _, _, x in
+                              gpu.frames(a, RenderOptions(variant="both", batch=32,
+                                                          backend="gsplat"))])
+    mse = ((got.astype(float) - want) ** 2).mean()
+    assert 10 * np.log10(255 ** 2 / max(mse, 1e-9)) > 40
+    res = gpu.render(SPEECH, tmp_path / "g.mp4", RenderOptions(backend="gsplat", batch=32))
+    assert res.backend == "gsplat" and res.frames == len(want)
