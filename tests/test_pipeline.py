@@ -234,3 +234,22 @@ def test_gpu_pipeline_matches_cpu(tmp_path):
     assert 10 * np.log10(255 ** 2 / max(mse, 1e-9)) > 40
     res = gpu.render(SPEECH, tmp_path / "g.mp4", RenderOptions(backend="gsplat", batch=32))
     assert res.backend == "gsplat" and res.frames == len(want)
+
+
+def test_studio_checks_uploads_and_prunes_its_folders(tmp_path):
+    from fg3dgs.pipeline.studio import Limits, Studio, examples, report
+    st = Studio(limits=Limits(keep_requests=3, max_upload_mb=0.001), workdir=tmp_path)
+    assert [c.key for c in st.choices()][0] == "astronaut-demo"
+    assert len(examples()) == 3
+    with pytest.raises(AudioInputError, match="no audio"):
+        st.check_upload(None)
+    with pytest.raises(AudioInputError, match="limit"):
+        st.check_upload(SPEECH)               # 88 kB over a 1 kB limit
+    for _ in range(5):
+        st._folder()
+    assert len(list(tmp_path.iterdir())) == 3
+    from fg3dgs.pipeline import RenderResult
+    text = report(RenderResult({}, 10, 0.4, 0.5, "cpu", 256,
+                               {"base": {"expert-C": 0.1, "expert-D": 1.0,
+                                         "expert-offset": 0}}))
+    assert "20.0 frames/s" in text and "| base | 0.100 | 1.000 | +0 |" in text

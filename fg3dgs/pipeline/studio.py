@@ -25,6 +25,7 @@ class Limits:
     max_upload_mb: float = 50.0
     max_size: int = 512
     cached_heads: int = 2
+    keep_requests: int = 32          # request folders kept on disk (gradio has its copies)
 
 
 @dataclass
@@ -103,6 +104,12 @@ class Studio:
                              max_seconds=self.limits.max_seconds, sync_scores=scores)
 
     def _folder(self) -> Path:
+        """A new folder for one request's videos; the oldest beyond ``keep_requests`` go."""
+        import shutil
+
+        old = sorted(self.workdir.glob("*-*"), key=lambda p: p.stat().st_mtime)
+        for p in old[:max(0, len(old) - self.limits.keep_requests + 1)]:
+            shutil.rmtree(p, ignore_errors=True)
         d = self.workdir / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
         d.mkdir(parents=True)
         return d
