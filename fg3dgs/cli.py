@@ -255,18 +255,18 @@ def _cmd_render(args: argparse.Namespace) -> int:
         return 2
     try:
         head = TalkingHead.load(args.identity)
-        bar = tqdm(total=1000, desc="rendering", unit="‰", disable=args.quiet,
-                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
+        with tqdm(total=1000, desc="rendering", unit="‰", disable=args.quiet,
+                  bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}") as bar:
 
-        def progress(frac: float, stage: str) -> None:
-            bar.set_description(stage)
-            bar.update(int(frac * 1000) - bar.n)
+            def progress(frac: float, stage: str) -> None:
+                bar.set_description(stage)
+                bar.update(int(frac * 1000) - bar.n)
 
-        if args.stream:
-            res = head.render_streaming(args.audio, args.out, opts, args.chunk_ms, progress)
-        else:
-            res = head.render(args.audio, args.out, opts, progress)
-        bar.close()
+            if args.stream:
+                res = head.render_streaming(args.audio, args.out, opts, args.chunk_ms,
+                                            progress)
+            else:
+                res = head.render(args.audio, args.out, opts, progress)
     except (ZooError, IdentityError, ReplayError, AudioInputError, MediaError,
             ValueError) as exc:
         print(f"fg3dgs render: error: {exc}", file=sys.stderr)

@@ -162,12 +162,12 @@ def run(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         audio = speech(args.seconds, tmp)
-        models = {"demo": demo}
+        models = {}
+        if "demo" in args.models:
+            models["demo"] = demo
         if "paper" in args.models:
             models["paper-size"] = paper_size_identity(demo, tmp / "paper")
         for name, path in models.items():
-            if name == "demo" and "demo" not in args.models:
-                continue
             for backend in backends:
                 for size in args.sizes:
                     batch = args.batch or (32 if backend == "gsplat" else 8)

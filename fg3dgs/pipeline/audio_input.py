@@ -32,8 +32,6 @@ class AudioInput:
     (ceil(samples / 640)); use as a context manager (the temporary WAV is removed on exit)."""
 
     def __init__(self, path: str | Path, max_seconds: float | None = None):
-        import soundfile as sf
-
         path = Path(path)
         if not path.is_file():
             raise AudioInputError(f"audio file {str(path)!r} does not exist")
@@ -43,12 +41,21 @@ class AudioInput:
         self.path = path
         self._tmp = tempfile.TemporaryDirectory(prefix="fg3dgs-audio-")
         self.wav = Path(self._tmp.name) / "speech.wav"
+        try:
+            self._decode(max_seconds)
+        except BaseException:       # nothing temporary is left behind on a refusal
+            self.close()
+            raise
+
+    def _decode(self, max_seconds: float | None) -> None:
+        import soundfile as sf
+
+        path = self.path
         cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-vn", "-map",
                "0:a:0", "-ac", "1", "-ar", str(AUDIO_RATE), "-c:a", "pcm_s16le",
                str(self.wav)]
         proc = subprocess.run(cmd, capture_output=True)
         if proc.returncode != 0 or not self.wav.is_file():
-            self.close()
             err = proc.stderr.decode(errors="replace").strip()
             if "matches no streams" in err or "does not contain any stream" in err:
                 raise AudioInputError(f"{path.name!r} has no audio track; give a speech "
@@ -59,18 +66,15 @@ class AudioInput:
         info = sf.info(str(self.wav))
         self.samples = int(info.frames)
         if self.samples == 0:
-            self.close()
             raise AudioInputError(f"{path.name!r} contains no audio samples (0 s long)")
         self.seconds = self.samples / AUDIO_RATE
         if max_seconds is not None and self.seconds > max_seconds:
-            self.close()
             raise AudioInputError(f"{path.name!r} is {self.seconds:.1f} s long; the limit "
                                   f"here is {max_seconds:g} s. Trim it, or use the command "
                                   "line (`fg3dgs render`), which has no limit")
         peak = max((float(np.abs(b).max()) for b in
                     sf.blocks(str(self.wav), blocksize=1 << 18, dtype="float32")), default=0.)
         if peak < SILENCE_PEAK:
-            self.close()
             raise AudioInputError(f"{path.name!r} is silent (peak level "
                                   f"{20 * np.log10(max(peak, 1e-9)):.0f} dBFS); give speech")
         self.frames = max(1, -(-self.samples // SAMPLES_PER_FRAME))

@@ -244,6 +244,18 @@ class TalkingHead:
             b = (k1 + margin) * HOP if total is None else total
             return extract(buf[a * HOP - buf0:b - buf0], feat)[k0 - a:k1 - a]
 
+        plan = None
+
+        def plan_for(n: int):
+            """The motion plan, grown by doubling (plans are prefix-consistent, so a longer
+            one gives the same first n frames; amortised O(1) per frame)."""
+            nonlocal plan
+            if plan is None or len(plan.replay) < n:
+                n = max(n, 2 * len(plan.replay) if plan is not None else 256)
+                plan = plan_motion(n, len(self.replay), self.track_expression,
+                                   self.replay.frames, opts.pose, opts.blink, opts.seed)
+            return plan
+
         def emit(f1: int, total: int | None):
             nonlocal done
             n_feat = big if total is None else n_frames(total)
@@ -258,12 +270,14 @@ class TalkingHead:
                 k0, k1 = int(idx.min()), int(idx.max()) + 1
                 with clock("audio features"):
                     block = features(k0, k1, total)
+                # expression neighbours reach 2 frames ahead; at the end they clamp to the
+                # last frame, as offline
                 n_plan = -(-total // SAMPLES_PER_FRAME) if total is not None else fr[-1] + 3
-                plan = plan_motion(n_plan, len(self.replay), self.track_expression,
-                                   self.replay.frames, opts.pose, opts.blink, opts.seed)
+                plan = plan_for(n_plan)
                 rows = plan.replay[fr]
-                imgs = self._render_batch(block[idx - k0], expr_windows(plan.expression, fr),
-                                          rows, names, size, K, opts.backend, clock)
+                expr = expr_windows(plan.expression[:n_plan], fr)
+                imgs = self._render_batch(block[idx - k0], expr, rows, names, size, K,
+                                          opts.backend, clock)
                 done = int(fr[-1]) + 1
                 yield side_by_side(imgs) if len(names) > 1 else imgs[names[0]]
 
@@ -286,16 +300,10 @@ class TalkingHead:
                 yield (handed, out) if timestamps else out
                 handed = None
 
-    def still(self, variant: str = "base", row: int = 0) -> np.ndarray:
-        """[S, S, 3] uint8: the identity silent at replay row ``row`` (previews)."""
+    def still(self, variant: str = "base") -> np.ndarray:
+        """[S, S, 3] uint8: the identity silent, posed as the first replay frame (previews)."""
         opts = RenderOptions(variant=variant, pose="static", chunk_frames=1, batch=1)
-        saved, self.replay = self.replay, Replay(self.replay.frames[row:row + 1],
-                                                 self.replay.canvas[row:row + 1],
-                                                 self.replay.boxes[row:row + 1])
-        try:
-            _, _, imgs = next(self.frames(Silence(1), opts))
-        finally:
-            self.replay = saved
+        _, _, imgs = next(self.frames(Silence(1), opts))
         return imgs[variant][0]
 
     def save_preview(self, path: str | Path) -> Path:
