@@ -64,11 +64,15 @@ class VideoWriter:
     AAC. The file appears at ``path`` only when :meth:`close` succeeds; :meth:`abort` (or
     an exception inside a ``with`` block) leaves nothing behind. ``pix_fmt`` yuv420p plays
     everywhere; yuv444p keeps full colour resolution (internal files such as replay tracks).
+    ``queue`` > 0 hands frames to ffmpeg from a background thread through a queue of that
+    many frames, so that the caller renders the next frames while ffmpeg takes these (the
+    frames must not be modified after :meth:`write`); an ffmpeg failure is raised by the next
+    :meth:`write` or by :meth:`close`.
     """
 
     def __init__(self, path: str | os.PathLike, width: int, height: int, fps: int = FPS,
                  audio_path: str | os.PathLike | None = None, crf: int = 18,
-                 pix_fmt: str = "yuv420p"):
+                 pix_fmt: str = "yuv420p", queue: int = 0):
         import imageio_ffmpeg
 
         if width % 2 or height % 2 or width <= 0 or height <= 0:
@@ -88,18 +92,54 @@ class VideoWriter:
             audio_path=None if audio_path is None else str(audio_path),
             audio_codec="aac" if audio_path is not None else None, ffmpeg_log_level="error")
         self._writer.send(None)
+        self._queue, self._error = None, None
+        if queue > 0:
+            import queue as queue_mod
+            import threading
+
+            self._queue = queue_mod.Queue(queue)
+            self._thread = threading.Thread(target=self._drain, daemon=True,
+                                            name=f"encode {self.path.name}")
+            self._thread.start()
+
+    def _drain(self) -> None:
+        """Background thread: frames from the queue to ffmpeg until the None at the end;
+        after a failure it keeps taking frames (and drops them) so that writers never block."""
+        while (frame := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._writer.send(frame)
+                except BaseException as exc:     # noqa: BLE001  (re-raised in the caller)
+                    self._error = exc
+
+    def _finish_queue(self) -> None:
+        if self._queue is not None and self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise MediaError(f"video encoding failed: {self._error}") from self._error
 
     def write(self, frame: np.ndarray) -> None:
         if frame.shape != self.shape or frame.dtype != np.uint8:
             raise MediaError(f"frame {self.frames} has shape {frame.shape} {frame.dtype}, "
                              f"expected {self.shape} uint8")
-        self._writer.send(np.ascontiguousarray(frame))
+        if self._queue is None:
+            self._writer.send(np.ascontiguousarray(frame))
+        else:
+            if self._error is not None:
+                raise MediaError(f"video encoding failed: {self._error}") from self._error
+            self._queue.put(np.ascontiguousarray(frame))
         self.frames += 1
 
     def close(self) -> Path:
         if self.frames == 0:
             self.abort()
             raise MediaError("no frames to encode")
+        try:
+            self._finish_queue()
+        except MediaError:
+            self.abort()
+            raise
         try:
             self._writer.close()
             os.chmod(self._tmp, 0o644)
@@ -109,6 +149,10 @@ class VideoWriter:
         return self.path
 
     def abort(self) -> None:
+        try:
+            self._finish_queue()
+        except MediaError:
+            pass
         try:
             self._writer.close()
         except Exception:       # ffmpeg may already have failed; nothing to keep

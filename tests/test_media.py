@@ -55,3 +55,35 @@ def test_bad_media(tmp_path):
     write_video(silent, [np.zeros((32, 32, 3), np.uint8)] * 5)
     with pytest.raises(MediaError, match="cannot decode audio|no audio track"):
         read_audio(silent)
+
+
+def test_queued_writer_gives_the_same_file_and_reports_failures(tmp_path):
+    """Frames handed to ffmpeg from a background thread: the same video as writing in the
+    caller's thread; an encoder failure surfaces as MediaError and leaves no file."""
+    from fg3dgs.media import VideoWriter
+
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 255, (32, 48, 3), dtype=np.uint8) for _ in range(40)]
+    for name, q in (("plain.mp4", 0), ("queued.mp4", 3)):
+        with VideoWriter(tmp_path / name, 48, 32, queue=q) as w:
+            for f in frames:
+                w.write(f)
+    a, b = (np.stack(list(iio.imiter(tmp_path / n))) for n in ("plain.mp4", "queued.mp4"))
+    assert a.shape == (40, 32, 48, 3) and np.array_equal(a, b)
+
+    class Broken:            # ffmpeg's pipe breaks at the first frame
+        def __init__(self, real):
+            self.real = real
+
+        def send(self, frame):
+            raise OSError("pipe closed")
+
+        def close(self):
+            self.real.close()
+
+    with pytest.raises(MediaError, match="pipe closed"):
+        with VideoWriter(tmp_path / "broken.mp4", 48, 32, queue=2) as w:
+            w._writer = Broken(w._writer)
+            for f in frames:
+                w.write(f)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.mp4", "queued.mp4"]

@@ -59,6 +59,19 @@ def test_ssim_matches_skimage_away_from_the_border():
     assert abs(float(ssim(torch.from_numpy(a), torch.from_numpy(a))) - 1) < 1e-6
 
 
+def test_ssim_banded_matrix_filter_equals_the_convolution():
+    """The GPU path filters with banded matrices; on any input it is the CPU convolution."""
+    import torch.nn.functional as F
+
+    from fg3dgs.train.losses import _band, _window
+
+    g = _window(11).double()
+    x = torch.rand(2, 3, 37, 52, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    wx, wy = g.view(1, 1, 1, -1).repeat(3, 1, 1, 1), g.view(1, 1, -1, 1).repeat(3, 1, 1, 1)
+    conv = F.conv2d(F.conv2d(x, wx, padding=(0, 5), groups=3), wy, padding=(5, 0), groups=3)
+    torch.testing.assert_close(_band(37, g) @ x @ _band(52, g), conv, atol=1e-12, rtol=0)
+
+
 def test_audio_windows_match_the_per_frame_window():
     feats = np.arange(200 * 3, dtype=np.float32).reshape(200, 3)
     frames = np.array([0, 7, 99])

@@ -238,3 +238,21 @@ def test_zoo_export_makes_a_hub_ready_folder(run, data, tmp_path):
     assert (tmp_path / "e2" / VIDEO).is_file() and (tmp_path / "e2" / INDEX).is_file()
     with pytest.warns(UserWarning, match="no replay track"):
         TalkingHead(old)
+
+
+def test_training_rate_benchmark(data, tmp_path, capsys):
+    """`python -m fg3dgs.bench train`: every stage timed at the densification cap, and a
+    projected schedule time that is the sum of the stages'."""
+    from fg3dgs.bench.__main__ import main as bench
+
+    out = tmp_path / "rate.json"
+    assert bench(["train", str(data / "data"), "--preset", "cpu", "--backend", "cpu",
+                  "--steps", "5", "--warmup", "1", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    caps = preset("cpu").densify.max_gaussians
+    assert res["gaussians"] == {r: caps[r] for r in ("face", "eyes", "mouth")}
+    assert [r["stage"] for r in res["rows"]] == ["static", "deform", "fusion", "hrpa"]
+    assert all(r["iterations_per_s"] > 0 for r in res["rows"])
+    assert abs(res["projected_minutes"] - sum(r["projected_minutes"] for r in res["rows"])) \
+        < 1e-9
+    assert "| all | 21400 |" in capsys.readouterr().out

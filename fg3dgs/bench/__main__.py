@@ -1,6 +1,7 @@
-"""Benchmarks: ``python -m fg3dgs.bench render|pipeline [options]``.
+"""Benchmarks: ``python -m fg3dgs.bench render|pipeline|train [options]``.
 
-``pipeline`` is documented in :mod:`fg3dgs.bench.pipeline`.
+``pipeline`` is documented in :mod:`fg3dgs.bench.pipeline`, ``train`` in
+:mod:`fg3dgs.bench.train`.
 
 ``render`` times :func:`fg3dgs.render.rasterize` on the head-like benchmark scene
 (:func:`fg3dgs.scenes.head_scene`) for each backend, resolution and Gaussian count: forward,
@@ -176,8 +177,25 @@ def main(argv: list[str] | None = None) -> int:
     pipe.add_argument("--chunk-ms", type=int, default=200)
     pipe.add_argument("--json", help="also write the rows to this JSON file")
     pipe.set_defaults(func=_pipeline)
+    tr = sub.add_parser("train", help="training iterations per second, stage by stage")
+    tr.add_argument("dataset", help="a preprocessed dataset")
+    tr.add_argument("--preset", choices=["cpu", "paper"], default="paper")
+    tr.add_argument("--backend", choices=["auto", "cpu", "gsplat"], default="auto")
+    tr.add_argument("--batch", type=int, default=None, help="frames per step (preset's)")
+    tr.add_argument("--steps", type=int, default=50, help="timed steps per stage")
+    tr.add_argument("--warmup", type=int, default=5)
+    tr.add_argument("--no-grow", dest="grow", action="store_false",
+                    help="time at the initial Gaussian counts, not the densification cap")
+    tr.add_argument("--json", help="also write the rows to this JSON file")
+    tr.set_defaults(func=_train)
     args = parser.parse_args(argv)
     return args.func(args)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import run
+
+    return run(args)
 
 
 def _pipeline(args: argparse.Namespace) -> int:

@@ -5,7 +5,9 @@ Models: the shipped demo identity, and a paper-size timing model of about 100k G
 (the demo's Gaussians resampled with jitter to 65k face / 12k eyes / 23k mouth, SH degree 3,
 the paper preset's networks with fresh weights: right for speed, meaningless as a face).
 Each configuration renders the same speech (the example clips looped to ``--seconds``) to an
-MP4 once to warm up and then ``--repeats`` times; the table gives medians. ``--stream`` adds
+MP4 once to warm up and then ``--repeats`` times; the table gives medians. Frames go to
+ffmpeg from a background thread while the next ones render, so "encode" is only the time
+the renderer waited for the encoder (mostly the end of the file). ``--stream`` adds
 the streaming latency: from handing an audio chunk to the first frame it yields.
 """
 
@@ -154,7 +156,8 @@ def run(args) -> int:
             print(f"# gsplat rows skipped: {why}")
     print(f"# machine: {_machine()}")
     print(f"# {args.seconds:g} s of speech to H.264 + AAC, variant refined, medians of "
-          f"{args.repeats} runs after one warm-up; stage times in ms per frame")
+          f"{args.repeats} runs after one warm-up; stage times in ms per frame (encode: time "
+          "spent waiting for the encoder, which runs beside the renderer)")
     print("| model | Gaussians | backend | size | batch | frames/s end to end | audio "
           "features | networks | rasterize | fusion | encode |")
     print("|" + "---|" * 11)

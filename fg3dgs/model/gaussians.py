@@ -91,14 +91,14 @@ class DensifyStrategy:
         self.grad_sum = None
         self.count = None
 
-    def _reset(self, n: int):
-        self.grad_sum = torch.zeros(n)
-        self.count = torch.zeros(n)
+    def _reset(self, n: int, device="cpu"):
+        self.grad_sum = torch.zeros(n, device=device)
+        self.count = torch.zeros(n, device=device)
 
     def observe(self, gs: GaussianSet, means2d: torch.Tensor, width: int, height: int):
         """Accumulate after backward; ``means2d`` [C, N, 2] retained from the render."""
         if self.grad_sum is None or len(self.grad_sum) != len(gs):
-            self._reset(len(gs))
+            self._reset(len(gs), gs.means.device)
         if means2d.grad is None:
             return
         g = means2d.grad.detach().clone()
@@ -148,7 +148,7 @@ class DensifyStrategy:
             _rebuild_optimizer(optimizer, gs, self.prefix, keep, len(extra["means"]))
             if c.reset_opacity_every and step % c.reset_opacity_every == 0:
                 gs.opacity_logits.data.clamp_(max=float(torch.logit(torch.tensor(0.01))))
-        self._reset(len(gs))
+        self._reset(len(gs), gs.means.device)
         return True
 
 
@@ -174,5 +174,5 @@ def _rebuild_optimizer(opt: torch.optim.Optimizer, gs: GaussianSet, prefix: str,
         if state:
             for k in ("exp_avg", "exp_avg_sq"):
                 v = state[k]
-                state[k] = torch.cat([v[keep], torch.zeros((n_extra, *v.shape[1:]))])
+                state[k] = torch.cat([v[keep], v.new_zeros((n_extra, *v.shape[1:]))])
             opt.state[new] = state

@@ -107,7 +107,9 @@ class TriPlaneHash(nn.Module):
     def encode_plan(self, plan: HashPlan) -> torch.Tensor:
         """[N, 3 * levels * features] features of a planned point set."""
         if plan.weight.requires_grad or self.tables.device.type != "cpu":
-            out = (self.tables[plan.index] * plan.weight[..., None]).sum(-2)
+            # index_select: its backward is an index_add_, not the sort-based index_put
+            rows = self.tables.index_select(0, plan.index.reshape(-1))
+            out = (rows.view(*plan.index.shape, -1) * plan.weight[..., None]).sum(-2)
         else:   # fixed positions on the CPU: the numba kernels
             if not hasattr(plan, "_np"):
                 plan._np = (plan.index.to(torch.int32).contiguous(),

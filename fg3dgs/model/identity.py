@@ -8,7 +8,7 @@ import copy
 import torch
 from torch import nn
 
-from ..render import rasterize
+from ..render import rasterize_frames
 from ..timing import NO_CLOCK
 from .config import ModelConfig
 from .deformation import GatedCrossAttentionDeform, PlainDeform, RegionAttentionDeform
@@ -173,20 +173,15 @@ class FG3DGS(nn.Module):
             Kr[1, 2] -= y0
         with clock("networks"):
             means, quats, scales, opac, sh = self.deform(r, drive)
-        rgbs, alphas, m2d = [], [], []
-        clock.start("rasterize")
-        for b in range(viewmats.shape[0]):
-            sel = (lambda x: x[b]) if drive is not None else (lambda x: x)
-            rgb, alpha, info = rasterize(sel(means), sel(quats), sel(scales), opac, sh,
-                                         viewmats[b], Kr, wr, hr,
-                                         sh_degree=self.cfg.sh_degree, backend=backend)
-            if keep_means2d and info["means2d"].requires_grad:
-                info["means2d"].retain_grad()
-                m2d.append(info["means2d"])
-            rgbs.append(rgb)
-            alphas.append(alpha)
-        clock.stop("rasterize")
-        return torch.stack(rgbs), torch.stack(alphas), m2d
+        with clock("rasterize"):
+            rgb, alpha, m2d = rasterize_frames(means, quats, scales, opac, sh, viewmats, Kr,
+                                               wr, hr, sh_degree=self.cfg.sh_degree,
+                                               backend=backend)
+        if not (keep_means2d and m2d[0].requires_grad):
+            return rgb, alpha, []
+        for m in m2d:
+            m.retain_grad()
+        return rgb, alpha, m2d
 
     @torch.no_grad()
     def render_variants(self, drive, viewmats, K, width, height, canvas,

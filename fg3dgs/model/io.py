@@ -40,7 +40,7 @@ def save_identity(model: FG3DGS, run: str | Path, extras: dict[str, np.ndarray],
     from safetensors.torch import save_file
 
     run = Path(run)
-    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if half:
         tensors = {k: v.half() if v.is_floating_point() and not k.endswith("bound_min")
                    and not k.endswith("bound_max") else v for k, v in tensors.items()}

@@ -34,6 +34,7 @@ LABELS = {"base": "base", "refined": "refined (HRPA lip sync)"}
 
 Progress = Callable[[float, str], None]
 FIRST_BATCH = 2          # streaming: frames in the first batch after each audio chunk
+ENCODE_QUEUE = 64        # frames handed to ffmpeg from a thread while the next render
 
 
 @dataclass
@@ -128,6 +129,7 @@ class TalkingHead:
             replay = Replay(np.arange(n), np.broadcast_to(plate, (n, *plate.shape)),
                             np.full((n, 3), np.nan, np.float32))
         self.replay = replay
+        self._gpu_canvas = None            # the replay canvases on the GPU (uint8)
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
@@ -158,12 +160,22 @@ class TalkingHead:
         return torch.from_numpy(v).to(self.device)
 
     def _canvas(self, rows: np.ndarray, size: int) -> torch.Tensor:
-        c = self.replay.canvas[rows]
-        if size != self.size:
-            import cv2
-            c = np.stack([cv2.resize(x, (size, size), interpolation=cv2.INTER_LINEAR)
-                          for x in c])
-        return torch.from_numpy(c.astype(np.float32) / 255.0).to(self.device)
+        """[B, S, S, 3] float canvases (torso over the plate) of replay rows. On a GPU the
+        whole replay track stays there as uint8 (one upload per output size)."""
+        if self.device.type == "cpu":
+            return torch.from_numpy(self._resized(self.replay.canvas[rows], size)
+                                    .astype(np.float32) / 255.0)
+        if self._gpu_canvas is None or self._gpu_canvas.shape[1] != size:
+            self._gpu_canvas = torch.from_numpy(self._resized(self.replay.canvas, size)
+                                                ).to(self.device)
+        return self._gpu_canvas[torch.from_numpy(rows).to(self.device)].float() / 255.0
+
+    def _resized(self, canvas: np.ndarray, size: int) -> np.ndarray:
+        if size == self.size:
+            return canvas
+        import cv2
+        return np.stack([cv2.resize(x, (size, size), interpolation=cv2.INTER_LINEAR)
+                         for x in canvas])
 
     def _setup(self, opts: RenderOptions):
         """(variant names, output size, K [3, 3] on the device) for ``opts``."""
@@ -341,7 +353,8 @@ class TalkingHead:
         with AudioInput(audio, opts.max_seconds) as speech:
             size = opts.size or self.size
             writers = {k: VideoWriter(p, size * (2 if k == "both" else 1), size,
-                                      audio_path=speech.path) for k, p in outputs.items()}
+                                      audio_path=speech.path, queue=ENCODE_QUEUE)
+                       for k, p in outputs.items()}
             crops: dict[str, list] = {v: [] for v in ("base", "refined") if v in need} \
                 if opts.sync_scores else {}
             try:

@@ -166,3 +166,60 @@ def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
     if not batched:
         rgb, alpha = rgb[0], alpha[0]
     return rgb, alpha, info
+
+
+def rasterize_frames(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
+                     opacities: torch.Tensor, colors: torch.Tensor, viewmats: torch.Tensor,
+                     K: torch.Tensor, width: int, height: int, *, sh_degree: int | None = None,
+                     backend: Backend = "auto"):
+    """Render B frames, each with its own (deformed) Gaussians and its own camera.
+
+    Args:
+        means [B, N, 3], quats [B, N, 4], scales [B, N, 3]: per frame, or [N, ...] shared by
+            all frames (a static set); opacities [N] and colors [N, 3] / SH [N, K, 3] shared.
+        viewmats [B, 4, 4] world-to-camera; K [3, 3] intrinsics shared by the frames.
+    Returns:
+        rgb [B, H, W, 3], alpha [B, H, W, 1] and ``means2d``: a list of screen-space centre
+        tensors in the autograd graph whose rows are [..., N, 2] (one per call made; retain
+        their gradients for densification statistics).
+
+    On gsplat all frames go to one call (gsplat's batch dimensions; the SH are evaluated per
+    frame here first, from each frame's camera to its deformed centres, with the same
+    formula). Elsewhere, and as the reference for that path, it is one :func:`rasterize` per
+    frame; a shared set is one multi-camera call on every backend.
+    """
+    B = viewmats.shape[0]
+    Ks = K.expand(B, 3, 3)
+    per_frame = means.dim() == 3 or quats.dim() == 3 or scales.dim() == 3
+    if not per_frame:
+        rgb, alpha, info = rasterize(means, quats, scales, opacities, colors, viewmats, Ks,
+                                     width, height, sh_degree=sh_degree, backend=backend)
+        return rgb, alpha, [info["means2d"]]
+    N = opacities.shape[0]
+    means, quats, scales = (t.expand(B, N, d) for t, d in ((means, 3), (quats, 4),
+                                                           (scales, 3)))
+    if resolve_backend(backend, means.device) != "gsplat":
+        rgbs, alphas, m2d = [], [], []
+        for b in range(B):
+            rgb, alpha, info = rasterize(means[b], quats[b], scales[b], opacities, colors,
+                                         viewmats[b], K, width, height, sh_degree=sh_degree,
+                                         backend=backend)
+            rgbs.append(rgb)
+            alphas.append(alpha)
+            m2d.append(info["means2d"])
+        return torch.stack(rgbs), torch.stack(alphas), m2d
+    # shapes and values checked on the first frame, finiteness on all of them
+    _validate(means[0], quats[0], scales[0], opacities, colors, viewmats, Ks, width, height,
+              sh_degree, None)
+    if not all(bool(torch.isfinite(t).all()) for t in (means, quats, scales)):
+        _fail("means, quats or scales contain NaN or infinite values")
+    if sh_degree is None:
+        cols = colors[None].expand(B, N, 3)
+    else:
+        centres = torch.linalg.inv(viewmats)[:, :3, 3]                       # [B, 3]
+        cols = sh_to_rgb(sh_degree, means - centres[:, None], colors[None])  # [B, N, 3]
+    bg = means.new_zeros(B, 1, 3)
+    rgb, alpha, info = rasterize_gsplat(means, quats, scales, opacities.expand(B, N), cols,
+                                        viewmats[:, None], Ks[:, None], width, height, None,
+                                        bg)
+    return rgb[:, 0], alpha[:, 0], [info["means2d"]]

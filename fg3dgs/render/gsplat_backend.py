@@ -26,21 +26,24 @@ def gsplat_status() -> tuple[bool, str]:
 
 def rasterize_gsplat(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
                      sh_degree, background):
-    """gsplat 1.5 ``rasterization`` in classic mode, unpacked so info has [C, N, ...] shapes.
+    """gsplat 1.5 ``rasterization`` in classic mode, unpacked so info has [..., C, N, ...]
+    shapes.
 
-    Args: means [N, 3], quats [N, 4], scales [N, 3], opacities [N], colors [N, 3] or
-    [N, K, 3], viewmats [C, 4, 4], Ks [C, 3, 3], background [C, 3] (CUDA float32).
-    Returns rgb [C, H, W, 3], alpha [C, H, W, 1], info.
+    Args: means [..., N, 3], quats [..., N, 4], scales [..., N, 3], opacities [..., N],
+    colors [..., N, 3] or SH [..., N, K, 3], viewmats [..., C, 4, 4], Ks [..., C, 3, 3],
+    background [..., C, 3] (CUDA float32; ``...`` are gsplat's batch dimensions, e.g. one
+    per frame when every frame has its own Gaussians).
+    Returns rgb [..., C, H, W, 3], alpha [..., C, H, W, 1], info.
     """
     from gsplat import rasterization
 
-    C, N = viewmats.shape[0], means.shape[0]
+    lead, N = viewmats.shape[:-2], means.shape[-2]
     if N == 0:   # gsplat's kernels do not accept empty inputs
-        rgb = background[:, None, None, :].expand(C, height, width, 3) + 0 * means.sum()
-        alpha = means.new_zeros(C, height, width, 1)
-        info = {"means2d": means.new_zeros(C, 0, 2), "conics": means.new_zeros(C, 0, 3),
-                "depths": means.new_zeros(C, 0),
-                "radii": torch.zeros(C, 0, 2, dtype=torch.int32, device=means.device)}
+        rgb = background[..., None, None, :].expand(*lead, height, width, 3) + 0 * means.sum()
+        alpha = means.new_zeros(*lead, height, width, 1)
+        info = {"means2d": means.new_zeros(*lead, 0, 2), "conics": means.new_zeros(*lead, 0, 3),
+                "depths": means.new_zeros(*lead, 0),
+                "radii": torch.zeros(*lead, 0, 2, dtype=torch.int32, device=means.device)}
         return rgb, alpha, info
     rgb, alpha, meta = rasterization(
         means, quats, scales, opacities, colors, viewmats, Ks, width, height,

@@ -130,5 +130,5 @@ class SyncExpert(nn.Module):
                   target: torch.Tensor | float = 1.0) -> torch.Tensor:
         """Binary cross-entropy of :meth:`sync_prob` against ``target`` (1 = in sync)."""
         p = self.sync_prob(mel, faces)
-        target = torch.as_tensor(target, dtype=p.dtype).expand_as(p)
+        target = torch.as_tensor(target, dtype=p.dtype, device=p.device).expand_as(p)
         return F.binary_cross_entropy(p, target)

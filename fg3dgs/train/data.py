@@ -92,15 +92,19 @@ class TrainData:
         """Frame i's label map [size, size]."""
         return _resize(ds.labels(i), size, nearest=True)
 
-    def batch(self, ks: np.ndarray) -> dict:
-        """Tensors for the rows ``ks`` (positions in this set, not dataset frame numbers)."""
+    def batch(self, ks: np.ndarray, device: torch.device | str = "cpu") -> dict:
+        """Tensors on ``device`` for the rows ``ks`` (positions in this set, not dataset frame
+        numbers). Images travel as uint8 and become float there."""
         frames = self.index[ks]
-        img = torch.from_numpy(self.images[ks].astype(np.float32) / 255.0)
-        lab = torch.from_numpy(self.labels[ks].astype(np.int64))
+
+        def put(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+        img = put(self.images[ks]).float() / 255.0
+        lab = put(self.labels[ks]).long()
         torso = (lab == LABEL_TORSO)[..., None]
-        bg = torch.from_numpy(self.background)[None]
-        canvas = torch.where(torso, img, bg)
+        canvas = torch.where(torso, img, put(self.background)[None])
         return {"frames": frames, "image": img, "labels": lab, "canvas": canvas,
-                "viewmats": torch.from_numpy(self.viewmats[ks]),
-                "audio": torch.from_numpy(audio_windows(self.features, frames)),
-                "expression": torch.from_numpy(expr_windows(self.expression, frames))}
+                "viewmats": put(self.viewmats[ks]),
+                "audio": put(audio_windows(self.features, frames)),
+                "expression": put(expr_windows(self.expression, frames))}

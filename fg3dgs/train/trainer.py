@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..facemesh import LABEL_HEAD
 from ..io_utils import atomic_output
 from ..model.fusion import fuse
 from ..model.gaussians import PARAMS, DensifyStrategy, GaussianSet
@@ -68,6 +67,19 @@ def region_window(labels: torch.Tensor, region: str, margin: int):
     y0, y1 = max(0, int(ys[0]) - margin), min(H, int(ys[-1]) + 1 + margin)
     x0, x1 = max(0, int(xs[0]) - margin), min(W, int(xs[-1]) + 1 + margin)
     return x0, y0, x1 - x0, y1 - y0
+
+
+def train_device(backend: str) -> torch.device:
+    """Where a run trains: on CUDA when it rasterizes with gsplat (``gsplat``, or ``auto``
+    where gsplat works), else on the CPU with our rasterizer."""
+    from ..render.gsplat_backend import gsplat_status
+
+    if backend == "cpu":
+        return torch.device("cpu")
+    ok, why = gsplat_status()
+    if backend == "gsplat" and not ok:
+        raise TrainError(f"--backend gsplat is unavailable here: {why}; use --backend cpu")
+    return torch.device("cuda" if ok else "cpu")
 
 
 def _knn_scale(points: np.ndarray) -> np.ndarray:
@@ -124,6 +136,7 @@ class Trainer:
                 raise TrainError(f"{self.run} already holds a run; pass --resume to continue "
                                  "it, --force to start over, or choose another --out")
             self.cfg = cfg or TrainConfig()
+        self.device = train_device(self.cfg.backend)
         self.hrpa_skipped = None
         if self.cfg.iterations.get("hrpa", 0) > 0 and not resume:
             self._check_expert()            # decide now, not after the first three stages
@@ -138,11 +151,12 @@ class Trainer:
         else:
             torch.manual_seed(self.cfg.seed)
             self.model, self.extent = initial_model(self.ds, self.data, self.cfg)
+            self.model.to(self.device)
             self.stage, self.step = STAGES[0], 0
             self.rng = np.random.default_rng(self.cfg.seed)
             self.history: list[list] = []
             self._new_stage_state()
-        self.K = torch.from_numpy(self.data.K)
+        self.K = torch.from_numpy(self.data.K).to(self.device)
 
     # -- optimisation set-up ------------------------------------------------------------
     def _groups(self, stage: str) -> list[dict]:
@@ -192,7 +206,7 @@ class Trainer:
         for p in self.model.parameters():
             p.requires_grad_(id(p) in trainable)
         self.model.invalidate()
-        self.opt = torch.optim.Adam(groups, eps=1e-15)
+        self.opt = torch.optim.Adam(groups, eps=1e-15, fused=self.device.type == "cuda")
         self.densify = {r: DensifyStrategy(self.cfg.densify, self.extent, r)
                         for r in self.model.cfg.regions} if self.stage == "static" else {}
 
@@ -239,6 +253,7 @@ class Trainer:
         except ExpertError as exc:
             raise TrainError(f"the HRPA stage needs a sync expert: {exc} (or pass --no-hrpa)") \
                 from exc
+        self.expert.to(self.device)
         for p in self.expert.parameters():
             p.requires_grad_(False)
 
@@ -263,13 +278,13 @@ class Trainer:
         c = self.cfg
         k0 = int(self.rng.integers(0, len(self.data) - T_FRAMES + 1))
         ks = np.arange(k0, k0 + T_FRAMES)
-        b = self.data.batch(ks)
+        b = self._batch(self.data, ks)
         drive = self.model.drive(b["audio"], b["expression"])
         renders = self.model.render_regions(drive, b["viewmats"], self.K, c.size, c.size,
                                             c.backend)
         out = fuse(renders, b["canvas"])
         crops = mouth_crops(out.permute(0, 3, 1, 2), torch.from_numpy(self.boxes[b["frames"]]))
-        mel = torch.from_numpy(mel_windows(self.sync_mel, b["frames"][:1]))
+        mel = torch.from_numpy(mel_windows(self.sync_mel, b["frames"][:1])).to(self.device)
         sync = self.expert.sync_loss(mel, stack_windows(crops))
         loss = photometric(out, b["image"], c.dssim) + c.sync_weight * sync
         self.opt.zero_grad(set_to_none=True)
@@ -332,12 +347,15 @@ class Trainer:
             if g["name"].endswith(".means"):
                 g["lr"] = lr
 
+    def _batch(self, data: TrainData, ks: np.ndarray) -> dict:
+        return data.batch(ks, self.device)
+
     def _one_step(self) -> tuple[float, float]:
         if self.stage == "hrpa":
             return self._hrpa_step()
         c = self.cfg
         ks = self.rng.integers(0, len(self.data), c.batch)
-        b = self.data.batch(ks)
+        b = self._batch(self.data, ks)
         self._lr_schedule()
         static = self.stage == "static"
         drive = None if static else self.model.drive(b["audio"], b["expression"])
@@ -384,12 +402,13 @@ class Trainer:
     def render_frames(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(truth, render) [n, S, S, 3] float of dataset frames with the current model."""
         data = TrainData(self.ds, self.cfg.size, self.cfg.model.audio_features, frames)
-        b = data.batch(np.arange(len(frames)))
+        b = self._batch(data, np.arange(len(frames)))
         drive = None if self.stage == "static" else self.model.drive(b["audio"],
                                                                       b["expression"])
         renders = self.model.render_regions(drive, b["viewmats"], self.K, self.cfg.size,
                                             self.cfg.size, self.cfg.backend)
-        return b["image"].numpy(), fuse(renders, b["canvas"]).clamp(0, 1).numpy()
+        return (b["image"].cpu().numpy(),
+                fuse(renders, b["canvas"]).clamp(0, 1).cpu().numpy())
 
     def write_preview(self):
         import imageio.v3 as iio
@@ -469,6 +488,9 @@ class Trainer:
                 t[f"densify.{r}.grad_sum"] = s.grad_sum.contiguous()
                 t[f"densify.{r}.count"] = s.count.contiguous()
         t["rng.torch"] = torch.get_rng_state()
+        if self.device.type == "cuda":
+            t["rng.cuda"] = torch.cuda.get_rng_state()
+        t = {k: v.cpu() for k, v in t.items()}
         meta = {"config": self.cfg.to_dict(), "stage": self.stage, "step": self.step,
                 "extent": self.extent, "history": self.history,
                 "counts": {r: len(g) for r, g in self.model.gaussians.items()},
@@ -485,20 +507,25 @@ class Trainer:
         self.history = meta["history"]
         self.model = build_model(self.cfg.model, meta["counts"])
         self.model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
+        self.model.to(self.device)
         self._new_stage_state()
         for g in self.opt.param_groups:
             g["lr"] = meta["lrs"].get(g["name"], g["lr"])
             for i, p in enumerate(g["params"]):
                 key = f"opt.{g['name']}.{i}"
                 if f"{key}.exp_avg" in t:
-                    self.opt.state[p] = {"step": t[f"{key}.step"].reshape(()),
-                                         "exp_avg": t[f"{key}.exp_avg"].clone(),
-                                         "exp_avg_sq": t[f"{key}.exp_avg_sq"].clone()}
+                    step = t[f"{key}.step"].reshape(())    # fused Adam keeps it on the GPU
+                    self.opt.state[p] = {"step": step.to(p.device) if p.is_cuda else step,
+                                         "exp_avg": t[f"{key}.exp_avg"].to(self.device),
+                                         "exp_avg_sq": t[f"{key}.exp_avg_sq"].to(
+                                             self.device)}
         for r, s in self.densify.items():
             if f"densify.{r}.grad_sum" in t:
-                s.grad_sum = t[f"densify.{r}.grad_sum"].clone()
-                s.count = t[f"densify.{r}.count"].clone()
+                s.grad_sum = t[f"densify.{r}.grad_sum"].to(self.device)
+                s.count = t[f"densify.{r}.count"].to(self.device)
         torch.set_rng_state(t["rng.torch"])
+        if "rng.cuda" in t and self.device.type == "cuda":
+            torch.cuda.set_rng_state(t["rng.cuda"])
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = meta["rng"]
 

@@ -1,0 +1,103 @@
+"""``python -m fg3dgs.bench train DATASET``: training iterations per second, stage by stage,
+and the wall time a preset's whole schedule would take at those rates.
+
+Each stage (static, deform, fusion, hrpa) is set up as the trainer sets it up, warmed up,
+and timed over ``--steps`` optimisation steps (the GPU synchronised before each clock
+read). With ``--grow`` (default) every region first gets the preset's densification cap of
+Gaussians (existing ones resampled with jitter), the most a run can reach, so the projected
+time is an upper bound; previews, checkpoints and the densification passes themselves are
+not counted.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def grow_to_cap(trainer, seed: int = 0) -> dict[str, int]:
+    """Resample every region of ``trainer.model`` to its densification cap (with jitter)."""
+    import torch
+
+    from ..model.gaussians import PARAMS
+
+    g = torch.Generator().manual_seed(seed)
+    caps = trainer.cfg.densify.max_gaussians
+    with torch.no_grad():
+        for r, gs in trainer.model.gaussians.items():
+            extra_n = caps[r] - len(gs)
+            if extra_n <= 0:
+                continue
+            pick = torch.randint(len(gs), (extra_n,), generator=g).to(gs.means.device)
+            extra = {n: getattr(gs, n).data[pick].clone() for n in PARAMS}
+            sigma = extra["log_scales"].exp().mean(1, keepdim=True)
+            extra["means"] += torch.randn(extra_n, 3, generator=g).to(sigma) * sigma
+            gs.replace(None, extra)
+    trainer.model.invalidate()
+    return {r: len(gs) for r, gs in trainer.model.gaussians.items()}
+
+
+def run(args) -> int:
+    import torch
+
+    from ..bench.__main__ import _machine
+    from ..train.config import STAGES, preset
+    from ..train.trainer import TrainError, Trainer
+
+    cfg = preset(args.preset, backend=args.backend)
+    if args.batch:
+        cfg.batch = args.batch
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            tr = Trainer(args.dataset, Path(tmp) / "run", cfg, progress=False)
+        except (TrainError, ValueError) as exc:
+            print(f"fg3dgs bench train: error: {exc}")
+            return 2
+        counts = grow_to_cap(tr) if args.grow else {r: len(g) for r, g in
+                                                     tr.model.gaussians.items()}
+        sync = torch.cuda.synchronize if tr.device.type == "cuda" else (lambda: None)
+        print(f"# machine: {_machine()}")
+        how = "grown to the densification cap" if args.grow else "as initialised"
+        print(f"# preset {cfg.preset} at {cfg.size}x{cfg.size}, batch {cfg.batch}, "
+              f"device {tr.device}, Gaussians {counts} ({how}); "
+              f"{args.steps} timed steps per stage after {args.warmup}")
+        print("| stage | iterations in the preset | ms per iteration (median of 5 blocks) | "
+              "iterations/s | projected minutes |")
+        print("|---|---|---|---|---|")
+        rows, total = [], 0.0
+        for stage in STAGES:
+            n = cfg.iterations.get(stage, 0)
+            if n <= 0:
+                continue
+            tr.stage, tr.step = stage, 0
+            tr._new_stage_state()
+            for _ in range(args.warmup):
+                tr._one_step()
+            blocks = []
+            per = max(1, args.steps // 5)
+            for _ in range(5):
+                sync()
+                t0 = time.perf_counter()
+                for _ in range(per):
+                    tr._one_step()
+                sync()
+                blocks.append((time.perf_counter() - t0) / per)
+            ms = 1000 * statistics.median(blocks)
+            minutes = n * ms / 1000 / 60
+            total += minutes
+            rows.append({"stage": stage, "iterations": n, "ms_per_iteration": ms,
+                         "iterations_per_s": 1000 / ms, "projected_minutes": minutes})
+            print(f"| {stage} | {n} | {ms:.1f} | {1000 / ms:.1f} | {minutes:.1f} |",
+                  flush=True)
+        print(f"| all | {sum(r['iterations'] for r in rows)} | | | {total:.1f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"machine": _machine(), "preset": cfg.preset, "size": cfg.size,
+             "batch": cfg.batch, "device": str(tr.device), "gaussians": counts,
+             "grown": args.grow, "rows": rows, "projected_minutes": total,
+             "peak_gpu_mb": (torch.cuda.max_memory_allocated() / 2 ** 20
+                             if tr.device.type == "cuda" else None)}, indent=2) + "\n")
+    return 0
