@@ -19,11 +19,25 @@ def sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _shipped(name: str, env: str) -> Path:
+    """A folder the project ships: $env, else the repository's (a checkout or an editable
+    install), else the copy a wheel installs inside the package (``fg3dgs/<name>``)."""
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    here = Path(__file__).resolve().parent
+    repo = here.parent / name
+    return repo if repo.is_dir() else here / name
+
+
 def checkpoints_dir() -> Path:
-    """``checkpoints/`` (shipped expert, demo identity, zoo manifest): $FG3DGS_CHECKPOINTS,
-    else the one beside the package."""
-    return Path(os.environ.get("FG3DGS_CHECKPOINTS",
-                               Path(__file__).resolve().parents[1] / "checkpoints"))
+    """``checkpoints/`` (shipped expert, demo identity, zoo manifest); $FG3DGS_CHECKPOINTS
+    overrides it."""
+    return _shipped("checkpoints", "FG3DGS_CHECKPOINTS")
+
+
+def assets_dir() -> Path:
+    """``assets/`` (sentence corpus, example speech); $FG3DGS_ASSETS overrides it."""
+    return _shipped("assets", "FG3DGS_ASSETS")
 
 
 @contextlib.contextmanager

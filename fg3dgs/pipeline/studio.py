@@ -13,10 +13,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..io_utils import assets_dir
 from .audio_input import AudioInputError
 from .talking_head import RenderOptions, RenderResult, TalkingHead
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
 
 @dataclass
@@ -168,9 +168,9 @@ def report(res: RenderResult) -> str:
 
 def examples() -> list[tuple[Path, str]]:
     """(speech file, transcript) of the example clips in ``assets/examples``."""
-    index = ASSETS / "examples" / "examples.json"
+    folder = assets_dir() / "examples"
+    index = folder / "examples.json"
     if not index.is_file():
         return []
     clips = json.loads(index.read_text())["clips"]
-    return [(ASSETS / "examples" / c["file"], c["text"]) for c in clips
-            if (ASSETS / "examples" / c["file"]).is_file()]
+    return [(folder / c["file"], c["text"]) for c in clips if (folder / c["file"]).is_file()]

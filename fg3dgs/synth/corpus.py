@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import random
-from pathlib import Path
 
-
-def assets_dir() -> Path:
-    """The ``assets/`` folder: $FG3DGS_ASSETS, else the one beside the package."""
-    path = Path(os.environ.get("FG3DGS_ASSETS", Path(__file__).resolve().parents[2] / "assets"))
-    if not (path / "sentences.txt").is_file():
-        raise FileNotFoundError(f"fg3dgs assets not found at {path}; run from a checkout of "
-                                "the repository or set FG3DGS_ASSETS to its assets/ folder")
-    return path
+from ..io_utils import assets_dir
 
 
 def sentences() -> list[str]:
     """All corpus sentences, in file order."""
-    lines = (assets_dir() / "sentences.txt").read_text(encoding="utf-8").splitlines()
+    path = assets_dir() / "sentences.txt"
+    if not path.is_file():
+        raise FileNotFoundError(f"the sentence corpus {path} is missing; reinstall fg3dgs, or "
+                                "set FG3DGS_ASSETS to a copy of the repository's assets/ folder")
+    lines = path.read_text(encoding="utf-8").splitlines()
     return [line.strip() for line in lines if line.strip()]
 
 
