@@ -2,7 +2,8 @@
 
 Audio drives the face; the rest of the frame (torso, background) and, by default, the head
 pose and the eye state are replayed from a stretch of the training clip. A run folder keeps
-that stretch as ``replay.mp4`` (the canvas, i.e. background plate with the torso, H.264 4:4:4)
+that stretch as ``replay.mp4`` (the canvas: each frame with its head replaced by the
+background plate, H.264 4:4:4)
 and ``replay.safetensors`` (which track frames it shows, and their face boxes for the mouth
 crops of the sync scores). The poses and expression come from the identity's own track.
 """

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from ..facemesh import LABEL_TORSO
+from ..facemesh import LABEL_FACE, LABEL_HEAD
 from ..model.encoders import AUDIO_CONTEXT, AUDIO_WINDOW, EXPR_CONTEXT
 from ..preprocess.dataset import Dataset
 
@@ -102,8 +102,11 @@ class TrainData:
 
         img = put(self.images[ks]).float() / 255.0
         lab = put(self.labels[ks]).long()
-        torso = (lab == LABEL_TORSO)[..., None]
-        canvas = torch.where(torso, img, put(self.background)[None])
+        # the canvas the head is drawn on: the frame itself outside the head (torso and the
+        # background as it is in that frame, as the field composites), the plate behind the
+        # head, where the frame shows what the render must draw
+        head = (lab >= LABEL_FACE) & (lab <= LABEL_HEAD)
+        canvas = torch.where(head[..., None], put(self.background)[None], img)
         return {"frames": frames, "image": img, "labels": lab, "canvas": canvas,
                 "viewmats": put(self.viewmats[ks]),
                 "audio": put(audio_windows(self.features, frames)),
