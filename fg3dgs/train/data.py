@@ -102,9 +102,9 @@ class TrainData:
 
         img = put(self.images[ks]).float() / 255.0
         lab = put(self.labels[ks]).long()
-        # the canvas the head is drawn on: the frame itself outside the head (torso and the
-        # background as it is in that frame, as the field composites), the plate behind the
-        # head, where the frame shows what the render must draw
+        # the canvas the head is drawn on: the frame itself outside the head (torso, and the
+        # background as it is in that frame: next to the person the plate is only inpainted),
+        # the plate behind the head, where the frame shows what the render must draw
         head = (lab >= LABEL_FACE) & (lab <= LABEL_HEAD)
         canvas = torch.where(head[..., None], put(self.background)[None], img)
         return {"frames": frames, "image": img, "labels": lab, "canvas": canvas,
