@@ -462,7 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--pose", choices=("replay", "static"), default="replay")
     rd.add_argument("--blink", choices=("replay", "auto"), default="replay")
     rd.add_argument("--backend", choices=("auto", "cpu", "gsplat"), default="auto")
-    rd.add_argument("--batch", type=int, default=8, help="frames per network call")
+    rd.add_argument("--batch", type=int, default=None,
+                    help="frames per network call (default 8 on the CPU, 32 on a GPU)")
     rd.add_argument("--seed", type=int, default=0, help="auto blinks")
     rd.add_argument("--scores", action="store_true", help="also report expert-C / D / "
                     "offset of each variant (our sync expert)")

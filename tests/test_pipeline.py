@@ -253,3 +253,13 @@ def test_studio_checks_uploads_and_prunes_its_folders(tmp_path):
                                {"base": {"expert-C": 0.1, "expert-D": 1.0,
                                          "expert-offset": 0}}))
     assert "20.0 frames/s" in text and "| base | 0.100 | 1.000 | +0 |" in text
+
+
+def test_batch_defaults_per_device(head):
+    """Options that leave the batch open get the device's default; a bad one is refused."""
+    assert RenderOptions().batch is None and head.default_batch == 8   # the CPU
+    with pytest.raises(ValueError, match="at least 1"):
+        RenderOptions(batch=0).check(head.variants)
+    with AudioInput(SPEECH) as a:
+        sizes = [len(fr) for fr, _, _ in head.frames(a, RenderOptions(variant="base"))]
+    assert sizes[0] == 8 and sum(sizes) == a.frames

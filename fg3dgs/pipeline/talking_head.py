@@ -44,7 +44,7 @@ class RenderOptions:
     pose: str = "replay"             # replay | static
     blink: str = "replay"            # replay | auto
     backend: str = "auto"            # auto | cpu | gsplat
-    batch: int = 8                   # frames per deformation / rasterization call
+    batch: int | None = None         # frames per network / rasterizer call (None: per device)
     chunk_frames: int = 250          # video frames per audio chunk (bounded memory)
     seed: int = 0                    # auto blinks
     max_seconds: float | None = None  # refuse longer speech
@@ -61,7 +61,7 @@ class RenderOptions:
         if self.size is not None and (self.size < 64 or self.size > 2048 or self.size % 2):
             raise ValueError(f"size must be an even number of pixels in 64-2048, got "
                              f"{self.size}")
-        if self.batch < 1 or self.chunk_frames < 1:
+        if (self.batch is not None and self.batch < 1) or self.chunk_frames < 1:
             raise ValueError("batch and chunk_frames must be at least 1")
 
 
@@ -145,6 +145,12 @@ class TalkingHead:
         return cls(resolve_identity(identity), device)
 
     @property
+    def default_batch(self) -> int:
+        """Frames per call when the options leave it open: 32 on a GPU (the batch of the
+        README's GPU measurements; not tuned further), 8 on the CPU."""
+        return 32 if self.device.type == "cuda" else 8
+
+    @property
     def variants(self) -> tuple[str, ...]:
         return tuple(self.model.variants)
 
@@ -209,6 +215,7 @@ class TalkingHead:
         [B, S, S, 3] uint8) batch by batch, in order. ``clock`` gets the time per stage
         (audio features, networks, rasterize, fusion)."""
         names, size, K = self._setup(opts)
+        batch = opts.batch or self.default_batch
         plan = plan_motion(audio.frames, len(self.replay), self.track_expression,
                            self.replay.frames, opts.pose, opts.blink, opts.seed)
         feat = self.info["audio_features"]
@@ -219,8 +226,8 @@ class TalkingHead:
             k0, k1 = int(idx.min()), int(idx.max()) + 1
             with clock("audio features"):
                 block = audio.features(feat, k0, k1)
-            for a in range(c0, c1, opts.batch):
-                fr = np.arange(a, min(c1, a + opts.batch))
+            for a in range(c0, c1, batch):
+                fr = np.arange(a, min(c1, a + batch))
                 rows = plan.replay[fr]
                 aw = block[audio_window_index(audio.feature_frames, fr) - k0]
                 yield fr, rows, self._render_batch(aw, expr_windows(plan.expression, fr),
@@ -242,6 +249,7 @@ class TalkingHead:
 
         opts = opts or RenderOptions(variant="refined")
         names, size, K = self._setup(opts)
+        batch = opts.batch or self.default_batch
         feat = self.info["audio_features"]
         margin = MEL_MARGIN if feat == "mel" else MODEL_MARGIN
         clock = self.clock()
@@ -272,8 +280,7 @@ class TalkingHead:
             nonlocal done
             n_feat = big if total is None else n_frames(total)
             # a small first batch: the first frame of a chunk comes out soon
-            starts = [done] + list(range(done + min(FIRST_BATCH, opts.batch), f1,
-                                         opts.batch))
+            starts = [done] + list(range(done + min(FIRST_BATCH, batch), f1, batch))
             for a, b in zip(starts, starts[1:] + [f1]):
                 if a >= f1:
                     break
