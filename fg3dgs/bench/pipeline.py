@@ -82,9 +82,10 @@ def paper_size_identity(demo: Path, out: Path, seed: int = 0) -> Path:
     return out
 
 
-def measure(identity: Path, backend: str, size: int, batch: int, audio: Path,
+def measure(identity: Path, backend: str, size: int, batch: int | None, audio: Path,
             repeats: int, variant: str = "refined") -> dict:
-    """Median end-to-end frames/s and per-stage ms/frame of rendering ``audio`` to an MP4."""
+    """Median end-to-end frames/s and per-stage ms/frame of rendering ``audio`` to an MP4
+    (``batch`` None: the renderer's default for the device)."""
     import torch
 
     from ..pipeline import RenderOptions, TalkingHead
@@ -101,7 +102,8 @@ def measure(identity: Path, backend: str, size: int, batch: int, audio: Path,
     n = runs[0].frames
     stages = ("audio features", "networks", "rasterize", "fusion", "encode")
     row = {"gaussians": sum(len(g) for g in head.model.gaussians.values()),
-           "backend": res.backend, "size": size, "batch": batch, "frames": n,
+           "backend": res.backend, "size": size, "batch": batch or head.default_batch,
+           "frames": n,
            "fps": statistics.median(r.fps for r in runs),
            "ms_per_frame": {s: statistics.median(1000 * r.timings.get(s, 0) / n
                                                  for r in runs) for s in stages}}
@@ -173,13 +175,12 @@ def run(args) -> int:
         for name, path in models.items():
             for backend in backends:
                 for size in args.sizes:
-                    batch = args.batch or (32 if backend == "gsplat" else 8)
-                    r = measure(path, backend, size, batch, audio, args.repeats)
+                    r = measure(path, backend, size, args.batch, audio, args.repeats)
                     r["model"] = name
                     rows.append(r)
                     m = r["ms_per_frame"]
                     print(f"| {name} | {r['gaussians'] // 1000}k | {r['backend']} | "
-                          f"{size}x{size} | {batch} | {r['fps']:.1f} | "
+                          f"{size}x{size} | {r['batch']} | {r['fps']:.1f} | "
                           + " | ".join(f"{m[s]:.1f}" for s in m) + " |", flush=True)
         if args.stream:
             print(f"\n# streaming, demo identity, {args.chunk_ms} ms audio chunks")

@@ -166,8 +166,8 @@ class TalkingHead:
         return torch.from_numpy(v).to(self.device)
 
     def _canvas(self, rows: np.ndarray, size: int) -> torch.Tensor:
-        """[B, S, S, 3] float canvases (the frame, the plate behind the head) of replay rows. On a GPU the
-        whole replay track stays there as uint8 (one upload per output size)."""
+        """[B, S, S, 3] float canvases (the frame, the plate behind the head) of replay rows.
+        On a GPU the whole replay track stays there as uint8 (one upload per output size)."""
         if self.device.type == "cpu":
             return torch.from_numpy(self._resized(self.replay.canvas[rows], size)
                                     .astype(np.float32) / 255.0)

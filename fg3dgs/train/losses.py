@@ -41,7 +41,6 @@ def ssim_map(a: torch.Tensor, b: torch.Tensor, size: int = 11) -> torch.Tensor:
     x = a.reshape(-1, *shp[-3:]).permute(0, 3, 1, 2)
     y = b.reshape(-1, *shp[-3:]).permute(0, 3, 1, 2)
     C, H, W = x.shape[1:]
-    g = _window(size).to(x)
     if x.is_cuda:
         # the same zero-padded separable filter as two banded matrix products: cuDNN's
         # grouped-convolution backward costs milliseconds of CPU time per call
@@ -50,6 +49,7 @@ def ssim_map(a: torch.Tensor, b: torch.Tensor, size: int = 11) -> torch.Tensor:
         def blur(t):
             return bh @ t @ bw
     else:
+        g = _window(size).to(x)
         wx = g.view(1, 1, 1, -1).repeat(C, 1, 1, 1)
         wy = g.view(1, 1, -1, 1).repeat(C, 1, 1, 1)
 

@@ -278,7 +278,7 @@ class Trainer:
         c = self.cfg
         k0 = int(self.rng.integers(0, len(self.data) - T_FRAMES + 1))
         ks = np.arange(k0, k0 + T_FRAMES)
-        b = self._batch(self.data, ks)
+        b = self.data.batch(ks, self.device)
         drive = self.model.drive(b["audio"], b["expression"])
         renders = self.model.render_regions(drive, b["viewmats"], self.K, c.size, c.size,
                                             c.backend)
@@ -347,15 +347,12 @@ class Trainer:
             if g["name"].endswith(".means"):
                 g["lr"] = lr
 
-    def _batch(self, data: TrainData, ks: np.ndarray) -> dict:
-        return data.batch(ks, self.device)
-
     def _one_step(self) -> tuple[float, float]:
         if self.stage == "hrpa":
             return self._hrpa_step()
         c = self.cfg
         ks = self.rng.integers(0, len(self.data), c.batch)
-        b = self._batch(self.data, ks)
+        b = self.data.batch(ks, self.device)
         self._lr_schedule()
         static = self.stage == "static"
         drive = None if static else self.model.drive(b["audio"], b["expression"])
@@ -402,7 +399,7 @@ class Trainer:
     def render_frames(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(truth, render) [n, S, S, 3] float of dataset frames with the current model."""
         data = TrainData(self.ds, self.cfg.size, self.cfg.model.audio_features, frames)
-        b = self._batch(data, np.arange(len(frames)))
+        b = data.batch(np.arange(len(frames)), self.device)
         drive = None if self.stage == "static" else self.model.drive(b["audio"],
                                                                       b["expression"])
         renders = self.model.render_regions(drive, b["viewmats"], self.K, self.cfg.size,
