@@ -151,9 +151,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lse_text(s: dict) -> str:
+    return f"LSE-C {s['LSE-C']:.3f}  LSE-D {s['LSE-D']:.3f}  offset {s['offset']:+d}"
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .model.io import IdentityError
     from .preprocess.dataset import DatasetError
+    from .sync import ExpertError
     from .train.evaluate import evaluate
 
     from .media import MediaError
@@ -161,8 +166,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     try:
         m = evaluate(args.run, args.data, args.truth, backend=args.backend,
                      progress=not args.quiet, video=not args.no_video, expert=args.expert,
-                     audio_files=args.audio)
-    except (IdentityError, DatasetError, MediaError) as exc:
+                     audio_files=args.audio, syncnet=args.syncnet)
+    except (IdentityError, DatasetError, MediaError, ExpertError) as exc:
         print(f"fg3dgs eval: error: {exc}", file=sys.stderr)
         return 2
     print(f"validation frames: {m['frames']} at {m['size']}x{m['size']}")
@@ -183,13 +188,21 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             s = r["sync"]
             line += (f"  expert-C {s['expert-C']:.3f}  expert-D {s['expert-D']:.3f}  "
                      f"offset {s['expert-offset']:+d}")
+        if r.get("lse", {}).get("available"):
+            line += "  " + _lse_text(r["lse"])
         print(line)
         for name, s in r.get("sync_new_audio", {}).items():
             print(f"    {name}: expert-C {s['expert-C']:.3f}  expert-D {s['expert-D']:.3f}  "
                   f"offset {s['expert-offset']:+d}")
+        for name, s in r.get("lse_new_audio", {}).items():
+            print(f"    {name}: {_lse_text(s)}")
     if "unavailable" in m["sync_expert"]:
         print(f"sync scores: unavailable ({m['sync_expert']['unavailable']})")
-    print(f"LSE-C / LSE-D: unavailable ({m['lse']['reason']})")
+    if m["lse"]["available"]:
+        print(f"LSE-C / LSE-D by SyncNet ({m['lse']['weights']}); real frames: "
+              f"{_lse_text(m['lse_real_frames'])}")
+    else:
+        print(f"LSE-C / LSE-D: unavailable ({m['lse']['reason']})")
     print(f"wrote {args.run}/eval/metrics.json")
     return 0
 
@@ -415,6 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "shipped one)")
     ev.add_argument("--audio", nargs="+", help="also score lip sync on these speech files "
                                                "(poses replayed from the validation frames)")
+    ev.add_argument("--syncnet", metavar="PATH", help="SyncNet's published weights "
+                    "(syncnet_v2.model from joonson/syncnet_python): also report LSE-C / "
+                    "LSE-D (unavailable without them)")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=_cmd_eval)
 

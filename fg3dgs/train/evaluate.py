@@ -8,6 +8,9 @@ the frame's own torso, the field's self-reconstruction protocol):
   measured by mediapipe on rendered versus real frames;
 - LPIPS and FID need network weights this project cannot download; they are reported as
   unavailable, never estimated;
+- sync: expert-C / expert-D (our expert, SyncNet's protocol) and, with ``syncnet`` (the path
+  of SyncNet's published ``syncnet_v2.model``), LSE-C / LSE-D; without it LSE is reported
+  unavailable;
 - with ``--truth SYNTH`` (a synthetic clip's folder): the correlation of the rendered mouth
   opening with the truth's jaw_open track and the eye openness in the truth's blinks.
 
@@ -36,9 +39,10 @@ UNAVAILABLE = {
     "lpips": "needs the LPIPS network weights (AlexNet/VGG backbone from torchvision's "
              "download site), which cannot be fetched here",
     "fid": "needs the Inception-v3 FID weights, which cannot be fetched here",
-    "lse": "LSE-C / LSE-D need SyncNet's published weights (syncnet_v2.model), which cannot "
-           "be fetched here and which fg3dgs does not load yet; the same protocol on our own "
-           "expert is reported as expert-C / expert-D",
+    "lse": "LSE-C / LSE-D need SyncNet's published weights (syncnet_v2.model from "
+           "joonson/syncnet_python), which cannot be fetched here; pass --syncnet "
+           "PATH/TO/syncnet_v2.model to score them. The same protocol on our own expert is "
+           "reported as expert-C / expert-D",
 }
 
 
@@ -127,28 +131,53 @@ def render_with_audio(model, info, ds: Dataset, audio: np.ndarray, replay: np.nd
     return np.concatenate(out), order
 
 
-def _sync(expert, frames: np.ndarray, lm: np.ndarray, ds: Dataset, replayed: np.ndarray,
-          size: int, audio: np.ndarray):
-    """Sync scores of rendered frames against their audio (crops from detected landmarks,
-    the replayed frames' own landmarks where none are found)."""
-    from ..sync.audio import sync_mel
+def _boxes(lm: np.ndarray, ds: Dataset, replayed: np.ndarray, size: int) -> np.ndarray:
+    """Face boxes [F, 3] of frames from their detected landmarks [F, 478, 2] (the replayed
+    dataset frames' own landmarks where none are found)."""
     from ..sync.crops import face_boxes
-    from ..sync.metrics import crop_boxes, score_frames
+    from ..sync.metrics import crop_boxes
 
     scale = size / ds.manifest["size"]
     fallback = face_boxes(np.asarray(ds.landmarks)[replayed]) * scale
-    return score_frames(expert, frames, crop_boxes(lm, fallback), sync_mel(audio))
+    return crop_boxes(lm, fallback)
+
+
+def _sync(expert, frames: np.ndarray, lm: np.ndarray, ds: Dataset, replayed: np.ndarray,
+          size: int, audio: np.ndarray):
+    """Our expert's sync scores of rendered frames [F, S, S, 3] against their audio."""
+    from ..sync.audio import sync_mel
+    from ..sync.metrics import score_frames
+
+    return score_frames(expert, frames, _boxes(lm, ds, replayed, size), sync_mel(audio))
+
+
+def _lse(syncnet, frames: np.ndarray, lm: np.ndarray, ds: Dataset, replayed: np.ndarray,
+         size: int, audio: np.ndarray) -> dict:
+    """LSE-C / LSE-D / offset of frames [F, S, S, 3] against their audio [S'] (16 kHz), by
+    SyncNet with its published weights (face crops from the same boxes as :func:`_sync`)."""
+    from ..sync.syncnet import lse_scores
+
+    s = lse_scores(syncnet, frames, _boxes(lm, ds, replayed, size), audio)
+    return {"LSE-C": round(s.confidence, 4), "LSE-D": round(s.distance, 4),
+            "offset": s.offset}
 
 
 def evaluate(run: str | Path, dataset: str | Path, truth_dir: str | Path | None = None,
              backend: str = "auto", progress: bool = True, video: bool = True,
-             expert: str | None = None, audio_files: list[str] | None = None) -> dict:
+             expert: str | None = None, audio_files: list[str] | None = None,
+             syncnet: str | Path | None = None) -> dict:
     """Metrics of every variant of the identity (base, and refined after HRPA) on the
     validation frames, plus sync scores there and on ``audio_files`` (speech the identity
-    never heard, with replayed poses). Writes ``RUN/eval/metrics.json`` (and the video)."""
+    never heard, with replayed poses). ``syncnet``: the path of SyncNet's published
+    ``syncnet_v2.model`` for LSE-C / LSE-D (a file that does not load raises
+    :class:`fg3dgs.sync.ExpertError`). Writes ``RUN/eval/metrics.json`` (and the video)."""
     from ..sync import ExpertError, load_expert
+    from ..sync.syncnet import load_syncnet
 
     run = Path(run)
+    lse_net = None if syncnet is None else load_syncnet(syncnet)     # fail before rendering
+    if lse_net is not None and torch.cuda.is_available():
+        lse_net.cuda()
     model, info, _extras = load_identity(run)
     ds = Dataset(dataset)
     try:
@@ -158,7 +187,9 @@ def evaluate(run: str | Path, dataset: str | Path, truth_dir: str | Path | None 
     clips = {}
     for f in audio_files or []:
         clips[Path(f).name] = read_audio(f)
-    results, shared = {}, {"audio": read_audio(ds.path / "audio.wav")}
+    results = {}
+    shared = {"audio": read_audio(ds.path / "audio.wav"), "syncnet": lse_net,
+              "syncnet_path": None if syncnet is None else str(syncnet)}
     for variant in model.variants:
         model.set_variant(variant)
         results[variant] = _evaluate_variant(model, info, ds, truth_dir, backend, progress,
@@ -171,7 +202,8 @@ def evaluate(run: str | Path, dataset: str | Path, truth_dir: str | Path | None 
     # LSE-C / LSE-D are SyncNet's numbers; any other expert's go under its own name.
     metrics["sync_expert"] = {k: v for k, v in expert_info.items()
                               if k in ("source", "path", "unavailable")}
-    metrics["lse"] = {"available": False, "reason": UNAVAILABLE["lse"]}
+    if lse_net is None:
+        metrics["lse"] = {"available": False, "reason": UNAVAILABLE["lse"]}
     out_dir = run / "eval"
     out_dir.mkdir(exist_ok=True)
     with atomic_output(out_dir / "metrics.json") as tmp:
@@ -191,8 +223,8 @@ def evaluate(run: str | Path, dataset: str | Path, truth_dir: str | Path | None 
 def _evaluate_variant(model, info, ds: Dataset, truth_dir, backend, progress, expert,
                       clips: dict, shared: dict) -> dict:
     """Metrics of the model's current variant. ``shared`` holds what is the same for every
-    variant (the clip's audio; filled on the first call: the real frames' landmarks and
-    sync scores)."""
+    variant (the clip's audio, SyncNet or None and its path; filled on the first call: the
+    real frames' landmarks and sync scores)."""
     from skimage.metrics import structural_similarity
 
     frames = np.arange(*ds.manifest["split"]["validation"])
@@ -229,22 +261,39 @@ def _evaluate_variant(model, info, ds: Dataset, truth_dir, backend, progress, ex
     }
     if truth_dir is not None:
         metrics["truth"] = _against_synth_truth(truth_dir, frames, lm_r, ok)
+    a0, a1 = frames[0] * AUDIO_RATE // FPS, (frames[-1] + 1) * AUDIO_RATE // FPS
+    audio = shared["audio"][a0:a1]
+    syncnet = shared.get("syncnet")
     if expert is not None:
-        a0, a1 = frames[0] * AUDIO_RATE // FPS, (frames[-1] + 1) * AUDIO_RATE // FPS
-        audio = shared["audio"][a0:a1]
         metrics["sync"] = _sync(expert, render, lm_r, ds, frames, size,
                                 audio).as_dict("expert")
         if "sync_real" not in shared:
             shared["sync_real"] = _sync(expert, truth, lm_t, ds, frames, size,
                                         audio).as_dict("expert")
         metrics["sync_real_frames"] = shared["sync_real"]
-        heard = {}
-        for name, clip in clips.items():
-            out, replayed = render_with_audio(model, info, ds, clip, frames, backend=backend)
-            heard[name] = _sync(expert, out, landmarks(out), ds, replayed, size,
-                                clip).as_dict("expert")
-        if heard:
-            metrics["sync_new_audio"] = heard
+    if syncnet is not None:
+        weights = {"weights": shared["syncnet_path"]}
+        metrics["lse"] = {"available": True,
+                          **_lse(syncnet, render, lm_r, ds, frames, size, audio), **weights}
+        if "lse_real" not in shared:
+            shared["lse_real"] = {"available": True,
+                                  **_lse(syncnet, truth, lm_t, ds, frames, size, audio),
+                                  **weights}
+        metrics["lse_real_frames"] = shared["lse_real"]
+    heard, heard_lse = {}, {}
+    for name, clip in clips.items():
+        if expert is None and syncnet is None:
+            break
+        out, replayed = render_with_audio(model, info, ds, clip, frames, backend=backend)
+        lm_o = landmarks(out)
+        if expert is not None:
+            heard[name] = _sync(expert, out, lm_o, ds, replayed, size, clip).as_dict("expert")
+        if syncnet is not None:
+            heard_lse[name] = _lse(syncnet, out, lm_o, ds, replayed, size, clip)
+    if heard:
+        metrics["sync_new_audio"] = heard
+    if heard_lse:
+        metrics["lse_new_audio"] = heard_lse
     metrics.update(_frames=frames, _truth=truth, _render=render)
     return metrics
 
