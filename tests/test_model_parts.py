@@ -135,3 +135,23 @@ def test_densify_clones_splits_prunes_and_keeps_adam_state_aligned():
     assert st.shape == (7, 3) and torch.equal(st[:4], marker[[0, 1, 3, 4]])
     assert float(st[4:].abs().sum()) == 0
     assert opt.param_groups[0]["params"][0] is gs.means
+
+
+def test_lip_shapes_ignore_head_position_roll_and_scale():
+    from fg3dgs.landmark_schemes import IBUG68
+    from fg3dgs.train.mouth_prior import lip_shapes, lip_targets
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(6, 68, 2)) * 10 + 100
+    a = np.deg2rad(12)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    moved = 1.7 * base @ rot.T + np.array([30.0, -12.0])
+    assert np.allclose(lip_shapes(base, IBUG68), lip_shapes(moved, IBUG68), atol=1e-9)
+    # an opening mouth moves the shape; the targets are whitened on the fit rows only
+    opened = base.copy()
+    opened[:, [57, 66], 1] += np.linspace(0, 8, 6)[:, None]
+    t = lip_targets(np.concatenate([base, opened]), IBUG68, np.arange(12), components=4)
+    assert t.shape == (12, 4)
+    assert np.allclose(t.mean(0), 0, atol=1e-6) and np.allclose(t.std(0, ddof=1), 1, atol=1e-6)
+    held = lip_targets(np.concatenate([base, opened]), IBUG68, np.arange(6), components=4)
+    assert not np.allclose(held[6:].mean(0), 0, atol=1e-3)   # unseen rows are not refitted

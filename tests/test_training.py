@@ -29,6 +29,7 @@ def data(tmp_path_factory):
 
 def tiny(iters=(12, 8, 6), **over):
     """A tiny schedule: STATIC, DEFORM, FUSION[, HRPA] iterations (no HRPA unless given)."""
+    over = {"lip_warmup": 5, "lip_batch": 4, **over}
     cfg = preset("cpu", size=64, iterations=dict(zip(("static", "deform", "fusion", "hrpa"),
                                                      (*iters, 0)[:4])),
                  log_every=2, checkpoint_every=5, preview_every=10_000, **over)

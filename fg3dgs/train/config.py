@@ -34,7 +34,13 @@ class TrainConfig:
     fusion_alpha_weight: float = 0.05
     window_margin: int = 24         # px around the eyes / mouth rendered in stages 1-2
     lpips: float = 0.5              # used only when LPIPS weights are available
+    # the audio encoder's lip-shape prior (train/mouth_prior.py); 0 turns it off
+    lip_prior: float = 0.1          # weight of its L1 beside the photometric loss
+    lip_batch: int = 32             # random training frames' audio per step
+    lip_warmup: int = 1000          # steps of the prior alone before the deform stage
+    lip_components: int = 8
     sync_weight: float = 0.03       # HRPA: the sync expert's loss beside the fusion loss
+    hrpa_crop_l1: float = 1.0       # HRPA: L1 of the expert's mouth crops vs the real ones
     lr_hrpa_net: float = 1e-4       # HRPA: the refined mouth network
     expert: str | None = None       # HRPA's sync expert (None: the shipped one)
     densify: DensifyConfig = field(default_factory=DensifyConfig)
@@ -51,6 +57,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         # Fields added since the run started take its preset's values.
+        d = {"lip_prior": 0.0, **d}     # runs from before the lip prior go on without it
         d = {**preset(d.get("preset", "cpu")).to_dict(), **d}
         d["densify"] = DensifyConfig(**d["densify"])
         d["model"] = ModelConfig.from_dict(d["model"])

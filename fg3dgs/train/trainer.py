@@ -38,8 +38,9 @@ from ..model.io import build_model, save_identity
 from ..pipeline.replay import write_replay
 from ..preprocess.dataset import Dataset
 from .config import STAGES, TrainConfig, preset
-from .data import TrainData
+from .data import TrainData, audio_windows
 from .losses import photometric, psnr
+from .mouth_prior import LipHead, lip_targets
 
 STATE = "train_state.safetensors"
 
@@ -146,6 +147,7 @@ class Trainer:
         val = self.ds.split("validation")
         self.preview_frames = np.linspace(val.start, val.stop - 1, 3).round().astype(int)
         self.cfg.model.audio_in_dim = int(self.data.features.shape[1])
+        self._init_lip_prior()
         if resume:
             self._restore(saved)
         else:
@@ -157,6 +159,39 @@ class Trainer:
             self.history: list[list] = []
             self._new_stage_state()
         self.K = torch.from_numpy(self.data.K).to(self.device)
+
+    def _init_lip_prior(self):
+        """The lip-shape targets of the training frames [F_train, K] and their head."""
+        from ..landmark_schemes import scheme_for
+
+        c = self.cfg
+        lm = np.asarray(self.ds.landmarks)
+        target = lip_targets(lm, scheme_for(lm), self.data.index, c.lip_components)
+        self.lip_target = torch.from_numpy(target[self.data.index]).to(self.device)
+        with torch.random.fork_rng(devices=[]):      # its own seed: runs stay reproducible
+            torch.manual_seed(c.seed + 1)
+            self.lip_head = LipHead(c.model.audio_dim, target.shape[1]).to(self.device)
+
+    def _lip_loss(self) -> torch.Tensor:
+        """L1 of the lip head's prediction from f_a for ``lip_batch`` random training frames."""
+        ks = self.rng.integers(0, len(self.data), self.cfg.lip_batch)
+        w = torch.from_numpy(audio_windows(self.data.features, self.data.index[ks]))
+        f_a, _ = self.model.audio(w.to(self.device))
+        return (self.lip_head(f_a) - self.lip_target[ks]).abs().mean()
+
+    def _lip_warmup(self):
+        """Before the deform stage: the audio encoder and the lip head on the prior alone."""
+        from tqdm import tqdm
+
+        c = self.cfg
+        opt = torch.optim.Adam(list(self.model.audio.parameters())
+                               + list(self.lip_head.parameters()), lr=c.lr_face_net)
+        for _ in tqdm(range(c.lip_warmup), desc="lip prior", unit="it", leave=False,
+                      disable=not self.progress):
+            loss = self._lip_loss()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
 
     # -- optimisation set-up ------------------------------------------------------------
     def _groups(self, stage: str) -> list[dict]:
@@ -186,6 +221,9 @@ class Trainer:
                                    "lr": c.lr_other_net})
             groups.append({"name": "encoders", "params": list(m.audio.parameters())
                            + list(m.expression.parameters()), "lr": c.lr_other_net})
+            if c.lip_prior > 0:
+                groups.append({"name": "lip_head", "params": list(self.lip_head.parameters()),
+                               "lr": c.lr_face_net})
         if stage == "fusion":
             groups.append({"name": "colour", "params": list(m.colour.parameters()),
                            "lr": c.lr_colour})
@@ -203,7 +241,7 @@ class Trainer:
             self._start_hrpa()
         groups = self._groups(self.stage)
         trainable = {id(p) for g in groups for p in g["params"]}
-        for p in self.model.parameters():
+        for p in [*self.model.parameters(), *self.lip_head.parameters()]:
             p.requires_grad_(id(p) in trainable)
         self.model.invalidate()
         self.opt = torch.optim.Adam(groups, eps=1e-15, fused=self.device.type == "cuda")
@@ -283,10 +321,14 @@ class Trainer:
         renders = self.model.render_regions(drive, b["viewmats"], self.K, c.size, c.size,
                                             c.backend)
         out = fuse(renders, b["canvas"])
-        crops = mouth_crops(out.permute(0, 3, 1, 2), torch.from_numpy(self.boxes[b["frames"]]))
+        boxes = torch.from_numpy(self.boxes[b["frames"]])
+        crops = mouth_crops(out.permute(0, 3, 1, 2), boxes)
         mel = torch.from_numpy(mel_windows(self.sync_mel, b["frames"][:1])).to(self.device)
         sync = self.expert.sync_loss(mel, stack_windows(crops))
         loss = photometric(out, b["image"], c.dssim) + c.sync_weight * sync
+        if c.hrpa_crop_l1 > 0:      # the mouth's own pixels weigh as much as the sync term
+            real = mouth_crops(b["image"].permute(0, 3, 1, 2), boxes)
+            loss = loss + c.hrpa_crop_l1 * (crops - real).abs().mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -351,10 +393,12 @@ class Trainer:
         if self.stage == "hrpa":
             return self._hrpa_step()
         c = self.cfg
+        static = self.stage == "static"
+        if self.stage == "deform" and self.step == 0 and c.lip_prior > 0 and c.lip_warmup:
+            self._lip_warmup()
         ks = self.rng.integers(0, len(self.data), c.batch)
         b = self.data.batch(ks, self.device)
         self._lr_schedule()
-        static = self.stage == "static"
         drive = None if static else self.model.drive(b["audio"], b["expression"])
         S = c.size
         img = b["image"]
@@ -381,6 +425,8 @@ class Trainer:
                 loss = loss + photometric(rgb, target, c.dssim) \
                     + c.alpha_weight * (a - mask).abs().mean()
                 quality += psnr(rgb.detach(), target) / len(renders)
+        if not static and c.lip_prior > 0:
+            loss = loss + c.lip_prior * self._lip_loss()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -473,6 +519,8 @@ class Trainer:
 
         t = {f"model.{k}": v.detach().contiguous() for k, v in
              self.model.state_dict().items()}
+        t.update({f"lip_head.{k}": v.detach().contiguous() for k, v in
+                  self.lip_head.state_dict().items()})
         for g in self.opt.param_groups:
             for i, p in enumerate(g["params"]):
                 st = self.opt.state.get(p)
@@ -505,6 +553,9 @@ class Trainer:
         self.model = build_model(self.cfg.model, meta["counts"])
         self.model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
         self.model.to(self.device)
+        head = {k[9:]: v for k, v in t.items() if k.startswith("lip_head.")}
+        if head:                        # (runs from before the prior have none)
+            self.lip_head.load_state_dict(head)
         self._new_stage_state()
         for g in self.opt.param_groups:
             g["lr"] = meta["lrs"].get(g["name"], g["lr"])
