@@ -157,6 +157,7 @@ def _lse_text(s: dict) -> str:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .model.io import IdentityError
+    from .perceptual import PerceptualWeightsError
     from .preprocess.dataset import DatasetError
     from .sync import ExpertError
     from .train.evaluate import evaluate
@@ -166,15 +167,24 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     try:
         m = evaluate(args.run, args.data, args.truth, backend=args.backend,
                      progress=not args.quiet, video=not args.no_video, expert=args.expert,
-                     audio_files=args.audio, syncnet=args.syncnet)
-    except (IdentityError, DatasetError, MediaError, ExpertError) as exc:
+                     audio_files=args.audio, syncnet=args.syncnet,
+                     lpips_backbone=args.lpips_backbone, lpips_linear=args.lpips_linear,
+                     fid_weights=args.fid_weights)
+    except (IdentityError, DatasetError, MediaError, ExpertError,
+            PerceptualWeightsError) as exc:
         print(f"fg3dgs eval: error: {exc}", file=sys.stderr)
         return 2
     print(f"validation frames: {m['frames']} at {m['size']}x{m['size']}")
     print(f"PSNR {m['psnr']:.2f} dB (head {m['psnr_head']:.2f} dB)  SSIM {m['ssim']:.4f}  "
           f"LMD {m['lmd_px']:.2f} px")
     for k in ("lpips", "fid"):
-        print(f"{k.upper()}: unavailable ({m[k]['reason']})")
+        if not m[k]["available"]:
+            print(f"{k.upper()}: unavailable ({m[k]['reason']})")
+        else:
+            w = m[k]["weights"]
+            print(f"{k.upper()} weights: " + (", ".join(w.values()) if isinstance(w, dict)
+                                               else w)
+                  + f" ({m[k]['frames']} frames a variant; values below)")
     if "truth" in m:
         t = m["truth"]
         print(f"mouth opening vs truth jaw_open: r = {t['mouth_jaw_r']:.3f}; blink frames "
@@ -190,6 +200,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                      f"offset {s['expert-offset']:+d}")
         if r.get("lse", {}).get("available"):
             line += "  " + _lse_text(r["lse"])
+        if r.get("lpips", {}).get("available"):
+            line += f"  LPIPS {r['lpips']['value']:.4f}"
+        if r.get("fid", {}).get("available"):
+            line += f"  FID {r['fid']['value']:.2f}"
         print(line)
         for name, s in r.get("sync_new_audio", {}).items():
             print(f"    {name}: expert-C {s['expert-C']:.3f}  expert-D {s['expert-D']:.3f}  "
@@ -415,9 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("eval", help="measure a trained identity on its validation frames",
-                        description="PSNR, SSIM, LMD on the dataset's validation frames "
-                        "(LPIPS / FID reported unavailable without their weights); writes "
-                        "RUN/eval/metrics.json and RUN/eval/validation.mp4.")
+                        description="PSNR, SSIM, LMD, LPIPS and FID on the dataset's "
+                        "validation frames (LPIPS / FID reported unavailable without their "
+                        "weights); writes RUN/eval/metrics.json and RUN/eval/validation.mp4.")
     ev.add_argument("run")
     ev.add_argument("--data", required=True, help="the dataset the identity was trained on")
     ev.add_argument("--truth", help="synthetic clip folder: also compare mouth and blinks "
@@ -431,6 +445,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--syncnet", metavar="PATH", help="SyncNet's published weights "
                     "(syncnet_v2.model from joonson/syncnet_python): also report LSE-C / "
                     "LSE-D (unavailable without them)")
+    ev.add_argument("--lpips-backbone", metavar="PATH", help="torchvision's AlexNet weights "
+                    "alexnet-owt-7be5be79.pth for LPIPS (default: TORCH_HUB/checkpoints/, "
+                    "where torchvision caches them)")
+    ev.add_argument("--lpips-linear", metavar="PATH", help="LPIPS v0.1 linear layers "
+                    "(lpips/weights/v0.1/alex.pth; default: the installed lpips package's, "
+                    "else TORCH_HUB/checkpoints/lpips_alex_v0.1.pth)")
+    ev.add_argument("--fid-weights", metavar="PATH", help="pytorch-fid's Inception weights "
+                    "pt_inception-2015-12-05-6726825d.pth (default: TORCH_HUB/checkpoints/)")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=_cmd_eval)
 

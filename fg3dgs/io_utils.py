@@ -78,3 +78,19 @@ def atomic_directory(path: str | os.PathLike):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def layout_problems(state: dict, want: dict, may_lack: tuple[str, ...] = ()) -> str:
+    """What keeps a state dict of tensors from fitting a network's layout ``want`` (key ->
+    shape): missing keys (except those ending with one of ``may_lack``), unexpected ones,
+    wrong shapes and non-finite values, each counted with a few named; "" if it fits."""
+    missing = sorted(k for k in set(want) - set(state) if not (may_lack and k.endswith(may_lack)))
+    unexpected = sorted(set(state) - set(want))
+    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(want[k])})"
+             for k in want if k in state and tuple(state[k].shape) != tuple(want[k])]
+    broken = sorted(k for k in want if k in state and state[k].is_floating_point()
+                    and not state[k].isfinite().all())
+    return "; ".join(f"{len(keys)} {name} (e.g. {', '.join(keys[:3])})"
+                     for name, keys in (("missing", missing), ("unexpected", unexpected),
+                                        ("of the wrong shape", wrong), ("not finite", broken))
+                     if keys)

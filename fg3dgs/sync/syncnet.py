@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..io_utils import layout_problems
 from ..media import AUDIO_RATE, FPS
 from .io import ExpertError
 from .metrics import MAX_SHIFT, SyncScores
@@ -145,20 +146,10 @@ def load_syncnet(path: str | Path) -> SyncNet:
     state = {k.removeprefix("module.").removeprefix("__S__."): v for k, v in state.items()}
     net = SyncNet()
     want = net.state_dict()
-    missing = sorted(k for k in set(want) - set(state)
-                     if not k.endswith("num_batches_tracked"))
-    unexpected = sorted(set(state) - set(want))
-    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(want[k].shape)})"
-             for k in want if k in state and state[k].shape != want[k].shape]
-    broken = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
-    if missing or unexpected or wrong or broken:
-        parts = []
-        for what, keys in (("missing", missing), ("unexpected", unexpected),
-                           ("of the wrong shape", wrong), ("not finite", broken)):
-            if keys:
-                parts.append(f"{len(keys)} {what} (e.g. {', '.join(keys[:3])})")
-        raise ExpertError(f"{path} does not fit SyncNet's layout (syncnet_v2.model): "
-                          + "; ".join(parts))
+    problems = layout_problems(state, {k: v.shape for k, v in want.items()},
+                               may_lack=("num_batches_tracked",))
+    if problems:
+        raise ExpertError(f"{path} does not fit SyncNet's layout (syncnet_v2.model): {problems}")
     full = dict(want)
     full.update({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     net.load_state_dict(full, strict=True)

@@ -33,7 +33,9 @@ class TrainConfig:
     alpha_weight: float = 0.5       # region alpha vs. its mask (stages 1-2), keeps regions apart
     fusion_alpha_weight: float = 0.05
     window_margin: int = 24         # px around the eyes / mouth rendered in stages 1-2
-    lpips: float = 0.5              # used only when LPIPS weights are available
+    lpips: float = 0.5              # fusion: LPIPS on random patches (where its weights load)
+    lpips_patch: int = 64           # side (px) of those square patches (the frame's if smaller)
+    lpips_patches: int = 2          # patches per step, uniformly placed inside the frame
     # the audio encoder's lip-shape prior (train/mouth_prior.py); 0 turns it off
     lip_prior: float = 0.1          # weight of its L1 beside the photometric loss
     lip_batch: int = 32             # random training frames' audio per step

@@ -6,8 +6,12 @@ the frame's own torso, the field's self-reconstruction protocol):
   (pixels the real or the rendered head covers);
 - LMD: mean distance in pixels of the 20 lip landmarks (iBUG 48-67, from mediapipe's mesh)
   measured by mediapipe on rendered versus real frames;
-- LPIPS and FID need network weights this project cannot download; they are reported as
-  unavailable, never estimated;
+- LPIPS (v0.1, AlexNet) of each rendered frame against the real one, averaged, and FID
+  between the real and the rendered validation frames (pytorch-fid's Inception), with their
+  published weights (:mod:`fg3dgs.perceptual`; default places under
+  ``torch.hub.get_dir()/checkpoints``, or the paths given). Without the weights they are
+  reported unavailable with the loader's reason, never estimated; a path that was given and
+  does not load is an error;
 - sync: expert-C / expert-D (our expert, SyncNet's protocol) and, with ``syncnet`` (the path
   of SyncNet's published ``syncnet_v2.model``), LSE-C / LSE-D; without it LSE is reported
   unavailable;
@@ -33,12 +37,10 @@ from ..media import AUDIO_RATE, FPS, read_audio, write_video
 from ..model.io import load_identity
 from ..pipeline.motion import pingpong
 from ..preprocess.dataset import Dataset
+from ..perceptual.metrics import load_perceptual, perceptual_metrics
 from .data import TrainData
 
 UNAVAILABLE = {
-    "lpips": "needs the LPIPS network weights (AlexNet/VGG backbone from torchvision's "
-             "download site), which cannot be fetched here",
-    "fid": "needs the Inception-v3 FID weights, which cannot be fetched here",
     "lse": "LSE-C / LSE-D need SyncNet's published weights (syncnet_v2.model from "
            "joonson/syncnet_python), which cannot be fetched here; pass --syncnet "
            "PATH/TO/syncnet_v2.model to score them. The same protocol on our own expert is "
@@ -165,12 +167,17 @@ def _lse(syncnet, frames: np.ndarray, lm: np.ndarray, ds: Dataset, replayed: np.
 def evaluate(run: str | Path, dataset: str | Path, truth_dir: str | Path | None = None,
              backend: str = "auto", progress: bool = True, video: bool = True,
              expert: str | None = None, audio_files: list[str] | None = None,
-             syncnet: str | Path | None = None) -> dict:
+             syncnet: str | Path | None = None, lpips_backbone: str | Path | None = None,
+             lpips_linear: str | Path | None = None,
+             fid_weights: str | Path | None = None) -> dict:
     """Metrics of every variant of the identity (base, and refined after HRPA) on the
     validation frames, plus sync scores there and on ``audio_files`` (speech the identity
     never heard, with replayed poses). ``syncnet``: the path of SyncNet's published
     ``syncnet_v2.model`` for LSE-C / LSE-D (a file that does not load raises
-    :class:`fg3dgs.sync.ExpertError`). Writes ``RUN/eval/metrics.json`` (and the video)."""
+    :class:`fg3dgs.sync.ExpertError`). ``lpips_backbone`` / ``lpips_linear`` / ``fid_weights``:
+    the LPIPS and FID weight files instead of the default places (see :func:`load_perceptual`;
+    a given file that does not load raises :class:`fg3dgs.perceptual.WeightsUnavailable`).
+    Writes ``RUN/eval/metrics.json`` (and the video)."""
     from ..sync import ExpertError, load_expert
     from ..sync.syncnet import load_syncnet
 
@@ -178,6 +185,8 @@ def evaluate(run: str | Path, dataset: str | Path, truth_dir: str | Path | None 
     lse_net = None if syncnet is None else load_syncnet(syncnet)     # fail before rendering
     if lse_net is not None and torch.cuda.is_available():
         lse_net.cuda()
+    perceptual = load_perceptual(lpips_backbone, lpips_linear, fid_weights,
+                                 "cuda" if torch.cuda.is_available() else "cpu")
     model, info, _extras = load_identity(run)
     ds = Dataset(dataset)
     try:
@@ -189,7 +198,8 @@ def evaluate(run: str | Path, dataset: str | Path, truth_dir: str | Path | None 
         clips[Path(f).name] = read_audio(f)
     results = {}
     shared = {"audio": read_audio(ds.path / "audio.wav"), "syncnet": lse_net,
-              "syncnet_path": None if syncnet is None else str(syncnet)}
+              "syncnet_path": None if syncnet is None else str(syncnet),
+              "perceptual": perceptual}
     for variant in model.variants:
         model.set_variant(variant)
         results[variant] = _evaluate_variant(model, info, ds, truth_dir, backend, progress,
@@ -223,8 +233,8 @@ def evaluate(run: str | Path, dataset: str | Path, truth_dir: str | Path | None 
 def _evaluate_variant(model, info, ds: Dataset, truth_dir, backend, progress, expert,
                       clips: dict, shared: dict) -> dict:
     """Metrics of the model's current variant. ``shared`` holds what is the same for every
-    variant (the clip's audio, SyncNet or None and its path; filled on the first call: the
-    real frames' landmarks and sync scores)."""
+    variant (the clip's audio, SyncNet or None and its path, the LPIPS / FID networks; filled
+    on the first call: the real frames' landmarks, sync scores and Inception features)."""
     from skimage.metrics import structural_similarity
 
     frames = np.arange(*ds.manifest["split"]["validation"])
@@ -256,8 +266,7 @@ def _evaluate_variant(model, info, ds: Dataset, truth_dir, backend, progress, ex
         "frames": int(len(frames)), "size": size,
         "psnr": psnr, "ssim": ssim, "psnr_head": float(np.mean(head_psnr)),
         "lmd_px": lmd, "lmd_frames": int(ok.sum()),
-        "lpips": {"available": False, "reason": UNAVAILABLE["lpips"]},
-        "fid": {"available": False, "reason": UNAVAILABLE["fid"]},
+        **perceptual_metrics(shared["perceptual"], truth, render, shared),
     }
     if truth_dir is not None:
         metrics["truth"] = _against_synth_truth(truth_dir, frames, lm_r, ok)

@@ -139,6 +139,7 @@ class Trainer:
             self.cfg = cfg or TrainConfig()
         self.device = train_device(self.cfg.backend)
         self.hrpa_skipped = None
+        self.lpips_net, self.lpips_info, self.lpips_tried = None, None, False   # fusion's LPIPS
         if self.cfg.iterations.get("hrpa", 0) > 0 and not resume:
             self._check_expert()            # decide now, not after the first three stages
         self.ds = Dataset(dataset)
@@ -245,8 +246,13 @@ class Trainer:
             p.requires_grad_(id(p) in trainable)
         self.model.invalidate()
         self.opt = torch.optim.Adam(groups, eps=1e-15, fused=self.device.type == "cuda")
+        # at the deform stage's first step (not on a resume past it)
+        self.lip_warmup_due = (self.stage == "deform" and self.step == 0
+                               and self.cfg.lip_prior > 0 and self.cfg.lip_warmup > 0)
         self.densify = {r: DensifyStrategy(self.cfg.densify, self.extent, r)
                         for r in self.model.cfg.regions} if self.stage == "static" else {}
+        if self.stage == "fusion":
+            self._start_lpips()
 
     def restart_at(self, stage: str):
         """Run ``stage`` (again) from its start on a resumed run whose earlier stages are
@@ -264,6 +270,49 @@ class Trainer:
             self.cfg.iterations[stage] = preset(self.cfg.preset).iterations[stage]
         self.stage, self.step = stage, 0
         self._new_stage_state()
+
+    def _start_lpips(self):
+        """LPIPS for the fusion loss (v0.1 AlexNet, default weight paths), loaded once on the
+        training device. Without its weights the stage runs without the term: one warning,
+        and the identity's metadata says so."""
+        import warnings
+
+        from ..perceptual import WeightsUnavailable, load_lpips
+
+        if self.lpips_tried:
+            return
+        self.lpips_tried = True
+        before = self.lpips_info or {}          # (what the steps before a resume did)
+        if self.cfg.lpips <= 0:
+            self.lpips_info = {"used": False, "reason": "the LPIPS weight (TrainConfig.lpips) "
+                                                        "is 0"}
+            return
+        try:
+            self.lpips_net = load_lpips(device=self.device)
+        except WeightsUnavailable as exc:
+            why = str(exc) + (" (the fusion steps before the resume used it)"
+                              if before.get("used") else "")
+            self.lpips_info = {"used": False, "reason": why}
+            warnings.warn(f"the fusion loss runs without its LPIPS term: {why}", stacklevel=2)
+            return
+        self.lpips_info = {"used": True, "weight": self.cfg.lpips,
+                           "patches": [self.cfg.lpips_patches, self.cfg.lpips_patch],
+                           "weights": self.lpips_net.weights}
+
+    def _lpips_loss(self, out: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
+        """``cfg.lpips`` x the mean LPIPS of ``lpips_patches`` square patches of side
+        ``lpips_patch`` (the frame's side if that is smaller), uniformly placed inside the
+        frame, the same places in the render and the image [B, H, W, 3]. Draws its corners
+        from the run's random generator (only when LPIPS is in use)."""
+        from ..perceptual.lpips import patch_pairs
+
+        c = self.cfg
+        H, W = out.shape[1:3]
+        size = min(c.lpips_patch, H, W)
+        ys = self.rng.integers(0, H - size + 1, c.lpips_patches)
+        xs = self.rng.integers(0, W - size + 1, c.lpips_patches)
+        a, b = patch_pairs(out, img, list(zip(ys.tolist(), xs.tolist())), size)
+        return c.lpips * self.lpips_net(a, b).mean()
 
     def _check_expert(self):
         """A missing expert that was asked for is an error; the shipped one missing (not
@@ -394,7 +443,8 @@ class Trainer:
             return self._hrpa_step()
         c = self.cfg
         static = self.stage == "static"
-        if self.stage == "deform" and self.step == 0 and c.lip_prior > 0 and c.lip_warmup:
+        if self.lip_warmup_due:
+            self.lip_warmup_due = False
             self._lip_warmup()
         ks = self.rng.integers(0, len(self.data), c.batch)
         b = self.data.batch(ks, self.device)
@@ -411,6 +461,8 @@ class Trainer:
         if self.stage == "fusion":
             out = fuse(renders, b["canvas"])
             loss = photometric(out, img, c.dssim)
+            if self.lpips_net is not None:
+                loss = loss + self._lpips_loss(out, img)
             for r, (_rgb, a) in renders.items():
                 loss = loss + c.fusion_alpha_weight * (a - region_mask(b["labels"], r)).abs().mean()
             quality = psnr(out.detach(), img)
@@ -497,6 +549,8 @@ class Trainer:
                 "metrics": {"train_psnr_last": float(np.mean(last)) if last else None},
                 "variants": list(self.model.variants),
                 "track": {"fps": 25, "frames": len(self.ds)}}
+        if self.lpips_info is not None:
+            meta["lpips"] = self.lpips_info
         if getattr(self, "hrpa_skipped", None):
             meta["hrpa"] = {"skipped": self.hrpa_skipped}
         if self.model.refined is not None:
@@ -540,7 +594,7 @@ class Trainer:
                 "extent": self.extent, "history": self.history,
                 "counts": {r: len(g) for r, g in self.model.gaussians.items()},
                 "lrs": {g["name"]: g["lr"] for g in self.opt.param_groups},
-                "rng": self.rng.bit_generator.state}
+                "rng": self.rng.bit_generator.state, "lpips": self.lpips_info}
         self.run.mkdir(parents=True, exist_ok=True)
         with atomic_output(self.run / STATE) as tmp:
             save_file(t, str(tmp), metadata={"meta": json.dumps(meta)})
@@ -550,6 +604,7 @@ class Trainer:
         self.stage, self.step = meta["stage"], int(meta["step"])
         self.extent = float(meta["extent"])
         self.history = meta["history"]
+        self.lpips_info = meta.get("lpips")
         self.model = build_model(self.cfg.model, meta["counts"])
         self.model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
         self.model.to(self.device)

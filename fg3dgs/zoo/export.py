@@ -43,10 +43,23 @@ def _metrics_table(metrics: dict | None) -> str:
                     f"{s.get('expert-offset', 'n/a')} |")
     note = (f"\nOn {metrics['frames']} validation frames at {metrics['size']}x"
             f"{metrics['size']}. expert-C / expert-D are SyncNet's protocol scored with "
-            "fg3dgs's own lip-sync expert, not LSE-C / LSE-D. LPIPS and FID: "
-            + ("unavailable" if not metrics.get("lpips", {}).get("available") else "see "
-               "metrics.json") + ".\n")
+            "fg3dgs's own lip-sync expert, not LSE-C / LSE-D. " + _perceptual_text(metrics)
+            + ".\n")
     return "\n".join(rows) + "\n" + note
+
+
+def _perceptual_text(metrics: dict) -> str:
+    """'LPIPS 0.0312 (base), 0.0309 (refined); FID unavailable' from eval's metrics."""
+    variants = metrics.get("variants", {"base": metrics})
+    parts = []
+    for key, name, fmt in (("lpips", "LPIPS", ".4f"), ("fid", "FID", ".2f")):
+        entries = {v: m.get(key, {}) for v, m in variants.items()}
+        if all(e.get("available") for e in entries.values()):
+            parts.append(f"{name} " + ", ".join(f"{e['value']:{fmt}} ({v})"
+                                                for v, e in entries.items()))
+        else:
+            parts.append(f"{name} unavailable")
+    return "; ".join(parts)
 
 
 def model_card(info: ExportInfo, ident: dict, metrics: dict | None) -> str:
