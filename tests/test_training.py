@@ -257,3 +257,23 @@ def test_training_rate_benchmark(data, tmp_path, capsys):
     assert abs(res["projected_minutes"] - sum(r["projected_minutes"] for r in res["rows"])) \
         < 1e-9
     assert "| all | 21400 |" in capsys.readouterr().out
+
+
+def test_lip_prior_teaches_the_audio_encoder_the_lips(data, tmp_path):
+    """The warm-up of the lip-shape prior lowers its loss, and it touches only the audio
+    encoder (and its head): the Gaussians and the deformation networks stay as they were."""
+    t = Trainer(data / "data", tmp_path / "r", tiny((2, 2, 2), lip_warmup=300, lip_batch=16),
+                progress=False)
+    t.stage, t.step = "deform", 0
+    t._new_stage_state()
+    assert t.lip_warmup_due
+    before_nets = {k: v.clone() for k, v in t.model.nets.state_dict().items()}
+    torch.manual_seed(0)
+    with torch.no_grad():
+        start = np.mean([float(t._lip_loss()) for _ in range(8)])
+    t._lip_warmup()
+    with torch.no_grad():
+        end = np.mean([float(t._lip_loss()) for _ in range(8)])
+    assert end < 0.8 * start
+    for k, v in t.model.nets.state_dict().items():
+        assert torch.equal(v, before_nets[k]), k
