@@ -88,6 +88,7 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
 
     names = tuple(n.strip() for n in args.audio_features.split(",") if n.strip())
     cfg = PreprocessConfig(size=args.size, landmarker=args.landmarker, audio_features=names,
+                           mirror_landmarks=not args.no_mirror,
                            models={n: args.audio_model for n in names if args.audio_model})
     start = time.perf_counter()
     try:
@@ -395,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--preview", action="store_true",
                      help="also write DATASET/preview.png: frames with landmarks, masks and "
                           "head-pose axes")
+    pre.add_argument("--no-mirror", action="store_true",
+                     help="mediapipe: read each frame once, not also mirrored (about a quarter "
+                          "faster; the average of both readings is more accurate)")
     pre.set_defaults(func=_cmd_preprocess)
 
     tr = sub.add_parser("train", help="train an identity from a preprocessed dataset",

@@ -126,6 +126,47 @@ def mesh_loops() -> dict[str, list]:
             "mouth": ordered_loop(tris, loops[2]), "oval": ordered_loop(tris, loops[3])}
 
 
+# Mirroring the image swaps the irises; each iris ring is centre, then the points right, above,
+# left and below it in the image, so the horizontal ones trade places.
+_IRIS_MIRROR = {468: 473, 469: 476, 470: 475, 471: 474, 472: 477}
+_MIDLINE_EDGE = (1, 4)      # nose tip and the point above it: both on the face's midline
+
+
+@functools.lru_cache(maxsize=1)
+def mirror_permutation() -> np.ndarray:
+    """perm [478]: landmark ``perm[i]`` of a face is landmark ``i`` of its mirror image.
+
+    Derived from the mesh alone. A left-right mirror fixes the midline, so the map starts
+    from a midline edge and its two triangles, then grows one vertex pair at a time, always
+    the pair whose mapped neighbours agree best (a few quads of the tessellation are split
+    along the other diagonal on the two sides, so triangles alone would mislead there).
+    """
+    nbrs = collections.defaultdict(set)
+    for t in mesh_triangles():
+        for a in t:
+            nbrs[int(a)].update(int(b) for b in t if b != a)
+    a, b = _MIDLINE_EDGE
+    x, y = sorted(nbrs[a] & nbrs[b])
+    m = {a: a, b: b, x: y, y: x}
+    while len(m) < N_MESH_VERTICES:
+        best = (0, -1, -1)
+        for c in range(N_MESH_VERTICES):
+            if c in m:
+                continue
+            images = [nbrs[m[n]] for n in nbrs[c] if n in m]
+            for d in set().union(*images) - m.keys():
+                best = max(best, (sum(d in im for im in images), -c, -d))
+        score, c, d = best[0], -best[1], -best[2]
+        if score < 2:
+            raise RuntimeError(f"mirror map stuck at {len(m)} of {N_MESH_VERTICES} vertices")
+        m[c], m[d] = d, c                # a mirror is its own inverse
+    perm = np.arange(N_LANDMARKS)
+    perm[:N_MESH_VERTICES] = [m[v] for v in range(N_MESH_VERTICES)]
+    for a, b in _IRIS_MIRROR.items():
+        perm[a], perm[b] = b, a
+    return perm
+
+
 def triangle_regions(points2d: np.ndarray) -> np.ndarray:
     """Region label [T] of each mesh triangle, judged on one face's 2D landmarks.
 

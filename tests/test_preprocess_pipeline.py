@@ -38,6 +38,7 @@ def test_dataset_files_and_manifest(dataset, synth):
     assert m["split"]["validation"][1] == F and m["split"]["train"][1] == m["split"]["validation"][0]
     assert abs((F - m["split"]["validation"][0]) - F / 11) <= 1
     assert len(m["source"]["sha256"]) == 64 and m["landmarker"].startswith("mediapipe")
+    assert m["config"]["mirror_landmarks"] is True
     assert np.load(dataset / "features" / "mel.npy").shape == (2 * F, 80)
 
 

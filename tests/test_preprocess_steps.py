@@ -3,9 +3,11 @@
 import numpy as np
 import pytest
 
+from fg3dgs.facemesh import mirror_permutation
 from fg3dgs.media import MediaError, write_video
 from fg3dgs.landmark_schemes import get_scheme, to_ibug68
-from fg3dgs.preprocess.landmarks import FaceTrackError, smooth_landmarks, track_faces
+from fg3dgs.preprocess.landmarks import (FaceTrackError, MeshReader, smooth_landmarks,
+                                         track_faces)
 from fg3dgs.preprocess.masks import PolygonMasker, RegionMasker, make_masker, masks_from_labels
 from fg3dgs.preprocess.pose import estimate_poses, rotation_errors
 from fg3dgs.preprocess.video import iter_frames, probe_video
@@ -62,6 +64,33 @@ def test_tracking_matches_truth_and_fills_short_gaps(clip):
     two = [np.concatenate([f, f], axis=1) for f in frames[:3]]
     with pytest.raises(FaceTrackError, match="2 faces in frame 0"):
         track_faces(two)
+
+
+def test_mirror_permutation_matches_mediapipe_on_mirrored_frames(clip):
+    perm = mirror_permutation()
+    assert (perm[perm] == np.arange(478)).all()                    # its own inverse
+    assert (perm[[1, 4, 0, 17, 152]] == [1, 4, 0, 17, 152]).all()  # the midline stays
+    assert perm[33] == 263 and perm[133] == 362 and perm[468] == 473 and perm[469] == 476
+    frames = list(iter_frames(clip / "video.mp4"))[::10]
+    with MeshReader(mirror=False) as read:
+        plain = np.stack([read(f)[0] for f in frames])[..., :2]
+        # static detection sometimes adds a spurious second face; take the one that matches
+        flipped = [read(f[:, ::-1]) for f in frames]
+    iod = np.linalg.norm(plain[:, 468] - plain[:, 473], axis=-1)
+    back, unmatched = [], []
+    for faces, p, d in zip(flipped, plain, iod):
+        b = [read.unmirror(f, 256)[:, :2] for f in faces]
+        err = [np.median(np.linalg.norm(x - p, axis=-1)) / d for x in b]
+        back.append(b[int(np.argmin(err))])
+        u = faces[int(np.argmin(err))][:, :2].copy()
+        u[:, 0] = 256 - u[:, 0]
+        unmatched.append(np.median(np.linalg.norm(u - p, axis=-1)) / d)
+    back = np.stack(back)
+    assert np.median(np.linalg.norm(back - plain, axis=-1) / iod[:, None]) < 0.03
+    assert min(unmatched) > 0.1           # the points do need the permutation
+    # The default reading is the mean of the two.
+    both = track_faces(frames).points[..., :2]
+    assert np.allclose(both, 0.5 * (plain + back), atol=1e-3)
 
 
 def test_smoothing_removes_jitter_and_keeps_fast_motion():

@@ -52,6 +52,7 @@ class PreprocessError(ValueError):
 class PreprocessConfig:
     size: int = 512
     landmarker: str = "mediapipe"        # or "face-alignment" (68 points, weights downloaded)
+    mirror_landmarks: bool = True        # mediapipe: average with the mirrored frame's reading
     focal: str | float = "prior"         # see preprocess.pose: "prior", "search" or pixels
     audio_features: tuple[str, ...] = ("mel",)
     track_max_side: int = 720            # pass 1 decodes at most this many pixels wide/high
@@ -136,7 +137,8 @@ def preprocess(video: str | os.PathLike, out_dir: str | os.PathLike,
         from .fan import track_faces_fa
         track = track_faces_fa(frames, FPS, cfg.max_gap_s, progress=bar, model=fa_model)
     else:
-        track = track_faces(frames, FPS, cfg.max_gap_s, progress=bar)
+        track = track_faces(frames, FPS, cfg.max_gap_s, progress=bar,
+                            mirror=cfg.mirror_landmarks)
     bar.close()
     points = track.points.astype(np.float64)
     if downscale:
