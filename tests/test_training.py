@@ -277,3 +277,68 @@ def test_lip_prior_teaches_the_audio_encoder_the_lips(data, tmp_path):
     assert end < 0.8 * start
     for k, v in t.model.nets.state_dict().items():
         assert torch.equal(v, before_nets[k]), k
+
+
+class _HostWaits(torch.overrides.TorchFunctionMode):
+    """Records calls that make the CPU wait for the device when tensors live on a GPU
+    (reading values on the host, data-dependent shapes), with the fg3dgs line making them.
+    Ignored: the CPU rasterizer and hash gather (CUDA runs other code), the render API's
+    value checks (skipped off the CPU, see the test below) and torch.optim (fused on CUDA)."""
+
+    NAMES = {"item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__",
+             "__index__", "nonzero", "unique", "masked_select", "argwhere"}
+    IGNORE = ("fg3dgs/render/cpu/", "fg3dgs/model/hash_kernels.py", "torch/optim/")
+
+    def __init__(self):
+        super().__init__()
+        self.hits = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        import traceback
+
+        name = getattr(func, "__name__", "")
+        index = args[1] if name in ("__getitem__", "__setitem__") and len(args) > 1 else None
+        masked = any(isinstance(i, torch.Tensor) and i.dtype == torch.bool
+                     for i in (index if isinstance(index, tuple) else (index,)))
+        if name in self.NAMES or masked:
+            stack = traceback.extract_stack()[:-1]
+            if not any(s in f.filename for f in stack for s in self.IGNORE) and \
+                    not any(f.name == "_validate" for f in stack):
+                ours = [f for f in stack if "/fg3dgs/" in f.filename]
+                self.hits.append(f"{name} at {ours[-1].filename}:{ours[-1].lineno}"
+                                 if ours else name)
+        return func(*args, **(kwargs or {}))
+
+
+def test_training_steps_never_wait_for_the_device(data, tmp_path):
+    """On a GPU the trainer's CPU must run ahead of the device: a step reads no tensor value
+    on the host (the loss is read only at log and checkpoint steps)."""
+    tr = Trainer(data / "data", tmp_path / "run", tiny((4, 4, 4)), progress=False)
+    for stage in ("static", "deform", "fusion"):
+        tr.stage, tr.step = stage, 0
+        tr._new_stage_state()
+        tr._one_step()
+        tr.step = 5          # a densification step in the static stage
+        with _HostWaits() as spy:
+            loss, quality = tr._one_step()
+        assert spy.hits == [], (stage, spy.hits)
+        assert isinstance(loss, torch.Tensor) and np.isfinite(float(loss))
+
+
+def test_render_value_checks_are_skipped_off_the_cpu_only():
+    from fg3dgs.render.api import _validate
+
+    def inputs(device):
+        t = {"means": torch.zeros(4, 3), "quats": torch.ones(4, 4), "scales": torch.ones(4, 3),
+             "opacities": torch.full((4,), 0.5), "colors": torch.zeros(4, 3),
+             "viewmats": torch.eye(4), "Ks": torch.eye(3)}
+        return [v.to(device) for v in t.values()]
+
+    # meta tensors have no values: reading one fails, so a skipped check passes
+    _validate(*inputs("meta"), 8, 8, None, None, check_values=False)
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        _validate(*inputs("meta"), 8, 8, None, None, check_values=True)
+    bad = inputs("cpu")
+    bad[0][0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):      # the CPU kernels always get checked
+        _validate(*bad, 8, 8, None, None, check_values=False)

@@ -76,6 +76,10 @@ def run(args) -> int:
             tr._new_stage_state()
             for _ in range(args.warmup):
                 tr._one_step()
+            if getattr(args, "sync_debug", False) and tr.device.type == "cuda":
+                torch.cuda.set_sync_debug_mode("warn")
+                tr._one_step()
+                torch.cuda.set_sync_debug_mode("default")
             blocks = []
             per = max(1, args.steps // 5)
             for _ in range(5):

@@ -174,9 +174,11 @@ class FG3DGS(nn.Module):
         with clock("networks"):
             means, quats, scales, opac, sh = self.deform(r, drive)
         with clock("rasterize"):
+            # no value checks: they would make the CPU wait for the GPU on every call, and
+            # the Gaussians come from a checked checkpoint or a step whose loss the trainer checks
             rgb, alpha, m2d = rasterize_frames(means, quats, scales, opac, sh, viewmats, Kr,
                                                wr, hr, sh_degree=self.cfg.sh_degree,
-                                               backend=backend)
+                                               backend=backend, check_values=False)
         if not (keep_means2d and m2d[0].requires_grad):
             return rgb, alpha, []
         for m in m2d:

@@ -28,7 +28,7 @@ def _shape(t: torch.Tensor) -> str:
 
 
 def _validate(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
-              sh_degree, background):
+              sh_degree, background, check_values=True):
     tensors = {"means": means, "quats": quats, "scales": scales, "opacities": opacities,
                "colors": colors, "viewmat": viewmats, "K": Ks}
     if background is not None:
@@ -74,6 +74,8 @@ def _validate(means, quats, scales, opacities, colors, viewmats, Ks, width, heig
         if background.shape not in ((3,), (C, 3)):
             _fail(f"background must have shape [3] or [C, 3] (C = {C}), "
                   f"got {_shape(background)}")
+    if not check_values and means.device.type != "cpu":
+        return
     for name, t in tensors.items():
         if not bool(torch.isfinite(t).all()):
             _fail(f"{name} contains NaN or infinite values")
@@ -104,7 +106,7 @@ def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
               opacities: torch.Tensor, colors: torch.Tensor, viewmat: torch.Tensor,
               K: torch.Tensor, width: int, height: int, *, sh_degree: int | None = None,
               background: torch.Tensor | None = None, backend: Backend = "auto",
-              tile_size: int = DEFAULT_TILE_SIZE):
+              tile_size: int = DEFAULT_TILE_SIZE, check_values: bool = True):
     """Render 3D Gaussians into one or many pinhole cameras.
 
     Semantics are those of gsplat 1.5's ``rasterization`` in classic mode, whichever backend
@@ -127,6 +129,10 @@ def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
         backend: "cpu" (ours, numba), "gsplat" (CUDA), or "auto" (gsplat when the tensors are
             on CUDA and gsplat works, else cpu).
         tile_size: CPU backend tile size in pixels.
+        check_values: False skips the checks that the inputs are finite and the opacities in
+            [0, 1] for tensors on a GPU, where each check makes the CPU wait for the GPU (hot
+            loops whose inputs are known good pass False). CPU inputs are always checked: our
+            kernels index memory by them.
     Returns:
         rgb [H, W, 3] (or [C, H, W, 3]), alpha [H, W, 1] (or [C, H, W, 1]), and ``info``:
         "backend", "means2d" [C, N, 2] (in the autograd graph; ``retain_grad()`` it for
@@ -136,7 +142,7 @@ def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
     quats, scales, opacities, colors and background.
     """
     _validate(means, quats, scales, opacities, colors, viewmat, K, width, height, sh_degree,
-              background)
+              background, check_values)
     batched = viewmat.dim() == 3
     viewmats = viewmat if batched else viewmat[None]
     Ks = K if batched else K[None]
@@ -171,13 +177,14 @@ def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
 def rasterize_frames(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
                      opacities: torch.Tensor, colors: torch.Tensor, viewmats: torch.Tensor,
                      K: torch.Tensor, width: int, height: int, *, sh_degree: int | None = None,
-                     backend: Backend = "auto"):
+                     backend: Backend = "auto", check_values: bool = True):
     """Render B frames, each with its own (deformed) Gaussians and its own camera.
 
     Args:
         means [B, N, 3], quats [B, N, 4], scales [B, N, 3]: per frame, or [N, ...] shared by
             all frames (a static set); opacities [N] and colors [N, 3] / SH [N, K, 3] shared.
         viewmats [B, 4, 4] world-to-camera; K [3, 3] intrinsics shared by the frames.
+        check_values: as for :func:`rasterize`.
     Returns:
         rgb [B, H, W, 3], alpha [B, H, W, 1] and ``means2d``: a list of screen-space centre
         tensors in the autograd graph whose rows are [..., N, 2] (one per call made; retain
@@ -193,7 +200,8 @@ def rasterize_frames(means: torch.Tensor, quats: torch.Tensor, scales: torch.Ten
     per_frame = means.dim() == 3 or quats.dim() == 3 or scales.dim() == 3
     if not per_frame:
         rgb, alpha, info = rasterize(means, quats, scales, opacities, colors, viewmats, Ks,
-                                     width, height, sh_degree=sh_degree, backend=backend)
+                                     width, height, sh_degree=sh_degree, backend=backend,
+                                     check_values=check_values)
         return rgb, alpha, [info["means2d"]]
     N = opacities.shape[0]
     means, quats, scales = (t.expand(B, N, d) for t, d in ((means, 3), (quats, 4),
@@ -203,15 +211,15 @@ def rasterize_frames(means: torch.Tensor, quats: torch.Tensor, scales: torch.Ten
         for b in range(B):
             rgb, alpha, info = rasterize(means[b], quats[b], scales[b], opacities, colors,
                                          viewmats[b], K, width, height, sh_degree=sh_degree,
-                                         backend=backend)
+                                         backend=backend, check_values=check_values)
             rgbs.append(rgb)
             alphas.append(alpha)
             m2d.append(info["means2d"])
         return torch.stack(rgbs), torch.stack(alphas), m2d
     # shapes and values checked on the first frame, finiteness on all of them
     _validate(means[0], quats[0], scales[0], opacities, colors, viewmats, Ks, width, height,
-              sh_degree, None)
-    if not all(bool(torch.isfinite(t).all()) for t in (means, quats, scales)):
+              sh_degree, None, check_values)
+    if check_values and not all(bool(torch.isfinite(t).all()) for t in (means, quats, scales)):
         _fail("means, quats or scales contain NaN or infinite values")
     if sh_degree is None:
         cols = colors[None].expand(B, N, 3)

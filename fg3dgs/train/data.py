@@ -20,6 +20,16 @@ def _resize(img: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
                       else cv2.INTER_AREA)
 
 
+def to_device(a: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """A numpy array as a tensor on ``device``. To CUDA it goes through pinned memory without
+    blocking: a plain copy makes the CPU wait until the GPU has run everything queued before
+    it, and a training step that launches many small kernels cannot afford that wait."""
+    t = torch.from_numpy(np.ascontiguousarray(a))
+    if torch.device(device).type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def audio_window_index(n_features: int, frames: np.ndarray) -> np.ndarray:
     """[B, AUDIO_CONTEXT, AUDIO_WINDOW] feature-frame numbers of each video frame's window
     (see :func:`audio_windows`) in a clip of ``n_features`` feature frames."""
@@ -77,6 +87,7 @@ class TrainData:
                 self.images[k], self.labels[k] = img, lab
         bg = iio.imread(ds.path / "background.png")
         self.background = _resize(bg, size).astype(np.float32) / 255.0
+        self._plates: dict[str, torch.Tensor] = {}      # the background per device
         self.features = np.asarray(ds._features[audio_features], np.float32) \
             if audio_features in ds._features else None
         if self.features is None:
@@ -96,18 +107,17 @@ class TrainData:
         """Tensors on ``device`` for the rows ``ks`` (positions in this set, not dataset frame
         numbers). Images travel as uint8 and become float there."""
         frames = self.index[ks]
-
-        def put(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(a)).to(device)
-
-        img = put(self.images[ks]).float() / 255.0
-        lab = put(self.labels[ks]).long()
+        img = to_device(self.images[ks], device).float() / 255.0
+        lab = to_device(self.labels[ks], device).long()
+        key = str(device)
+        if key not in self._plates:
+            self._plates[key] = to_device(self.background, device)
         # the canvas the head is drawn on: the frame itself outside the head (torso, and the
         # background as it is in that frame: next to the person the plate is only inpainted),
         # the plate behind the head, where the frame shows what the render must draw
         head = (lab >= LABEL_FACE) & (lab <= LABEL_HEAD)
-        canvas = torch.where(head[..., None], put(self.background)[None], img)
+        canvas = torch.where(head[..., None], self._plates[key][None], img)
         return {"frames": frames, "image": img, "labels": lab, "canvas": canvas,
-                "viewmats": put(self.viewmats[ks]),
-                "audio": put(audio_windows(self.features, frames)),
-                "expression": put(expr_windows(self.expression, frames))}
+                "viewmats": to_device(self.viewmats[ks], device),
+                "audio": to_device(audio_windows(self.features, frames), device),
+                "expression": to_device(expr_windows(self.expression, frames), device)}

@@ -69,6 +69,11 @@ def photometric(render: torch.Tensor, target: torch.Tensor, dssim: float = 0.2):
     return (render - target).abs().mean() + dssim * (1 - ssim(render, target))
 
 
+def psnr_tensor(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB of images in [0, 1] as a 0-dim tensor on their device (inf if equal):
+    reading it as a number waits for the device, so a training step leaves that to its log."""
+    return -10.0 * torch.log10(((a - b) ** 2).mean())
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float(((a - b) ** 2).mean())
-    return float("inf") if mse == 0 else -10.0 * torch.log10(torch.tensor(mse)).item()
+    return float(psnr_tensor(a, b))

@@ -38,8 +38,8 @@ from ..model.io import build_model, save_identity
 from ..pipeline.replay import write_replay
 from ..preprocess.dataset import Dataset
 from .config import STAGES, TrainConfig, preset
-from .data import TrainData, audio_windows
-from .losses import photometric, psnr
+from .data import TrainData, audio_windows, to_device
+from .losses import photometric, psnr_tensor
 from .mouth_prior import LipHead, lip_targets
 
 STATE = "train_state.safetensors"
@@ -57,12 +57,13 @@ def region_mask(labels: torch.Tensor, region: str) -> torch.Tensor:
     return m[..., None].float()
 
 
-def region_window(labels: torch.Tensor, region: str, margin: int):
-    """(x0, y0, w, h): the region's bounding box over the batch [B, H, W] plus a margin,
-    clipped to the image (the whole image when the region is absent)."""
+def region_window(labels: np.ndarray, region: str, margin: int):
+    """(x0, y0, w, h): the region's bounding box over the batch's label maps [B, H, W] plus
+    a margin, clipped to the image (the whole image when the region is absent). It reads the
+    host's copy of the labels: reading them on a GPU would make the CPU wait for it."""
     H, W = labels.shape[1:]
-    m = region_mask(labels, region)[..., 0].any(0)
-    ys, xs = torch.nonzero(m.any(1)), torch.nonzero(m.any(0))
+    m = np.isin(labels, REGION_LABELS[region]).any(0)
+    ys, xs = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
     if len(ys) == 0:
         return 0, 0, W, H
     y0, y1 = max(0, int(ys[0]) - margin), min(H, int(ys[-1]) + 1 + margin)
@@ -176,8 +177,8 @@ class Trainer:
     def _lip_loss(self) -> torch.Tensor:
         """L1 of the lip head's prediction from f_a for ``lip_batch`` random training frames."""
         ks = self.rng.integers(0, len(self.data), self.cfg.lip_batch)
-        w = torch.from_numpy(audio_windows(self.data.features, self.data.index[ks]))
-        f_a, _ = self.model.audio(w.to(self.device))
+        w = to_device(audio_windows(self.data.features, self.data.index[ks]), self.device)
+        f_a, _ = self.model.audio(w)
         return (self.lip_head(f_a) - self.lip_target[ks]).abs().mean()
 
     def _lip_warmup(self):
@@ -370,9 +371,9 @@ class Trainer:
         renders = self.model.render_regions(drive, b["viewmats"], self.K, c.size, c.size,
                                             c.backend)
         out = fuse(renders, b["canvas"])
-        boxes = torch.from_numpy(self.boxes[b["frames"]])
+        boxes = to_device(self.boxes[b["frames"]], self.device)
         crops = mouth_crops(out.permute(0, 3, 1, 2), boxes)
-        mel = torch.from_numpy(mel_windows(self.sync_mel, b["frames"][:1])).to(self.device)
+        mel = to_device(mel_windows(self.sync_mel, b["frames"][:1]), self.device)
         sync = self.expert.sync_loss(mel, stack_windows(crops))
         loss = photometric(out, b["image"], c.dssim) + c.sync_weight * sync
         if c.hrpa_crop_l1 > 0:      # the mouth's own pixels weigh as much as the sync term
@@ -381,7 +382,7 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        return float(loss.detach()), psnr(out.detach(), b["image"])
+        return loss.detach(), psnr_tensor(out.detach(), b["image"])
 
     # -- the loop -----------------------------------------------------------------------
     def train(self):
@@ -400,12 +401,21 @@ class Trainer:
                     loss, p = self._one_step()
                     self.step += 1
                     bar.update(1)
-                    if self.step % self.cfg.log_every == 0 or self.step == n:
+                    log = self.step % self.cfg.log_every == 0 or self.step == n
+                    save = self.step % self.cfg.checkpoint_every == 0 and self.step < n
+                    if log or save:
+                        loss, p = float(loss), float(p)     # the only waits for the device
+                        if not np.isfinite(loss):
+                            raise TrainError(
+                                f"the loss became {loss} by {self.stage} step {self.step}; "
+                                f"the last checkpoint ({STATE}) is from before, resume from "
+                                "it (--resume) or start over with lower learning rates")
+                    if log:
                         self.history.append([self.stage, self.step, loss, p])
                         bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{p:.2f}",
                                         gaussians=sum(len(g) for g in
                                                       self.model.gaussians.values()))
-                    if self.step % self.cfg.checkpoint_every == 0 and self.step < n:
+                    if save:
                         self.save_state()
                     if self.step % self.cfg.preview_every == 0:
                         self.write_preview()
@@ -452,8 +462,9 @@ class Trainer:
         drive = None if static else self.model.drive(b["audio"], b["expression"])
         S = c.size
         img = b["image"]
+        labels = self.data.labels[ks]
         windows = None if self.stage == "fusion" else {
-            r: region_window(b["labels"], r, c.window_margin) for r in ("eyes", "mouth")
+            r: region_window(labels, r, c.window_margin) for r in ("eyes", "mouth")
             if r in self.model.cfg.regions}
         res = self.model.render_regions(drive, b["viewmats"], self.K, S, S, c.backend,
                                         keep_means2d=static, windows=windows)
@@ -465,7 +476,7 @@ class Trainer:
                 loss = loss + self._lpips_loss(out, img)
             for r, (_rgb, a) in renders.items():
                 loss = loss + c.fusion_alpha_weight * (a - region_mask(b["labels"], r)).abs().mean()
-            quality = psnr(out.detach(), img)
+            quality = psnr_tensor(out.detach(), img)
         else:
             loss, quality = 0.0, 0.0
             for r, (rgb, a) in renders.items():
@@ -476,7 +487,7 @@ class Trainer:
                     mask, target = (t[:, y0:y0 + h, x0:x0 + w] for t in (mask, target))
                 loss = loss + photometric(rgb, target, c.dssim) \
                     + c.alpha_weight * (a - mask).abs().mean()
-                quality += psnr(rgb.detach(), target) / len(renders)
+                quality += psnr_tensor(rgb.detach(), target) / len(renders)
         if not static and c.lip_prior > 0:
             loss = loss + c.lip_prior * self._lip_loss()
         self.opt.zero_grad(set_to_none=True)
@@ -490,7 +501,7 @@ class Trainer:
                 changed |= strat.step(self.step + 1, self.model.gaussians[r], self.opt)
             if changed:
                 self.model.invalidate()
-        return float(loss.detach()), quality
+        return loss.detach(), quality
 
     # -- outputs --------------------------------------------------------------------------
     @torch.no_grad()
