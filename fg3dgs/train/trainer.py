@@ -462,10 +462,9 @@ class Trainer:
         drive = None if static else self.model.drive(b["audio"], b["expression"])
         S = c.size
         img = b["image"]
-        labels = self.data.labels[ks]
         windows = None if self.stage == "fusion" else {
-            r: region_window(labels, r, c.window_margin) for r in ("eyes", "mouth")
-            if r in self.model.cfg.regions}
+            r: region_window(self.data.labels[ks], r, c.window_margin)
+            for r in ("eyes", "mouth") if r in self.model.cfg.regions}
         res = self.model.render_regions(drive, b["viewmats"], self.K, S, S, c.backend,
                                         keep_means2d=static, windows=windows)
         renders, m2d = res if static else (res, {})
