@@ -107,3 +107,13 @@ def test_downscaled_tracking_maps_back_to_source_pixels(synth, tmp_path):
                      progress=False)
     r = evaluate_against_truth(out, synth, mask_stride=6)
     assert r["landmark_error_median_iod"] < 0.05 and r["rotation_median_deg"] < 2.0
+
+
+def test_cli_passes_the_mirror_choice(tmp_path, monkeypatch, capsys):
+    import fg3dgs.preprocess.pipeline as P
+
+    seen = []
+    monkeypatch.setattr(P, "preprocess", lambda video, out, cfg, **kw: seen.append(cfg) or out)
+    for extra in ([], ["--no-mirror"]):
+        assert main(["preprocess", "clip.mp4", "--out", str(tmp_path / "d"), *extra]) == 0
+    assert [c.mirror_landmarks for c in seen] == [True, False]
