@@ -164,6 +164,7 @@ def mirror_permutation() -> np.ndarray:
     perm[:N_MESH_VERTICES] = [m[v] for v in range(N_MESH_VERTICES)]
     for a, b in _IRIS_MIRROR.items():
         perm[a], perm[b] = b, a
+    perm.flags.writeable = False          # cached: shared by every caller
     return perm
 
 
