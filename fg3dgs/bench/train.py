@@ -76,7 +76,7 @@ def run(args) -> int:
             tr._new_stage_state()
             for _ in range(args.warmup):
                 tr._one_step()
-            if getattr(args, "sync_debug", False) and tr.device.type == "cuda":
+            if args.sync_debug and tr.device.type == "cuda":
                 torch.cuda.set_sync_debug_mode("warn")
                 tr._one_step()
                 torch.cuda.set_sync_debug_mode("default")

@@ -44,7 +44,7 @@ class MeshReader:
     (:func:`fg3dgs.facemesh.mirror_permutation`). The network is not mirror-symmetric, and
     its errors on the two sides of a face differ. On the synthetic subject the average lowers
     the landmark error with glasses (1.62 -> 1.32 % IOD) and the lid bias behind them (eye
-    mask IoU 0.837 -> 0.854), and costs a little on the photo without (0.890 -> 0.875; the
+    mask IoU 0.837 -> 0.854), and costs a little on the photo without (0.890 -> 0.874; the
     README has the table). The mirrored reading runs in a thread beside the plain one.
     """
 

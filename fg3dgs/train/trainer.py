@@ -358,7 +358,7 @@ class Trainer:
         scale = self.cfg.size / self.ds.manifest["size"]
         self.boxes = face_boxes(self.ds.landmarks) * scale            # [F, 3]
 
-    def _hrpa_step(self) -> tuple[float, float]:
+    def _hrpa_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         from ..sync.audio import mel_windows
         from ..sync.crops import mouth_crops, stack_windows
         from ..sync.expert import T_FRAMES
@@ -448,7 +448,8 @@ class Trainer:
             if g["name"].endswith(".means"):
                 g["lr"] = lr
 
-    def _one_step(self) -> tuple[float, float]:
+    def _one_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step: (loss, PSNR), left on the device (see :meth:`train`)."""
         if self.stage == "hrpa":
             return self._hrpa_step()
         c = self.cfg
@@ -462,9 +463,11 @@ class Trainer:
         drive = None if static else self.model.drive(b["audio"], b["expression"])
         S = c.size
         img = b["image"]
-        windows = None if self.stage == "fusion" else {
-            r: region_window(self.data.labels[ks], r, c.window_margin)
-            for r in ("eyes", "mouth") if r in self.model.cfg.regions}
+        windows = None
+        if self.stage != "fusion":
+            labels = self.data.labels[ks]         # the host's copy, gathered once
+            windows = {r: region_window(labels, r, c.window_margin) for r in ("eyes", "mouth")
+                       if r in self.model.cfg.regions}
         res = self.model.render_regions(drive, b["viewmats"], self.K, S, S, c.backend,
                                         keep_means2d=static, windows=windows)
         renders, m2d = res if static else (res, {})
