@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from fg3dgs.render.sh import eval_sh, rgb_to_sh0, sh_basis, sh_to_rgb
+from fg3dgs.render.sh import eval_sh, rgb_to_sh0, sh_basis, sh_basis_reference, sh_to_rgb
 
 
 def _sphere_quadrature(n_theta=64, n_phi=128):
@@ -22,9 +22,43 @@ def _sphere_quadrature(n_theta=64, n_phi=128):
 
 def test_basis_is_orthonormal():
     dirs, w = _sphere_quadrature()
-    Y = sh_basis(3, dirs)                                 # [P, 16]
-    gram = (Y * w[:, None]).T @ Y
-    assert torch.allclose(gram, torch.eye(16, dtype=torch.float64), atol=1e-9)
+    for basis in (sh_basis, sh_basis_reference):
+        Y = basis(3, dirs)                                # [P, 16]
+        gram = (Y * w[:, None]).T @ Y
+        assert torch.allclose(gram, torch.eye(16, dtype=torch.float64), atol=1e-9)
+
+
+def test_polynomial_basis_equals_the_reference_with_its_gradients():
+    """The fast form (monomials and one matrix product) gives the function-by-function
+    formulas' values and gradients, at every degree, for batched directions of any length."""
+    gen = torch.Generator().manual_seed(4)
+    for degree in range(1, 4):
+        d = (3 * torch.randn(2, 50, 3, generator=gen, dtype=torch.float64)).requires_grad_()
+        up = torch.randn(2, 50, (degree + 1) ** 2, generator=gen, dtype=torch.float64)
+        fast = sh_basis(degree, d)
+        g_fast, = torch.autograd.grad((fast * up).sum(), d)
+        ref = sh_basis_reference(degree, d)
+        g_ref, = torch.autograd.grad((ref * up).sum(), d)
+        torch.testing.assert_close(fast, ref, atol=1e-12, rtol=0)
+        torch.testing.assert_close(g_fast, g_ref, atol=1e-12, rtol=0)
+    d = torch.randn(3, 3, dtype=torch.float64)
+    assert torch.equal(sh_basis(0, d), sh_basis_reference(0, d))
+    assert sh_basis(3, torch.randn(7, 3)).dtype == torch.float32
+
+
+def test_polynomial_basis_stays_small_in_kernel_count():
+    """A training step is bound by kernel launches on a GPU: the degree-3 basis and its
+    backward take a handful of operations, not one per monomial term."""
+    from fg3dgs.bench.ops import OpCounter
+
+    d = torch.randn(1, 100, 3, requires_grad=True)
+    sh_basis(3, d)          # builds the cached plan outside the count
+    with OpCounter() as fast_ops:
+        sh_basis(3, d).sum().backward()
+    with OpCounter() as ref_ops:
+        sh_basis_reference(3, d).sum().backward()
+    fast, ref = fast_ops.total, ref_ops.total
+    assert fast <= 45 and 3 * fast < ref, (fast, ref)
 
 
 def test_known_values_and_signs():

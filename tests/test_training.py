@@ -248,7 +248,8 @@ def test_training_rate_benchmark(data, tmp_path, capsys):
 
     out = tmp_path / "rate.json"
     assert bench(["train", str(data / "data"), "--preset", "cpu", "--backend", "cpu",
-                  "--steps", "5", "--warmup", "1", "--json", str(out)]) == 0
+                  "--steps", "5", "--warmup", "1", "--json", str(out),
+                  "--op-sources", "5"]) == 0
     res = json.loads(out.read_text())
     caps = preset("cpu").densify.max_gaussians
     assert res["gaussians"] == {r: caps[r] for r in ("face", "eyes", "mouth")}
@@ -256,7 +257,12 @@ def test_training_rate_benchmark(data, tmp_path, capsys):
     assert all(r["iterations_per_s"] > 0 for r in res["rows"])
     assert abs(res["projected_minutes"] - sum(r["projected_minutes"] for r in res["rows"])) \
         < 1e-9
-    assert "| all | 21400 |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| all | 21400 |" in printed
+    # tensor ops per step, and where the deform step's come from (networks, losses, SH)
+    assert all(r["ops_per_step"] > 100 for r in res["rows"])
+    deform = printed.split("# deform: tensor ops of one step by source")[1].split("#")[0]
+    assert "backward: model/deformation.py:forward" in deform
 
 
 def test_lip_prior_teaches_the_audio_encoder_the_lips(data, tmp_path):
@@ -342,3 +348,14 @@ def test_render_value_checks_are_skipped_off_the_cpu_only():
     bad[0][0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):      # the CPU kernels always get checked
         _validate(*bad, 8, 8, None, None, check_values=False)
+
+
+def test_region_masks_are_the_labels_of_each_region():
+    from fg3dgs.model.identity import REGION_LABELS
+    from fg3dgs.train.trainer import region_mask
+
+    labels = torch.randint(0, 6, (2, 9, 7))
+    for region, values in REGION_LABELS.items():
+        want = sum((labels == v) for v in values).bool().float()[..., None]
+        got = region_mask(labels, region)
+        assert got.dtype == torch.float32 and torch.equal(got, want), region

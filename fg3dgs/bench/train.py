@@ -7,6 +7,11 @@ read). With ``--grow`` (default) every region first gets the preset's densificat
 Gaussians (existing ones resampled with jitter), the most a run can reach, so the projected
 time is an upper bound; previews, checkpoints and the densification passes themselves are
 not counted.
+
+Each stage's row also gives the tensor operations one step dispatches (forward, backward
+and optimiser; :mod:`fg3dgs.bench.ops`), which on a GPU is about the number of kernel
+launches: the measure of a step that is bound by launches. ``--op-sources`` lists where
+they come from.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ def run(args) -> int:
     import torch
 
     from ..bench.__main__ import _machine
+    from ..bench.ops import OpCounter
     from ..train.config import STAGES, preset
     from ..train.trainer import TrainError, Trainer
 
@@ -65,9 +71,9 @@ def run(args) -> int:
               f"device {tr.device}, Gaussians {counts} ({how}); "
               f"{args.steps} timed steps per stage after {args.warmup}")
         print("| stage | iterations in the preset | ms per iteration (median of 5 blocks) | "
-              "iterations/s | projected minutes |")
-        print("|---|---|---|---|---|")
-        rows, total = [], 0.0
+              "iterations/s | projected minutes | tensor ops per step |")
+        print("|---|---|---|---|---|---|")
+        rows, total, sources = [], 0.0, []
         for stage in STAGES:
             n = cfg.iterations.get(stage, 0)
             if n <= 0:
@@ -80,6 +86,10 @@ def run(args) -> int:
                 torch.cuda.set_sync_debug_mode("warn")
                 tr._one_step()
                 torch.cuda.set_sync_debug_mode("default")
+            with OpCounter(by_source=args.op_sources) as counted:
+                tr._one_step()
+            if args.op_sources:
+                sources.append((stage, counted))
             blocks = []
             per = max(1, args.steps // 5)
             for _ in range(5):
@@ -93,10 +103,15 @@ def run(args) -> int:
             minutes = n * ms / 1000 / 60
             total += minutes
             rows.append({"stage": stage, "iterations": n, "ms_per_iteration": ms,
-                         "iterations_per_s": 1000 / ms, "projected_minutes": minutes})
-            print(f"| {stage} | {n} | {ms:.1f} | {1000 / ms:.1f} | {minutes:.1f} |",
-                  flush=True)
-        print(f"| all | {sum(r['iterations'] for r in rows)} | | | {total:.1f} |")
+                         "iterations_per_s": 1000 / ms, "projected_minutes": minutes,
+                         "ops_per_step": counted.total})
+            print(f"| {stage} | {n} | {ms:.1f} | {1000 / ms:.1f} | {minutes:.1f} | "
+                  f"{counted.total} |", flush=True)
+        print(f"| all | {sum(r['iterations'] for r in rows)} | | | {total:.1f} | |")
+        for stage, counted in sources:
+            print(f"\n# {stage}: tensor ops of one step by source")
+            for where, k in counted.sources.most_common(args.op_sources):
+                print(f"{k:6d}  {where}")
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"machine": _machine(), "preset": cfg.preset, "size": cfg.size,

@@ -9,6 +9,7 @@ The last layers start at zero, so training starts from the static Gaussians.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 MEAN_UNIT = 0.01      # network outputs are in centimetres: better conditioned than metres
@@ -76,11 +77,12 @@ class GatedCrossAttentionDeform(nn.Module):
         """h [N, Dh]; f [B, Dd] pooled driving feature; tokens [B, T, Dd]."""
         B, T, _ = tokens.shape
         N, H, C = h.shape[0], self.heads, self.width // self.heads
-        q = self.q(h).reshape(N, H, C)
-        k = self.k(tokens).reshape(B, T, H, C)
-        v = self.v(tokens).reshape(B, T, H, C)
-        att = torch.softmax(torch.einsum("nhc,bthc->bnht", q, k) / C ** 0.5, dim=-1)
-        ctx = torch.einsum("bnht,bthc->bnhc", att, v).reshape(B, N, self.width)
+        q = self.q(h).reshape(N, H, C).transpose(0, 1).expand(B, H, N, C)
+        k = self.k(tokens).reshape(B, T, H, C).transpose(1, 2)             # [B, H, T, C]
+        v = self.v(tokens).reshape(B, T, H, C).transpose(1, 2)
+        # softmax(q k^T / sqrt(C)) v in one fused call (one kernel where einsums took many)
+        ctx = F.scaled_dot_product_attention(q, k, v)                      # [B, H, N, C]
+        ctx = ctx.transpose(1, 2).reshape(B, N, self.width)
         lam = torch.sigmoid(self.gate(f))[:, None]                         # [B, 1, W]
         x = self.h_in(h)[None] + lam * ctx
         for block in self.ffn:

@@ -22,6 +22,7 @@ the end the identity (``identity.safetensors`` + ``identity.json``).
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -49,12 +50,18 @@ class TrainError(ValueError):
     """A run that cannot start or resume (the message says why)."""
 
 
+@functools.lru_cache(maxsize=16)
+def _mask_table(region: str, device: torch.device) -> torch.Tensor:
+    """[256] float: 1 at the labels of ``region`` (kept per device: uploads would sync)."""
+    table = torch.zeros(256)
+    table[list(REGION_LABELS[region])] = 1.0
+    return table.to(device)
+
+
 def region_mask(labels: torch.Tensor, region: str) -> torch.Tensor:
-    """[B, H, W, 1] float mask of a region from label maps [B, H, W]."""
-    m = torch.zeros_like(labels, dtype=torch.bool)
-    for v in REGION_LABELS[region]:
-        m |= labels == v
-    return m[..., None].float()
+    """[B, H, W, 1] float mask of a region from label maps [B, H, W] (integers 0..255):
+    one table lookup, not a comparison per label."""
+    return _mask_table(region, labels.device)[labels][..., None]
 
 
 def region_window(labels: np.ndarray, region: str, margin: int):
