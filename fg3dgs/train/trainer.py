@@ -181,12 +181,32 @@ class Trainer:
             torch.manual_seed(c.seed + 1)
             self.lip_head = LipHead(c.model.audio_dim, target.shape[1]).to(self.device)
 
-    def _lip_loss(self) -> torch.Tensor:
-        """L1 of the lip head's prediction from f_a for ``lip_batch`` random training frames."""
+    def _lip_windows(self) -> tuple[np.ndarray, torch.Tensor]:
+        """``lip_batch`` random training frames and their audio windows, on the device."""
         ks = self.rng.integers(0, len(self.data), self.cfg.lip_batch)
-        w = to_device(audio_windows(self.data.features, self.data.index[ks]), self.device)
-        f_a, _ = self.model.audio(w)
+        return ks, to_device(audio_windows(self.data.features, self.data.index[ks]),
+                             self.device)
+
+    def _lip_l1(self, f_a: torch.Tensor, ks: np.ndarray) -> torch.Tensor:
+        """L1 of the lip head's prediction from f_a [len(ks), D] against frames ks' lips."""
         return (self.lip_head(f_a) - self.lip_target[ks]).abs().mean()
+
+    def _lip_loss(self) -> torch.Tensor:
+        """The lip prior's L1 for ``lip_batch`` random training frames."""
+        ks, w = self._lip_windows()
+        return self._lip_l1(self.model.audio(w)[0], ks)
+
+    def _drive(self, b: dict) -> tuple[dict, torch.Tensor | None]:
+        """The step's driving features and, with the lip prior, its loss: the prior's audio
+        windows go through the encoder in the same call as the step's (fewer launches)."""
+        if self.cfg.lip_prior <= 0:
+            return self.model.drive(b["audio"], b["expression"]), None
+        ks, w = self._lip_windows()
+        B = b["audio"].shape[0]
+        drive = self.model.drive(torch.cat([b["audio"], w]), b["expression"])
+        lip = self._lip_l1(drive["f_a"][B:], ks)
+        drive["f_a"], drive["tok_a"] = drive["f_a"][:B], drive["tok_a"][:B]
+        return drive, lip
 
     def _lip_warmup(self):
         """Before the deform stage: the audio encoder and the lip head on the prior alone."""
@@ -467,7 +487,7 @@ class Trainer:
         ks = self.rng.integers(0, len(self.data), c.batch)
         b = self.data.batch(ks, self.device)
         self._lr_schedule()
-        drive = None if static else self.model.drive(b["audio"], b["expression"])
+        drive, lip = (None, None) if static else self._drive(b)
         S = c.size
         img = b["image"]
         windows = None
@@ -497,8 +517,8 @@ class Trainer:
                 loss = loss + photometric(rgb, target, c.dssim) \
                     + c.alpha_weight * (a - mask).abs().mean()
                 quality += psnr_tensor(rgb.detach(), target) / len(renders)
-        if not static and c.lip_prior > 0:
-            loss = loss + c.lip_prior * self._lip_loss()
+        if lip is not None:
+            loss = loss + c.lip_prior * lip
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
