@@ -102,11 +102,11 @@ def test_resume_continues_exactly(data, tmp_path, monkeypatch):
     calls = {"n": 0}
     original = Trainer._one_step
 
-    def interrupt_at_13(self):
+    def interrupt_at_13(self, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 13:            # inside the deform stage
             raise KeyboardInterrupt
-        return original(self)
+        return original(self, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "_one_step", interrupt_at_13)
     with pytest.raises(KeyboardInterrupt):

@@ -81,13 +81,13 @@ def run(args) -> int:
             tr.stage, tr.step = stage, 0
             tr._new_stage_state()
             for _ in range(args.warmup):
-                tr._one_step()
+                tr._one_step(quality=False)
             if args.sync_debug and tr.device.type == "cuda":
                 torch.cuda.set_sync_debug_mode("warn")
-                tr._one_step()
+                tr._one_step(quality=False)
                 torch.cuda.set_sync_debug_mode("default")
             with OpCounter(by_source=args.op_sources) as counted:
-                tr._one_step()
+                tr._one_step(quality=False)
             if args.op_sources:
                 sources.append((stage, counted))
             blocks = []
@@ -96,7 +96,7 @@ def run(args) -> int:
                 sync()
                 t0 = time.perf_counter()
                 for _ in range(per):
-                    tr._one_step()
+                    tr._one_step(quality=False)
                 sync()
                 blocks.append((time.perf_counter() - t0) / per)
             ms = 1000 * statistics.median(blocks)

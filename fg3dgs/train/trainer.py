@@ -385,7 +385,7 @@ class Trainer:
         scale = self.cfg.size / self.ds.manifest["size"]
         self.boxes = face_boxes(self.ds.landmarks) * scale            # [F, 3]
 
-    def _hrpa_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _hrpa_step(self, quality: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         from ..sync.audio import mel_windows
         from ..sync.crops import mouth_crops, stack_windows
         from ..sync.expert import T_FRAMES
@@ -409,7 +409,7 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        return loss.detach(), psnr_tensor(out.detach(), b["image"])
+        return loss.detach(), psnr_tensor(out.detach(), b["image"]) if quality else None
 
     # -- the loop -----------------------------------------------------------------------
     def train(self):
@@ -425,13 +425,14 @@ class Trainer:
             while True:
                 n = self.cfg.iterations[self.stage]
                 while self.step < n:
-                    loss, p = self._one_step()
-                    self.step += 1
+                    after = self.step + 1
+                    log = after % self.cfg.log_every == 0 or after == n
+                    save = after % self.cfg.checkpoint_every == 0 and after < n
+                    loss, p = self._one_step(quality=log)
+                    self.step = after
                     bar.update(1)
-                    log = self.step % self.cfg.log_every == 0 or self.step == n
-                    save = self.step % self.cfg.checkpoint_every == 0 and self.step < n
-                    if log or save:
-                        loss, p = float(loss), float(p)     # the only waits for the device
+                    if log or save:                         # the only waits for the device
+                        loss, p = float(loss), (float(p) if log else None)
                         if not np.isfinite(loss):
                             raise TrainError(
                                 f"the loss became {loss} by {self.stage} step {self.step}; "
@@ -475,10 +476,11 @@ class Trainer:
             if g["name"].endswith(".means"):
                 g["lr"] = lr
 
-    def _one_step(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimisation step: (loss, PSNR), left on the device (see :meth:`train`)."""
+    def _one_step(self, quality: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One optimisation step: (loss, PSNR), left on the device (see :meth:`train`); the
+        PSNR only when ``quality`` (log steps: it costs launches on every other step)."""
         if self.stage == "hrpa":
-            return self._hrpa_step()
+            return self._hrpa_step(quality)
         c = self.cfg
         static = self.stage == "static"
         if self.lip_warmup_due:
@@ -505,9 +507,9 @@ class Trainer:
                 loss = loss + self._lpips_loss(out, img)
             for r, (_rgb, a) in renders.items():
                 loss = loss + c.fusion_alpha_weight * (a - region_mask(b["labels"], r)).abs().mean()
-            quality = psnr_tensor(out.detach(), img)
+            psnr = psnr_tensor(out.detach(), img) if quality else None
         else:
-            loss, quality = 0.0, 0.0
+            loss, psnr = 0.0, 0.0 if quality else None
             for r, (rgb, a) in renders.items():
                 mask = region_mask(b["labels"], r)
                 target = img * mask
@@ -516,7 +518,8 @@ class Trainer:
                     mask, target = (t[:, y0:y0 + h, x0:x0 + w] for t in (mask, target))
                 loss = loss + photometric(rgb, target, c.dssim) \
                     + c.alpha_weight * (a - mask).abs().mean()
-                quality += psnr_tensor(rgb.detach(), target) / len(renders)
+                if quality:
+                    psnr += psnr_tensor(rgb.detach(), target) / len(renders)
         if lip is not None:
             loss = loss + c.lip_prior * lip
         self.opt.zero_grad(set_to_none=True)
@@ -530,7 +533,7 @@ class Trainer:
                 changed |= strat.step(self.step + 1, self.model.gaussians[r], self.opt)
             if changed:
                 self.model.invalidate()
-        return loss.detach(), quality
+        return loss.detach(), psnr
 
     # -- outputs --------------------------------------------------------------------------
     @torch.no_grad()
