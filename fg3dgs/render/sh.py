@@ -26,8 +26,9 @@ def num_sh_bases(degree: int) -> int:
 # The basis of degree <= 3 as polynomials in the unit direction (x, y, z): for each function
 # after the constant Y_0, its monomials (sorted axis letters) and their coefficients. The fast
 # path evaluates the monomials of the direction (each one a lower one times an axis) and maps
-# them to the basis with one matrix product: about ten kernels forward, against some fifty for
-# the function-by-function form, which matters where a training step is bound by launches.
+# them to the basis with one matrix product, and its backward differentiates the monomials
+# with two more: about ten kernels each way, against some fifty forward and eighty backward
+# for the function-by-function form. That matters where a training step is launch-bound.
 _SH_POLYNOMIALS = (
     {"y": -SH_C1}, {"z": SH_C1}, {"x": -SH_C1},
     {"xy": SH_C2[0]}, {"yz": SH_C2[1]}, {"zz": 2 * SH_C2[2], "xx": -SH_C2[2], "yy": -SH_C2[2]},
@@ -38,29 +39,69 @@ _SH_POLYNOMIALS = (
     {"xzz": 4 * SH_C3[4], "xxx": -SH_C3[4], "xyy": -SH_C3[4]},
     {"xxz": SH_C3[5], "yyz": -SH_C3[5]}, {"xxx": SH_C3[6], "xyy": -3 * SH_C3[6]},
 )
-_MONOMIALS = (("x", "y", "z"), ("xx", "yy", "zz", "xy", "yz", "xz"),
+# The monomials by degree (the constant first); each is its lower prefix times its last axis.
+_MONOMIALS = (("",), ("x", "y", "z"), ("xx", "yy", "zz", "xy", "yz", "xz"),
               ("xxx", "yyy", "zzz", "xxy", "xxz", "xyy", "yyz", "xzz", "yzz", "xyz"))
 
 
 @functools.lru_cache(maxsize=16)
 def _monomial_plan(degree: int, device: torch.device, dtype: torch.dtype):
-    """Per degree k >= 2, the (lower monomial, axis) indices whose product gives each
-    monomial of degree k; and (weight [(degree + 1)^2, M], bias [(degree + 1)^2]), the linear
-    map from all M monomials up to ``degree`` to the basis (Y_0 is the bias). Cached per
-    device: a fresh upload on every call would make the CPU wait for the GPU."""
+    """For the M monomials up to ``degree`` (the constant first, then by degree):
+
+    - steps: per degree k = 2..degree, the (lower monomial, axis) indices whose products are
+      the monomials of degree k;
+    - weight [(degree + 1)^2, M]: the basis as a linear map of the monomials;
+    - slope [M, 3 * L]: d monomial_j / d axis_a = sum_l slope[j, a * L + l] * monomial_l over
+      the L monomials of degree < ``degree``.
+
+    Cached per device: a fresh upload on every call would make the CPU wait for the GPU."""
+    order = [m for ms in _MONOMIALS[:degree + 1] for m in ms]
     steps = []
-    for k in range(1, degree):
-        lower = _MONOMIALS[k - 1]
-        pairs = [(lower.index(m[:-1]), "xyz".index(m[-1])) for m in _MONOMIALS[k]]
+    for k in range(2, degree + 1):
+        pairs = [(_MONOMIALS[k - 1].index(m[:-1]), "xyz".index(m[-1])) for m in _MONOMIALS[k]]
         steps.append(tuple(torch.tensor(ix, device=device) for ix in zip(*pairs)))
-    order = [m for ms in _MONOMIALS[:degree] for m in ms]
     weight = torch.zeros(num_sh_bases(degree), len(order), dtype=torch.float64)
+    weight[0, 0] = SH_C0
     for j, poly in enumerate(_SH_POLYNOMIALS[:num_sh_bases(degree) - 1], start=1):
         for mono, coeff in poly.items():
             weight[j, order.index("".join(sorted(mono)))] += coeff
-    bias = torch.zeros(num_sh_bases(degree), dtype=torch.float64)
-    bias[0] = SH_C0
-    return steps, weight.to(device=device, dtype=dtype), bias.to(device=device, dtype=dtype)
+    n_low = len(order) - len(_MONOMIALS[degree])
+    slope = torch.zeros(len(order), 3, n_low, dtype=torch.float64)
+    for j, mono in enumerate(order):
+        for a, axis in enumerate("xyz"):
+            if axis in mono:
+                slope[j, a, order.index(mono.replace(axis, "", 1))] += mono.count(axis)
+    return (steps, weight.to(device=device, dtype=dtype),
+            slope.reshape(len(order), -1).to(device=device, dtype=dtype))
+
+
+class _PolynomialBasis(torch.autograd.Function):
+    """dirs [..., 3] -> basis [..., (degree + 1)^2], with the backward written out."""
+
+    @staticmethod
+    def forward(ctx, degree: int, dirs: torch.Tensor):
+        norm = torch.linalg.vector_norm(dirs, dim=-1, keepdim=True)
+        d = dirs / norm
+        steps, weight, _ = _monomial_plan(degree, dirs.device, dirs.dtype)
+        parts = [torch.ones_like(norm), d]
+        for lower, axis in steps:
+            parts.append(parts[-1].index_select(-1, lower) * d.index_select(-1, axis))
+        mono = torch.cat(parts, -1)                                     # [..., M]
+        ctx.save_for_backward(d, norm, mono)
+        ctx.degree = degree
+        return mono @ weight.T
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        d, norm, mono = ctx.saved_tensors
+        _, weight, slope = _monomial_plan(ctx.degree, d.device, d.dtype)
+        n_low = slope.shape[1] // 3
+        g_mono = grad @ weight                                          # [..., M]
+        g_d = ((g_mono @ slope).unflatten(-1, (3, n_low)) * mono[..., None, :n_low]).sum(-1)
+        # through d = dirs / |dirs|: the part of the gradient across the direction, / |dirs|
+        g_dirs = (g_d - d * (d * g_d).sum(-1, keepdim=True)) / norm
+        return None, g_dirs
 
 
 def sh_basis(degree: int, dirs: torch.Tensor) -> torch.Tensor:
@@ -76,13 +117,7 @@ def sh_basis(degree: int, dirs: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"sh_degree must be 0..3, got {degree}")
     if degree == 0:
         return torch.full((*dirs.shape[:-1], 1), SH_C0, dtype=dirs.dtype, device=dirs.device)
-    d = dirs / torch.linalg.vector_norm(dirs, dim=-1, keepdim=True)
-    steps, weight, bias = _monomial_plan(degree, dirs.device, dirs.dtype)
-    parts = [d]
-    for lower, axis in steps:
-        parts.append(parts[-1].index_select(-1, lower) * d.index_select(-1, axis))
-    mono = torch.cat(parts, -1) if len(parts) > 1 else d           # [..., M]
-    return torch.nn.functional.linear(mono, weight, bias)
+    return _PolynomialBasis.apply(degree, dirs)
 
 
 def sh_basis_reference(degree: int, dirs: torch.Tensor) -> torch.Tensor:
