@@ -54,12 +54,13 @@ class MeshReader:
         import mediapipe as mp
 
         self.mirror, self.perm = mirror, mirror_permutation()
-        self._stack = contextlib.ExitStack()
-        self._meshes = [self._stack.enter_context(mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=True, max_num_faces=2, refine_landmarks=True,
-            min_detection_confidence=0.5, min_tracking_confidence=0.5))
-            for _ in range(2 if mirror else 1)]
-        self._pool = self._stack.enter_context(ThreadPoolExecutor(1)) if mirror else None
+        with contextlib.ExitStack() as stack:     # closes what opened if a later one fails
+            self._meshes = [stack.enter_context(mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=True, max_num_faces=2, refine_landmarks=True,
+                min_detection_confidence=0.5, min_tracking_confidence=0.5))
+                for _ in range(2 if mirror else 1)]
+            self._pool = stack.enter_context(ThreadPoolExecutor(1)) if mirror else None
+            self._stack = stack.pop_all()
 
     def __enter__(self):
         return self

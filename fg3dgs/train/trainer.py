@@ -506,7 +506,8 @@ class Trainer:
             if self.lpips_net is not None:
                 loss = loss + self._lpips_loss(out, img)
             for r, (_rgb, a) in renders.items():
-                loss = loss + c.fusion_alpha_weight * (a - region_mask(b["labels"], r)).abs().mean()
+                mask = region_mask(b["labels"], r)
+                loss = loss + c.fusion_alpha_weight * (a - mask).abs().mean()
             psnr = psnr_tensor(out.detach(), img) if quality else None
         else:
             loss, psnr = 0.0, 0.0 if quality else None
