@@ -249,7 +249,7 @@ def test_training_rate_benchmark(data, tmp_path, capsys):
     out = tmp_path / "rate.json"
     assert bench(["train", str(data / "data"), "--preset", "cpu", "--backend", "cpu",
                   "--steps", "5", "--warmup", "1", "--json", str(out),
-                  "--op-sources", "5"]) == 0
+                  "--op-sources", "5", "--profile", "fusion"]) == 0
     res = json.loads(out.read_text())
     caps = preset("cpu").densify.max_gaussians
     assert res["gaussians"] == {r: caps[r] for r in ("face", "eyes", "mouth")}
@@ -263,6 +263,7 @@ def test_training_rate_benchmark(data, tmp_path, capsys):
     assert all(r["ops_per_step"] > 100 for r in res["rows"])
     deform = printed.split("# deform: tensor ops of one step by source")[1].split("#")[0]
     assert "backward: model/deformation.py:forward" in deform
+    assert "# fusion: torch.profiler over 10 steps" in printed and "aten::" in printed
 
 
 def test_lip_prior_teaches_the_audio_encoder_the_lips(data, tmp_path):

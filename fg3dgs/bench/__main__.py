@@ -189,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--json", help="also write the rows to this JSON file")
     tr.add_argument("--op-sources", type=int, nargs="?", const=20, default=0, metavar="N",
                     help="list the N (20) fg3dgs functions issuing most tensor ops per step")
+    tr.add_argument("--profile", nargs="+", default=[], metavar="STAGE",
+                    choices=["static", "deform", "fusion", "hrpa"],
+                    help="also print torch.profiler's table of 10 steps of these stages")
     tr.add_argument("--sync-debug", action="store_true",
                     help="CUDA: warn, with a stack, wherever a step makes the CPU wait for the "
                          "GPU (torch.cuda.set_sync_debug_mode) during one extra step per stage")

@@ -45,6 +45,22 @@ def grow_to_cap(trainer, seed: int = 0) -> dict[str, int]:
     return {r: len(gs) for r, gs in trainer.model.gaussians.items()}
 
 
+def _profile(trainer, sync, steps: int = 10) -> str:
+    """torch.profiler's table of ``steps`` steps (host and, on CUDA, device time): where a
+    step's time goes, and whether the host or the device is the bound."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU]
+    if trainer.device.type == "cuda":
+        acts.append(ProfilerActivity.CUDA)
+    with profile(activities=acts) as prof:
+        for _ in range(steps):
+            trainer._one_step(quality=False)
+        sync()
+    key = "self_cuda_time_total" if trainer.device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=60)
+
+
 def run(args) -> int:
     import torch
 
@@ -73,7 +89,7 @@ def run(args) -> int:
         print("| stage | iterations in the preset | ms per iteration (median of 5 blocks) | "
               "iterations/s | projected minutes | tensor ops per step |")
         print("|---|---|---|---|---|---|")
-        rows, total, sources = [], 0.0, []
+        rows, total, sources, profiles = [], 0.0, [], []
         for stage in STAGES:
             n = cfg.iterations.get(stage, 0)
             if n <= 0:
@@ -90,6 +106,8 @@ def run(args) -> int:
                 tr._one_step(quality=False)
             if args.op_sources:
                 sources.append((stage, counted))
+            if stage in args.profile:
+                profiles.append((stage, _profile(tr, sync)))
             blocks = []
             per = max(1, args.steps // 5)
             for _ in range(5):
@@ -108,6 +126,8 @@ def run(args) -> int:
             print(f"| {stage} | {n} | {ms:.1f} | {1000 / ms:.1f} | {minutes:.1f} | "
                   f"{counted.total} |", flush=True)
         print(f"| all | {sum(r['iterations'] for r in rows)} | | | {total:.1f} | |")
+        for stage, table in profiles:
+            print(f"\n# {stage}: torch.profiler over 10 steps\n{table}")
         for stage, counted in sources:
             print(f"\n# {stage}: tensor ops of one step by source")
             for where, k in counted.sources.most_common(args.op_sources):
