@@ -293,7 +293,8 @@ class _HostWaits(torch.overrides.TorchFunctionMode):
     value checks (skipped off the CPU, see the test below) and torch.optim (fused on CUDA)."""
 
     NAMES = {"item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__",
-             "__index__", "nonzero", "unique", "masked_select", "argwhere"}
+             "__index__", "nonzero", "unique", "masked_select", "argwhere",
+             "linalg_inv", "inverse"}      # the inverses check for singular input on the host
     IGNORE = ("fg3dgs/render/cpu/", "fg3dgs/model/hash_kernels.py", "torch/optim/")
 
     def __init__(self):

@@ -83,6 +83,13 @@ def _validate(means, quats, scales, opacities, colors, viewmats, Ks, width, heig
         _fail("opacities must be activated values in [0, 1] (apply torch.sigmoid to logits)")
 
 
+def camera_centres(viewmats: torch.Tensor) -> torch.Tensor:
+    """World positions [..., 3] of cameras given world-to-camera matrices [..., 4, 4].
+    ``linalg.inv_ex``: ``linalg.inv`` checks for a singular matrix on the host, which makes
+    the CPU wait for a GPU on every call (the matrices are rigid transforms, never singular)."""
+    return torch.linalg.inv_ex(viewmats).inverse[..., :3, 3]
+
+
 def resolve_backend(backend: str, device: torch.device) -> str:
     """The concrete backend ("cpu" or "gsplat") a call with ``backend`` on ``device`` uses."""
     if backend not in BACKENDS:
@@ -162,7 +169,7 @@ def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
         if sh_degree is None:
             cols = colors[None].expand(C, -1, -1)
         else:
-            centres = torch.linalg.inv(viewmats)[:, :3, 3]                 # [C, 3]
+            centres = camera_centres(viewmats)                              # [C, 3]
             cols = sh_to_rgb(sh_degree, means[None] - centres[:, None], colors[None])
         rgb, alpha, info = rasterize_cpu(means, quats, scales, opacities, cols, viewmats, Ks,
                                          width, height, bg, tile_size)
@@ -224,7 +231,7 @@ def rasterize_frames(means: torch.Tensor, quats: torch.Tensor, scales: torch.Ten
     if sh_degree is None:
         cols = colors[None].expand(B, N, 3)
     else:
-        centres = torch.linalg.inv(viewmats)[:, :3, 3]                       # [B, 3]
+        centres = camera_centres(viewmats)                                   # [B, 3]
         cols = sh_to_rgb(sh_degree, means - centres[:, None], colors[None])  # [B, N, 3]
     bg = means.new_zeros(B, 1, 3)
     rgb, alpha, info = rasterize_gsplat(means, quats, scales, opacities.expand(B, N), cols,
