@@ -294,7 +294,10 @@ class _HostWaits(torch.overrides.TorchFunctionMode):
 
     NAMES = {"item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__",
              "__index__", "nonzero", "unique", "masked_select", "argwhere",
-             "linalg_inv", "inverse"}      # the inverses check for singular input on the host
+             # and those that read values on the host internally: the inverses' singularity
+             # checks, outputs sized by the data, whole-tensor comparisons
+             "linalg_inv", "inverse", "linalg_solve", "cholesky", "linalg_cholesky",
+             "repeat_interleave", "bincount", "equal", "allclose"}
     IGNORE = ("fg3dgs/render/cpu/", "fg3dgs/model/hash_kernels.py", "torch/optim/")
 
     def __init__(self):
