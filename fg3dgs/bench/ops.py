@@ -42,15 +42,14 @@ class OpCounter(TorchDispatchMode):
         if self.by_source:
             self._anomaly = torch.autograd.set_detect_anomaly(True, check_nan=False)
             self._anomaly.__enter__()
-            self._backward = torch.Tensor.backward
-            counter, plain = self, torch.Tensor.backward
+            self._backward = plain = torch.Tensor.backward
 
             def backward(t, *args, **kwargs):       # charge each node to its forward's source
-                counter._label_graph(t.grad_fn)
+                self._label_graph(t.grad_fn)
                 try:
                     return plain(t, *args, **kwargs)
                 finally:
-                    counter._backward_source = None
+                    self._backward_source = None
 
             torch.Tensor.backward = backward
         return super().__enter__()
@@ -91,4 +90,4 @@ def _innermost(stack_lines) -> str:
         m = _FRAME.search(line)
         if m and not m.group(1).startswith("bench/"):
             return f"{m.group(1)}:{m.group(2)}"
-    return "(outside fg3dgs: optimiser, libraries)"
+    return "(outside fg3dgs: libraries)"

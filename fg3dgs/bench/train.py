@@ -45,7 +45,10 @@ def grow_to_cap(trainer, seed: int = 0) -> dict[str, int]:
     return {r: len(gs) for r, gs in trainer.model.gaussians.items()}
 
 
-def _profile(trainer, sync, steps: int = 10) -> str:
+PROFILE_STEPS = 10
+
+
+def _profile(trainer, sync, steps: int = PROFILE_STEPS) -> str:
     """torch.profiler's table of ``steps`` steps (host and, on CUDA, device time): where a
     step's time goes, and whether the host or the device is the bound."""
     from torch.profiler import ProfilerActivity, profile
@@ -102,7 +105,7 @@ def run(args) -> int:
                 torch.cuda.set_sync_debug_mode("warn")
                 tr._one_step(quality=False)
                 torch.cuda.set_sync_debug_mode("default")
-            with OpCounter(by_source=args.op_sources) as counted:
+            with OpCounter(by_source=bool(args.op_sources)) as counted:
                 tr._one_step(quality=False)
             if args.op_sources:
                 sources.append((stage, counted))
@@ -127,7 +130,7 @@ def run(args) -> int:
                   f"{counted.total} |", flush=True)
         print(f"| all | {sum(r['iterations'] for r in rows)} | | | {total:.1f} | |")
         for stage, table in profiles:
-            print(f"\n# {stage}: torch.profiler over 10 steps\n{table}")
+            print(f"\n# {stage}: torch.profiler over {PROFILE_STEPS} steps\n{table}")
         for stage, counted in sources:
             print(f"\n# {stage}: tensor ops of one step by source")
             for where, k in counted.sources.most_common(args.op_sources):

@@ -510,7 +510,7 @@ class Trainer:
                 loss = loss + c.fusion_alpha_weight * (a - mask).abs().mean()
             psnr = psnr_tensor(out.detach(), img) if quality else None
         else:
-            loss, psnr = 0.0, 0.0 if quality else None
+            loss, psnr = 0.0, (0.0 if quality else None)
             for r, (rgb, a) in renders.items():
                 mask = region_mask(b["labels"], r)
                 target = img * mask
