@@ -134,6 +134,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.expert:
         over["expert"] = args.expert
     over["backend"] = args.backend
+    if args.compile:
+        over["compile"] = "inductor"
     start = time.perf_counter()
     try:
         resumed = args.resume or args.stage is not None
@@ -429,6 +431,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-frequency-aware", action="store_true",
                     help="ablation: plain MLP deltas for all regions")
     tr.add_argument("--backend", choices=["auto", "cpu", "gsplat"], default="auto")
+    tr.add_argument("--compile", action="store_true",
+                    help="run the networks and the loss through torch.compile (fewer GPU "
+                         "kernel launches; the first steps take a minute or two to compile; "
+                         "a resumed run keeps its own setting)")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=_cmd_train)
 

@@ -11,7 +11,9 @@ not counted.
 Each stage's row also gives the tensor operations one step dispatches (forward, backward
 and optimiser; :mod:`fg3dgs.bench.ops`), which on a GPU is about the number of kernel
 launches: the measure of a step that is bound by launches. ``--op-sources`` lists where
-they come from.
+they come from. ``--compile`` times the step with the networks and the loss compiled
+(``fg3dgs train --compile``); the count is then left out, and the warm-up's seconds (mostly
+compiling) are printed.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def run(args) -> int:
     from ..train.config import STAGES, preset
     from ..train.trainer import TrainError, Trainer
 
-    cfg = preset(args.preset, backend=args.backend)
+    cfg = preset(args.preset, backend=args.backend, compile="inductor" if args.compile else "")
     if args.batch:
         cfg.batch = args.batch
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,7 +90,8 @@ def run(args) -> int:
         how = "grown to the densification cap" if args.grow else "as initialised"
         print(f"# preset {cfg.preset} at {cfg.size}x{cfg.size}, batch {cfg.batch}, "
               f"device {tr.device}, Gaussians {counts} ({how}); "
-              f"{args.steps} timed steps per stage after {args.warmup}")
+              f"{args.steps} timed steps per stage after {args.warmup}"
+              + (", networks and loss compiled (torch.compile)" if cfg.compile else ""))
         print("| stage | iterations in the preset | ms per iteration (median of 5 blocks) | "
               "iterations/s | projected minutes | tensor ops per step |")
         print("|---|---|---|---|---|---|")
@@ -99,16 +102,23 @@ def run(args) -> int:
                 continue
             tr.stage, tr.step = stage, 0
             tr._new_stage_state()
+            sync()
+            t0 = time.perf_counter()
             for _ in range(args.warmup):
                 tr._one_step(quality=False)
+            sync()
+            warm_s = time.perf_counter() - t0       # with --compile: mostly compiling
             if args.sync_debug and tr.device.type == "cuda":
                 torch.cuda.set_sync_debug_mode("warn")
                 tr._one_step(quality=False)
                 torch.cuda.set_sync_debug_mode("default")
-            with OpCounter(by_source=bool(args.op_sources)) as counted:
-                tr._one_step(quality=False)
-            if args.op_sources:
-                sources.append((stage, counted))
+            ops = None
+            if not cfg.compile:
+                with OpCounter(by_source=bool(args.op_sources)) as counted:
+                    tr._one_step(quality=False)
+                ops = counted.total
+                if args.op_sources:
+                    sources.append((stage, counted))
             if stage in args.profile:
                 profiles.append((stage, _profile(tr, sync)))
             blocks = []
@@ -125,10 +135,13 @@ def run(args) -> int:
             total += minutes
             rows.append({"stage": stage, "iterations": n, "ms_per_iteration": ms,
                          "iterations_per_s": 1000 / ms, "projected_minutes": minutes,
-                         "ops_per_step": counted.total})
+                         "ops_per_step": ops, "warmup_s": warm_s})
             print(f"| {stage} | {n} | {ms:.1f} | {1000 / ms:.1f} | {minutes:.1f} | "
-                  f"{counted.total} |", flush=True)
+                  f"{'-' if ops is None else ops} |", flush=True)
         print(f"| all | {sum(r['iterations'] for r in rows)} | | | {total:.1f} | |")
+        if cfg.compile:
+            print("# warm-up (compiling) per stage: " + ", ".join(
+                f"{r['stage']} {r['warmup_s']:.0f} s" for r in rows))
         for stage, table in profiles:
             print(f"\n# {stage}: torch.profiler over {PROFILE_STEPS} steps\n{table}")
         for stage, counted in sources:

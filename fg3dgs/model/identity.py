@@ -49,6 +49,7 @@ class FG3DGS(nn.Module):
         self.variant = "base"
         self._plans: dict = {}
         self._h_cache: dict | None = None
+        self._compiled: dict = {}       # id(module) -> (module, its torch.compile wrapper)
 
     # -- H3 features of the canonical Gaussians -----------------------------------------
     def invalidate(self):
@@ -108,6 +109,27 @@ class FG3DGS(nn.Module):
             return self.refined["net"]
         return self.nets[region]
 
+    # -- torch.compile ------------------------------------------------------------------
+    def compile_networks(self, backend: str = "inductor"):
+        """Run the encoders and deformation networks (the refined branch's too) through
+        torch.compile from now on. A training step on a GPU is bound by kernel launches;
+        compiling fuses each network's pointwise work into few kernels. The modules and
+        their weights stay as they are (checkpoints do not change); a branch added later
+        (:meth:`add_refined`) runs eagerly until this is called again."""
+        mods = [self.audio, self.expression, *self.nets.values()]
+        if self.refined is not None:
+            mods.append(self.refined["net"])
+        self._compiled = {id(m): (m, torch.compile(m, backend=backend)) for m in mods}
+
+    def _run(self, module: nn.Module):
+        """``module``, or its compiled wrapper where :meth:`compile_networks` made one and
+        gradients are on (previews and evaluation run eagerly: each new combination of
+        grad mode and batch size would be one more compilation)."""
+        pair = self._compiled.get(id(module))
+        if pair is None or pair[0] is not module or not torch.is_grad_enabled():
+            return module
+        return pair[1]
+
     def _colour(self, region: str) -> nn.Module:
         return self.refined["colour"][region] if self.variant == "refined" \
             else self.colour[region]
@@ -115,8 +137,8 @@ class FG3DGS(nn.Module):
     # -- deformation --------------------------------------------------------------------
     def drive(self, audio_windows: torch.Tensor, expr_windows: torch.Tensor) -> dict:
         """audio_windows [B, 8, 16, D]; expr_windows [B, 5, E] -> encoded driving features."""
-        f_a, tok_a = self.audio(audio_windows)
-        f_e, tok_e = self.expression(expr_windows)
+        f_a, tok_a = self._run(self.audio)(audio_windows)
+        f_e, tok_e = self._run(self.expression)(expr_windows)
         return {"f_a": f_a, "tok_a": tok_a, "f_e": f_e, "tok_e": tok_e}
 
     def deform(self, region: str, drive: dict | None):
@@ -132,9 +154,9 @@ class FG3DGS(nn.Module):
         if isinstance(net, GatedCrossAttentionDeform):
             f, tok = (drive["f_a"], drive["tok_a"]) if region == "mouth" else \
                 (drive["f_e"], drive["tok_e"])
-            dmu, ds, dq = net(h, f, tok)
+            dmu, ds, dq = self._run(net)(h, f, tok)
         else:
-            dmu, ds, dq = net(h, drive["f_a"], drive["f_e"])
+            dmu, ds, dq = self._run(net)(h, drive["f_a"], drive["f_e"])
         B = dmu.shape[0]
         means = means[None] + dmu
         quats = quats[None].expand(B, -1, -1) if dq is None else quats[None] + dq

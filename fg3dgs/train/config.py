@@ -51,6 +51,10 @@ class TrainConfig:
     log_every: int = 50
     seed: int = 0
     backend: str = "auto"
+    # torch.compile backend ("inductor") for the networks and the photometric loss's
+    # pointwise parts; "" runs eagerly (see README, "Real time": a step on a GPU is bound
+    # by kernel launches)
+    compile: str = ""
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def to_dict(self) -> dict:

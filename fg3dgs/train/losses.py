@@ -37,33 +37,65 @@ def ssim(a: torch.Tensor, b: torch.Tensor, size: int = 11) -> torch.Tensor:
 
 def ssim_map(a: torch.Tensor, b: torch.Tensor, size: int = 11) -> torch.Tensor:
     """Per-pixel SSIM [B, C, H, W] of images [..., H, W, C]."""
-    shp = a.shape
-    x = a.reshape(-1, *shp[-3:]).permute(0, 3, 1, 2)
-    y = b.reshape(-1, *shp[-3:]).permute(0, 3, 1, 2)
-    C, H, W = x.shape[1:]
-    # the five local means filtered in one call: a training step is bound by kernel launches
-    stack = torch.cat([x, y, x * x, y * y, x * y], 1)                 # [B, 5C, H, W]
-    if x.is_cuda:
-        # the same zero-padded separable filter as two banded matrix products: cuDNN's
-        # grouped-convolution backward costs milliseconds of CPU time per call
-        bh, bw = (_band_cached(n, size, x.device).to(x.dtype) for n in (H, W))
-        blurred = bh @ stack @ bw
-    else:
-        g = _window(size).to(x)
-        k = 5 * C
-        blurred = F.conv2d(stack, g.view(1, 1, 1, -1).expand(k, 1, 1, -1),
-                           padding=(0, size // 2), groups=k)
-        blurred = F.conv2d(blurred, g.view(1, 1, -1, 1).expand(k, 1, -1, 1),
-                           padding=(size // 2, 0), groups=k)
+    return _ssim_formula(_blur(_moments(a, b), size), a.shape[-1])
+
+
+def _moments(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Images [..., H, W, C] -> [B, 5C, H, W]: x, y, x^2, y^2, xy, whose local means SSIM
+    compares (stacked so that one filter call blurs all five: a training step is bound by
+    kernel launches)."""
+    x, y = (t.reshape(-1, *t.shape[-3:]).permute(0, 3, 1, 2) for t in (a, b))
+    return torch.cat([x, y, x * x, y * y, x * y], 1)
+
+
+def _blur(stack: torch.Tensor, size: int = 11) -> torch.Tensor:
+    """Zero-padded 'same' Gaussian filtering of [B, K, H, W] over H and W."""
+    H, W = stack.shape[-2:]
+    if stack.is_cuda:
+        # the separable filter as two banded matrix products: cuDNN's grouped-convolution
+        # backward costs milliseconds of CPU time per call
+        bh, bw = (_band_cached(n, size, stack.device).to(stack.dtype) for n in (H, W))
+        return bh @ stack @ bw
+    g = _window(size).to(stack)
+    k = stack.shape[1]
+    out = F.conv2d(stack, g.view(1, 1, 1, -1).expand(k, 1, 1, -1), padding=(0, size // 2),
+                   groups=k)
+    return F.conv2d(out, g.view(1, 1, -1, 1).expand(k, 1, -1, 1), padding=(size // 2, 0),
+                    groups=k)
+
+
+def _ssim_formula(blurred: torch.Tensor, C: int) -> torch.Tensor:
+    """SSIM [B, C, H, W] from the blurred moments [B, 5C, H, W] (:func:`_moments`)."""
     mx, my, exx, eyy, exy = blurred.split(C, 1)
     mxy, mxx, myy = mx * my, mx * mx, my * my
     return ((2 * mxy + C1) * (2 * (exy - mxy) + C2)) \
         / ((mxx + myy + C1) * (exx - mxx + eyy - myy + C2))
 
 
+def _l1_dssim(render: torch.Tensor, target: torch.Tensor, blurred: torch.Tensor,
+              dssim: float) -> torch.Tensor:
+    return (render - target).abs().mean() \
+        + dssim * (1 - _ssim_formula(blurred, render.shape[-1]).mean())
+
+
 def photometric(render: torch.Tensor, target: torch.Tensor, dssim: float = 0.2):
-    """L1 + dssim * (1 - SSIM): the paper's loss."""
-    return (render - target).abs().mean() + dssim * (1 - ssim(render, target))
+    """L1 + dssim * (1 - SSIM): the paper's loss, of images [..., H, W, C]."""
+    return _l1_dssim(render, target, _blur(_moments(render, target)), dssim)
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_photometric(backend: str = "inductor"):
+    """:func:`photometric` with its pointwise parts (the moments before the filter, the SSIM
+    formula and the L1 after it) each compiled into a few fused kernels by torch.compile.
+    The filter stays eager: compiling it would specialise on the image size, and the eye and
+    mouth windows change size from step to step. Built once per torch.compile ``backend``
+    (the first calls compile)."""
+    moments = torch.compile(_moments, dynamic=True, backend=backend)
+    tail = torch.compile(_l1_dssim, dynamic=True, backend=backend)
+
+    def loss(render: torch.Tensor, target: torch.Tensor, dssim: float = 0.2):
+        return tail(render, target, _blur(moments(render, target)), dssim)
+    return loss
 
 
 def psnr_tensor(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

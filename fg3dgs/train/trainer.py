@@ -40,7 +40,7 @@ from ..pipeline.replay import write_replay
 from ..preprocess.dataset import Dataset
 from .config import STAGES, TrainConfig, preset
 from .data import TrainData, audio_windows, to_device
-from .losses import photometric, psnr_tensor
+from .losses import compiled_photometric, photometric, psnr_tensor
 from .mouth_prior import LipHead, lip_targets
 
 STATE = "train_state.safetensors"
@@ -146,6 +146,8 @@ class Trainer:
                                  "it, --force to start over, or choose another --out")
             self.cfg = cfg or TrainConfig()
         self.device = train_device(self.cfg.backend)
+        self._photometric = compiled_photometric(self.cfg.compile) if self.cfg.compile \
+            else photometric
         self.hrpa_skipped = None
         self.lpips_net, self.lpips_info, self.lpips_tried = None, None, False   # fusion's LPIPS
         if self.cfg.iterations.get("hrpa", 0) > 0 and not resume:
@@ -274,6 +276,8 @@ class Trainer:
             p.requires_grad_(id(p) in trainable)
         self.model.invalidate()
         self.opt = torch.optim.Adam(groups, eps=1e-15, fused=self.device.type == "cuda")
+        if self.cfg.compile:        # (again each stage: HRPA adds a branch)
+            self.model.compile_networks(self.cfg.compile)
         # at the deform stage's first step (not on a resume past it)
         self.lip_warmup_due = (self.stage == "deform" and self.step == 0
                                and self.cfg.lip_prior > 0 and self.cfg.lip_warmup > 0)
@@ -402,7 +406,7 @@ class Trainer:
         crops = mouth_crops(out.permute(0, 3, 1, 2), boxes)
         mel = to_device(mel_windows(self.sync_mel, b["frames"][:1]), self.device)
         sync = self.expert.sync_loss(mel, stack_windows(crops))
-        loss = photometric(out, b["image"], c.dssim) + c.sync_weight * sync
+        loss = self._photometric(out, b["image"], c.dssim) + c.sync_weight * sync
         if c.hrpa_crop_l1 > 0:      # the mouth's own pixels weigh as much as the sync term
             real = mouth_crops(b["image"].permute(0, 3, 1, 2), boxes)
             loss = loss + c.hrpa_crop_l1 * (crops - real).abs().mean()
@@ -502,7 +506,7 @@ class Trainer:
         renders, m2d = res if static else (res, {})
         if self.stage == "fusion":
             out = fuse(renders, b["canvas"])
-            loss = photometric(out, img, c.dssim)
+            loss = self._photometric(out, img, c.dssim)
             if self.lpips_net is not None:
                 loss = loss + self._lpips_loss(out, img)
             for r, (_rgb, a) in renders.items():
@@ -517,7 +521,7 @@ class Trainer:
                 if windows and r in windows:
                     x0, y0, w, h = windows[r]
                     mask, target = (t[:, y0:y0 + h, x0:x0 + w] for t in (mask, target))
-                loss = loss + photometric(rgb, target, c.dssim) \
+                loss = loss + self._photometric(rgb, target, c.dssim) \
                     + c.alpha_weight * (a - mask).abs().mean()
                 if quality:
                     psnr += psnr_tensor(rgb.detach(), target) / len(renders)
