@@ -357,7 +357,7 @@ def test_render_value_checks_are_skipped_off_the_cpu_only():
 
 def test_region_masks_are_the_labels_of_each_region():
     from fg3dgs.model.identity import REGION_LABELS
-    from fg3dgs.train.trainer import region_mask
+    from fg3dgs.train.data import region_mask
 
     labels = torch.randint(0, 6, (2, 9, 7))
     for region, values in REGION_LABELS.items():

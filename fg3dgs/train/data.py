@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 
-from ..facemesh import LABEL_FACE, LABEL_HEAD
 from ..model.encoders import AUDIO_CONTEXT, AUDIO_WINDOW, EXPR_CONTEXT
+from ..model.identity import REGION_LABELS
 from ..preprocess.dataset import Dataset
 
 
@@ -28,6 +29,20 @@ def to_device(a: np.ndarray, device: torch.device | str) -> torch.Tensor:
     if torch.device(device).type != "cuda":
         return t.to(device)
     return t.pin_memory().to(device, non_blocking=True)
+
+
+@functools.lru_cache(maxsize=16)
+def _mask_table(region: str, device: torch.device) -> torch.Tensor:
+    """[256] float: 1 at the labels of ``region`` (kept per device: uploads would sync)."""
+    table = torch.zeros(256)
+    table[list(REGION_LABELS[region])] = 1.0
+    return table.to(device)
+
+
+def region_mask(labels: torch.Tensor, region: str) -> torch.Tensor:
+    """[B, H, W, 1] float mask of a region from label maps [B, H, W] (integers 0..255):
+    one table lookup, not a comparison per label."""
+    return _mask_table(region, labels.device)[labels][..., None]
 
 
 def audio_window_index(n_features: int, frames: np.ndarray) -> np.ndarray:
@@ -115,8 +130,8 @@ class TrainData:
         # the canvas the head is drawn on: the frame itself outside the head (torso, and the
         # background as it is in that frame: next to the person the plate is only inpainted),
         # the plate behind the head, where the frame shows what the render must draw
-        head = (lab >= LABEL_FACE) & (lab <= LABEL_HEAD)
-        canvas = torch.where(head[..., None], self._plates[key][None], img)
+        head = region_mask(lab, "head").bool()
+        canvas = torch.where(head, self._plates[key][None], img)
         return {"frames": frames, "image": img, "labels": lab, "canvas": canvas,
                 "viewmats": to_device(self.viewmats[ks], device),
                 "audio": to_device(audio_windows(self.features, frames), device),

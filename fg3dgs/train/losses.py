@@ -10,7 +10,9 @@ import torch.nn.functional as F
 C1, C2 = 0.01 ** 2, 0.03 ** 2
 
 
+@functools.lru_cache(maxsize=8)
 def _window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """[size] normalised Gaussian window, on the CPU (cached: built once, not per call)."""
     x = torch.arange(size, dtype=torch.float32) - size // 2
     g = torch.exp(-x ** 2 / (2 * sigma ** 2))
     return g / g.sum()

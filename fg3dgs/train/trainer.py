@@ -22,7 +22,6 @@ the end the identity (``identity.safetensors`` + ``identity.json``).
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from pathlib import Path
@@ -39,7 +38,7 @@ from ..model.io import build_model, save_identity
 from ..pipeline.replay import write_replay
 from ..preprocess.dataset import Dataset
 from .config import STAGES, TrainConfig, preset
-from .data import TrainData, audio_windows, to_device
+from .data import TrainData, audio_windows, region_mask, to_device
 from .losses import compiled_photometric, photometric, psnr_tensor
 from .mouth_prior import LipHead, lip_targets
 
@@ -48,20 +47,6 @@ STATE = "train_state.safetensors"
 
 class TrainError(ValueError):
     """A run that cannot start or resume (the message says why)."""
-
-
-@functools.lru_cache(maxsize=16)
-def _mask_table(region: str, device: torch.device) -> torch.Tensor:
-    """[256] float: 1 at the labels of ``region`` (kept per device: uploads would sync)."""
-    table = torch.zeros(256)
-    table[list(REGION_LABELS[region])] = 1.0
-    return table.to(device)
-
-
-def region_mask(labels: torch.Tensor, region: str) -> torch.Tensor:
-    """[B, H, W, 1] float mask of a region from label maps [B, H, W] (integers 0..255):
-    one table lookup, not a comparison per label."""
-    return _mask_table(region, labels.device)[labels][..., None]
 
 
 def region_window(labels: np.ndarray, region: str, margin: int):
