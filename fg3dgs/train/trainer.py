@@ -131,8 +131,6 @@ class Trainer:
                                  "it, --force to start over, or choose another --out")
             self.cfg = cfg or TrainConfig()
         self.device = train_device(self.cfg.backend)
-        self._photometric = compiled_photometric(self.cfg.compile) if self.cfg.compile \
-            else photometric
         self.hrpa_skipped = None
         self.lpips_net, self.lpips_info, self.lpips_tried = None, None, False   # fusion's LPIPS
         if self.cfg.iterations.get("hrpa", 0) > 0 and not resume:
@@ -167,6 +165,11 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):      # its own seed: runs stay reproducible
             torch.manual_seed(c.seed + 1)
             self.lip_head = LipHead(c.model.audio_dim, target.shape[1]).to(self.device)
+
+    @property
+    def _photometric(self):
+        """The image loss: :func:`photometric`, compiled where ``cfg.compile`` asks."""
+        return compiled_photometric(self.cfg.compile) if self.cfg.compile else photometric
 
     def _lip_windows(self) -> tuple[np.ndarray, torch.Tensor]:
         """``lip_batch`` random training frames and their audio windows, on the device."""
