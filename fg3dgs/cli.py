@@ -7,6 +7,7 @@ import sys
 import time
 
 from . import __version__
+from .train import COMPILE_MODES
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -135,7 +136,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         over["expert"] = args.expert
     over["backend"] = args.backend
     if args.compile:
-        over["compile"] = "inductor"
+        over["compile"], over["compile_mode"] = "inductor", args.compile
     start = time.perf_counter()
     try:
         resumed = args.resume or args.stage is not None
@@ -431,10 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-frequency-aware", action="store_true",
                     help="ablation: plain MLP deltas for all regions")
     tr.add_argument("--backend", choices=["auto", "cpu", "gsplat"], default="auto")
-    tr.add_argument("--compile", action="store_true",
+    tr.add_argument("--compile", nargs="?", const="default", metavar="MODE",
+                    choices=COMPILE_MODES,
                     help="run the networks and the loss through torch.compile (fewer GPU "
-                         "kernel launches; the first steps take a minute or two to compile; "
-                         "a resumed run keeps its own setting)")
+                         "kernel launches; a stage's first steps take a minute or so to "
+                         "compile; a resumed run keeps its own setting). MODE: torch.compile's "
+                         "(default; reduce-overhead adds CUDA graphs)")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=_cmd_train)
 

@@ -401,3 +401,22 @@ def test_compiled_training_matches_eager(data, tmp_path):
     assert sa.keys() == sb.keys() and any(k.startswith("refined.net.") for k in sa)
     for k in sa:
         assert torch.allclose(sa[k], sb[k], atol=1e-5), k
+
+
+@pytest.mark.parametrize("args, want", [([], ("", "default")),
+                                        (["--compile"], ("inductor", "default")),
+                                        (["--compile", "reduce-overhead"],
+                                         ("inductor", "reduce-overhead"))])
+def test_train_compile_flag_sets_the_config(args, want, tmp_path, monkeypatch):
+    import fg3dgs.train.trainer as T
+
+    seen = {}
+
+    def fake_train(dataset, out, cfg, **kw):
+        seen["cfg"] = cfg
+        (tmp_path / "identity.json").write_text("{}")
+        return tmp_path
+
+    monkeypatch.setattr(T, "train", fake_train)
+    assert main(["train", "data", "--out", str(tmp_path / "r"), "--quiet", *args]) == 0
+    assert (seen["cfg"].compile, seen["cfg"].compile_mode) == want

@@ -22,6 +22,8 @@ import subprocess
 import sys
 import time
 
+from ..train import COMPILE_MODES
+
 
 def _status_mb(field: str) -> float:
     with open("/proc/self/status") as f:
@@ -192,10 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--profile", nargs="+", default=[], metavar="STAGE",
                     choices=["static", "deform", "fusion", "hrpa"],
                     help="also print torch.profiler's table of 10 steps of these stages")
-    tr.add_argument("--compile", action="store_true",
-                    help="the networks and the loss through torch.compile (as fg3dgs train "
-                         "--compile); the tensor-op count is then not taken (the counter "
-                         "would make the compiled code fall back to eager)")
+    tr.add_argument("--compile", nargs="?", const="default", metavar="MODE",
+                    choices=COMPILE_MODES,
+                    help="the networks and the loss through torch.compile, in this mode (as "
+                         "fg3dgs train --compile); the tensor-op count is then not taken (the "
+                         "counter would make the compiled code fall back to eager)")
     tr.add_argument("--sync-debug", action="store_true",
                     help="CUDA: warn, with a stack, wherever a step makes the CPU wait for the "
                          "GPU (torch.cuda.set_sync_debug_mode) during one extra step per stage")

@@ -74,7 +74,8 @@ def run(args) -> int:
     from ..train.config import STAGES, preset
     from ..train.trainer import TrainError, Trainer
 
-    cfg = preset(args.preset, backend=args.backend, compile="inductor" if args.compile else "")
+    cfg = preset(args.preset, backend=args.backend, compile="inductor" if args.compile else "",
+                 compile_mode=args.compile or "default")
     if args.batch:
         cfg.batch = args.batch
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,7 +92,8 @@ def run(args) -> int:
         print(f"# preset {cfg.preset} at {cfg.size}x{cfg.size}, batch {cfg.batch}, "
               f"device {tr.device}, Gaussians {counts} ({how}); "
               f"{args.steps} timed steps per stage after {args.warmup}"
-              + (", networks and loss compiled (torch.compile)" if cfg.compile else ""))
+              + (f", networks and loss compiled (torch.compile, mode {cfg.compile_mode})"
+                 if cfg.compile else ""))
         print("| stage | iterations in the preset | ms per iteration (median of 5 blocks) | "
               "iterations/s | projected minutes | tensor ops per step |")
         print("|---|---|---|---|---|---|")

@@ -110,16 +110,18 @@ class FG3DGS(nn.Module):
         return self.nets[region]
 
     # -- torch.compile ------------------------------------------------------------------
-    def compile_networks(self, backend: str = "inductor"):
+    def compile_networks(self, backend: str = "inductor", mode: str = "default"):
         """Run the encoders and deformation networks (the refined branch's too) through
         torch.compile from now on. A training step on a GPU is bound by kernel launches;
         compiling fuses each network's pointwise work into few kernels. The modules and
         their weights stay as they are (checkpoints do not change); a branch added later
-        (:meth:`add_refined`) runs eagerly until this is called again."""
+        (:meth:`add_refined`) runs eagerly until this is called again. ``backend`` and
+        ``mode`` are torch.compile's."""
         mods = [self.audio, self.expression, *self.nets.values()]
         if self.refined is not None:
             mods.append(self.refined["net"])
-        self._compiled = {id(m): (m, torch.compile(m, backend=backend)) for m in mods}
+        how = {"backend": backend, "mode": None if mode == "default" else mode}
+        self._compiled = {id(m): (m, torch.compile(m, **how)) for m in mods}
 
     def _run(self, module: nn.Module):
         """``module``, or its compiled wrapper where :meth:`compile_networks` made one and

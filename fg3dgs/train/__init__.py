@@ -1,1 +1,5 @@
 """Training an identity from a preprocessed dataset (``fg3dgs train``)."""
+
+# torch.compile's modes, for ``--compile MODE`` (here, not in config.py: the command line
+# offers them without importing torch)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")

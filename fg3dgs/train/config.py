@@ -55,6 +55,7 @@ class TrainConfig:
     # pointwise parts; "" runs eagerly (see README, "Real time": a step on a GPU is bound
     # by kernel launches)
     compile: str = ""
+    compile_mode: str = "default"   # torch.compile's mode: "reduce-overhead" adds CUDA graphs
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def to_dict(self) -> dict:

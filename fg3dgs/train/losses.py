@@ -86,14 +86,14 @@ def photometric(render: torch.Tensor, target: torch.Tensor, dssim: float = 0.2):
 
 
 @functools.lru_cache(maxsize=None)
-def compiled_photometric(backend: str = "inductor"):
+def compiled_photometric(backend: str = "inductor", mode: str = "default"):
     """:func:`photometric` with its pointwise parts (the moments before the filter, the SSIM
     formula and the L1 after it) each compiled into a few fused kernels by torch.compile.
     The filter stays eager: compiling it would specialise on the image size, and the eye and
     mouth windows change size from step to step. Built once per torch.compile ``backend``
-    (the first calls compile)."""
-    moments = torch.compile(_moments, dynamic=True, backend=backend)
-    tail = torch.compile(_l1_dssim, dynamic=True, backend=backend)
+    and ``mode`` (the first calls compile)."""
+    how = {"backend": backend, "mode": None if mode == "default" else mode, "dynamic": True}
+    moments, tail = torch.compile(_moments, **how), torch.compile(_l1_dssim, **how)
 
     def loss(render: torch.Tensor, target: torch.Tensor, dssim: float = 0.2):
         return tail(render, target, _blur(moments(render, target)), dssim)

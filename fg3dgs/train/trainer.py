@@ -169,7 +169,8 @@ class Trainer:
     @property
     def _photometric(self):
         """The image loss: :func:`photometric`, compiled where ``cfg.compile`` asks."""
-        return compiled_photometric(self.cfg.compile) if self.cfg.compile else photometric
+        c = self.cfg
+        return compiled_photometric(c.compile, c.compile_mode) if c.compile else photometric
 
     def _lip_windows(self) -> tuple[np.ndarray, torch.Tensor]:
         """``lip_batch`` random training frames and their audio windows, on the device."""
@@ -265,7 +266,7 @@ class Trainer:
         self.model.invalidate()
         self.opt = torch.optim.Adam(groups, eps=1e-15, fused=self.device.type == "cuda")
         if self.cfg.compile:        # (again each stage: HRPA adds a branch)
-            self.model.compile_networks(self.cfg.compile)
+            self.model.compile_networks(self.cfg.compile, self.cfg.compile_mode)
         # at the deform stage's first step (not on a resume past it)
         self.lip_warmup_due = (self.stage == "deform" and self.step == 0
                                and self.cfg.lip_prior > 0 and self.cfg.lip_warmup > 0)
