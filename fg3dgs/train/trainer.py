@@ -37,6 +37,7 @@ from ..model.init_points import initial_points
 from ..model.io import build_model, save_identity
 from ..pipeline.replay import write_replay
 from ..preprocess.dataset import Dataset
+from . import CUDA_GRAPH_MODES
 from .config import STAGES, TrainConfig, preset
 from .data import TrainData, audio_windows, region_mask, to_device
 from .losses import compiled_photometric, photometric, psnr_tensor
@@ -472,6 +473,8 @@ class Trainer:
     def _one_step(self, quality: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One optimisation step: (loss, PSNR), left on the device (see :meth:`train`); the
         PSNR only when ``quality`` (log steps: it costs launches on every other step)."""
+        if self.cfg.compile and self.cfg.compile_mode in CUDA_GRAPH_MODES:
+            torch.compiler.cudagraph_mark_step_begin()   # a new iteration: graphs reuse memory
         if self.stage == "hrpa":
             return self._hrpa_step(quality)
         c = self.cfg
