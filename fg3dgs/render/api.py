@@ -154,14 +154,15 @@ def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
     viewmats = viewmat if batched else viewmat[None]
     Ks = K if batched else K[None]
     C = viewmats.shape[0]
-    bg = torch.zeros(C, 3, dtype=means.dtype, device=means.device) if background is None \
-        else background.expand(C, 3)
+    bg = None if background is None else background.expand(C, 3)
     chosen = resolve_backend(backend, means.device)
 
-    if chosen == "gsplat":
+    if chosen == "gsplat":      # (no background: gsplat skips the blend with black)
         rgb, alpha, info = rasterize_gsplat(means, quats, scales, opacities, colors, viewmats,
                                             Ks, width, height, sh_degree, bg)
     else:
+        if bg is None:
+            bg = torch.zeros(C, 3, dtype=means.dtype, device=means.device)
         device = means.device
         if device.type != "cpu":
             means, quats, scales, opacities, colors, viewmats, Ks, bg = (
@@ -233,8 +234,7 @@ def rasterize_frames(means: torch.Tensor, quats: torch.Tensor, scales: torch.Ten
     else:
         centres = camera_centres(viewmats)                                   # [B, 3]
         cols = sh_to_rgb(sh_degree, means - centres[:, None], colors[None])  # [B, N, 3]
-    bg = means.new_zeros(B, 1, 3)
     rgb, alpha, info = rasterize_gsplat(means, quats, scales, opacities.expand(B, N), cols,
                                         viewmats[:, None], Ks[:, None], width, height, None,
-                                        bg)
+                                        None)
     return rgb[:, 0], alpha[:, 0], [info["means2d"]]

@@ -31,15 +31,18 @@ def rasterize_gsplat(means, quats, scales, opacities, colors, viewmats, Ks, widt
 
     Args: means [..., N, 3], quats [..., N, 4], scales [..., N, 3], opacities [..., N],
     colors [..., N, 3] or SH [..., N, K, 3], viewmats [..., C, 4, 4], Ks [..., C, 3, 3],
-    background [..., C, 3] (CUDA float32; ``...`` are gsplat's batch dimensions, e.g. one
-    per frame when every frame has its own Gaussians).
+    background [..., C, 3] or None for black (CUDA float32; ``...`` are gsplat's batch
+    dimensions, e.g. one per frame when every frame has its own Gaussians). None spares
+    gsplat the blend with the background, forward and backward.
     Returns rgb [..., C, H, W, 3], alpha [..., C, H, W, 1], info.
     """
     from gsplat import rasterization
 
     lead, N = viewmats.shape[:-2], means.shape[-2]
     if N == 0:   # gsplat's kernels do not accept empty inputs
-        rgb = background[..., None, None, :].expand(*lead, height, width, 3) + 0 * means.sum()
+        rgb = means.new_zeros(*lead, height, width, 3) if background is None else \
+            background[..., None, None, :].expand(*lead, height, width, 3)
+        rgb = rgb + 0 * means.sum()
         alpha = means.new_zeros(*lead, height, width, 1)
         info = {"means2d": means.new_zeros(*lead, 0, 2), "conics": means.new_zeros(*lead, 0, 3),
                 "depths": means.new_zeros(*lead, 0),
