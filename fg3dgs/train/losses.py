@@ -80,9 +80,79 @@ def _l1_dssim(render: torch.Tensor, target: torch.Tensor, blurred: torch.Tensor,
         + dssim * (1 - _ssim_formula(blurred, render.shape[-1]).mean())
 
 
-def photometric(render: torch.Tensor, target: torch.Tensor, dssim: float = 0.2):
-    """L1 + dssim * (1 - SSIM): the paper's loss, of images [..., H, W, C]."""
+def photometric_reference(render: torch.Tensor, target: torch.Tensor, dssim: float = 0.2):
+    """:func:`photometric` as autograd sees the formula: the reference for the written-out
+    backward, and what a target that needs gradients gets."""
     return _l1_dssim(render, target, _blur(_moments(render, target)), dssim)
+
+
+def photometric(render: torch.Tensor, target: torch.Tensor, dssim: float = 0.2):
+    """L1 + dssim * (1 - SSIM): the paper's loss, of images [..., H, W, C], differentiable
+    with respect to ``render``. Its backward is written out (:class:`_Photometric`): about
+    55 tensor operations per call where autograd of the formula takes about 80, and a
+    training step on a GPU is bound by kernel launches."""
+    if target.requires_grad:
+        return photometric_reference(render, target, dssim)
+    return _Photometric.apply(render, target, dssim)
+
+
+@functools.lru_cache(maxsize=32)
+def _grad_scale(C: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """[1, 5C, 1, 1]: 2 for the means and xy, -1 for x^2 and y^2 (see _Photometric)."""
+    return torch.tensor([2.0] * (2 * C) + [-1.0] * (2 * C) + [2.0] * C,
+                        dtype=dtype).view(1, -1, 1, 1).to(device)
+
+
+class _Photometric(torch.autograd.Function):
+    """:func:`photometric_reference` with the backward written out.
+
+    With A1 = 2 mx my + C1, A2 = 2 (exy - mx my) + C2, B1 = mx^2 + my^2 + C1 and
+    B2 = exx + eyy - mx^2 - my^2 + C2, SSIM = A1 A2 / (B1 B2), so for an upstream k:
+    dA1 = k A2 / (B1 B2), dA2 = k A1 / (B1 B2), dB1 = -k SSIM / B1, dB2 = -k SSIM / B2 and
+    d mx = 2 (my (dA1 - dA2) + mx (dB1 - dB2)) (my likewise), d exx = d eyy = dB2,
+    d exy = 2 dA2. The filter is its own adjoint (a symmetric window, zero padding), so the
+    five gradient maps are blurred in one call, and x gets d mx + 2 x d exx + y d exy.
+    """
+
+    @staticmethod
+    def forward(ctx, render, target, dssim):
+        x, y = (t.reshape(-1, *t.shape[-3:]).permute(0, 3, 1, 2) for t in (render, target))
+        C = x.shape[1]
+        blurred = _blur(torch.cat([x, y, x * x, y * y, x * y], 1))
+        m = blurred[:, :2 * C]
+        mx, my = m[:, :C], m[:, C:]
+        exx, eyy, exy = blurred[:, 2 * C:].split(C, 1)
+        mxy = mx * my
+        sq = m * m
+        s = sq[:, :C] + sq[:, C:]
+        a1 = mxy.mul(2).add_(C1)
+        a2 = (exy - mxy).mul_(2).add_(C2)
+        b1 = s + C1
+        b2 = (exx + eyy).sub_(s).add_(C2)
+        den = b1 * b2
+        smap = (a1 * a2).div_(den)
+        d = render - target
+        ctx.save_for_backward(x, y, mx, my, a1, a2, b1, b2, den, smap, d)
+        ctx.dssim = dssim
+        return d.abs().mean() + dssim * (1 - smap.mean())
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y, mx, my, a1, a2, b1, b2, den, smap, d = ctx.saved_tensors
+        C = x.shape[1]
+        k = g * (-ctx.dssim / smap.numel())
+        t = k / den
+        da1, da2 = t * a2, t * a1
+        w = k * smap                      # dB1 = -w / B1, dB2 = -w / B2
+        r2 = w / b2
+        u, v = da1 - da2, r2 - w / b1     # dA1 - dA2, dB1 - dB2
+        grads = torch.cat([torch.addcmul(my * u, mx, v), torch.addcmul(mx * u, my, v),
+                           r2, r2, da2], 1) * _grad_scale(C, x.device, x.dtype)
+        gb = _blur(grads)
+        gx = torch.addcmul(torch.addcmul(gb[:, :C], x, gb[:, 2 * C:3 * C], value=2),
+                           y, gb[:, 4 * C:])
+        gx = gx.permute(0, 2, 3, 1).reshape(d.shape)
+        return torch.addcmul(gx, d.sign(), g / d.numel()), None, None
 
 
 @functools.lru_cache(maxsize=None)
