@@ -264,6 +264,13 @@ def test_training_rate_benchmark(data, tmp_path, capsys):
     deform = printed.split("# deform: tensor ops of one step by source")[1].split("#")[0]
     assert "backward: model/deformation.py:forward" in deform
     assert "# fusion: torch.profiler over 10 steps" in printed and "aten::" in printed
+    # one stage alone: its row, no whole-schedule total
+    assert bench(["train", str(data / "data"), "--preset", "cpu", "--backend", "cpu",
+                  "--steps", "5", "--warmup", "1", "--json", str(out), "--no-grow",
+                  "--stages", "static"]) == 0
+    res = json.loads(out.read_text())
+    assert [r["stage"] for r in res["rows"]] == ["static"] and res["projected_minutes"] is None
+    assert "| all |" not in capsys.readouterr().out
 
 
 def test_lip_prior_teaches_the_audio_encoder_the_lips(data, tmp_path):

@@ -191,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--json", help="also write the rows to this JSON file")
     tr.add_argument("--op-sources", type=int, nargs="?", const=20, default=0, metavar="N",
                     help="list the N (20) fg3dgs functions issuing most tensor ops per step")
+    tr.add_argument("--stages", nargs="+", metavar="STAGE",
+                    choices=["static", "deform", "fusion", "hrpa"],
+                    help="time only these stages (all by default; then no whole-schedule "
+                         "total is printed)")
     tr.add_argument("--profile", nargs="+", default=[], metavar="STAGE",
                     choices=["static", "deform", "fusion", "hrpa"],
                     help="also print torch.profiler's table of 10 steps of these stages")

@@ -100,7 +100,7 @@ def run(args) -> int:
         rows, total, sources, profiles = [], 0.0, [], []
         for stage in STAGES:
             n = cfg.iterations.get(stage, 0)
-            if n <= 0:
+            if n <= 0 or (args.stages and stage not in args.stages):
                 continue
             tr.stage, tr.step = stage, 0
             tr._new_stage_state()
@@ -140,7 +140,10 @@ def run(args) -> int:
                          "ops_per_step": ops, "warmup_s": warm_s})
             print(f"| {stage} | {n} | {ms:.1f} | {1000 / ms:.1f} | {minutes:.1f} | "
                   f"{'-' if ops is None else ops} |", flush=True)
-        print(f"| all | {sum(r['iterations'] for r in rows)} | | | {total:.1f} | |")
+        whole = not args.stages or all(s in args.stages for s in STAGES
+                                       if cfg.iterations.get(s, 0) > 0)
+        if whole:
+            print(f"| all | {sum(r['iterations'] for r in rows)} | | | {total:.1f} | |")
         if cfg.compile:
             print("# warm-up (compiling) per stage: " + ", ".join(
                 f"{r['stage']} {r['warmup_s']:.0f} s" for r in rows))
@@ -154,7 +157,8 @@ def run(args) -> int:
         Path(args.json).write_text(json.dumps(
             {"machine": _machine(), "preset": cfg.preset, "size": cfg.size,
              "batch": cfg.batch, "device": str(tr.device), "gaussians": counts,
-             "grown": args.grow, "rows": rows, "projected_minutes": total,
+             "grown": args.grow, "rows": rows,
+             "projected_minutes": total if whole else None,
              "peak_gpu_mb": (torch.cuda.max_memory_allocated() / 2 ** 20
                              if tr.device.type == "cuda" else None)}, indent=2) + "\n")
     return 0
