@@ -116,9 +116,10 @@ class _Photometric(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, render, target, dssim):
-        x, y = (t.reshape(-1, *t.shape[-3:]).permute(0, 3, 1, 2) for t in (render, target))
-        C = x.shape[1]
-        blurred = _blur(torch.cat([x, y, x * x, y * y, x * y], 1))
+        C = render.shape[-1]
+        stack = _moments(render, target)
+        x, y = stack[:, :C], stack[:, C:2 * C]
+        blurred = _blur(stack)
         m = blurred[:, :2 * C]
         mx, my = m[:, :C], m[:, C:]
         exx, eyy, exy = blurred[:, 2 * C:].split(C, 1)
