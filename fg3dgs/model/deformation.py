@@ -27,7 +27,10 @@ def _mlp(i: int, hidden: int, o: int, layers: int = 2) -> nn.Sequential:
 
 
 def _split(out: torch.Tensor):
-    return out[..., :3] * MEAN_UNIT, out[..., 3:6], out[..., 6:10]
+    """[..., 10] -> delta mean (metres), log-scale, quaternion. One ``split``, not three
+    slices: its backward is one concatenation where slices take a zero-filled copy each."""
+    dmu, ds, dq = out.split((3, 3, 4), -1)
+    return dmu * MEAN_UNIT, ds, dq
 
 
 class RegionAttentionDeform(nn.Module):
