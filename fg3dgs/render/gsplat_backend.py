@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 
 import torch
 
@@ -13,7 +14,7 @@ def gsplat_status() -> tuple[bool, str]:
     if not torch.cuda.is_available():
         return False, "no CUDA device is available"
     try:
-        import gsplat  # noqa: F401
+        importlib.import_module("gsplat")
         from gsplat.cuda._backend import _C
     except Exception as exc:  # ImportError, or a failed JIT build
         return False, (f"gsplat could not be imported ({type(exc).__name__}: {exc}); "
