@@ -157,7 +157,7 @@ def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
     bg = None if background is None else background.expand(C, 3)
     chosen = resolve_backend(backend, means.device)
 
-    if chosen == "gsplat":      # (no background: gsplat skips the blend with black)
+    if chosen == "gsplat":      # (None for black: no zero tensor to allocate per call)
         rgb, alpha, info = rasterize_gsplat(means, quats, scales, opacities, colors, viewmats,
                                             Ks, width, height, sh_degree, bg)
     else:

@@ -33,8 +33,7 @@ def rasterize_gsplat(means, quats, scales, opacities, colors, viewmats, Ks, widt
     Args: means [..., N, 3], quats [..., N, 4], scales [..., N, 3], opacities [..., N],
     colors [..., N, 3] or SH [..., N, K, 3], viewmats [..., C, 4, 4], Ks [..., C, 3, 3],
     background [..., C, 3] or None for black (CUDA float32; ``...`` are gsplat's batch
-    dimensions, e.g. one per frame when every frame has its own Gaussians). None spares
-    gsplat the blend with the background, forward and backward.
+    dimensions, e.g. one per frame when every frame has its own Gaussians).
     Returns rgb [..., C, H, W, 3], alpha [..., C, H, W, 1], info.
     """
     from gsplat import rasterization
