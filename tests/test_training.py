@@ -264,6 +264,20 @@ def test_training_rate_benchmark(data, tmp_path, capsys):
     deform = printed.split("# deform: tensor ops of one step by source")[1].split("#")[0]
     assert "backward: model/deformation.py:forward" in deform
     assert "# fusion: torch.profiler over 10 steps" in printed and "aten::" in printed
+    # fusion with its LPIPS term (random weights here), and the run's one-off work on top
+    assert res["fusion_lpips"].startswith("random weights")
+    plan = preset("cpu").one_offs()
+    once = {(o["work"], o["stage"]): o for o in res["one_offs"]}
+    assert once[("lip-prior warm-up step", "deform")]["times"] == 1000
+    assert once[("preview", "fusion")]["times"] == plan["fusion"]["preview"]
+    assert once[("densification pass", "static")]["times"] == 8
+    assert ("export (identity, replay track)", "") in once
+    assert all(o["seconds_each"] > 0 for o in res["one_offs"])
+    assert res["one_off_minutes"] == pytest.approx(
+        sum(o["times"] * o["seconds_each"] for o in res["one_offs"]) / 60)
+    assert res["projected_minutes_with_one_offs"] == pytest.approx(
+        res["projected_minutes"] + res["one_off_minutes"])
+    assert "# the whole run:" in printed
     # one stage alone: its row, no whole-schedule total
     assert bench(["train", str(data / "data"), "--preset", "cpu", "--backend", "cpu",
                   "--steps", "5", "--warmup", "1", "--json", str(out), "--no-grow",
@@ -271,6 +285,47 @@ def test_training_rate_benchmark(data, tmp_path, capsys):
     res = json.loads(out.read_text())
     assert [r["stage"] for r in res["rows"]] == ["static"] and res["projected_minutes"] is None
     assert "| all |" not in capsys.readouterr().out
+
+
+def test_one_off_work_is_counted_as_a_run_does_it(data, tmp_path, monkeypatch):
+    """``TrainConfig.one_offs`` (what the training benchmark multiplies its one-off timings
+    by) counts the previews, checkpoints, densification passes and lip warm-up steps that a
+    real run does."""
+    from fg3dgs.model.gaussians import DensifyStrategy
+    from fg3dgs.train.config import STAGES
+
+    seen = {}
+
+    def counting(name, fn):
+        def wrapped(self, *a, **k):
+            out = fn(self, *a, **k)
+            stage = self.stage
+            if name == "checkpoint" and self.step == 0:   # a stage's last, saved by the next
+                stage = STAGES[STAGES.index(stage) - 1]
+            seen.setdefault(stage, {}).setdefault(name, 0)
+            seen[stage][name] += 1
+            return out
+        return wrapped
+
+    passes = set()
+    densify_step = DensifyStrategy.step
+
+    def densify(self, step, *a):
+        changed = densify_step(self, step, *a)
+        if changed:
+            passes.add(step)
+        return changed
+    monkeypatch.setattr(DensifyStrategy, "step", densify)
+    for name, method in (("preview", "write_preview"), ("checkpoint", "save_state"),
+                         ("lip-prior warm-up step", "_lip_loss")):
+        monkeypatch.setattr(Trainer, method, counting(name, getattr(Trainer, method)))
+    cfg = tiny((13, 9, 6), lip_warmup=3)
+    cfg.preview_every = 4
+    train(data / "data", tmp_path / "r", cfg, progress=False)
+    seen["static"]["densification pass"] = len(passes)
+    assert seen == cfg.one_offs()
+    assert cfg.one_offs()["static"] == {"preview": 4, "checkpoint": 3,
+                                        "densification pass": 2}
 
 
 def test_lip_prior_teaches_the_audio_encoder_the_lips(data, tmp_path):

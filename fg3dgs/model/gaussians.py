@@ -76,6 +76,13 @@ class DensifyConfig:
         "face": 60000, "eyes": 10000, "mouth": 20000, "head": 90000})   # per region
     reset_opacity_every: int = 0        # 0: never (short schedules)
 
+    def due_steps(self, n: int) -> range:
+        """The steps (1-based) among a stage's first ``n`` at which a pass runs."""
+        if self.every <= 0:
+            return range(0)
+        first = -(-max(self.start, 1) // self.every) * self.every
+        return range(first, min(self.stop, n) + 1, self.every)
+
 
 class DensifyStrategy:
     """The 3DGS recipe: accumulate the screen-space gradient of each Gaussian's centre; every

@@ -61,6 +61,25 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def one_offs(self) -> dict[str, dict[str, int]]:
+        """stage -> work -> how often a run of this schedule does it besides its steps, as
+        ``Trainer.train`` does (a test counts a real run): previews and checkpoints (each
+        stage's at its interval and one at its end), densification passes (each over all
+        regions) and the lip prior's warm-up steps before the deform stage."""
+        out = {}
+        for stage in STAGES:
+            n = self.iterations.get(stage, 0)
+            if n <= 0:
+                continue
+            work = {"preview": n // self.preview_every + 1,
+                    "checkpoint": (n - 1) // self.checkpoint_every + 1}
+            if stage == "static" and self.densify.due_steps(n):
+                work["densification pass"] = len(self.densify.due_steps(n))
+            if stage == "deform" and self.lip_prior > 0 and self.lip_warmup > 0:
+                work["lip-prior warm-up step"] = self.lip_warmup
+            out[stage] = work
+        return out
+
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         # Fields added since the run started take its preset's values.

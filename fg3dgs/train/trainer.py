@@ -200,14 +200,15 @@ class Trainer:
         drive["f_a"], drive["tok_a"] = drive["f_a"][:B], drive["tok_a"][:B]
         return drive, lip
 
-    def _lip_warmup(self):
-        """Before the deform stage: the audio encoder and the lip head on the prior alone."""
+    def _lip_warmup(self, steps: int | None = None):
+        """Before the deform stage: the audio encoder and the lip head on the prior alone,
+        for ``steps`` (the config's ``lip_warmup``) steps."""
         from tqdm import tqdm
 
         c = self.cfg
         opt = torch.optim.Adam(list(self.model.audio.parameters())
                                + list(self.lip_head.parameters()), lr=c.lr_face_net)
-        for _ in tqdm(range(c.lip_warmup), desc="lip prior", unit="it", leave=False,
+        for _ in tqdm(range(c.lip_warmup if steps is None else steps), desc="lip prior", unit="it", leave=False,
                       disable=not self.progress):
             loss = self._lip_loss()
             opt.zero_grad(set_to_none=True)
