@@ -88,3 +88,19 @@ def test_rasterize_frames_batched_gsplat_matches_per_frame_calls():
                                      sh_degree=deg, backend="cpu")
     diff = (rgb.cpu() - cpu).abs()
     assert diff.mean() < 1e-4 and diff.max() < 0.02
+
+    # colours evaluated by the caller, one RGB set per frame (as the model passes them), for
+    # per-frame Gaussians and for a shared set seen by every frame's camera
+    from fg3dgs.render import sh_to_rgb
+    from fg3dgs.render.api import camera_centres
+
+    for m in (cuda[0], cuda[0][0]):
+        B = cuda[5].shape[0]
+        cols = sh_to_rgb(deg, m.expand(B, -1, 3) - camera_centres(cuda[5])[:, None],
+                         cuda[4][None])
+        geo = (m, cuda[1], cuda[2]) if m.dim() == 3 else (m, cuda[1][0], cuda[2][0])
+        a, a_alpha, _ = rasterize_frames(*geo, cuda[3], cols, cuda[5], cuda[6], size, size,
+                                         backend="gsplat")
+        b, b_alpha, _ = rasterize_frames(*geo, cuda[3], cuda[4], cuda[5], cuda[6], size, size,
+                                         sh_degree=deg, backend="gsplat")
+        assert (a - b).abs().max() < 1e-5 and (a_alpha - b_alpha).abs().max() < 1e-5

@@ -185,6 +185,28 @@ def test_variants_share_the_regions_they_have_in_common(head):
     head.model.set_variant("base")
 
 
+def test_regions_share_one_sh_evaluation(head):
+    """The model evaluates the SH colours of all regions in one call; each region's image
+    is the one rasterize_frames gives from that region's own SH coefficients."""
+    import torch
+    from fg3dgs.render import rasterize_frames
+
+    m = head.model
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        drive = m.drive(torch.randn(2, 8, 16, m.cfg.audio_in_dim, generator=g),
+                        torch.randn(2, 5, m.cfg.expr_in_dim, generator=g))
+        view, K = head._viewmats(np.array([0, 40])), torch.from_numpy(head.K)
+        out = m.render_regions(drive, view, K, 256, 256, "cpu")
+        for r in m.cfg.regions:
+            means, quats, scales, opac, sh = m.deform(r, drive)
+            rgb, alpha, _ = rasterize_frames(means, quats, scales, opac, sh, view, K, 256, 256,
+                                             sh_degree=m.cfg.sh_degree, backend="cpu")
+            torch.testing.assert_close(out[r][0], m._colour(r)(rgb, alpha), atol=1e-5, rtol=0)
+            torch.testing.assert_close(out[r][1], alpha, atol=1e-6, rtol=0)
+            assert out[r][1].max() > 0.5                # the region is in the picture
+
+
 def test_streaming_gives_the_offline_frames(head):
     from fg3dgs.media import read_audio
     audio = read_audio(SPEECH)[:16000]               # 1 s: 25 frames

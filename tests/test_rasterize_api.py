@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from fg3dgs.render import RasterizeInputError, rasterize, resolve_backend
+from fg3dgs.render import RasterizeInputError, rasterize, resolve_backend, sh_to_rgb
+from fg3dgs.render.api import camera_centres
 from rasterize_cases import make_case
 
 
@@ -143,3 +144,29 @@ def test_rasterize_frames_equals_one_call_per_frame():
                                       sh_degree=1, backend="cpu")
             torch.testing.assert_close(rgb[b], ref, atol=1e-6, rtol=0)
             torch.testing.assert_close(alpha[b], ref_a, atol=1e-6, rtol=0)
+        # the same SH evaluated by the caller, one RGB set per frame [B, N, 3]
+        cols = sh_to_rgb(1, m.expand(B, 800, 3) - camera_centres(viewmats)[:, None], sh[None])
+        rgb2, alpha2, _ = rasterize_frames(m, s.quats, s.scales, s.opacities, cols, viewmats,
+                                           K, size, size, backend="cpu")
+        torch.testing.assert_close(rgb2, rgb, atol=1e-6, rtol=0)
+        torch.testing.assert_close(alpha2, alpha, atol=1e-6, rtol=0)
+
+
+def test_per_camera_colours():
+    """colors [C, N, 3]: camera c renders with its own set; shapes that match neither [N, 3]
+    nor [C, N, 3] are refused."""
+    case = make_case("random")
+    args = _args(case)
+    C = 2
+    view = args[5][None].repeat(C, 1, 1)
+    Ks = args[6][None].repeat(C, 1, 1)
+    cols = torch.stack([args[4], 1 - args[4]])
+    rgb, _, _ = rasterize(*args[:4], cols, view, Ks, case.width, case.height, backend="cpu")
+    for c in range(C):
+        ref, _, _ = rasterize(*args[:4], cols[c], view[c], Ks[c], case.width, case.height,
+                              backend="cpu")
+        torch.testing.assert_close(rgb[c], ref, atol=1e-6, rtol=0)
+    with pytest.raises(RasterizeInputError, match=r"or \[C, 60, 3\] with viewmat"):
+        rasterize(*args[:4], cols[:1].repeat(3, 1, 1), view, Ks, case.width, case.height)
+    with pytest.raises(RasterizeInputError, match="colors must have shape"):
+        rasterize(*args[:4], cols, *args[5:])       # one camera, two colour sets

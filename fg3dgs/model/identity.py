@@ -8,7 +8,8 @@ import copy
 import torch
 from torch import nn
 
-from ..render import rasterize_frames
+from ..render import rasterize_frames, sh_to_rgb
+from ..render.api import camera_centres
 from ..timing import NO_CLOCK
 from .config import ModelConfig
 from .deformation import GatedCrossAttentionDeform, PlainDeform, RegionAttentionDeform
@@ -174,40 +175,57 @@ class FG3DGS(nn.Module):
         plus the screen-space means per region and frame when ``keep_means2d``.
         viewmats [B, 4, 4]; K [3, 3]. ``windows``: region -> (x0, y0, w, h) renders only
         that part of the image for the region (training small regions costs less)."""
-        out, means2d = {}, {}
-        for r in self.cfg.regions:
-            rgb, alpha, m2d = self._rasterize_region(r, drive, viewmats, K, width, height,
-                                                     backend, keep_means2d,
-                                                     (windows or {}).get(r))
-            out[r] = (self._colour(r)(rgb, alpha), alpha)
-            means2d[r] = m2d
-        return (out, means2d) if keep_means2d else out
+        raw = self._rasterize_regions(self.cfg.regions, drive, viewmats, K, width, height,
+                                      backend, keep_means2d, windows)
+        out = {r: (self._colour(r)(rgb, alpha), alpha) for r, (rgb, alpha, _) in raw.items()}
+        return (out, {r: m2d for r, (_, _, m2d) in raw.items()}) if keep_means2d else out
 
-    def _rasterize_region(self, r: str, drive: dict | None, viewmats, K, width, height,
-                          backend, keep_means2d=False, window=None, clock=None):
-        """(rgb [B, h, w, 3] premultiplied before colour correction, alpha [B, h, w, 1],
-        screen-space means per frame when ``keep_means2d``) of region ``r``. ``clock``:
-        a :class:`StageClock` that is told where the time goes."""
+    def _colours(self, parts: dict, viewmats: torch.Tensor) -> dict:
+        """region -> RGB [B, N_r, 3] of its (deformed) Gaussians seen from each frame's
+        camera, from the SH of all the regions of ``parts`` (region -> :meth:`deform`'s
+        output) in one evaluation: one set of kernels where a call per region took one each."""
+        B = viewmats.shape[0]
+        means = torch.cat([p[0].expand(B, -1, 3) for p in parts.values()], 1)   # [B, N, 3]
+        sh = torch.cat([p[4] for p in parts.values()])                          # [N, K, 3]
+        dirs = means - camera_centres(viewmats)[:, None]
+        cols = sh_to_rgb(self.cfg.sh_degree, dirs, sh[None])
+        return dict(zip(parts, cols.split([p[4].shape[0] for p in parts.values()], 1)))
+
+    def _rasterize_regions(self, regions, drive: dict | None, viewmats, K, width, height,
+                           backend, keep_means2d=False, windows=None, clock=None) -> dict:
+        """region -> (rgb [B, h, w, 3] premultiplied before colour correction, alpha
+        [B, h, w, 1], screen-space means per frame when ``keep_means2d``, else []) for each
+        of ``regions``. ``windows``: as for :meth:`render_regions`; ``clock``: a
+        :class:`StageClock` that is told where the time goes."""
+        if not regions:
+            return {}
         clock = clock or NO_CLOCK
-        Kr, wr, hr = K, width, height
-        if window is not None:
-            x0, y0, wr, hr = window
-            Kr = K.clone()
-            Kr[0, 2] -= x0
-            Kr[1, 2] -= y0
         with clock("networks"):
-            means, quats, scales, opac, sh = self.deform(r, drive)
+            parts = {r: self.deform(r, drive) for r in regions}
+        out = {}
         with clock("rasterize"):
-            # no value checks: they would make the CPU wait for the GPU on every call, and
-            # the Gaussians come from a checked checkpoint or a step whose loss the trainer checks
-            rgb, alpha, m2d = rasterize_frames(means, quats, scales, opac, sh, viewmats, Kr,
-                                               wr, hr, sh_degree=self.cfg.sh_degree,
-                                               backend=backend, check_values=False)
-        if not (keep_means2d and m2d[0].requires_grad):
-            return rgb, alpha, []
-        for m in m2d:
-            m.retain_grad()
-        return rgb, alpha, m2d
+            cols = self._colours(parts, viewmats)
+            for r, (means, quats, scales, opac, _) in parts.items():
+                Kr, wr, hr = K, width, height
+                window = (windows or {}).get(r)
+                if window is not None:
+                    x0, y0, wr, hr = window
+                    Kr = K.clone()
+                    Kr[0, 2] -= x0
+                    Kr[1, 2] -= y0
+                # no value checks: they would make the CPU wait for the GPU on every call,
+                # and the Gaussians come from a checked checkpoint or a step whose loss the
+                # trainer checks
+                rgb, alpha, m2d = rasterize_frames(means, quats, scales, opac, cols[r],
+                                                   viewmats, Kr, wr, hr, backend=backend,
+                                                   check_values=False)
+                if keep_means2d and m2d[0].requires_grad:
+                    for m in m2d:
+                        m.retain_grad()
+                else:
+                    m2d = []
+                out[r] = (rgb, alpha, m2d)
+        return out
 
     @torch.no_grad()
     def render_variants(self, drive, viewmats, K, width, height, canvas,
@@ -221,15 +239,15 @@ class FG3DGS(nn.Module):
             for v in variants:
                 self.set_variant(v)
                 regions = {}
-                for r in self.cfg.regions:
-                    key = (r, v if r == self.cfg.refined_region else "shared")
-                    if key not in raw:
-                        raw[key] = self._rasterize_region(r, drive, viewmats, K, width,
-                                                          height, backend, clock=clock)[:2]
+                keys = {r: (r, v if r == self.cfg.refined_region else "shared")
+                        for r in self.cfg.regions}
+                todo = [r for r, key in keys.items() if key not in raw]
+                for r, res in self._rasterize_regions(todo, drive, viewmats, K, width,
+                                                      height, backend, clock=clock).items():
+                    raw[keys[r]] = res[:2]
                 with clock("fusion"):
-                    for r in self.cfg.regions:
-                        rgb, alpha = raw[(r, v if r == self.cfg.refined_region
-                                          else "shared")]
+                    for r, key in keys.items():
+                        rgb, alpha = raw[key]
                         regions[r] = (self._colour(r)(rgb, alpha), alpha)
                     out[v] = fuse(regions, canvas)
         finally:

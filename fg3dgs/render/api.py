@@ -52,9 +52,10 @@ def _validate(means, quats, scales, opacities, colors, viewmats, Ks, width, heig
             _fail(f"{name} must have shape {[N, *tail]} (N = {N} from means), "
                   f"got {_shape(t)}")
     if sh_degree is None:
-        if tuple(colors.shape) != (N, 3):
-            _fail(f"colors must have shape [{N}, 3] (or SH coefficients [N, K, 3] with "
-                  f"sh_degree set), got {_shape(colors)}")
+        C = viewmats.shape[0] if viewmats.dim() == 3 else None
+        if tuple(colors.shape) != (N, 3) and (C is None or tuple(colors.shape) != (C, N, 3)):
+            _fail(f"colors must have shape [{N}, 3], or [C, {N}, 3] with viewmat [C, 4, 4] "
+                  f"(or SH coefficients [N, K, 3] with sh_degree set), got {_shape(colors)}")
     else:
         if not isinstance(sh_degree, int) or not 0 <= sh_degree <= 3:
             _fail(f"sh_degree must be an int in 0..3 or None, got {sh_degree!r}")
@@ -126,8 +127,9 @@ def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
         quats: [N, 4] rotations (w, x, y, z), need not be normalised.
         scales: [N, 3] activated scales (standard deviations along the local axes).
         opacities: [N] activated opacities in [0, 1].
-        colors: [N, 3] RGB, or SH coefficients [N, K, 3] when ``sh_degree`` is given
-            (evaluated from the camera centre, then clamp_min(value + 0.5, 0)).
+        colors: [N, 3] RGB (or [C, N, 3], one per camera), or SH coefficients [N, K, 3]
+            when ``sh_degree`` is given (evaluated from the camera centre, then
+            clamp_min(value + 0.5, 0)).
         viewmat: [4, 4] world-to-camera (OpenCV), or [C, 4, 4] for C cameras.
         K: [3, 3] intrinsics in pixels, or [C, 3, 3].
         width, height: image size in pixels.
@@ -168,7 +170,7 @@ def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
             means, quats, scales, opacities, colors, viewmats, Ks, bg = (
                 t.cpu() for t in (means, quats, scales, opacities, colors, viewmats, Ks, bg))
         if sh_degree is None:
-            cols = colors[None].expand(C, -1, -1)
+            cols = colors if colors.dim() == 3 else colors[None].expand(C, -1, -1)
         else:
             centres = camera_centres(viewmats)                              # [C, 3]
             cols = sh_to_rgb(sh_degree, means[None] - centres[:, None], colors[None])
@@ -190,7 +192,8 @@ def rasterize_frames(means: torch.Tensor, quats: torch.Tensor, scales: torch.Ten
 
     Args:
         means [B, N, 3], quats [B, N, 4], scales [B, N, 3]: per frame, or [N, ...] shared by
-            all frames (a static set); opacities [N] and colors [N, 3] / SH [N, K, 3] shared.
+            all frames (a static set); opacities [N] shared; colors [N, 3] or [B, N, 3] (per
+            frame), or SH [N, K, 3] shared.
         viewmats [B, 4, 4] world-to-camera; K [3, 3] intrinsics shared by the frames.
         check_values: as for :func:`rasterize`.
     Returns:
@@ -217,7 +220,8 @@ def rasterize_frames(means: torch.Tensor, quats: torch.Tensor, scales: torch.Ten
     if resolve_backend(backend, means.device) != "gsplat":
         rgbs, alphas, m2d = [], [], []
         for b in range(B):
-            rgb, alpha, info = rasterize(means[b], quats[b], scales[b], opacities, colors,
+            cols = colors[b] if sh_degree is None and colors.dim() == 3 else colors
+            rgb, alpha, info = rasterize(means[b], quats[b], scales[b], opacities, cols,
                                          viewmats[b], K, width, height, sh_degree=sh_degree,
                                          backend=backend, check_values=check_values)
             rgbs.append(rgb)
@@ -230,7 +234,7 @@ def rasterize_frames(means: torch.Tensor, quats: torch.Tensor, scales: torch.Ten
     if check_values and not all(bool(torch.isfinite(t).all()) for t in (means, quats, scales)):
         _fail("means, quats or scales contain NaN or infinite values")
     if sh_degree is None:
-        cols = colors[None].expand(B, N, 3)
+        cols = colors.expand(B, N, 3)
     else:
         centres = camera_centres(viewmats)                                   # [B, 3]
         cols = sh_to_rgb(sh_degree, means - centres[:, None], colors[None])  # [B, N, 3]
