@@ -7,7 +7,7 @@ import sys
 import time
 
 from . import __version__
-from .train import COMPILE_MODES
+from .train import COMPILE_MODES, STAGES
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -128,7 +128,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                   "DEFORM,FUSION[,HRPA]", file=sys.stderr)
             return 2
         over["iterations"] = {**preset(args.preset).iterations,
-                              **dict(zip(("static", "deform", "fusion", "hrpa"), counts))}
+                              **dict(zip(STAGES, counts))}
     if args.no_hrpa:
         over["iterations"] = {**over.get("iterations", preset(args.preset).iterations),
                               "hrpa": 0}

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from ..train import COMPILE_MODES
+from ..train import COMPILE_MODES, STAGES
 
 
 def _status_mb(field: str) -> float:
@@ -192,11 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--op-sources", type=int, nargs="?", const=20, default=0, metavar="N",
                     help="list the N (20) fg3dgs functions issuing most tensor ops per step")
     tr.add_argument("--stages", nargs="+", metavar="STAGE",
-                    choices=["static", "deform", "fusion", "hrpa"],
+                    choices=STAGES,
                     help="time only these stages (all by default; then no whole-schedule "
                          "total is printed)")
     tr.add_argument("--profile", nargs="+", default=[], metavar="STAGE",
-                    choices=["static", "deform", "fusion", "hrpa"],
+                    choices=STAGES,
                     help="also print torch.profiler's table of 10 steps of these stages")
     tr.add_argument("--compile", nargs="?", const="default", metavar="MODE",
                     choices=COMPILE_MODES,

@@ -7,8 +7,7 @@ from dataclasses import asdict, dataclass, field, replace
 from ..model.config import ModelConfig
 from ..model.gaussians import DensifyConfig
 from ..model.hash_encoding import HashConfig
-
-STAGES = ("static", "deform", "fusion", "hrpa")
+from . import STAGES
 
 
 @dataclass

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..io_utils import atomic_directory, sha256
 from ..model.io import META, WEIGHTS, load_identity, save_identity
 from ..pipeline.replay import INDEX, VIDEO, write_replay
+from ..train import STAGES
 from .manifest import ZooError
 
 PREVIEW = "preview.png"
@@ -73,8 +74,7 @@ def model_card(info: ExportInfo, ident: dict, metrics: dict | None) -> str:
                      f"expert: {hrpa.get('expert', {}).get('source')}")
     else:
         hrpa_text = "skipped" if hrpa else "not run"
-    order = ("static", "deform", "fusion", "hrpa")
-    its = {k: its[k] for k in sorted(its, key=lambda k: order.index(k) if k in order else 9)}
+    its = {k: its[k] for k in sorted(its, key=lambda k: STAGES.index(k) if k in STAGES else 9)}
     return f"""---
 license: {info.license}
 library_name: fg3dgs
