@@ -201,6 +201,8 @@ def test_lpips_is_zero_for_equal_images_matches_the_reference_and_has_gradients(
     x = a.clone().requires_grad_(True)
     net(x, b).sum().backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    (ref,) = torch.autograd.grad(lpips_reference(net, x, b).sum(), x)
+    torch.testing.assert_close(x.grad, ref, rtol=1e-3, atol=1e-7)
     y = b.clone().requires_grad_(True)
     net(y, y.detach()).sum().backward()          # at equality: zero, finite gradient
     assert torch.isfinite(y.grad).all()
