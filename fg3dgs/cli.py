@@ -344,7 +344,11 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fg3dgs", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="fg3dgs", description="FG-3DGS: audio-driven 3D Gaussian talking heads. Train an "
+        "identity from a portrait video (synth / preprocess / train / eval), render it "
+        "speaking any audio (render), or pull one from the model zoo (zoo).",
+        epilog="Each command has its own --help. The web app: python app.py")
     parser.add_argument("--version", action="version", version=f"fg3dgs {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
