@@ -255,6 +255,7 @@ def test_training_rate_benchmark(data, tmp_path, capsys):
     assert res["gaussians"] == {r: caps[r] for r in ("face", "eyes", "mouth")}
     assert [r["stage"] for r in res["rows"]] == ["static", "deform", "fusion", "hrpa"]
     assert all(r["iterations_per_s"] > 0 for r in res["rows"])
+    assert all(r["gaussians"] == res["gaussians"] for r in res["rows"])   # the cap throughout
     assert abs(res["projected_minutes"] - sum(r["projected_minutes"] for r in res["rows"])) \
         < 1e-9
     printed = capsys.readouterr().out

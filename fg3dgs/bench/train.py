@@ -200,7 +200,9 @@ def run(args) -> int:
             total += minutes
             rows.append({"stage": stage, "iterations": n, "ms_per_iteration": ms,
                          "iterations_per_s": 1000 / ms, "projected_minutes": minutes,
-                         "ops_per_step": ops, "warmup_s": warm_s})
+                         "ops_per_step": ops, "warmup_s": warm_s,
+                         # (with --no-grow a densification pass may have added some)
+                         "gaussians": {r: len(g) for r, g in tr.model.gaussians.items()}})
             print(f"| {stage} | {n} | {ms:.1f} | {1000 / ms:.1f} | {minutes:.1f} | "
                   f"{'-' if ops is None else ops} |", flush=True)
             if cfg.compile:
