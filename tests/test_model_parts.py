@@ -100,6 +100,38 @@ def test_photometric_backward_written_out_equals_autograd(shape):
     assert torch.autograd.grad(photometric(a, t), t)[0].abs().sum() > 0
 
 
+def test_weighted_photometric_of_a_padded_batch_is_the_sum_of_the_images_losses():
+    """Eye and mouth windows of different sizes in one call: zero-padded to one size, with
+    weights 1 / (pixels) inside each, the loss and its gradients are those of the two
+    separate calls (SSIM pads with zeros itself); the written-out backward equals autograd
+    of the weighted formula and passes gradcheck."""
+    from fg3dgs.train.losses import (mean_weights, padded_batch, photometric,
+                                     photometric_reference)
+
+    gen = torch.Generator().manual_seed(8)
+    shapes = [(2, 13, 21), (2, 19, 9)]
+    rs = [torch.rand(*s, 3, dtype=torch.float64, generator=gen).requires_grad_()
+          for s in shapes]
+    ts = [torch.rand(*s, 3, dtype=torch.float64, generator=gen) for s in shapes]
+    w = torch.from_numpy(mean_weights(shapes, np.float64))
+    assert w.shape == (4, 19, 21) and torch.allclose(w.sum(), torch.tensor(2.0).double())
+    for dssim in (0.0, 0.2, 1.0):
+        want = sum(photometric(r, t, dssim) for r, t in zip(rs, ts))
+        want_grads = torch.autograd.grad(want, rs)
+        for f in (photometric, photometric_reference):
+            got = f(padded_batch(rs), padded_batch(ts), dssim, w)
+            torch.testing.assert_close(got, want, atol=1e-13, rtol=0)
+            for a, b in zip(torch.autograd.grad(got, rs), want_grads):
+                torch.testing.assert_close(a, b, atol=1e-15, rtol=1e-9)
+    x = torch.rand(2, 7, 9, 3, dtype=torch.float64, generator=gen).requires_grad_()
+    t, ww = torch.rand_like(x.detach()), torch.rand(2, 7, 9, dtype=torch.float64,
+                                                     generator=gen)
+    assert torch.autograd.gradcheck(lambda r: photometric(r, t, 0.3, ww), (x,))
+    torch.testing.assert_close(torch.autograd.grad(photometric(x, t, 0.3, ww), x)[0],
+                               torch.autograd.grad(photometric_reference(x, t, 0.3, ww), x)[0],
+                               atol=1e-15, rtol=1e-9)
+
+
 def test_ssim_filter_is_its_own_adjoint():
     """The written-out backward blurs the gradient maps with the forward's filter: right
     only because the zero-padded filter by a symmetric window is self-adjoint."""

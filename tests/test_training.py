@@ -329,6 +329,49 @@ def test_one_off_work_is_counted_as_a_run_does_it(data, tmp_path, monkeypatch):
                                         "densification pass": 2}
 
 
+def test_windowed_regions_share_one_loss_call(data, tmp_path):
+    """Stages 1-2: the eye and mouth windows go through the loss in one padded, weighted
+    call; the loss and its gradients are those of one call per region."""
+    from fg3dgs.train.losses import photometric_reference
+    from fg3dgs.train.trainer import region_window
+    from fg3dgs.train.data import region_mask
+
+    t = Trainer(data / "data", tmp_path / "r", tiny((2, 2, 2)), progress=False)
+    t.stage, t.step = "deform", 0
+    t._new_stage_state()
+    c = t.cfg
+    ks = np.array([3, 11])
+    b = t.data.batch(ks, t.device)
+    labels = t.data.labels[ks]
+    windows = {r: region_window(labels, r, c.window_margin) for r in ("eyes", "mouth")}
+    assert windows["eyes"][2:] != windows["mouth"][2:]          # sizes differ: padding
+    drive = t.model.drive(b["audio"], b["expression"])
+    renders = t.model.render_regions(drive, b["viewmats"], t.K, c.size, c.size, "cpu",
+                                     windows=windows)
+    got, psnr = t._region_loss(renders, b["image"], b["labels"], windows, True)
+    want = 0.0
+    for r, (rgb, a) in renders.items():
+        mask = region_mask(b["labels"], r)
+        target = b["image"] * mask
+        if r in windows:
+            x0, y0, w, h = windows[r]
+            mask, target = (x[:, y0:y0 + h, x0:x0 + w] for x in (mask, target))
+        want = want + photometric_reference(rgb, target, c.dssim) \
+            + c.alpha_weight * (a - mask).abs().mean()
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
+    assert float(psnr) > 0
+    params = [p for p in t.model.parameters() if p.requires_grad]
+    nonzero = 0
+    for g1, g2 in zip(torch.autograd.grad(got, params, retain_graph=True, allow_unused=True),
+                      torch.autograd.grad(want, params, allow_unused=True)):
+        if g1 is None or g2 is None:
+            assert g1 is None and g2 is None
+        else:
+            torch.testing.assert_close(g1, g2, atol=1e-7, rtol=1e-4)
+            nonzero += bool(g1.abs().sum() > 0)
+    assert nonzero > 5          # Gaussians' colours and opacities, the networks' last layers
+
+
 def test_lip_prior_teaches_the_audio_encoder_the_lips(data, tmp_path):
     """The warm-up of the lip-shape prior lowers its loss, and it touches only the audio
     encoder (and its head): the Gaussians and the deformation networks stay as they were."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -75,25 +76,60 @@ def _ssim_formula(blurred: torch.Tensor, C: int) -> torch.Tensor:
 
 
 def _l1_dssim(render: torch.Tensor, target: torch.Tensor, blurred: torch.Tensor,
-              dssim: float) -> torch.Tensor:
-    return (render - target).abs().mean() \
-        + dssim * (1 - _ssim_formula(blurred, render.shape[-1]).mean())
+              dssim: float, weight: torch.Tensor | None = None) -> torch.Tensor:
+    smap = _ssim_formula(blurred, render.shape[-1])                  # [B, C, H, W]
+    if weight is None:
+        return (render - target).abs().mean() + dssim * (1 - smap.mean())
+    C = render.shape[-1]
+    w = weight.reshape(-1, *weight.shape[-2:])                       # [B, H, W]
+    l1 = ((render - target).abs().reshape(-1, *render.shape[-3:]) * w[..., None]).sum() / C
+    return l1 + dssim * (w.sum() - (smap * w[:, None]).sum() / C)
 
 
-def photometric_reference(render: torch.Tensor, target: torch.Tensor, dssim: float = 0.2):
+def photometric_reference(render: torch.Tensor, target: torch.Tensor, dssim: float = 0.2,
+                          weight: torch.Tensor | None = None):
     """:func:`photometric` as autograd sees the formula: the reference for the written-out
     backward, and what a target that needs gradients gets."""
-    return _l1_dssim(render, target, _blur(_moments(render, target)), dssim)
+    return _l1_dssim(render, target, _blur(_moments(render, target)), dssim, weight)
 
 
-def photometric(render: torch.Tensor, target: torch.Tensor, dssim: float = 0.2):
+def photometric(render: torch.Tensor, target: torch.Tensor, dssim: float = 0.2,
+                weight: torch.Tensor | None = None):
     """L1 + dssim * (1 - SSIM): the paper's loss, of images [..., H, W, C], differentiable
     with respect to ``render``. Its backward is written out (:class:`_Photometric`): about
     55 tensor operations per call where autograd of the formula takes about 80, and a
-    training step on a GPU is bound by kernel launches."""
+    training step on a GPU is bound by kernel launches.
+
+    ``weight`` [..., H, W] (None: the mean over all pixels): the loss is then the sum over
+    pixels of weight x (L1 + dssim x (1 - SSIM)), each term averaged over the channels. With
+    zeros around images padded to one size and weights 1 / (its pixels) inside each, that is
+    the sum of each image's own loss: SSIM filters with zero padding, so the padding changes
+    nothing inside (:func:`padded_batch`)."""
     if target.requires_grad:
-        return photometric_reference(render, target, dssim)
-    return _Photometric.apply(render, target, dssim)
+        return photometric_reference(render, target, dssim, weight)
+    return _Photometric.apply(render, target, dssim, weight)
+
+
+def padded_batch(images: list[torch.Tensor]) -> torch.Tensor:
+    """Image batches [B_i, h_i, w_i, C] -> one [sum B_i, H, W, C], each zero-padded at its
+    bottom and right to the largest height and width."""
+    H = max(t.shape[-3] for t in images)
+    W = max(t.shape[-2] for t in images)
+    return torch.cat([F.pad(t, (0, 0, 0, W - t.shape[-2], 0, H - t.shape[-3]))
+                      for t in images])
+
+
+def mean_weights(shapes: list[tuple[int, int, int]], dtype=np.float32) -> np.ndarray:
+    """[sum B_i, H, W] weights for :func:`padded_batch` of batches of shapes (B_i, h_i, w_i):
+    1 / (B_i h_i w_i) inside each image, 0 in the padding, so that a weighted sum is the sum
+    of each batch's mean."""
+    H, W = max(h for _, h, _ in shapes), max(w for _, _, w in shapes)
+    out = np.zeros((sum(b for b, _, _ in shapes), H, W), dtype)
+    k = 0
+    for b, h, w in shapes:
+        out[k:k + b, :h, :w] = 1.0 / (b * h * w)
+        k += b
+    return out
 
 
 @functools.lru_cache(maxsize=32)
@@ -115,7 +151,7 @@ class _Photometric(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, render, target, dssim):
+    def forward(ctx, render, target, dssim, weight=None):
         C = render.shape[-1]
         stack = _moments(render, target)
         x, y = stack[:, :C], stack[:, C:2 * C]
@@ -133,15 +169,21 @@ class _Photometric(torch.autograd.Function):
         den = b1 * b2
         smap = (a1 * a2).div_(den)
         d = render - target
-        ctx.save_for_backward(x, y, mx, my, a1, a2, b1, b2, den, smap, d)
+        if weight is not None:          # per pixel [B, 1, H, W], over the channels too
+            weight = weight.reshape(-1, 1, *weight.shape[-2:]) / C
+        ctx.save_for_backward(x, y, mx, my, a1, a2, b1, b2, den, smap, d, weight)
         ctx.dssim = dssim
-        return d.abs().mean() + dssim * (1 - smap.mean())
+        if weight is None:
+            return d.abs().mean() + dssim * (1 - smap.mean())
+        l1 = (d.abs().reshape(-1, *d.shape[-3:]) * weight.permute(0, 2, 3, 1)).sum()
+        return l1 + dssim * (weight.sum() * C - (smap * weight).sum())
 
     @staticmethod
     def backward(ctx, g):
-        x, y, mx, my, a1, a2, b1, b2, den, smap, d = ctx.saved_tensors
+        x, y, mx, my, a1, a2, b1, b2, den, smap, d, weight = ctx.saved_tensors
         C = x.shape[1]
-        k = g * (-ctx.dssim / smap.numel())
+        # d loss / d SSIM per pixel and channel: a number, or a map with weights
+        k = g * (-ctx.dssim / smap.numel()) if weight is None else (-ctx.dssim * g) * weight
         t = k / den
         da1, da2 = t * a2, t * a1
         w = k * smap                      # dB1 = -w / B1, dB2 = -w / B2
@@ -153,7 +195,9 @@ class _Photometric(torch.autograd.Function):
         gx = torch.addcmul(torch.addcmul(gb[:, :C], x, gb[:, 2 * C:3 * C], value=2),
                            y, gb[:, 4 * C:])
         gx = gx.permute(0, 2, 3, 1).reshape(d.shape)
-        return torch.addcmul(gx, d.sign(), g / d.numel()), None, None
+        l1 = g / d.numel() if weight is None else \
+            (g * weight.permute(0, 2, 3, 1)).reshape(*d.shape[:-1], 1)
+        return torch.addcmul(gx, d.sign(), l1), None, None, None
 
 
 @functools.lru_cache(maxsize=None)
@@ -166,8 +210,9 @@ def compiled_photometric(backend: str = "inductor", mode: str = "default"):
     how = {"backend": backend, "mode": None if mode == "default" else mode, "dynamic": True}
     moments, tail = torch.compile(_moments, **how), torch.compile(_l1_dssim, **how)
 
-    def loss(render: torch.Tensor, target: torch.Tensor, dssim: float = 0.2):
-        return tail(render, target, _blur(moments(render, target)), dssim)
+    def loss(render: torch.Tensor, target: torch.Tensor, dssim: float = 0.2,
+             weight: torch.Tensor | None = None):
+        return tail(render, target, _blur(moments(render, target)), dssim, weight)
     return loss
 
 

@@ -40,7 +40,7 @@ from ..preprocess.dataset import Dataset
 from . import CUDA_GRAPH_MODES
 from .config import STAGES, TrainConfig, preset
 from .data import TrainData, audio_windows, region_mask, to_device
-from .losses import compiled_photometric, photometric, psnr_tensor
+from .losses import compiled_photometric, mean_weights, padded_batch, photometric, psnr_tensor
 from .mouth_prior import LipHead, lip_targets
 
 STATE = "train_state.safetensors"
@@ -208,7 +208,8 @@ class Trainer:
         c = self.cfg
         opt = torch.optim.Adam(list(self.model.audio.parameters())
                                + list(self.lip_head.parameters()), lr=c.lr_face_net)
-        for _ in tqdm(range(c.lip_warmup if steps is None else steps), desc="lip prior", unit="it", leave=False,
+        steps = c.lip_warmup if steps is None else steps
+        for _ in tqdm(range(steps), desc="lip prior", unit="it", leave=False,
                       disable=not self.progress):
             loss = self._lip_loss()
             opt.zero_grad(set_to_none=True)
@@ -507,17 +508,7 @@ class Trainer:
                 loss = loss + c.fusion_alpha_weight * (a - mask).abs().mean()
             psnr = psnr_tensor(out.detach(), img) if quality else None
         else:
-            loss, psnr = 0.0, (0.0 if quality else None)
-            for r, (rgb, a) in renders.items():
-                mask = region_mask(b["labels"], r)
-                target = img * mask
-                if windows and r in windows:
-                    x0, y0, w, h = windows[r]
-                    mask, target = (t[:, y0:y0 + h, x0:x0 + w] for t in (mask, target))
-                loss = loss + self._photometric(rgb, target, c.dssim) \
-                    + c.alpha_weight * (a - mask).abs().mean()
-                if quality:
-                    psnr += psnr_tensor(rgb.detach(), target) / len(renders)
+            loss, psnr = self._region_loss(renders, img, b["labels"], windows, quality)
         if lip is not None:
             loss = loss + c.lip_prior * lip
         self.opt.zero_grad(set_to_none=True)
@@ -532,6 +523,37 @@ class Trainer:
             if changed:
                 self.model.invalidate()
         return loss.detach(), psnr
+
+    def _region_loss(self, renders: dict, img: torch.Tensor, labels: torch.Tensor,
+                     windows: dict | None, quality: bool):
+        """Stages 1-2: (loss, PSNR or None). Each region's render against the image inside
+        its mask, and its alpha against the mask: photometric + alpha_weight x L1, means over
+        its window (the whole frame where it has none). The windowed regions (eyes, mouth)
+        go through the loss in one call, zero-padded to one size and weighted by 1 / (their
+        pixels): the same sum (:func:`~fg3dgs.train.losses.photometric`), fewer kernels."""
+        c = self.cfg
+        loss, psnr = 0.0, (0.0 if quality else None)
+        parts = []
+        for r, (rgb, a) in renders.items():
+            mask, im = region_mask(labels, r), img
+            window = (windows or {}).get(r)
+            if window is not None:
+                x0, y0, w, h = window
+                mask, im = (t[:, y0:y0 + h, x0:x0 + w] for t in (mask, im))
+            target = im * mask
+            if quality:
+                psnr += psnr_tensor(rgb.detach(), target) / len(renders)
+            if window is not None:
+                parts.append((rgb, a, target, mask))
+            else:
+                loss = loss + self._photometric(rgb, target, c.dssim) \
+                    + c.alpha_weight * (a - mask).abs().mean()
+        if parts:
+            rgb, a, target, mask = (padded_batch([p[i] for p in parts]) for i in range(4))
+            w = to_device(mean_weights([tuple(p[0].shape[:3]) for p in parts]), rgb.device)
+            loss = loss + self._photometric(rgb, target, c.dssim, w) \
+                + c.alpha_weight * ((a - mask).abs()[..., 0] * w).sum()
+        return loss, psnr
 
     # -- outputs --------------------------------------------------------------------------
     @torch.no_grad()
