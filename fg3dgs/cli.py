@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 
@@ -67,8 +68,6 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth_check(args: argparse.Namespace) -> int:
-    import json
-
     from .synth.check import as_dict, check_clip
 
     result = check_clip(args.dir)
@@ -151,7 +150,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"\ninterrupted; the state is saved: continue with fg3dgs train {args.dataset} "
               f"--out {args.out} --resume", file=sys.stderr)
         return 130
-    print(f"wrote identity {out}/identity.safetensors in {time.perf_counter() - start:.0f} s")
+    stages = json.loads((out / "identity.json").read_text())["train"].get("stage_seconds", {})
+    per = ", ".join(f"{k} {v:.0f} s" for k, v in stages.items())
+    print(f"wrote identity {out}/identity.safetensors in {time.perf_counter() - start:.0f} s"
+          + (f" (stages over the whole run: {per})" if per else ""))
     return 0
 
 

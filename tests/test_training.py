@@ -53,6 +53,10 @@ def test_loss_falls_and_outputs_are_written(run):
         assert (run / name).is_file(), name
     state = json.loads((run / "identity.json").read_text())
     assert state["format_version"] == 1 and state["audio_features"] == "mel"
+    # wall time per stage (steps, previews, checkpoints), within the run's total
+    per = state["train"]["stage_seconds"]
+    assert list(per) == ["static", "deform", "fusion"] and min(per.values()) > 0
+    assert sum(per.values()) <= state["train"]["seconds"]
     from fg3dgs.train.trainer import _read_state
     hist = _read_state(run / "train_state.safetensors")["meta"]["history"]
     static = [h[2] for h in hist if h[0] == "static"]
@@ -115,6 +119,9 @@ def test_resume_continues_exactly(data, tmp_path, monkeypatch):
     with pytest.raises(TrainError, match="--resume"):
         train(data / "data", tmp_path / "resumed", tiny((10, 6, 4)), progress=False)
     train(data / "data", tmp_path / "resumed", resume=True, progress=False)
+    # the static stage's time, spent before the interruption, is kept across the resume
+    per = json.loads((tmp_path / "resumed" / "identity.json").read_text())["train"]
+    assert per["stage_seconds"]["static"] > 0 and per["stage_seconds"]["deform"] > 0
     a = load_file(str(tmp_path / "straight" / "identity.safetensors"))
     b = load_file(str(tmp_path / "resumed" / "identity.safetensors"))
     assert a.keys() == b.keys()
@@ -123,12 +130,13 @@ def test_resume_continues_exactly(data, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("flag", ["--no-region-split", "--no-frequency-aware"])
-def test_ablation_switches_train(data, tmp_path, flag, monkeypatch):
+def test_ablation_switches_train(data, tmp_path, flag, monkeypatch, capsys):
     import fg3dgs.train.config as C
 
     monkeypatch.setattr(C, "preset", lambda name, **o: tiny((6, 4, 4), **o))
     assert main(["train", str(data / "data"), "--out", str(tmp_path / "r"), flag,
                  "--quiet"]) == 0
+    assert "(stages over the whole run: static " in capsys.readouterr().out
     model, info, _ = load_identity(tmp_path / "r")
     if flag == "--no-region-split":
         assert list(model.gaussians) == ["head"]

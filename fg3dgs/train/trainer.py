@@ -152,6 +152,7 @@ class Trainer:
             self.stage, self.step = STAGES[0], 0
             self.rng = np.random.default_rng(self.cfg.seed)
             self.history: list[list] = []
+            self.stage_seconds: dict[str, float] = {}
             self._new_stage_state()
         self.K = torch.from_numpy(self.data.K).to(self.device)
 
@@ -417,6 +418,7 @@ class Trainer:
         done = sum(self.cfg.iterations.get(s, 0) for s in STAGES[:STAGES.index(self.stage)])
         bar = tqdm(total=total, initial=done + self.step, unit="it", desc=self.stage,
                    disable=not self.progress, dynamic_ncols=True)
+        self._mark = time.perf_counter()
         try:
             while True:
                 n = self.cfg.iterations[self.stage]
@@ -440,11 +442,13 @@ class Trainer:
                                         gaussians=sum(len(g) for g in
                                                       self.model.gaussians.values()))
                     if save:
+                        self._clock_stage()
                         self.save_state()
                     if self.step % self.cfg.preview_every == 0:
                         self.write_preview()
                 k = STAGES.index(self.stage)
                 self.write_preview()
+                self._clock_stage()
                 nxt = next((s for s in STAGES[k + 1:] if self.cfg.iterations.get(s, 0) > 0),
                            None)
                 if nxt is None:
@@ -456,11 +460,20 @@ class Trainer:
                 self.save_state()
         except KeyboardInterrupt:
             bar.close()
+            self._clock_stage()
             self.save_state()
             raise
         bar.close()
         self.write_loss_curve()
         return self.export()
+
+    def _clock_stage(self):
+        """Add the wall time since the last call (or the loop's start) to the current
+        stage's ``stage_seconds`` (kept across resumes, written to identity.json)."""
+        now = time.perf_counter()
+        self.stage_seconds[self.stage] = self.stage_seconds.get(self.stage, 0.0) \
+            + now - self._mark
+        self._mark = now
 
     def _lr_schedule(self):
         if self.stage != "static":
@@ -608,7 +621,9 @@ class Trainer:
         meta = {"audio_features": self.cfg.model.audio_features, "size": self.cfg.size,
                 "train": {"preset": self.cfg.preset, "config": self.cfg.to_dict(),
                           "dataset": str(self.ds.path),
-                          "frames": len(self.data)},
+                          "frames": len(self.data),
+                          "stage_seconds": {k: round(v, 1) for k, v in
+                                            self.stage_seconds.items()}},
                 "metrics": {"train_psnr_last": float(np.mean(last)) if last else None},
                 "variants": list(self.model.variants),
                 "track": {"fps": 25, "frames": len(self.ds)}}
@@ -657,7 +672,8 @@ class Trainer:
                 "extent": self.extent, "history": self.history,
                 "counts": {r: len(g) for r, g in self.model.gaussians.items()},
                 "lrs": {g["name"]: g["lr"] for g in self.opt.param_groups},
-                "rng": self.rng.bit_generator.state, "lpips": self.lpips_info}
+                "rng": self.rng.bit_generator.state, "lpips": self.lpips_info,
+                "stage_seconds": self.stage_seconds}
         self.run.mkdir(parents=True, exist_ok=True)
         with atomic_output(self.run / STATE) as tmp:
             save_file(t, str(tmp), metadata={"meta": json.dumps(meta)})
@@ -667,6 +683,7 @@ class Trainer:
         self.stage, self.step = meta["stage"], int(meta["step"])
         self.extent = float(meta["extent"])
         self.history = meta["history"]
+        self.stage_seconds = meta.get("stage_seconds", {})
         self.lpips_info = meta.get("lpips")
         self.model = build_model(self.cfg.model, meta["counts"])
         self.model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
