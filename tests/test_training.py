@@ -290,9 +290,11 @@ def test_training_rate_benchmark(data, tmp_path, capsys):
     # one stage alone: its row, no whole-schedule total
     assert bench(["train", str(data / "data"), "--preset", "cpu", "--backend", "cpu",
                   "--steps", "5", "--warmup", "1", "--json", str(out), "--no-grow",
-                  "--stages", "static"]) == 0
+                  "--stages", "static", "fusion", "--lpips-as-run"]) == 0
     res = json.loads(out.read_text())
-    assert [r["stage"] for r in res["rows"]] == ["static"] and res["projected_minutes"] is None
+    assert [r["stage"] for r in res["rows"]] == ["static", "fusion"]
+    assert res["projected_minutes"] is None and res["projected_minutes_with_one_offs"] is None
+    assert res["fusion_lpips"].startswith("off (its weights are missing")
     assert "| all |" not in capsys.readouterr().out
 
 

@@ -203,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="the networks and the loss through torch.compile, in this mode (as "
                          "fg3dgs train --compile); the tensor-op count is then not taken (the "
                          "counter would make the compiled code fall back to eager)")
+    tr.add_argument("--lpips-as-run", action="store_true",
+                    help="time the fusion stage as a run here would do it: without its LPIPS "
+                         "term where the weights are missing (default: with a random-weight "
+                         "stand-in, the cost of a run that has them)")
     tr.add_argument("--sync-debug", action="store_true",
                     help="CUDA: warn, with a stack, wherever a step makes the CPU wait for the "
                          "GPU (torch.cuda.set_sync_debug_mode) during one extra step per stage")

@@ -16,7 +16,8 @@ compiling) are printed.
 
 The fusion stage is timed with its LPIPS term: the published weights where they load, else
 the same network with random weights (its cost does not depend on them), so that the
-projection holds for a run that has the weights.
+projection holds for a run that has the weights (``--lpips-as-run``: without the term where
+the weights are missing, as a run on this machine would train).
 
 A run does more than its steps. Each piece of that one-off work is timed once and multiplied
 by how often the preset does it (``TrainConfig.one_offs``): the start (dataset and first
@@ -103,13 +104,15 @@ def _densify_pass_s(trainer, sync) -> float:
     return _timed(one_pass, sync)
 
 
-def _lpips_for_timing(trainer) -> str:
-    """Give the fusion stage an LPIPS term if it has none: the published network where it
-    loaded, else the same network with random weights. Returns which."""
+def _lpips_for_timing(trainer, stand_in: bool = True) -> str:
+    """Give the fusion stage an LPIPS term if it has none (and ``stand_in``): the published
+    network where it loaded, else the same network with random weights. Returns which."""
     if trainer.cfg.lpips <= 0:
         return "off (TrainConfig.lpips is 0)"
     if trainer.lpips_net is not None:
         return "published weights"
+    if not stand_in:
+        return "off (its weights are missing, as in a run here)"
     from ..perceptual.lpips import LPIPS
 
     net = LPIPS().eval().to(trainer.device)
@@ -166,7 +169,7 @@ def run(args) -> int:
                              plan[stage]["lip-prior warm-up step"],
                              _lip_step_s(tr, sync, args.steps)))
             if stage == "fusion":
-                lpips = _lpips_for_timing(tr)
+                lpips = _lpips_for_timing(tr, stand_in=not args.lpips_as_run)
             sync()
             t0 = time.perf_counter()
             for _ in range(args.warmup):
