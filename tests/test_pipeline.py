@@ -207,6 +207,31 @@ def test_regions_share_one_sh_evaluation(head):
             assert out[r][1].max() > 0.5                # the region is in the picture
 
 
+def test_region_windows_are_crops_of_the_full_frame(head):
+    """Training renders the eyes and mouth only inside windows: the principal point moved by
+    each window's corner gives the crop of the full-frame render."""
+    import torch
+
+    m = head.model
+    with torch.no_grad():
+        drive = m.drive(torch.zeros(1, 8, 16, m.cfg.audio_in_dim),
+                        torch.zeros(1, 5, m.cfg.expr_in_dim))
+        view, K = head._viewmats(np.array([7])), torch.from_numpy(head.K)
+        full = m.render_regions(drive, view, K, 256, 256, "cpu")
+        windows = {}
+        for r in ("eyes", "mouth"):                 # the region's box, a margin, odd sizes
+            ys, xs = np.nonzero(full[r][1][0, ..., 0].numpy() > 0.5)
+            x0, y0 = xs.min() - 7, ys.min() - 5
+            windows[r] = (int(x0), int(y0), int(xs.max() + 9 - x0), int(ys.max() + 6 - y0))
+        part = m.render_regions(drive, view, K, 256, 256, "cpu", windows=windows)
+    for r, (x0, y0, w, h) in windows.items():
+        for a, b in zip(part[r], full[r]):
+            assert a.shape[1:3] == (h, w)
+            torch.testing.assert_close(a, b[:, y0:y0 + h, x0:x0 + w], atol=2e-5, rtol=0)
+        assert part[r][1].max() > 0.5                   # the region is inside its window
+    torch.testing.assert_close(part["face"][0], full["face"][0])
+
+
 def test_streaming_gives_the_offline_frames(head):
     from fg3dgs.media import read_audio
     audio = read_audio(SPEECH)[:16000]               # 1 s: 25 frames
