@@ -150,7 +150,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"\ninterrupted; the state is saved: continue with fg3dgs train {args.dataset} "
               f"--out {args.out} --resume", file=sys.stderr)
         return 130
-    stages = json.loads((out / "identity.json").read_text())["train"].get("stage_seconds", {})
+    info = json.loads((out / "identity.json").read_text())
+    stages = info.get("train", {}).get("stage_seconds", {})
     per = ", ".join(f"{k} {v:.0f} s" for k, v in stages.items())
     print(f"wrote identity {out}/identity.safetensors in {time.perf_counter() - start:.0f} s"
           + (f" (stages over the whole run: {per})" if per else ""))
