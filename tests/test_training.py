@@ -359,6 +359,11 @@ def test_windowed_regions_share_one_loss_call(data, tmp_path):
     renders = t.model.render_regions(drive, b["viewmats"], t.K, c.size, c.size, "cpu",
                                      windows=windows)
     got, psnr = t._region_loss(renders, b["image"], b["labels"], windows, True)
+    # stages 1-2 render without the colour corrections: at their identity start, the same
+    raw = t.model.render_regions(drive, b["viewmats"], t.K, c.size, c.size, "cpu",
+                                 windows=windows, colour=False)
+    for r in renders:
+        assert torch.equal(raw[r][0], renders[r][0]) and torch.equal(raw[r][1], renders[r][1])
     want = 0.0
     for r, (rgb, a) in renders.items():
         mask = region_mask(b["labels"], r)

@@ -171,14 +171,18 @@ class FG3DGS(nn.Module):
     # -- rendering ----------------------------------------------------------------------
     def render_regions(self, drive: dict | None, viewmats: torch.Tensor, K: torch.Tensor,
                        width: int, height: int, backend: str = "auto",
-                       keep_means2d: bool = False, windows: dict | None = None):
+                       keep_means2d: bool = False, windows: dict | None = None,
+                       colour: bool = True):
         """Per region: (rgb [B, H, W, 3] colour-corrected, premultiplied; alpha [B, H, W, 1]),
         plus the screen-space means per region and frame when ``keep_means2d``.
         viewmats [B, 4, 4]; K [3, 3]. ``windows``: region -> (x0, y0, w, h) renders only
-        that part of the image for the region (training small regions costs less)."""
+        that part of the image for the region (training small regions costs less).
+        ``colour=False``: without the colour corrections (stages 1-2 fit the regions before
+        fusion learns them)."""
         raw = self._rasterize_regions(self.cfg.regions, drive, viewmats, K, width, height,
                                       backend, keep_means2d, windows)
-        out = {r: (self._colour(r)(rgb, alpha), alpha) for r, (rgb, alpha, _) in raw.items()}
+        out = {r: (self._colour(r)(rgb, alpha) if colour else rgb, alpha)
+               for r, (rgb, alpha, _) in raw.items()}
         return (out, {r: m2d for r, (_, _, m2d) in raw.items()}) if keep_means2d else out
 
     def _colours(self, parts: dict, viewmats: torch.Tensor) -> dict:

@@ -508,8 +508,11 @@ class Trainer:
             labels = self.data.labels[ks]         # the host's copy, gathered once
             windows = {r: region_window(labels, r, c.window_margin) for r in ("eyes", "mouth")
                        if r in self.model.cfg.regions}
+        # stages 1-2 fit each region's own colours; the corrections belong to fusion (at
+        # their identity start they change nothing, and skipping them saves kernels)
         res = self.model.render_regions(drive, b["viewmats"], self.K, S, S, c.backend,
-                                        keep_means2d=static, windows=windows)
+                                        keep_means2d=static, windows=windows,
+                                        colour=self.stage == "fusion")
         renders, m2d = res if static else (res, {})
         if self.stage == "fusion":
             out = fuse(renders, b["canvas"])
