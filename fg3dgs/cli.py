@@ -8,7 +8,7 @@ import sys
 import time
 
 from . import __version__
-from .train import COMPILE_MODES, STAGES
+from .train import COMPILE_MODES, parse_iterations
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -120,14 +120,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         over["audio_features"] = args.audio_features
     if args.iterations:
         try:
-            counts = [int(x) for x in args.iterations.split(",")]
-            assert len(counts) in (3, 4) and min(counts) >= 0
-        except (ValueError, AssertionError):
-            print("fg3dgs train: error: --iterations takes three or four numbers: STATIC,"
-                  "DEFORM,FUSION[,HRPA]", file=sys.stderr)
+            counts = parse_iterations(args.iterations)
+        except ValueError as exc:
+            print(f"fg3dgs train: error: {exc}", file=sys.stderr)
             return 2
-        over["iterations"] = {**preset(args.preset).iterations,
-                              **dict(zip(STAGES, counts))}
+        over["iterations"] = {**preset(args.preset).iterations, **counts}
     if args.no_hrpa:
         over["iterations"] = {**over.get("iterations", preset(args.preset).iterations),
                               "hrpa": 0}

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import imageio.v3 as iio
+import pytest
 
 from fg3dgs.cli import main
 
@@ -24,6 +25,16 @@ def test_demo_writes_a_png(tmp_path):
 def test_demo_rejects_bad_size(capsys):
     assert main(["demo", "--size", "0"]) == 2
     assert "must be positive" in capsys.readouterr().err
+
+
+def test_iteration_counts_parse_or_say_the_form():
+    from fg3dgs.train import parse_iterations
+
+    assert parse_iterations("1,2,3") == {"static": 1, "deform": 2, "fusion": 3}
+    assert parse_iterations("1,2,3,0")["hrpa"] == 0
+    for bad in ("1,2", "1,2,3,4,5", "a,b,c", "1,-2,3", ""):
+        with pytest.raises(ValueError, match="STATIC,DEFORM,FUSION"):
+            parse_iterations(bad)
 
 
 def test_bench_prints_a_table(tmp_path):

@@ -290,9 +290,15 @@ def test_training_rate_benchmark(data, tmp_path, capsys):
     # one stage alone: its row, no whole-schedule total
     assert bench(["train", str(data / "data"), "--preset", "cpu", "--backend", "cpu",
                   "--steps", "5", "--warmup", "1", "--json", str(out), "--no-grow",
-                  "--stages", "static", "fusion", "--lpips-as-run"]) == 0
+                  "--stages", "static", "fusion", "--lpips-as-run",
+                  "--iterations", "300,40,250"]) == 0
     res = json.loads(out.read_text())
-    assert [r["stage"] for r in res["rows"]] == ["static", "fusion"]
+    assert [(r["stage"], r["iterations"]) for r in res["rows"]] == [("static", 300),
+                                                                   ("fusion", 250)]
+    # that schedule's one-off work: no densification pass is due in 300 steps (the first
+    # is at 400), one preview and one checkpoint each
+    static = {o["work"]: o["times"] for o in res["one_offs"] if o["stage"] == "static"}
+    assert static == {"stage set-up": 1, "preview": 1, "checkpoint": 1}
     assert res["projected_minutes"] is None and res["projected_minutes_with_one_offs"] is None
     assert res["fusion_lpips"].startswith("off (its weights are missing")
     assert "| all |" not in capsys.readouterr().out

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from ..train import COMPILE_MODES, STAGES
+from ..train import COMPILE_MODES, STAGES, parse_iterations
 
 
 def _status_mb(field: str) -> float:
@@ -184,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--preset", choices=["cpu", "paper"], default="paper")
     tr.add_argument("--backend", choices=["auto", "cpu", "gsplat"], default="auto")
     tr.add_argument("--batch", type=int, default=None, help="frames per step (preset's)")
+    tr.add_argument("--iterations", type=_iterations, default=None,
+                    metavar="STATIC,DEFORM,FUSION[,HRPA]",
+                    help="project this schedule instead of the preset's (as fg3dgs train "
+                         "--iterations; to compare with a real short run)")
     tr.add_argument("--steps", type=int, default=50, help="timed steps per stage")
     tr.add_argument("--warmup", type=int, default=5)
     tr.add_argument("--no-grow", dest="grow", action="store_false",
@@ -213,6 +217,13 @@ def main(argv: list[str] | None = None) -> int:
     tr.set_defaults(func=_train)
     args = parser.parse_args(argv)
     return args.func(args)
+
+
+def _iterations(text: str) -> dict[str, int]:
+    try:
+        return parse_iterations(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -134,6 +134,8 @@ def run(args) -> int:
                  compile_mode=args.compile or "default")
     if args.batch:
         cfg.batch = args.batch
+    if args.iterations:
+        cfg.iterations = {**cfg.iterations, **args.iterations}
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         try:

@@ -3,6 +3,21 @@
 # The training stages in order (here, not in config.py: the command line and the benchmark
 # offer them without importing torch)
 STAGES = ("static", "deform", "fusion", "hrpa")
+
+
+def parse_iterations(text: str) -> dict[str, int]:
+    """"STATIC,DEFORM,FUSION[,HRPA]" (the command line's --iterations) -> stage -> count;
+    ValueError saying the expected form otherwise."""
+    try:
+        counts = [int(x) for x in text.split(",")]
+    except ValueError:
+        counts = []
+    if len(counts) not in (3, 4) or min(counts) < 0:
+        raise ValueError(f"--iterations takes three or four counts >= 0, STATIC,DEFORM,"
+                         f"FUSION[,HRPA]; got {text!r}")
+    return dict(zip(STAGES, counts))
+
+
 # torch.compile's modes, for ``--compile MODE`` (here, not in config.py: the command line
 # offers them without importing torch)
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
