@@ -386,7 +386,7 @@ class _Model:
         return None
 
     def render_regions(self, drive, viewmats, K, W, H, backend, keep_means2d=False,
-                       windows=None):
+                       windows=None, colour=True):
         rgb = torch.sigmoid(self.colour).expand(1, H, W, 3)
         return {"head": (rgb, torch.ones(1, H, W, 1))}
 
