@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..device import to_device
 from ..render import rasterize_frames, sh_to_rgb
 from ..render.api import camera_centres
 from ..timing import NO_CLOCK
@@ -271,5 +272,5 @@ def _window_intrinsics(K: torch.Tensor, windows: dict) -> dict:
     shift = np.zeros((len(windows), 3, 3), np.float32)
     for i, (x0, y0, _, _) in enumerate(windows.values()):
         shift[i, 0, 2], shift[i, 1, 2] = x0, y0
-    Ks = K - torch.from_numpy(shift).to(K.device, K.dtype, non_blocking=True)
+    Ks = K - to_device(shift, K.device).to(K.dtype)
     return dict(zip(windows, Ks.unbind()))

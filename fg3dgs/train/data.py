@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+from ..device import to_device
 from ..model.encoders import AUDIO_CONTEXT, AUDIO_WINDOW, EXPR_CONTEXT
 from ..model.identity import REGION_LABELS
 from ..preprocess.dataset import Dataset
@@ -19,16 +20,6 @@ def _resize(img: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
         return img
     return cv2.resize(img, (size, size), interpolation=cv2.INTER_NEAREST if nearest
                       else cv2.INTER_AREA)
-
-
-def to_device(a: np.ndarray, device: torch.device | str) -> torch.Tensor:
-    """A numpy array as a tensor on ``device``. To CUDA it goes through pinned memory without
-    blocking: a plain copy makes the CPU wait until the GPU has run everything queued before
-    it, and a training step that launches many small kernels cannot afford that wait."""
-    t = torch.from_numpy(np.ascontiguousarray(a))
-    if torch.device(device).type != "cuda":
-        return t.to(device)
-    return t.pin_memory().to(device, non_blocking=True)
 
 
 @functools.lru_cache(maxsize=16)

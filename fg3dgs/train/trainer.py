@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..device import to_device
 from ..io_utils import atomic_output
 from ..model.fusion import fuse
 from ..model.gaussians import PARAMS, DensifyStrategy, GaussianSet
@@ -39,7 +40,7 @@ from ..pipeline.replay import write_replay
 from ..preprocess.dataset import Dataset
 from . import CUDA_GRAPH_MODES
 from .config import STAGES, TrainConfig, preset
-from .data import TrainData, audio_windows, region_mask, to_device
+from .data import TrainData, audio_windows, region_mask
 from .losses import compiled_photometric, mean_weights, padded_batch, photometric, psnr_tensor
 from .mouth_prior import LipHead, lip_targets
 
