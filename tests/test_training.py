@@ -381,6 +381,11 @@ def test_windowed_regions_share_one_loss_call(data, tmp_path):
             + c.alpha_weight * (a - mask).abs().mean()
     torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
     assert float(psnr) > 0
+    # fusion's alpha term: the regions' full-frame alphas in one term, the sum of their own
+    full = t.model.render_regions(drive, b["viewmats"], t.K, c.size, c.size, "cpu")
+    torch.testing.assert_close(
+        Trainer._alpha_l1(full, b["labels"]),
+        sum((a - region_mask(b["labels"], r)).abs().mean() for r, (_, a) in full.items()))
     params = [p for p in t.model.parameters() if p.requires_grad]
     nonzero = 0
     for g1, g2 in zip(torch.autograd.grad(got, params, retain_graph=True, allow_unused=True),
@@ -484,13 +489,17 @@ def test_render_value_checks_are_skipped_off_the_cpu_only():
 
 def test_region_masks_are_the_labels_of_each_region():
     from fg3dgs.model.identity import REGION_LABELS
-    from fg3dgs.train.data import region_mask
+    from fg3dgs.train.data import region_mask, region_masks
 
     labels = torch.randint(0, 6, (2, 9, 7))
     for region, values in REGION_LABELS.items():
         want = sum((labels == v) for v in values).bool().float()[..., None]
         got = region_mask(labels, region)
         assert got.dtype == torch.float32 and torch.equal(got, want), region
+    # several regions in one lookup: the channels in the order asked
+    order = ("mouth", "face", "eyes")
+    assert torch.equal(region_masks(labels, order),
+                       torch.cat([region_mask(labels, r) for r in order], -1))
 
 
 def test_compiled_training_matches_eager(data, tmp_path, monkeypatch):

@@ -23,17 +23,24 @@ def _resize(img: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
-def _mask_table(region: str, device: torch.device) -> torch.Tensor:
-    """[256] float: 1 at the labels of ``region`` (kept per device: uploads would sync)."""
-    table = torch.zeros(256)
-    table[list(REGION_LABELS[region])] = 1.0
+def _mask_table(regions: tuple[str, ...], device: torch.device) -> torch.Tensor:
+    """[256, R] float: column r is 1 at the labels of ``regions[r]`` (kept per device:
+    uploads would sync)."""
+    table = torch.zeros(256, len(regions))
+    for r, region in enumerate(regions):
+        table[list(REGION_LABELS[region]), r] = 1.0
     return table.to(device)
 
 
 def region_mask(labels: torch.Tensor, region: str) -> torch.Tensor:
     """[B, H, W, 1] float mask of a region from label maps [B, H, W] (integers 0..255):
     one table lookup, not a comparison per label."""
-    return _mask_table(region, labels.device)[labels][..., None]
+    return region_masks(labels, (region,))
+
+
+def region_masks(labels: torch.Tensor, regions: tuple[str, ...]) -> torch.Tensor:
+    """[B, H, W, R] float masks of ``regions`` (the channels in that order), in one lookup."""
+    return _mask_table(tuple(regions), labels.device)[labels]
 
 
 def audio_window_index(n_features: int, frames: np.ndarray) -> np.ndarray:

@@ -40,7 +40,7 @@ from ..pipeline.replay import write_replay
 from ..preprocess.dataset import Dataset
 from . import CUDA_GRAPH_MODES
 from .config import STAGES, TrainConfig, preset
-from .data import TrainData, audio_windows, region_mask
+from .data import TrainData, audio_windows, region_mask, region_masks
 from .losses import compiled_photometric, mean_weights, padded_batch, photometric, psnr_tensor
 from .mouth_prior import LipHead, lip_targets
 
@@ -520,9 +520,7 @@ class Trainer:
             loss = self._photometric(out, img, c.dssim)
             if self.lpips_net is not None:
                 loss = loss + self._lpips_loss(out, img)
-            for r, (_rgb, a) in renders.items():
-                mask = region_mask(b["labels"], r)
-                loss = loss + c.fusion_alpha_weight * (a - mask).abs().mean()
+            loss = loss + c.fusion_alpha_weight * self._alpha_l1(renders, b["labels"])
             psnr = psnr_tensor(out.detach(), img) if quality else None
         else:
             loss, psnr = self._region_loss(renders, img, b["labels"], windows, quality)
@@ -540,6 +538,13 @@ class Trainer:
             if changed:
                 self.model.invalidate()
         return loss.detach(), psnr
+
+    @staticmethod
+    def _alpha_l1(renders: dict, labels: torch.Tensor) -> torch.Tensor:
+        """Fusion: the sum over regions of the mean |alpha - mask| over the frame, all regions
+        in one term (their frames are the same size; fewer kernels than a term each)."""
+        alphas = torch.cat([a for _rgb, a in renders.values()], -1)         # [B, H, W, R]
+        return len(renders) * (alphas - region_masks(labels, tuple(renders))).abs().mean()
 
     def _region_loss(self, renders: dict, img: torch.Tensor, labels: torch.Tensor,
                      windows: dict | None, quality: bool):
