@@ -40,7 +40,7 @@ from ..pipeline.replay import write_replay
 from ..preprocess.dataset import Dataset
 from . import CUDA_GRAPH_MODES
 from .config import STAGES, TrainConfig, preset
-from .data import TrainData, audio_windows, region_mask, region_masks
+from .data import TrainData, audio_windows, region_masks
 from .losses import compiled_photometric, mean_weights, padded_batch, photometric, psnr_tensor
 from .mouth_prior import LipHead, lip_targets
 
@@ -556,8 +556,9 @@ class Trainer:
         c = self.cfg
         loss, psnr = 0.0, (0.0 if quality else None)
         parts = []
-        for r, (rgb, a) in renders.items():
-            mask, im = region_mask(labels, r), img
+        masks = region_masks(labels, tuple(renders))                         # one lookup
+        for k, (r, (rgb, a)) in enumerate(renders.items()):
+            mask, im = masks[..., k:k + 1], img
             window = (windows or {}).get(r)
             if window is not None:
                 x0, y0, w, h = window
