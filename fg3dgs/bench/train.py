@@ -58,6 +58,12 @@ def grow_to_cap(trainer, seed: int = 0) -> dict[str, int]:
     return {r: len(gs) for r, gs in trainer.model.gaussians.items()}
 
 
+def _steps(trainer, k: int):
+    """``k`` training steps as the loop runs them between log steps."""
+    for _ in range(k):
+        trainer._one_step(quality=False)
+
+
 PROFILE_STEPS = 10
 
 
@@ -70,8 +76,7 @@ def _profile(trainer, sync, steps: int = PROFILE_STEPS) -> str:
     if trainer.device.type == "cuda":
         acts.append(ProfilerActivity.CUDA)
     with profile(activities=acts) as prof:
-        for _ in range(steps):
-            trainer._one_step(quality=False)
+        _steps(trainer, steps)
         sync()
     key = "self_cuda_time_total" if trainer.device.type == "cuda" else "self_cpu_time_total"
     return prof.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=60)
@@ -172,12 +177,8 @@ def run(args) -> int:
                              _lip_step_s(tr, sync, args.steps)))
             if stage == "fusion":
                 lpips = _lpips_for_timing(tr, stand_in=not args.lpips_as_run)
-            sync()
-            t0 = time.perf_counter()
-            for _ in range(args.warmup):
-                tr._one_step(quality=False)
-            sync()
-            warm_s = time.perf_counter() - t0       # with --compile: mostly compiling
+            # with --compile: mostly compiling
+            warm_s = _timed(lambda: _steps(tr, args.warmup), sync)
             if args.sync_debug and tr.device.type == "cuda":
                 torch.cuda.set_sync_debug_mode("warn")
                 tr._one_step(quality=False)
@@ -191,15 +192,8 @@ def run(args) -> int:
                     sources.append((stage, counted))
             if stage in args.profile:
                 profiles.append((stage, _profile(tr, sync)))
-            blocks = []
             per = max(1, args.steps // 5)
-            for _ in range(5):
-                sync()
-                t0 = time.perf_counter()
-                for _ in range(per):
-                    tr._one_step(quality=False)
-                sync()
-                blocks.append((time.perf_counter() - t0) / per)
+            blocks = [_timed(lambda: _steps(tr, per), sync) / per for _ in range(5)]
             ms = 1000 * statistics.median(blocks)
             minutes = n * ms / 1000 / 60
             total += minutes

@@ -119,7 +119,7 @@ class DensifyStrategy:
     def step(self, step: int, gs: GaussianSet, optimizer: torch.optim.Optimizer) -> bool:
         """Densify / prune at the configured steps; returns True when the set changed."""
         c = self.cfg
-        if step < c.start or step > c.stop or step % c.every or self.grad_sum is None:
+        if step not in c.due_steps(step) or self.grad_sum is None:
             return False
         with torch.no_grad():
             grad = self.grad_sum / self.count.clamp(min=1)
