@@ -7,8 +7,8 @@ import json
 import sys
 import time
 
-from . import __version__
-from .train import COMPILE_MODES, parse_iterations
+from . import BACKENDS, __version__
+from .train import COMPILE_MODES, PRESETS, parse_iterations
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -358,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--gaussians", type=int, default=30000, help="number of Gaussians")
     demo.add_argument("--yaw", type=float, nargs="+", default=[-35.0, 0.0, 35.0],
                       help="camera yaw angles in degrees, one view each")
-    demo.add_argument("--backend", choices=["auto", "cpu", "gsplat"], default="auto")
+    demo.add_argument("--backend", choices=BACKENDS, default="auto")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_cmd_demo)
 
@@ -414,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "loss curve. Ctrl-C saves the state; --resume continues exactly.")
     tr.add_argument("dataset")
     tr.add_argument("--out", required=True, help="run folder")
-    tr.add_argument("--preset", choices=["cpu", "paper"], default="cpu",
+    tr.add_argument("--preset", choices=PRESETS, default="cpu",
                     help="cpu: 256x256, about an hour on 2 cores; paper: the paper's "
                          "512x512 schedule (for a CUDA GPU)")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -435,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ablation: one Gaussian set and one network for the whole head")
     tr.add_argument("--no-frequency-aware", action="store_true",
                     help="ablation: plain MLP deltas for all regions")
-    tr.add_argument("--backend", choices=["auto", "cpu", "gsplat"], default="auto")
+    tr.add_argument("--backend", choices=BACKENDS, default="auto")
     tr.add_argument("--compile", nargs="?", const="default", metavar="MODE",
                     choices=COMPILE_MODES,
                     help="run the networks and the loss through torch.compile (fewer GPU "
@@ -453,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", required=True, help="the dataset the identity was trained on")
     ev.add_argument("--truth", help="synthetic clip folder: also compare mouth and blinks "
                                     "with its truth")
-    ev.add_argument("--backend", choices=["auto", "cpu", "gsplat"], default="auto")
+    ev.add_argument("--backend", choices=BACKENDS, default="auto")
     ev.add_argument("--no-video", action="store_true", help="skip the side-by-side video")
     ev.add_argument("--expert", help="sync expert for expert-C / expert-D (default: the "
                                      "shipped one)")
@@ -516,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "identity's training size)")
     rd.add_argument("--pose", choices=("replay", "static"), default="replay")
     rd.add_argument("--blink", choices=("replay", "auto"), default="replay")
-    rd.add_argument("--backend", choices=("auto", "cpu", "gsplat"), default="auto")
+    rd.add_argument("--backend", choices=BACKENDS, default="auto")
     rd.add_argument("--batch", type=int, default=None,
                     help="frames per network call (default 8 on the CPU, 32 on a GPU)")
     rd.add_argument("--seed", type=int, default=0, help="auto blinks")

@@ -22,7 +22,8 @@ import subprocess
 import sys
 import time
 
-from ..train import COMPILE_MODES, STAGES, parse_iterations
+from .. import BACKENDS
+from ..train import COMPILE_MODES, PRESETS, STAGES, parse_iterations
 
 
 def _status_mb(field: str) -> float:
@@ -181,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     pipe.set_defaults(func=_pipeline)
     tr = sub.add_parser("train", help="training iterations per second, stage by stage")
     tr.add_argument("dataset", help="a preprocessed dataset")
-    tr.add_argument("--preset", choices=["cpu", "paper"], default="paper")
-    tr.add_argument("--backend", choices=["auto", "cpu", "gsplat"], default="auto")
+    tr.add_argument("--preset", choices=PRESETS, default="paper")
+    tr.add_argument("--backend", choices=BACKENDS, default="auto")
     tr.add_argument("--batch", type=int, default=None, help="frames per step (preset's)")
     tr.add_argument("--iterations", type=_iterations, default=None,
                     metavar="STATIC,DEFORM,FUSION[,HRPA]",

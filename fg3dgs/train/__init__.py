@@ -3,6 +3,7 @@
 # The training stages in order (here, not in config.py: the command line and the benchmark
 # offer them without importing torch)
 STAGES = ("static", "deform", "fusion", "hrpa")
+PRESETS = ("cpu", "paper")     # config.preset's names
 
 
 def parse_iterations(text: str) -> dict[str, int]:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, replace
 from ..model.config import ModelConfig
 from ..model.gaussians import DensifyConfig
 from ..model.hash_encoding import HashConfig
-from . import STAGES
+from . import PRESETS, STAGES
 
 
 @dataclass
@@ -115,7 +115,7 @@ def preset(name: str, **overrides) -> TrainConfig:
                           model=ModelConfig(sh_degree=1, hash=HashConfig(
                               levels=8, features=2, log2_table=14, max_resolution=256)))
     else:
-        raise ValueError(f"unknown preset {name!r}; choose cpu or paper")
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     model_over = {k: overrides.pop(k) for k in ("region_split", "frequency_aware",
                                                "audio_features") if k in overrides}
     if model_over:
