@@ -59,20 +59,55 @@ def log_mel(audio: np.ndarray, cfg: MelConfig = MelConfig()) -> np.ndarray:
 
 
 def _load_model(name: str, model_id: str):
+    """(feature extractor, model in eval mode): from a folder, the Hugging Face cache, or
+    the Hub (probed once first: an unreachable Hub would cost a minute of retries)."""
     from transformers import AutoFeatureExtractor, AutoModel
 
+    from .io_utils import hub_unreachable
+
+    def load(local_only: bool):
+        return (AutoFeatureExtractor.from_pretrained(model_id, local_files_only=local_only),
+                AutoModel.from_pretrained(model_id, local_files_only=local_only))
+
+    why = None
     try:
-        processor = AutoFeatureExtractor.from_pretrained(model_id)
-        model = AutoModel.from_pretrained(model_id)
+        try:
+            processor, model = load(local_only=True)
+        except OSError:
+            if Path(model_id).exists() or (why := hub_unreachable()) is not None:
+                raise
+            processor, model = load(local_only=False)
     except OSError as exc:
+        where = ("that folder does not hold a saved model" if Path(model_id).exists() else
+                 "they are not in the Hugging Face cache, and " + (
+                     f"the Hub cannot be reached: {why}" if why else
+                     f"the download failed ({type(exc).__name__})"))
         raise AudioFeatureError(
-            f"'{name}' audio features need the model weights of {model_id!r}, which are not "
-            f"available here ({exc.__class__.__name__}). Download them on a machine with "
-            f"network access: `huggingface-cli download {model_id}` (they go to the Hugging "
-            "Face cache; copy it over or set HF_HOME), or save the model with "
-            "save_pretrained() to a folder and pass that folder as the model id. The 'mel' "
-            "extractor needs no weights.") from exc
+            f"'{name}' audio features need the model weights of {model_id!r}: {where}. "
+            f"Download them on a machine with network access: `huggingface-cli download "
+            f"{model_id}` (they go to the Hugging Face cache; copy it over or set HF_HOME), "
+            "or save the model with save_pretrained() to a folder and pass that folder as "
+            "the model id. The 'mel' extractor needs no weights.") from exc
     return processor, model.eval()
+
+
+def load_extractor(name: str, model_id: str | None = None) -> None:
+    """Load (and keep) the model behind extractor ``name`` now: a missing model raises
+    :class:`AudioFeatureError` before any other work ('mel' needs none)."""
+    if name not in EXTRACTORS:
+        raise AudioFeatureError(f"unknown audio features {name!r}; choose from "
+                                f"{', '.join(EXTRACTORS)}")
+    if name != "mel":
+        _model(name, model_id)
+
+
+def _model(name: str, model_id: str | None) -> tuple:
+    """The (feature extractor, model) of ``name``, loaded once per process."""
+    model_id = model_id or DEFAULT_MODELS[name]
+    key = f"{name}:{model_id}"
+    if key not in _MODELS:
+        _MODELS[key] = _load_model(name, model_id)
+    return _MODELS[key]
 
 
 _MODELS: dict[str, tuple] = {}
@@ -87,11 +122,7 @@ def model_features(audio: np.ndarray, name: str, model_id: str | None = None,
     """
     import torch
 
-    model_id = model_id or DEFAULT_MODELS[name]
-    key = f"{name}:{model_id}"
-    if key not in _MODELS:
-        _MODELS[key] = _load_model(name, model_id)
-    processor, model = _MODELS[key]
+    processor, model = _model(name, model_id)
     T = n_frames(len(audio))
     x = np.concatenate([np.zeros(200, np.float32), np.asarray(audio, np.float32),
                         np.zeros(T * HOP + 400, np.float32)])[: T * HOP + 80]

@@ -7,7 +7,9 @@ import json
 import sys
 import time
 
-from . import BACKENDS, __version__
+from . import __version__
+from .arguments import finite, image_size, output_file, positive, whole_number
+from .options import BACKENDS
 from .train import COMPILE_MODES, PRESETS, parse_iterations
 
 
@@ -36,9 +38,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     image = np.concatenate(list(image), axis=1)          # views side by side
     with atomic_output(args.out) as tmp:
         iio.imwrite(tmp, image, extension=".png")
-    print(f"wrote {args.out}: {len(scene)} Gaussians, {len(cams)} views at "
-          f"{args.size}x{args.size}, backend {info['backend']}, {ms:.0f} ms (first call "
-          f"includes kernel loading)")
+    views = f"{len(cams)} view{'s' * (len(cams) > 1)}"
+    print(f"wrote {args.out}: {len(scene)} Gaussians, {views} at {args.size}x{args.size}, "
+          f"backend {info['backend']}, {ms:.0f} ms (first call includes kernel loading)")
     return 0
 
 
@@ -68,16 +70,24 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth_check(args: argparse.Namespace) -> int:
+    from .media import MediaError
     from .synth.check import as_dict, check_clip
+    from .synth.truth import TruthError
 
-    result = check_clip(args.dir)
+    try:
+        result = check_clip(args.dir)
+    except (TruthError, MediaError) as exc:
+        print(f"fg3dgs synth-check: error: {exc}", file=sys.stderr)
+        return 2
     if args.sheet:
         from .synth.sheet import contact_sheet
         print(f"wrote {contact_sheet(args.dir, args.sheet)}")
     print(result.report())
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(as_dict(result), f, indent=2)
+        from .io_utils import atomic_output
+
+        with atomic_output(args.json) as tmp:
+            tmp.write_text(json.dumps(as_dict(result), indent=2) + "\n")
     return 0 if all(result.passed().values()) else 1
 
 
@@ -163,10 +173,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .model.io import IdentityError
     from .perceptual import PerceptualWeightsError
     from .preprocess.dataset import DatasetError
-    from .sync import ExpertError
-    from .train.evaluate import evaluate
-
     from .media import MediaError
+    from .sync import ExpertError
+    from .synth.truth import TruthError
+    from .train.evaluate import evaluate
 
     try:
         m = evaluate(args.run, args.data, args.truth, backend=args.backend,
@@ -174,8 +184,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                      audio_files=args.audio, syncnet=args.syncnet,
                      lpips_backbone=args.lpips_backbone, lpips_linear=args.lpips_linear,
                      fid_weights=args.fid_weights)
-    except (IdentityError, DatasetError, MediaError, ExpertError,
-            PerceptualWeightsError) as exc:
+    except (IdentityError, DatasetError, MediaError, ExpertError, PerceptualWeightsError,
+            TruthError) as exc:
         print(f"fg3dgs eval: error: {exc}", file=sys.stderr)
         return 2
     print(f"validation frames: {m['frames']} at {m['size']}x{m['size']}")
@@ -197,7 +207,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                                         f"{t['open_p5_ratio']:.2f}x)"
                                         if "blink_ratio" in t else ""))
     for variant, r in m.get("variants", {"base": m}).items():
-        line = f"[{variant}] PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.4f}  LMD {r['lmd_px']:.2f} px"
+        line = (f"[{variant}] PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.4f}  "
+                f"LMD {r['lmd_px']:.2f} px")
         if "sync" in r:
             s = r["sync"]
             line += (f"  expert-C {s['expert-C']:.3f}  expert-D {s['expert-D']:.3f}  "
@@ -231,12 +242,8 @@ def _cmd_train_sync(args: argparse.Namespace) -> int:
     cfg = SyncTrainConfig(identities=tuple(args.identities.split(",")), minutes=args.minutes,
                           steps=args.steps, width=args.width, batch=args.batch,
                           heldout_clips=args.heldout_clips, seed=args.seed)
-    if cfg.minutes <= 0 or cfg.steps < 1 or cfg.heldout_clips < 1 or cfg.batch < 2:
-        print("fg3dgs train-sync: error: --minutes, --steps, --heldout-clips must be "
-              "positive and --batch at least 2", file=sys.stderr)
-        return 2
     try:
-        report = train_expert(cfg, args.out, progress=not args.quiet)
+        report = train_expert(cfg, args.out, progress=not args.quiet, force=args.force)
     except ValueError as exc:
         print(f"fg3dgs train-sync: error: {exc}", file=sys.stderr)
         return 2
@@ -256,7 +263,14 @@ def _cmd_speak(args: argparse.Namespace) -> int:
     from .synth.speech import SpeechError, synthesize
 
     rng = random.Random(args.seed)
-    text = args.text or " ".join(rng.sample(split_sentences(args.held_out), args.sentences))
+    text = args.text
+    if text is None:
+        pool = split_sentences(args.held_out)
+        if args.sentences > len(pool):
+            print(f"fg3dgs speak: error: --sentences: the {'held-out ' * args.held_out}corpus "
+                  f"has {len(pool)} sentences; ask for at most that many", file=sys.stderr)
+            return 2
+        text = " ".join(rng.sample(pool, args.sentences))
     try:
         speech = synthesize(text, random_voice(rng, args.held_out))
     except SpeechError as exc:
@@ -290,7 +304,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}") as bar:
 
             def progress(frac: float, stage: str) -> None:
-                bar.set_description(stage)
+                bar.set_description_str(stage)
                 bar.update(int(frac * 1000) - bar.n)
 
             if args.stream:
@@ -333,7 +347,8 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
             name = args.id or args.out.rstrip("/").split("/")[-1]
             notes = open(args.notes).read() if args.notes else ""
             info = ExportInfo(name, args.title or name, args.description, args.license, notes)
-            entry = export_identity(args.run, args.out, info, args.data, half=not args.float32)
+            entry = export_identity(args.run, args.out, info, args.data, half=not args.float32,
+                                    force=args.force)
             print(f"wrote {args.out}: model card README.md, identity, replay track, "
                   f"preview; zoo_entry.json lists {len(entry['source']['files'])} files "
                   "with their sha256")
@@ -348,15 +363,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fg3dgs", description="FG-3DGS: audio-driven 3D Gaussian talking heads. Train an "
         "identity from a portrait video (synth / preprocess / train / eval), render it "
         "speaking any audio (render), or pull one from the model zoo (zoo).",
-        epilog="Each command has its own --help. The web app: python app.py")
+        epilog="Each command has its own --help. The web app: python app.py in a checkout "
+        "of the repository (it is also the Hugging Face Space).")
     parser.add_argument("--version", action="version", version=f"fg3dgs {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="render the built-in demo Gaussian head to a PNG")
-    demo.add_argument("--out", default="demo.png", help="output PNG (default: demo.png)")
-    demo.add_argument("--size", type=int, default=512, help="image size in pixels")
-    demo.add_argument("--gaussians", type=int, default=30000, help="number of Gaussians")
-    demo.add_argument("--yaw", type=float, nargs="+", default=[-35.0, 0.0, 35.0],
+    demo.add_argument("--out", default="demo.png", type=output_file(".png"),
+                      help="output PNG (default: demo.png)")
+    demo.add_argument("--size", type=whole_number(8, 4096), default=512,
+                      help="image size in pixels")
+    demo.add_argument("--gaussians", type=whole_number(1, 2_000_000), default=30000,
+                      help="number of Gaussians")
+    demo.add_argument("--yaw", type=finite, nargs="+", default=[-35.0, 0.0, 35.0],
                       help="camera yaw angles in degrees, one view each")
     demo.add_argument("--backend", choices=BACKENDS, default="auto")
     demo.add_argument("--seed", type=int, default=0)
@@ -372,13 +391,13 @@ def build_parser() -> argparse.ArgumentParser:
     what = syn.add_mutually_exclusive_group()
     what.add_argument("--text", help="text to speak")
     what.add_argument("--text-file", help="file with the text to speak")
-    what.add_argument("--sentences", type=int, help="speak N sentences of the corpus")
-    syn.add_argument("--seconds", type=float,
+    what.add_argument("--sentences", type=whole_number(1), help="speak N sentences of the corpus")
+    syn.add_argument("--seconds", type=positive,
                      help="with no text: at least this much speech, whole sentences "
                           "(default 10)")
     syn.add_argument("--voice", help="eSpeak voice, e.g. en-us, en-gb-scotland, en-us+f3 "
                                      "(default: drawn from the seed)")
-    syn.add_argument("--size", type=int, default=512, help="video size in pixels")
+    syn.add_argument("--size", type=image_size, default=512, help="video size in pixels")
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--background", choices=["blur", "photo", "plain"], default="blur")
     syn.add_argument("--force", action="store_true", help="replace an existing --out")
@@ -390,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "masks, expression and audio features, written to DATASET.")
     pre.add_argument("video")
     pre.add_argument("--out", required=True, help="dataset folder (must not exist)")
-    pre.add_argument("--size", type=int, default=512, help="crop size in pixels")
+    pre.add_argument("--size", type=image_size, default=512, help="crop size in pixels")
     pre.add_argument("--landmarker", choices=["mediapipe", "face-alignment"],
                      default="mediapipe",
                      help="mediapipe (478 points, offline; default) or face-alignment (68 "
@@ -419,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "512x512 schedule (for a CUDA GPU)")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
     tr.add_argument("--force", action="store_true", help="start over in an existing --out")
-    tr.add_argument("--size", type=int, help="training image size (preset's by default)")
+    tr.add_argument("--size", type=image_size, help="training image size (preset's by default)")
     tr.add_argument("--iterations", help="STATIC,DEFORM,FUSION[,HRPA] iteration counts")
     tr.add_argument("--stage", choices=["hrpa"],
                     help="rerun this stage of the finished run in --out from its start "
@@ -481,14 +500,16 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--out", required=True, help="folder for sync_expert.safetensors")
     ts.add_argument("--identities", default="builtin:astronaut,builtin:hopper",
                     help="comma-separated photos (builtin:NAME or image paths)")
-    ts.add_argument("--minutes", type=float, default=12.0, help="minutes of training speech")
-    ts.add_argument("--steps", type=int, default=3000, help="optimiser steps")
-    ts.add_argument("--batch", type=int, default=64)
-    ts.add_argument("--width", type=float, default=0.25,
+    ts.add_argument("--minutes", type=positive, default=12.0, help="minutes of training speech")
+    ts.add_argument("--steps", type=whole_number(1), default=3000, help="optimiser steps")
+    ts.add_argument("--batch", type=whole_number(2), default=64)
+    ts.add_argument("--width", type=positive, default=0.25,
                     help="channel scale of Wav2Lip's layout (1 = the published expert's)")
-    ts.add_argument("--heldout-clips", type=int, default=40,
+    ts.add_argument("--heldout-clips", type=whole_number(1), default=40,
                     help="5-second held-out clips for the offset test")
     ts.add_argument("--seed", type=int, default=0)
+    ts.add_argument("--force", action="store_true", help="replace the expert in an existing "
+                    "--out")
     ts.add_argument("--quiet", action="store_true", help="no progress bars")
     ts.set_defaults(func=_cmd_train_sync)
 
@@ -496,9 +517,11 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Corpus sentences (or --text) spoken by a random eSpeak "
                         "voice. --held-out draws voices and sentences from the set the sync "
                         "expert never trains on, to test lip sync on unseen speech.")
-    sp.add_argument("--out", required=True, help="output WAV (16 kHz mono)")
+    sp.add_argument("--out", required=True, type=output_file(".wav"),
+                    help="output WAV (16 kHz mono)")
     sp.add_argument("--text", help="what to say (default: corpus sentences)")
-    sp.add_argument("--sentences", type=int, default=2)
+    sp.add_argument("--sentences", type=whole_number(1), default=2,
+                    help="corpus sentences to speak without --text (default 2)")
     sp.add_argument("--held-out", action="store_true",
                     help="voices and sentences outside the expert's training set")
     sp.add_argument("--seed", type=int, default=0)
@@ -509,22 +532,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "AUDIO (wav, mp3, flac, ogg, m4a or a video's sound) to H.264 + AAC.")
     rd.add_argument("--identity", required=True, help="run folder or zoo id (fg3dgs zoo list)")
     rd.add_argument("--audio", required=True, help="speech file")
-    rd.add_argument("--out", required=True, help="output MP4")
+    rd.add_argument("--out", required=True, type=output_file(".mp4"), help="output MP4")
     rd.add_argument("--variant", choices=("base", "refined", "both"), default="refined",
                     help="mouth branch; 'both' puts base and refined side by side")
-    rd.add_argument("--size", type=int, default=None, help="output side (default: the "
+    rd.add_argument("--size", type=image_size, default=None, help="output side (default: the "
                     "identity's training size)")
     rd.add_argument("--pose", choices=("replay", "static"), default="replay")
     rd.add_argument("--blink", choices=("replay", "auto"), default="replay")
     rd.add_argument("--backend", choices=BACKENDS, default="auto")
-    rd.add_argument("--batch", type=int, default=None,
+    rd.add_argument("--batch", type=whole_number(1), default=None,
                     help="frames per network call (default 8 on the CPU, 32 on a GPU)")
     rd.add_argument("--seed", type=int, default=0, help="auto blinks")
     rd.add_argument("--scores", action="store_true", help="also report expert-C / D / "
                     "offset of each variant (our sync expert)")
     rd.add_argument("--stream", action="store_true", help="feed the speech in chunks "
                     "through the streaming renderer (live use) and report its latency")
-    rd.add_argument("--chunk-ms", type=float, default=200.0, help="--stream chunk length")
+    rd.add_argument("--chunk-ms", type=positive, default=200.0, help="--stream chunk length")
     rd.add_argument("--quiet", action="store_true")
     rd.set_defaults(func=_cmd_render)
 
@@ -547,23 +570,31 @@ def build_parser() -> argparse.ArgumentParser:
                     "card (how the identity was made)")
     ze.add_argument("--float32", action="store_true", help="keep float32 weights "
                     "(default float16)")
+    ze.add_argument("--force", action="store_true", help="replace an existing --out (its "
+                    "contents are removed)")
     zoo.set_defaults(func=_cmd_zoo)
 
     chk = sub.add_parser("synth-check", help="measure a synthetic clip against its truth "
                                              "with mediapipe (exit 1 if a target is missed)")
     chk.add_argument("dir")
-    chk.add_argument("--json", help="also write the numbers to this JSON file")
-    chk.add_argument("--sheet", help="also write a contact sheet PNG of distinct mouth states")
+    chk.add_argument("--json", type=output_file(".json"),
+                     help="also write the numbers to this JSON file")
+    chk.add_argument("--sheet", type=output_file(".png"),
+                     help="also write a contact sheet PNG of distinct mouth states")
     chk.set_defaults(func=_cmd_synth_check)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if any(getattr(args, k, None) is not None and getattr(args, k) < 1
-           for k in ("size", "gaussians")):
-        print("fg3dgs: error: --size and --gaussians must be positive", file=sys.stderr)
-        return 2
+    if getattr(args, "backend", None) == "gsplat":
+        from .render.gsplat_backend import gsplat_status
+
+        ok, why = gsplat_status()
+        if not ok:
+            print(f"fg3dgs {args.command}: error: --backend gsplat is unavailable here: {why}; "
+                  "use --backend cpu (or auto)", file=sys.stderr)
+            return 2
     return args.func(args)
 
 

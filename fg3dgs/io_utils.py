@@ -94,3 +94,23 @@ def layout_problems(state: dict, want: dict, may_lack: tuple[str, ...] = ()) -> 
                      for name, keys in (("missing", missing), ("unexpected", unexpected),
                                         ("of the wrong shape", wrong), ("not finite", broken))
                      if keys)
+
+
+def hub_unreachable(timeout: float = 5.0) -> str | None:
+    """Why the Hugging Face Hub cannot be reached (None when it can): HF_HUB_OFFLINE, or no
+    connection to HF_ENDPOINT's host within ``timeout``. One quick probe: huggingface_hub
+    itself retries a failed request for most of a minute before it gives up."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        return f"{url.hostname}:{port} cannot be reached ({exc})"
+    return None

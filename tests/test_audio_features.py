@@ -57,6 +57,29 @@ def test_missing_model_says_what_to_download(tmp_path, monkeypatch):
         af.extract(_burst(2.0), "hubert", model_id=str(tmp_path / "no-such-model"))
     with pytest.raises(af.AudioFeatureError, match="unknown audio features"):
         af.extract(_burst(2.0), "deepspeech")
+    with pytest.raises(af.AudioFeatureError, match="that folder does not hold a saved model"):
+        af.load_extractor("hubert", str(tmp_path))
+
+
+def test_unreachable_hub_is_one_quick_probe(monkeypatch):
+    """Not in the cache and the Hub down: the error comes from one connection attempt, not
+    from huggingface_hub's minute of retries."""
+    import socket
+
+    from huggingface_hub import constants
+
+    with socket.socket() as s:                    # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    from fg3dgs.io_utils import hub_unreachable
+
+    assert f"127.0.0.1:{port} cannot be reached" in hub_unreachable()
+    with pytest.raises(af.AudioFeatureError, match="the Hub cannot be reached"):
+        af.load_extractor("wav2vec2", "nobody/no-such-model-anywhere")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert hub_unreachable() == "HF_HUB_OFFLINE is set"
 
 
 def test_cache_and_windows(tmp_path):

@@ -22,9 +22,67 @@ def test_demo_writes_a_png(tmp_path):
     assert [p.name for p in out.parent.iterdir()] == ["demo.png"]   # no temp file left
 
 
-def test_demo_rejects_bad_size(capsys):
-    assert main(["demo", "--size", "0"]) == 2
-    assert "must be positive" in capsys.readouterr().err
+RENDER = ["render", "--identity", "astronaut-demo", "--audio", "a.wav", "--out", "o.mp4"]
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["demo", "--size", "0"], "argument --size: at least 8"),
+    (["demo", "--gaussians", "-3"], "argument --gaussians: at least 1"),
+    (["demo", "--yaw", "nan"], "argument --yaw: a finite number"),
+    (["demo", "--out", "."], "'.' is a folder; give a file name, e.g. ./out.png"),
+    (["demo", "--out", "d.jpg"], "give a name ending in .png"),
+    (RENDER + ["--size", "7"], "even number of pixels from 64 to 2048, got 7"),
+    (RENDER + ["--size", "100000"], "got 100000"),
+    (RENDER + ["--batch", "-1"], "argument --batch: at least 1"),
+    (RENDER + ["--chunk-ms", "-5"], "argument --chunk-ms: a finite number above 0"),
+    (RENDER[:-1] + ["o.png"], "the file is written as MP4"),
+    (["speak", "--out", "s.mp3"], "the file is written as WAV"),
+    (["speak", "--out", "s.wav", "--sentences", "0"], "argument --sentences: at least 1"),
+    (["synth", "--out", "c", "--size", "63"], "argument --size"),
+    (["preprocess", "v.mp4", "--out", "d", "--size", "0"], "argument --size"),
+    (["train", "d", "--out", "r", "--size", "2050"], "argument --size"),
+    (["train-sync", "--out", "t", "--width", "0"], "argument --width"),
+    (["train-sync", "--out", "t", "--batch", "1"], "argument --batch: at least 2"),
+    (["synth-check", "c", "--json", "."], "is a folder"),
+])
+def test_bad_arguments_stop_before_any_work(argv, says, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    assert says in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--sizes", "0"), ("--seconds", "0"), ("--repeats", "0"), ("--batch", "-1"),
+    ("--json", ".")])
+def test_bench_arguments_are_checked(option, value, capsys):
+    from fg3dgs.bench.__main__ import main as bench
+
+    with pytest.raises(SystemExit) as stop:
+        bench(["pipeline", option, value])
+    assert stop.value.code == 2 and f"argument {option}" in capsys.readouterr().err
+
+
+def test_speak_says_how_many_sentences_there_are(capsys, tmp_path):
+    assert main(["speak", "--out", str(tmp_path / "s.wav"), "--sentences", "100000"]) == 2
+    assert "corpus has" in capsys.readouterr().err and not any(tmp_path.iterdir())
+
+
+def test_gsplat_without_cuda_is_a_clear_error(capsys, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("gsplat may work here")
+    for argv in (["demo", "--out", str(tmp_path / "d.png")],
+                 ["render", "--identity", "astronaut-demo", "--audio", "a.wav", "--out",
+                  str(tmp_path / "o.mp4")],
+                 ["eval", "run", "--data", "ds"]):
+        assert main(argv + ["--backend", "gsplat"]) == 2
+        err = capsys.readouterr().err
+        assert "--backend gsplat is unavailable here: no CUDA device" in err, err
+    assert not any(tmp_path.iterdir())
 
 
 def test_iteration_counts_parse_or_say_the_form():

@@ -66,12 +66,16 @@ def test_formats_decode_to_the_same_frame_count(tmp_path, ext, args):
 def test_bad_inputs_say_what_is_wrong(tmp_path):
     with pytest.raises(AudioInputError, match="does not exist"):
         AudioInput(tmp_path / "nope.wav")
+    with pytest.raises(AudioInputError, match="is a folder"):
+        AudioInput(tmp_path)
     (tmp_path / "empty.wav").write_bytes(b"")
     with pytest.raises(AudioInputError, match="empty"):
         AudioInput(tmp_path / "empty.wav")
     (tmp_path / "junk.mp3").write_bytes(np.random.default_rng(0).bytes(5000))
-    with pytest.raises(AudioInputError, match="cannot read"):
+    with pytest.raises(AudioInputError, match="cannot read") as bad:
         AudioInput(tmp_path / "junk.mp3")
+    said = str(bad.value).split("ffmpeg said: ")[1]
+    assert "\n" not in said and len(said) <= 201
     (tmp_path / "notes.txt").write_text("hello, this is not audio\n" * 20)
     with pytest.raises(AudioInputError, match="cannot read|no audio"):
         AudioInput(tmp_path / "notes.txt")

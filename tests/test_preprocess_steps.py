@@ -43,6 +43,12 @@ def test_probe_and_stream_frames(clip, tmp_path):
     junk.write_bytes(b"\0" * 100)
     with pytest.raises(MediaError):
         probe_video(junk)
+    import imageio.v3 as iio
+
+    for ext in ("png", "jpg"):
+        iio.imwrite(tmp_path / f"still.{ext}", frames[0])
+        with pytest.raises(MediaError, match="is an image, not a video"):
+            probe_video(tmp_path / f"still.{ext}")
 
 
 def test_tracking_matches_truth_and_fills_short_gaps(clip):

@@ -74,6 +74,15 @@ def test_wrong_files_are_refused(tmp_path):
         load_expert(tmp_path / "missing.safetensors")
 
 
+def test_training_does_not_overwrite_an_expert(tmp_path, capsys):
+    from fg3dgs.cli import main
+
+    (tmp_path / "sync_expert.safetensors").write_bytes(b"an earlier expert")
+    assert main(["train-sync", "--out", str(tmp_path), "--quiet"]) == 2
+    assert "already holds an expert" in capsys.readouterr().err
+    assert (tmp_path / "sync_expert.safetensors").read_bytes() == b"an earlier expert"
+
+
 def test_our_format_round_trips(tmp_path):
     torch.manual_seed(0)
     model = SyncExpert(ExpertConfig(width=0.125)).eval()

@@ -93,6 +93,19 @@ def test_no_face_and_existing_output(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blank.png", "exists"]
 
 
+def test_folders_without_truth_say_so(tmp_path, capsys):
+    from fg3dgs.synth.truth import TruthError
+
+    with pytest.raises(TruthError, match="not a synthetic clip folder: truth.json is missing"):
+        load_truth(tmp_path)
+    assert main(["synth-check", str(tmp_path / "nowhere")]) == 2
+    assert "not a synthetic clip folder" in capsys.readouterr().err
+    (tmp_path / "truth.json").write_text("{")
+    (tmp_path / "truth.npz").write_bytes(b"")
+    with pytest.raises(TruthError, match="make the clip again"):
+        load_truth(tmp_path)
+
+
 def test_seconds_gives_at_least_that_much_speech():
     from fg3dgs.synth.clip import speak
     for seconds in (3.0, 40.0):

@@ -72,6 +72,7 @@ def test_voices_from_seed_vary_and_repeat():
     ("Hi.", Voice("en-us", variant="nosuchvariant"), "does not exist"),
     ("Hi.", Voice("en-us", rate=20), "rate must be"),
     ("Hi.", Voice("en-us", pitch=120), "pitch must be"),
+    ("...", Voice(), "said nothing"),
 ])
 def test_bad_input(text, voice, message):
     with pytest.raises(SpeechError, match=message):

@@ -81,6 +81,8 @@ def test_bad_checkpoints_are_refused(run, tmp_path):
 
     with pytest.raises(IdentityError, match="identity.json is missing"):
         load_identity(tmp_path)
+    with pytest.raises(IdentityError, match="norun does not exist"):
+        load_identity(tmp_path / "norun")
     bad = tmp_path / "bad"
     shutil.copytree(run, bad)
     meta = json.loads((bad / "identity.json").read_text())
@@ -96,6 +98,35 @@ def test_bad_checkpoints_are_refused(run, tmp_path):
     (bad / "identity.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(IdentityError, match="not a readable safetensors"):
         load_identity(bad)
+
+
+def test_folders_sizes_and_datasets_are_checked_first(run, data, tmp_path):
+    from dataclasses import replace
+
+    from fg3dgs.preprocess.dataset import Dataset, DatasetError
+    from fg3dgs.preprocess.pipeline import PreprocessError
+    from fg3dgs.train.evaluate import _check_trained_on
+
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "notes.md").write_text("mine")
+    with pytest.raises(TrainError, match=r"r is not empty \(it holds notes.md\)"):
+        Trainer(data / "data", tmp_path / "r", tiny(), progress=False)
+    with pytest.raises(TrainError, match="--size: an image side must be an even number"):
+        Trainer(data / "data", tmp_path / "r2", replace(tiny(), size=63), progress=False)
+    with pytest.raises(PreprocessError, match="--size: an image side"):
+        preprocess(data / "synth" / "video.mp4", tmp_path / "d", PreprocessConfig(size=7))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+    # eval: the identity's own dataset only
+    ds, info = Dataset(data / "data"), load_identity(run)[1]
+    _check_trained_on(info, ds)
+    other = {**info, "train": {**info["train"], "dataset_video_sha256": "0" * 64}}
+    with pytest.raises(DatasetError, match="not the dataset this identity was trained on"):
+        _check_trained_on(other, ds)
+    older = {**info, "train": {k: v for k, v in info["train"].items()
+                               if k != "dataset_video_sha256"}}
+    _check_trained_on(older, ds)                   # before the sha256: by frame count
+    with pytest.raises(DatasetError, match="frames, the identity's track has"):
+        _check_trained_on({**older, "track": {"fps": 25, "frames": len(ds) + 1}}, ds)
 
 
 def test_resume_continues_exactly(data, tmp_path, monkeypatch):
@@ -247,6 +278,12 @@ def test_zoo_export_makes_a_hub_ready_folder(run, data, tmp_path):
     assert (tmp_path / "e2" / VIDEO).is_file() and (tmp_path / "e2" / INDEX).is_file()
     with pytest.warns(UserWarning, match="no replay track"):
         TalkingHead(old)
+    # an existing folder is replaced only with --force
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.md").write_text("keep me")
+    assert main(["zoo", "export", str(run), "--out", str(tmp_path / "mine")]) == 2
+    assert (tmp_path / "mine" / "notes.md").read_text() == "keep me"
+    assert main(["zoo", "export", str(run), "--out", str(out), "--force"]) == 0
 
 
 def test_training_rate_benchmark(data, tmp_path, capsys):

@@ -22,7 +22,8 @@ import subprocess
 import sys
 import time
 
-from .. import BACKENDS
+from ..arguments import image_size, output_file, positive, whole_number
+from ..options import BACKENDS
 from ..train import COMPILE_MODES, PRESETS, STAGES, parse_iterations
 
 
@@ -161,39 +162,44 @@ def main(argv: list[str] | None = None) -> int:
     render = sub.add_parser("render", help="rasterizer speed and memory table")
     render.add_argument("--backend", choices=["cpu", "gsplat", "all"], default="all",
                         help="all: cpu, plus gsplat where a CUDA GPU works (default)")
-    render.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
-    render.add_argument("--counts", type=int, nargs="+", default=[10000, 30000, 100000])
-    render.add_argument("--repeats", type=int, default=15)
-    render.add_argument("--warmup", type=int, default=3)
-    render.add_argument("--json", help="also write the rows to this JSON file")
+    render.add_argument("--sizes", type=whole_number(8, 4096), nargs="+", default=[256, 512])
+    render.add_argument("--counts", type=whole_number(1), nargs="+",
+                        default=[10000, 30000, 100000])
+    render.add_argument("--repeats", type=whole_number(1), default=15)
+    render.add_argument("--warmup", type=whole_number(0), default=3)
+    render.add_argument("--json", type=output_file(".json"),
+                        help="also write the rows to this JSON file")
     render.set_defaults(func=_render)
     pipe = sub.add_parser("pipeline", help="audio-to-video speed, stage by stage")
     pipe.add_argument("--backend", choices=["cpu", "gsplat", "all"], default="all")
     pipe.add_argument("--models", nargs="+", choices=["demo", "paper"],
                       default=["demo", "paper"])
-    pipe.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
-    pipe.add_argument("--batch", type=int, default=None,
+    pipe.add_argument("--sizes", type=image_size, nargs="+", default=[256, 512])
+    pipe.add_argument("--batch", type=whole_number(1), default=None,
                       help="frames per call (default: 8 on the CPU, 32 on CUDA)")
-    pipe.add_argument("--seconds", type=float, default=10.0, help="speech length")
-    pipe.add_argument("--repeats", type=int, default=3)
+    pipe.add_argument("--seconds", type=positive, default=10.0, help="speech length")
+    pipe.add_argument("--repeats", type=whole_number(1), default=3)
     pipe.add_argument("--stream", action="store_true", help="also measure streaming latency")
-    pipe.add_argument("--chunk-ms", type=int, default=200)
-    pipe.add_argument("--json", help="also write the rows to this JSON file")
+    pipe.add_argument("--chunk-ms", type=whole_number(1), default=200)
+    pipe.add_argument("--json", type=output_file(".json"),
+                      help="also write the rows to this JSON file")
     pipe.set_defaults(func=_pipeline)
     tr = sub.add_parser("train", help="training iterations per second, stage by stage")
     tr.add_argument("dataset", help="a preprocessed dataset")
     tr.add_argument("--preset", choices=PRESETS, default="paper")
     tr.add_argument("--backend", choices=BACKENDS, default="auto")
-    tr.add_argument("--batch", type=int, default=None, help="frames per step (preset's)")
+    tr.add_argument("--batch", type=whole_number(1), default=None,
+                    help="frames per step (preset's)")
     tr.add_argument("--iterations", type=_iterations, default=None,
                     metavar="STATIC,DEFORM,FUSION[,HRPA]",
                     help="project this schedule instead of the preset's (as fg3dgs train "
                          "--iterations; to compare with a real short run)")
-    tr.add_argument("--steps", type=int, default=50, help="timed steps per stage")
-    tr.add_argument("--warmup", type=int, default=5)
+    tr.add_argument("--steps", type=whole_number(1), default=50, help="timed steps per stage")
+    tr.add_argument("--warmup", type=whole_number(0), default=5)
     tr.add_argument("--no-grow", dest="grow", action="store_false",
                     help="time at the initial Gaussian counts, not the densification cap")
-    tr.add_argument("--json", help="also write the rows to this JSON file")
+    tr.add_argument("--json", type=output_file(".json"),
+                    help="also write the rows to this JSON file")
     tr.add_argument("--op-sources", type=int, nargs="?", const=20, default=0, metavar="N",
                     help="list the N (20) fg3dgs functions issuing most tensor ops per step")
     tr.add_argument("--stages", nargs="+", metavar="STAGE",

@@ -63,6 +63,9 @@ def load_identity(path: str | Path) -> tuple[FG3DGS, dict, dict[str, torch.Tenso
     from safetensors.torch import load_file
 
     path = Path(path)
+    if not path.exists():
+        raise IdentityError(f"{path} does not exist (give a trained run folder, which holds "
+                            "identity.json and identity.safetensors)")
     run = path if path.is_dir() else path.parent
     meta_path, weights_path = run / META, run / WEIGHTS
     for p in (meta_path, weights_path):

@@ -27,12 +27,21 @@ class AudioInputError(ValueError):
     """Speech that cannot be used: missing, empty, corrupt, not audio, silent, too long."""
 
 
+def _last_line(text: str, limit: int = 200) -> str:
+    """The last line of a tool's message, whole words, at most ``limit`` characters."""
+    line = (text.splitlines() or ["(nothing)"])[-1].strip()
+    return line if len(line) <= limit else "…" + line[-limit:].split(" ", 1)[-1]
+
+
 class AudioInput:
     """A decoded speech file. ``samples`` at 16 kHz, ``frames`` = video frames it lasts
     (ceil(samples / 640)); use as a context manager (the temporary WAV is removed on exit)."""
 
     def __init__(self, path: str | Path, max_seconds: float | None = None):
         path = Path(path)
+        if path.is_dir():
+            raise AudioInputError(f"{str(path)!r} is a folder; give a speech file (wav, mp3, "
+                                  "flac, ogg, m4a or a video with sound)")
         if not path.is_file():
             raise AudioInputError(f"audio file {str(path)!r} does not exist")
         if path.stat().st_size == 0:
@@ -62,7 +71,7 @@ class AudioInput:
                                       "file or a video with sound")
             raise AudioInputError(f"cannot read {path.name!r} as audio (corrupt or not a "
                                   f"supported format: wav, mp3, flac, ogg, m4a, or a video "
-                                  f"with sound). ffmpeg said: {err[-200:]}")
+                                  f"with sound). ffmpeg said: {_last_line(err)}")
         info = sf.info(str(self.wav))
         self.samples = int(info.frames)
         if self.samples == 0:

@@ -23,6 +23,7 @@ from ..audio_features import HOP, n_frames
 from ..media import VideoWriter
 from ..model.encoders import AUDIO_CONTEXT, AUDIO_WINDOW
 from ..model.io import load_identity
+from ..options import size_problem
 from ..timing import StageClock
 from ..train.data import audio_window_index, expr_windows
 from .audio_input import SAMPLES_PER_FRAME, AudioInput, Silence
@@ -58,9 +59,8 @@ class RenderOptions:
         if self.variant != "base" and "refined" not in variants:
             raise ValueError(f"this identity has no refined (HRPA) branch, only "
                              f"{', '.join(variants)}; use variant 'base'")
-        if self.size is not None and (self.size < 64 or self.size > 2048 or self.size % 2):
-            raise ValueError(f"size must be an even number of pixels in 64-2048, got "
-                             f"{self.size}")
+        if self.size is not None and size_problem(self.size):
+            raise ValueError(size_problem(self.size))
         if (self.batch is not None and self.batch < 1) or self.chunk_frames < 1:
             raise ValueError("batch and chunk_frames must be at least 1")
 
@@ -121,8 +121,8 @@ class TalkingHead:
         self.track_expression = extras["expression"].numpy()
         replay = load_replay(self.run, self.size)
         if replay is None:
-            warnings.warn(f"{self.run} has no replay track (replay.mp4): rendering over the "
-                          "background plate without the torso. Write one with "
+            warnings.warn(f"{self.run} has no replay track (replay.safetensors): rendering "
+                          "over the background plate without the torso. Write one with "
                           "`fg3dgs zoo export RUN --data DATASET`", stacklevel=2)
             plate = np.round(extras["background"].numpy() * 255).astype(np.uint8)
             n = min(len(self.track_R), 400)

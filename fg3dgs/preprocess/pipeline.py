@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..audio_features import EXTRACTORS, cached_features
+from ..audio_features import AudioFeatureError, cached_features, load_extractor
 from ..facemesh import LABEL_HEAD, LABEL_TORSO
 from ..io_utils import atomic_directory, sha256
 from ..landmark_schemes import scheme_for
 from ..media import AUDIO_RATE, FPS, MediaError, read_audio, write_wav
+from ..options import size_problem
 from .crop import crop_points, portrait_crop
 from .expression import EXPRESSION_NAMES, normalise_expression, raw_expression
 from .landmarks import smooth_landmarks, track_faces
@@ -96,13 +97,16 @@ def preprocess(video: str | os.PathLike, out_dir: str | os.PathLike,
     video, out = Path(video), Path(out_dir)
     if out.exists() and not force:
         raise PreprocessError(f"{out} already exists; choose another --out or pass --force")
-    for name in cfg.audio_features:
-        if name not in EXTRACTORS:
-            raise PreprocessError(f"unknown audio features {name!r}; choose from "
-                                  f"{', '.join(EXTRACTORS)}")
+    if size_problem(cfg.size):
+        raise PreprocessError(f"--size: {size_problem(cfg.size)}")
     if cfg.landmarker not in LANDMARKERS:
         raise PreprocessError(f"unknown landmarker {cfg.landmarker!r}; choose from "
                               f"{', '.join(LANDMARKERS)}")
+    for name in cfg.audio_features:      # fail before any work if a model is missing
+        try:
+            load_extractor(name, cfg.models.get(name))
+        except AudioFeatureError as exc:
+            raise PreprocessError(str(exc)) from exc
     fa_model = None
     if cfg.landmarker == "face-alignment":   # fail before any work if it cannot run
         from .fan import LandmarkerUnavailable, load_face_alignment

@@ -45,6 +45,10 @@ def probe_video(path: str | Path) -> VideoInfo:
                          f"({err.strip().splitlines()[-1] if err.strip() else 'no output'})")
     rate = re.search(r"(\d+(?:\.\d+)?) fps", err) or re.search(r"(\d+(?:\.\d+)?) tbr", err)
     dur = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", err)
+    if re.search(r"Input #0, (\w+_pipe|image2),", err):     # ffmpeg's image demuxers
+        raise MediaError(f"{str(path)!r} is an image, not a video: preprocessing needs a "
+                         "portrait video with speech (fg3dgs synth --photo IMAGE makes a "
+                         "synthetic one from a photo)")
     if not dur:
         raise MediaError(f"{str(path)!r}: the duration is unknown; re-encode it with ffmpeg")
     h, m, s = dur.groups()

@@ -7,7 +7,7 @@ from typing import Literal
 
 import torch
 
-from .. import BACKENDS
+from ..options import BACKENDS
 from .cpu import DEFAULT_TILE_SIZE, rasterize_cpu
 from .gsplat_backend import gsplat_status, rasterize_gsplat
 from .sh import num_sh_bases, sh_to_rgb

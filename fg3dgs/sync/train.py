@@ -231,12 +231,16 @@ def evaluate_expert(expert: SyncExpert, clips: list[SyncClip], seed: int = 1,
             "offset_errors": [int(e) for e in errors], "clips": len(clips)}
 
 
-def train_expert(cfg: SyncTrainConfig, out: str | Path, progress: bool = True) -> dict:
+def train_expert(cfg: SyncTrainConfig, out: str | Path, progress: bool = True,
+                 force: bool = False) -> dict:
     """Generate data, train, evaluate on held-out clips, save ``OUT/sync_expert.safetensors``
-    and ``OUT/report.json``. Returns the report."""
+    and ``OUT/report.json`` (``force``: replace those of an earlier run). Returns the report."""
     from tqdm import tqdm
 
     out = Path(out)
+    if (out / "sync_expert.safetensors").exists() and not force:
+        raise ValueError(f"{out} already holds an expert (sync_expert.safetensors); choose "
+                         "another --out, or pass --force to replace it")
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
     train_clips = make_clips(cfg.identities, cfg.minutes * 60, False, cfg.seed, cfg.size,
@@ -267,7 +271,7 @@ def train_expert(cfg: SyncTrainConfig, out: str | Path, progress: bool = True) -
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
     train_s = time.perf_counter() - t1
     report = {"config": asdict(cfg), "train_clips": len(train_clips),

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..io_utils import atomic_directory
 from ..media import AUDIO_RATE, FPS, write_video, write_wav
+from ..options import size_problem
 from . import corpus
 from .face import Expression, FaceRig, build_rig
 from .motion import MotionConfig, blink_track, head_motion
@@ -204,8 +205,8 @@ def generate(cfg: SynthConfig, out_dir: str | os.PathLike, force: bool = False,
     out = Path(out_dir)
     if out.exists() and not force:
         raise SynthError(f"{out} already exists; choose another --out or pass --force")
-    if cfg.size < 64 or cfg.size % 2:
-        raise SynthError(f"--size must be an even number of pixels >= 64, got {cfg.size}")
+    if size_problem(cfg.size):
+        raise SynthError(f"--size: {size_problem(cfg.size)}")
     if cfg.background not in ("blur", "photo", "plain"):
         raise SynthError(f"--background must be blur, photo or plain, got {cfg.background}")
 

@@ -309,6 +309,9 @@ def synthesize(text: str, voice: Voice | None = None) -> Speech:
                           f"{len(voice_variants()) - len(SPEAKER_VARIANTS)} others")
     raw, events, rate = _synth_in_fresh_process(text, voice)
     audio = _resample(raw.astype(np.float32) / 32768.0, rate, SAMPLE_RATE)
+    if not np.any(np.abs(audio) > 1e-3):
+        raise SpeechError(f"eSpeak said nothing for {text!r}: there are no words in it; give "
+                          "some words")
     duration = len(audio) / SAMPLE_RATE
     starts = [(sample / rate, name) for kind, sample, name, _ in events
               if kind == _EVENT_PHONEME]

@@ -18,6 +18,10 @@ from ..facemesh import LABEL_EYES, LABEL_FACE, LABEL_MOUTH
 
 FORMAT_VERSION = 1
 
+
+class TruthError(ValueError):
+    """A folder that is not a synthetic clip with its truth (missing or unreadable files)."""
+
 DESCRIPTION = {
     "fps": "frames per second; frame i covers audio [i / fps, (i + 1) / fps)",
     "K": "[3, 3] camera intrinsics in pixels of the video (OpenCV pinhole)",
@@ -71,10 +75,21 @@ def save_truth(folder: Path, arrays: dict, regions: list[bytes], shape: tuple[in
 
 def load_truth(folder: str | Path) -> Truth:
     folder = Path(folder)
-    meta = json.loads((folder / "truth.json").read_text())
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{folder}/truth.json has format version "
-                         f"{meta.get('format_version')}, expected {FORMAT_VERSION}")
-    with np.load(folder / "truth.npz", allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
+    for name in ("truth.json", "truth.npz"):
+        if not (folder / name).is_file():
+            raise TruthError(f"{folder} is not a synthetic clip folder: {name} is missing "
+                             "(fg3dgs synth writes video.mp4, audio.wav, truth.npz and "
+                             "truth.json)")
+    try:
+        meta = json.loads((folder / "truth.json").read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise TruthError(f"{folder}/truth.json has format version "
+                             f"{meta.get('format_version')}, expected {FORMAT_VERSION}")
+        with np.load(folder / "truth.npz", allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zlib.error) as exc:
+        if isinstance(exc, TruthError):
+            raise
+        raise TruthError(f"{folder}'s truth does not read ({exc}); make the clip again with "
+                         "fg3dgs synth") from exc
     return Truth(arrays, meta)

@@ -36,7 +36,8 @@ from ..landmark_schemes import get_scheme, to_ibug68
 from ..media import AUDIO_RATE, FPS, read_audio, write_video
 from ..model.io import load_identity
 from ..pipeline.motion import pingpong
-from ..preprocess.dataset import Dataset
+from ..preprocess.dataset import Dataset, DatasetError
+from ..synth.truth import load_truth
 from ..perceptual.metrics import load_perceptual, perceptual_metrics
 from .data import TrainData
 
@@ -189,6 +190,8 @@ def evaluate(run: str | Path, dataset: str | Path, truth_dir: str | Path | None 
                                  "cuda" if torch.cuda.is_available() else "cpu")
     model, info, _extras = load_identity(run)
     ds = Dataset(dataset)
+    _check_trained_on(info, ds)
+    synth_truth = None if truth_dir is None else load_truth(truth_dir)   # fail before rendering
     try:
         sync_expert, expert_info = load_expert(expert)
     except ExpertError as exc:
@@ -202,7 +205,7 @@ def evaluate(run: str | Path, dataset: str | Path, truth_dir: str | Path | None 
               "perceptual": perceptual}
     for variant in model.variants:
         model.set_variant(variant)
-        results[variant] = _evaluate_variant(model, info, ds, truth_dir, backend, progress,
+        results[variant] = _evaluate_variant(model, info, ds, synth_truth, backend, progress,
                                              sync_expert, clips, shared)
     arrays = {v: {k: r.pop(k) for k in ("_frames", "_truth", "_render")}
               for v, r in results.items()}
@@ -230,7 +233,22 @@ def evaluate(run: str | Path, dataset: str | Path, truth_dir: str | Path | None 
     return metrics
 
 
-def _evaluate_variant(model, info, ds: Dataset, truth_dir, backend, progress, expert,
+def _check_trained_on(info: dict, ds: Dataset) -> None:
+    """DatasetError unless ``ds`` is made from the video the identity was trained on (its
+    validation frames are frames of that video): by the video's sha256, or for identities
+    from before that was recorded, by the number of frames."""
+    want = info.get("train", {}).get("dataset_video_sha256")
+    got = ds.manifest["source"]["sha256"]
+    frames = info.get("track", {}).get("frames")
+    if (want is not None and want != got) or (want is None and frames not in (None, len(ds))):
+        raise DatasetError(f"{ds.path} is not the dataset this identity was trained on ("
+                           + (f"its video's sha256 is {got[:12]}…, the identity's "
+                              f"{want[:12]}…" if want else
+                              f"{len(ds)} frames, the identity's track has {frames}")
+                           + "); give --data the dataset it was trained on")
+
+
+def _evaluate_variant(model, info, ds: Dataset, synth_truth, backend, progress, expert,
                       clips: dict, shared: dict) -> dict:
     """Metrics of the model's current variant. ``shared`` holds what is the same for every
     variant (the clip's audio, SyncNet or None and its path, the LPIPS / FID networks; filled
@@ -268,8 +286,8 @@ def _evaluate_variant(model, info, ds: Dataset, truth_dir, backend, progress, ex
         "lmd_px": lmd, "lmd_frames": int(ok.sum()),
         **perceptual_metrics(shared["perceptual"], truth, render, shared),
     }
-    if truth_dir is not None:
-        metrics["truth"] = _against_synth_truth(truth_dir, frames, lm_r, ok)
+    if synth_truth is not None:
+        metrics["truth"] = _against_synth_truth(synth_truth, frames, lm_r, ok)
     a0, a1 = frames[0] * AUDIO_RATE // FPS, (frames[-1] + 1) * AUDIO_RATE // FPS
     audio = shared["audio"][a0:a1]
     syncnet = shared.get("syncnet")
@@ -307,11 +325,9 @@ def _evaluate_variant(model, info, ds: Dataset, truth_dir, backend, progress, ex
     return metrics
 
 
-def _against_synth_truth(folder, frames, lm_r, ok) -> dict:
-    """Mouth opening vs jaw_open (Pearson r) and the eyes in the truth's blinks."""
-    from ..synth.truth import load_truth
-
-    t = load_truth(folder)
+def _against_synth_truth(t, frames, lm_r, ok) -> dict:
+    """Mouth opening vs jaw_open (Pearson r) and the eyes in the truth's blinks (``t``: the
+    synthetic clip's :class:`~fg3dgs.synth.truth.Truth`)."""
     jaw = t.arrays["visemes"][frames, 0]
     eyes_true = t.arrays["eye_open"][frames].mean(1)
     mouth = mouth_opening(lm_r)

@@ -36,6 +36,7 @@ from ..model.gaussians import PARAMS, DensifyStrategy, GaussianSet
 from ..model.identity import FG3DGS, REGION_LABELS
 from ..model.init_points import initial_points
 from ..model.io import build_model, save_identity
+from ..options import size_problem
 from ..pipeline.replay import write_replay
 from ..preprocess.dataset import Dataset
 from . import CUDA_GRAPH_MODES
@@ -129,9 +130,17 @@ class Trainer:
             self.cfg = TrainConfig.from_dict(saved["meta"]["config"])
         else:
             if self.run.exists() and any(self.run.iterdir()) and not force:
-                raise TrainError(f"{self.run} already holds a run; pass --resume to continue "
-                                 "it, --force to start over, or choose another --out")
+                if state_path.is_file():
+                    raise TrainError(f"{self.run} already holds a run; pass --resume to "
+                                     "continue it, --force to start over, or choose another "
+                                     "--out")
+                held = sorted(p.name for p in self.run.iterdir())
+                raise TrainError(f"{self.run} is not empty (it holds {', '.join(held[:3])}"
+                                 f"{', ...' * (len(held) > 3)}); choose another --out, or "
+                                 "pass --force to train there anyway")
             self.cfg = cfg or TrainConfig()
+            if size_problem(self.cfg.size):
+                raise TrainError(f"--size: {size_problem(self.cfg.size)}")
         self.device = train_device(self.cfg.backend)
         self.hrpa_skipped = None
         self.lpips_net, self.lpips_info, self.lpips_tried = None, None, False   # fusion's LPIPS
@@ -631,6 +640,7 @@ class Trainer:
         meta = {"audio_features": self.cfg.model.audio_features, "size": self.cfg.size,
                 "train": {"preset": self.cfg.preset, "config": self.cfg.to_dict(),
                           "dataset": str(self.ds.path),
+                          "dataset_video_sha256": self.ds.manifest["source"]["sha256"],
                           "frames": len(self.data),
                           "stage_seconds": {k: round(v, 1) for k, v in
                                             self.stage_seconds.items()}},

@@ -114,11 +114,16 @@ fg3dgs render --identity {info.id} --audio speech.wav --out talking.mp4 --varian
 
 
 def export_identity(run: str | Path, out: str | Path, info: ExportInfo,
-                    dataset: str | Path | None = None, half: bool = True) -> dict:
-    """Write the folder; returns the zoo entry (with the files' sha256)."""
+                    dataset: str | Path | None = None, half: bool = True,
+                    force: bool = False) -> dict:
+    """Write the folder (``force``: replace an existing one; it is removed); returns the zoo
+    entry (with the files' sha256)."""
     from ..pipeline.talking_head import TalkingHead
 
     run, out = Path(run), Path(out)
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())) and not force:
+        raise ZooError(f"{out} already exists; choose another --out, or pass --force to "
+                       "replace it (its contents are removed)")
     model, ident, extras = load_identity(run)
     has_replay = (run / VIDEO).is_file() and (run / INDEX).is_file()
     if not has_replay and dataset is None:

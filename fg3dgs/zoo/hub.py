@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..io_utils import sha256
+from ..io_utils import hub_unreachable, sha256
 from .manifest import ZooEntry, ZooError, find
 
 
@@ -48,11 +48,13 @@ def pull(entry: ZooEntry, quiet: bool = False) -> Path:
         if path is not None and not quiet:
             _say(f"{entry.id}: {name} is in the Hugging Face cache ({path.parent})")
         if path is None:
-            if constants.HF_HUB_OFFLINE:
+            why = hub_unreachable()
+            if why is not None:
                 raise ZooError(f"{entry.id}: {name} is not in the Hugging Face cache "
-                               f"({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE is set; unset "
-                               "it to download, or run `fg3dgs zoo pull "
-                               f"{entry.id}` where the network is open and copy the cache")
+                               f"({constants.HF_HUB_CACHE}) and the Hub cannot be reached "
+                               f"({why}); run `fg3dgs zoo pull {entry.id}` where the network "
+                               "is open and copy the cache (HF_HOME), or unset HF_HUB_OFFLINE "
+                               "if it is set")
             try:
                 path = Path(hf_hub_download(repo, name, revision=rev))
             except Exception as exc:    # connection refused, DNS, HTTP errors, timeouts
@@ -81,10 +83,13 @@ def preview(entry: ZooEntry) -> Path | None:
         return p if p.is_file() else None
     from huggingface_hub import hf_hub_download
 
+    repo, rev = entry.source["repo"], entry.source["revision"]
+    cached = _cached(repo, entry.preview, rev)
+    if cached is not None or hub_unreachable() is not None:   # no minute of retries offline
+        return cached
     try:
-        return Path(hf_hub_download(entry.source["repo"], entry.preview,
-                                    revision=entry.source["revision"]))
-    except Exception:       # offline and not cached: the picker shows no image
+        return Path(hf_hub_download(repo, entry.preview, revision=rev))
+    except Exception:       # HTTP errors: the picker shows no image
         return None
 
 

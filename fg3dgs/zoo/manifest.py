@@ -51,7 +51,7 @@ class ZooEntry:
     def describe_source(self) -> str:
         if self.on_hub:
             return f"hf://{self.source['repo']}@{self.source['revision'][:10]}"
-        return f"{self.source['path']} (in the repository)"
+        return f"{self.source['path']} (shipped with fg3dgs)"
 
 
 def manifest_path() -> Path:
