@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 
 from . import __version__
 from .arguments import finite, image_size, output_file, positive, whole_number
@@ -291,15 +292,17 @@ def _cmd_render(args: argparse.Namespace) -> int:
     from .pipeline.replay import ReplayError
     from .zoo import ZooError
 
-    opts = RenderOptions(variant=args.variant, size=args.size, pose=args.pose,
-                         blink=args.blink, backend=args.backend, batch=args.batch,
-                         seed=args.seed, sync_scores=args.scores)
     if args.stream and args.scores:
         print("fg3dgs render: error: --scores is not available with --stream",
               file=sys.stderr)
         return 2
     try:
         head = TalkingHead.load(args.identity)
+        # the refined branch where the identity has one (a --no-hrpa run has only the base)
+        variant = args.variant or ("refined" if "refined" in head.variants else "base")
+        opts = RenderOptions(variant=variant, size=args.size, pose=args.pose,
+                             blink=args.blink, backend=args.backend, batch=args.batch,
+                             seed=args.seed, sync_scores=args.scores)
         with tqdm(total=1000, desc="rendering", unit="‰", disable=args.quiet,
                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}") as bar:
 
@@ -317,7 +320,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
         print(f"fg3dgs render: error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}: {res.frames} frames ({res.audio_seconds:.2f} s of speech) at "
-          f"{res.size}x{res.size}, variant {args.variant}, backend {res.backend}, "
+          f"{res.size}x{res.size}, variant {opts.variant}, backend {res.backend}, "
           f"{res.render_seconds:.1f} s ({res.fps:.1f} frames/s)")
     for v, s in res.sync.items():
         print(f"  [{v}] " + ", ".join(f"{k} {x}" for k, x in s.items()))
@@ -533,8 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--identity", required=True, help="run folder or zoo id (fg3dgs zoo list)")
     rd.add_argument("--audio", required=True, help="speech file")
     rd.add_argument("--out", required=True, type=output_file(".mp4"), help="output MP4")
-    rd.add_argument("--variant", choices=("base", "refined", "both"), default="refined",
-                    help="mouth branch; 'both' puts base and refined side by side")
+    rd.add_argument("--variant", choices=("base", "refined", "both"), default=None,
+                    help="mouth branch (default: refined, or base where the identity has no "
+                         "lip-sync refinement); 'both' puts base and refined side by side")
     rd.add_argument("--size", type=image_size, default=None, help="output side (default: the "
                     "identity's training size)")
     rd.add_argument("--pose", choices=("replay", "static"), default="replay")
@@ -595,8 +599,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"fg3dgs {args.command}: error: --backend gsplat is unavailable here: {why}; "
                   "use --backend cpu (or auto)", file=sys.stderr)
             return 2
-    return args.func(args)
-
+    # warnings as one line for people, not Python's "file:line: Category" and source line
+    python_format = warnings.formatwarning
+    warnings.formatwarning = lambda message, *_a, **_k: f"fg3dgs: warning: {message}\n"
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:          # (train catches its own: it saves the state first)
+        print(f"\nfg3dgs {args.command}: interrupted; unfinished outputs were not kept",
+              file=sys.stderr)
+        return 130
+    finally:
+        warnings.formatwarning = python_format
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -144,3 +144,22 @@ def test_pipeline_bench_models(tmp_path):
     assert head.model.cfg.sh_degree == 3 and head.variants == ("base", "refined")
     img = head.still()
     assert img.shape == (256, 256, 3) and img.std() > 5
+
+
+def test_interrupts_and_warnings_read_as_one_line(monkeypatch, capsys, tmp_path):
+    import warnings
+
+    import fg3dgs.cli as cli
+
+    python_format = warnings.formatwarning
+
+    def demo(args):
+        sys.stderr.write(warnings.formatwarning("the head is shy", UserWarning, "x.py", 1))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_cmd_demo", demo)
+    assert main(["demo", "--out", str(tmp_path / "d.png")]) == 130
+    err = capsys.readouterr().err
+    assert "fg3dgs: warning: the head is shy\n" in err and "x.py" not in err
+    assert "fg3dgs demo: interrupted" in err and "Traceback" not in err
+    assert warnings.formatwarning is python_format          # restored for the caller

@@ -100,6 +100,16 @@ def test_bad_checkpoints_are_refused(run, tmp_path):
         load_identity(bad)
 
 
+def test_render_defaults_to_the_variant_the_identity_has(run, data, tmp_path, capsys):
+    out = tmp_path / "base.mp4"
+    assert main(["render", "--identity", str(run), "--audio", str(data / "synth" / "audio.wav"),
+                 "--out", str(out), "--quiet"]) == 0       # a run without HRPA: base only
+    assert "variant base" in capsys.readouterr().out and out.is_file()
+    assert main(["render", "--identity", str(run), "--audio", str(data / "synth" / "audio.wav"),
+                 "--out", str(out), "--variant", "refined", "--quiet"]) == 2
+    assert "no refined (HRPA) branch" in capsys.readouterr().err
+
+
 def test_folders_sizes_and_datasets_are_checked_first(run, data, tmp_path):
     from dataclasses import replace
 
