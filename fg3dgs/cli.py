@@ -361,6 +361,10 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+BACKEND_HELP = ("rasterizer: gsplat (CUDA GPU), cpu (ours), or auto: gsplat where a CUDA GPU "
+                "works, else cpu (default)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fg3dgs", description="FG-3DGS: audio-driven 3D Gaussian talking heads. Train an "
@@ -380,8 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="number of Gaussians")
     demo.add_argument("--yaw", type=finite, nargs="+", default=[-35.0, 0.0, 35.0],
                       help="camera yaw angles in degrees, one view each")
-    demo.add_argument("--backend", choices=BACKENDS, default="auto")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)
+    demo.add_argument("--seed", type=int, default=0, help="the demo head's random seed")
     demo.set_defaults(func=_cmd_demo)
 
     syn = sub.add_parser("synth", help="make a synthetic talking-head clip with ground truth",
@@ -401,8 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--voice", help="eSpeak voice, e.g. en-us, en-gb-scotland, en-us+f3 "
                                      "(default: drawn from the seed)")
     syn.add_argument("--size", type=image_size, default=512, help="video size in pixels")
-    syn.add_argument("--seed", type=int, default=0)
-    syn.add_argument("--background", choices=["blur", "photo", "plain"], default="blur")
+    syn.add_argument("--seed", type=int, default=0,
+                     help="draws the voice, sentences and motion (default 0)")
+    syn.add_argument("--background", choices=["blur", "photo", "plain"], default="blur",
+                     help="behind the person: the photo blurred (default), as it is, or a "
+                          "plain colour")
     syn.add_argument("--force", action="store_true", help="replace an existing --out")
     syn.add_argument("--quiet", action="store_true", help="no progress bar")
     syn.set_defaults(func=_cmd_synth)
@@ -457,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ablation: one Gaussian set and one network for the whole head")
     tr.add_argument("--no-frequency-aware", action="store_true",
                     help="ablation: plain MLP deltas for all regions")
-    tr.add_argument("--backend", choices=BACKENDS, default="auto")
+    tr.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)
     tr.add_argument("--compile", nargs="?", const="default", metavar="MODE",
                     choices=COMPILE_MODES,
                     help="run the networks and the loss through torch.compile (fewer GPU "
@@ -475,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", required=True, help="the dataset the identity was trained on")
     ev.add_argument("--truth", help="synthetic clip folder: also compare mouth and blinks "
                                     "with its truth")
-    ev.add_argument("--backend", choices=BACKENDS, default="auto")
+    ev.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)
     ev.add_argument("--no-video", action="store_true", help="skip the side-by-side video")
     ev.add_argument("--expert", help="sync expert for expert-C / expert-D (default: the "
                                      "shipped one)")
@@ -505,12 +512,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated photos (builtin:NAME or image paths)")
     ts.add_argument("--minutes", type=positive, default=12.0, help="minutes of training speech")
     ts.add_argument("--steps", type=whole_number(1), default=3000, help="optimiser steps")
-    ts.add_argument("--batch", type=whole_number(2), default=64)
+    ts.add_argument("--batch", type=whole_number(2), default=64,
+                    help="clips per optimiser step (default 64)")
     ts.add_argument("--width", type=positive, default=0.25,
                     help="channel scale of Wav2Lip's layout (1 = the published expert's)")
     ts.add_argument("--heldout-clips", type=whole_number(1), default=40,
                     help="5-second held-out clips for the offset test")
-    ts.add_argument("--seed", type=int, default=0)
+    ts.add_argument("--seed", type=int, default=0, help="draws the training material")
     ts.add_argument("--force", action="store_true", help="replace the expert in an existing "
                     "--out")
     ts.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -527,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="corpus sentences to speak without --text (default 2)")
     sp.add_argument("--held-out", action="store_true",
                     help="voices and sentences outside the expert's training set")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=int, default=0, help="draws the voice and sentences")
     sp.set_defaults(func=_cmd_speak)
 
     rd = sub.add_parser("render", help="an identity speaking any audio, to an MP4",
@@ -541,9 +549,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "lip-sync refinement); 'both' puts base and refined side by side")
     rd.add_argument("--size", type=image_size, default=None, help="output side (default: the "
                     "identity's training size)")
-    rd.add_argument("--pose", choices=("replay", "static"), default="replay")
-    rd.add_argument("--blink", choices=("replay", "auto"), default="replay")
-    rd.add_argument("--backend", choices=BACKENDS, default="auto")
+    rd.add_argument("--pose", choices=("replay", "static"), default="replay",
+                    help="replay: the replay track's head motion (default); static: its "
+                         "first pose")
+    rd.add_argument("--blink", choices=("replay", "auto"), default="replay",
+                    help="replay: the track's eye state (default); auto: a blink every 2-6 s")
+    rd.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)
     rd.add_argument("--batch", type=whole_number(1), default=None,
                     help="frames per network call (default 8 on the CPU, 32 on a GPU)")
     rd.add_argument("--seed", type=int, default=0, help="auto blinks")
@@ -552,24 +563,28 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--stream", action="store_true", help="feed the speech in chunks "
                     "through the streaming renderer (live use) and report its latency")
     rd.add_argument("--chunk-ms", type=positive, default=200.0, help="--stream chunk length")
-    rd.add_argument("--quiet", action="store_true")
+    rd.add_argument("--quiet", action="store_true", help="no progress bar")
     rd.set_defaults(func=_cmd_render)
 
     zoo = sub.add_parser("zoo", help="the model zoo: list, pull, export identities")
     zsub = zoo.add_subparsers(dest="zoo_cmd", required=True)
     zl = zsub.add_parser("list", help="identities in checkpoints/zoo.json ($FG3DGS_ZOO)")
-    zl.add_argument("-v", "--verbose", action="store_true")
+    zl.add_argument("-v", "--verbose", action="store_true", help="also the descriptions")
     zp = zsub.add_parser("pull", help="download an identity into the Hugging Face cache")
     zp.add_argument("id")
     ze = zsub.add_parser("export", help="a Hub-ready folder (model card, weights, preview)")
     ze.add_argument("run", help="trained run folder")
-    ze.add_argument("--out", required=True)
+    ze.add_argument("--out", required=True, help="the folder to write (a Hub repository's "
+                    "contents)")
     ze.add_argument("--data", default=None, help="the dataset it was trained on (needed "
                     "when the run has no replay track)")
     ze.add_argument("--id", default=None, help="zoo id (default: the --out folder's name)")
-    ze.add_argument("--title", default=None)
-    ze.add_argument("--description", default="A talking-head identity trained with fg3dgs.")
-    ze.add_argument("--license", default="cc-by-4.0")
+    ze.add_argument("--title", default=None, help="the model card's title (default: the id)")
+    ze.add_argument("--description", default="A talking-head identity trained with fg3dgs.",
+                    help="one line for the model card and the zoo listing")
+    ze.add_argument("--license", default="cc-by-4.0",
+                    help="the Hub's licence id (default cc-by-4.0; it must allow what the "
+                         "source video allows)")
     ze.add_argument("--notes", default=None, help="a markdown file appended to the model "
                     "card (how the identity was made)")
     ze.add_argument("--float32", action="store_true", help="keep float32 weights "
