@@ -24,6 +24,12 @@ USER_ERRORS = (AudioInputError, MediaError, IdentityError, ReplayError, ZooError
 SIZES = ["256", "384", "512"]
 
 
+def _user_error(exc: Exception) -> gr.Error:
+    """The message for the page; the server log gets one line, not a traceback."""
+    print(f"request refused: {exc}", flush=True)
+    return gr.Error(str(exc), print_exception=False)
+
+
 def build(studio: Studio) -> gr.Blocks:
     choices = studio.choices()
     by_key = {c.key: c for c in choices}
@@ -38,12 +44,12 @@ def build(studio: Studio) -> gr.Blocks:
 
     def generate(identity, audio, variant, pose, blink, size, progress=gr.Progress()):
         if not identity:
-            raise gr.Error("pick an identity first")
+            raise gr.Error("pick an identity first", print_exception=False)
         try:
             paths, res = studio.speak(identity, audio, variant, pose, blink, size,
                                       progress=lambda f, s: progress(f, desc=s))
         except USER_ERRORS as exc:
-            raise gr.Error(str(exc)) from None
+            raise _user_error(exc) from None
         combined = paths.get("both") or next(iter(paths.values()))
         return (str(paths["base"]) if "base" in paths else None,
                 str(paths["refined"]) if "refined" in paths else None,
@@ -51,15 +57,16 @@ def build(studio: Studio) -> gr.Blocks:
 
     def compare(a, b, audio, variant, pose, blink, size, progress=gr.Progress()):
         if not a or not b:
-            raise gr.Error("pick two identities or runs")
+            raise gr.Error("pick two identities or runs", print_exception=False)
         try:
             (pa, ra), (pb, rb) = studio.compare((a, b), audio, variant, pose, blink, size,
                                                 progress=lambda f, s: progress(f, desc=s))
         except USER_ERRORS as exc:
-            raise gr.Error(str(exc)) from None
+            raise _user_error(exc) from None
         return str(pa), str(pb), f"**A** {report(ra)}\n\n**B** {report(rb)}"
 
-    with gr.Blocks(title="fg3dgs: talking heads") as demo:
+    # gradio's copies of uploads and results: those older than an hour go, hourly
+    with gr.Blocks(title="fg3dgs: talking heads", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# fg3dgs: audio-driven 3D Gaussian talking heads\n"
                     "FG-3DGS (frequency-aware deformation of face, eye and mouth Gaussians). "
                     "Left: the base model. Right: after the HRPA lip-sync refinement.")
@@ -93,8 +100,9 @@ def build(studio: Studio) -> gr.Blocks:
                                          elem_id="video-refined")
             combined = gr.File(label="Download (side by side)")
             summary = gr.Markdown(elem_id="report")
-            identity.change(show_identity, identity, [preview, about])
-            demo.load(show_identity, identity, [preview, about])
+            identity.change(show_identity, identity, [preview, about],
+                            api_visibility="undocumented")
+            demo.load(show_identity, identity, [preview, about], api_visibility="undocumented")
             go.click(generate, [identity, audio, variant, pose, blink, size],
                      [base_video, refined_video, combined, summary], api_name="generate")
         with gr.Tab("Compare"):
@@ -135,7 +143,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-seconds", type=float, default=60.0, help="longest speech")
     args = ap.parse_args(argv)
     limits = Limits(max_seconds=args.max_seconds)
-    demo = build(Studio(args.runs, limits))
+    studio = Studio(args.runs, limits)
+    demo = build(studio)
+    choices = studio.choices()
+    if choices:
+        studio.warm_up(choices[0].key)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=32)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share,
                 max_file_size=f"{limits.max_upload_mb:g}mb")

@@ -114,6 +114,17 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataset_size(folder: str) -> int | None:
+    """The frame size a dataset was preprocessed at (None when it cannot be read: training
+    then says what is wrong with it)."""
+    from pathlib import Path
+
+    try:
+        return int(json.loads((Path(folder) / "manifest.json").read_text())["size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .model.io import IdentityError
     from .preprocess.dataset import DatasetError
@@ -142,11 +153,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.expert:
         over["expert"] = args.expert
     over["backend"] = args.backend
+    resumed = args.resume or args.stage is not None
+    ds_size = _dataset_size(args.dataset)
+    if not args.size and not resumed and ds_size and ds_size < preset(args.preset).size:
+        over["size"] = ds_size
+        print(f"training at {ds_size}x{ds_size}, the dataset's size (the {args.preset} "
+              f"preset's {preset(args.preset).size} would only upsample it; preprocess at "
+              f"--size {preset(args.preset).size} for that)", file=sys.stderr)
     if args.compile:
         over["compile"], over["compile_mode"] = "inductor", args.compile
     start = time.perf_counter()
     try:
-        resumed = args.resume or args.stage is not None
         cfg = None if resumed else preset(args.preset, **over)
         out = train(args.dataset, args.out, cfg, resume=args.resume,
                     progress=not args.quiet, force=args.force, stage=args.stage,
@@ -404,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default 10)")
     syn.add_argument("--voice", help="eSpeak voice, e.g. en-us, en-gb-scotland, en-us+f3 "
                                      "(default: drawn from the seed)")
-    syn.add_argument("--size", type=image_size, default=512, help="video size in pixels")
+    syn.add_argument("--size", type=image_size, default=512,
+                     help="video size in pixels (default 512)")
     syn.add_argument("--seed", type=int, default=0,
                      help="draws the voice, sentences and motion (default 0)")
     syn.add_argument("--background", choices=["blur", "photo", "plain"], default="blur",
@@ -416,10 +434,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     pre = sub.add_parser("preprocess", help="turn a portrait video into a training set",
                          description="Landmarks, one portrait crop, head-pose cameras, region "
-                         "masks, expression and audio features, written to DATASET.")
+                         "masks, expression and audio features, written to DATASET. The video "
+                         "needs one person talking, with sound, for at least 10 s (minutes "
+                         "are better).")
     pre.add_argument("video")
     pre.add_argument("--out", required=True, help="dataset folder (must not exist)")
-    pre.add_argument("--size", type=image_size, default=512, help="crop size in pixels")
+    pre.add_argument("--size", type=image_size, default=512,
+                     help="crop size in pixels (default 512; the cpu training preset uses 256)")
     pre.add_argument("--landmarker", choices=["mediapipe", "face-alignment"],
                      default="mediapipe",
                      help="mediapipe (478 points, offline; default) or face-alignment (68 "
@@ -582,9 +603,9 @@ def build_parser() -> argparse.ArgumentParser:
     ze.add_argument("--title", default=None, help="the model card's title (default: the id)")
     ze.add_argument("--description", default="A talking-head identity trained with fg3dgs.",
                     help="one line for the model card and the zoo listing")
-    ze.add_argument("--license", default="cc-by-4.0",
-                    help="the Hub's licence id (default cc-by-4.0; it must allow what the "
-                         "source video allows)")
+    ze.add_argument("--license", default="other",
+                    help="the Hub's licence id, e.g. cc-by-4.0 (it must allow what the source "
+                         "video allows; default 'other', and the card says none was stated)")
     ze.add_argument("--notes", default=None, help="a markdown file appended to the model "
                     "card (how the identity was made)")
     ze.add_argument("--float32", action="store_true", help="keep float32 weights "

@@ -156,6 +156,21 @@ def test_options_and_failures_leave_nothing(head, tmp_path):
                                                           "small.mp4"]
     with pytest.raises(ValueError, match="variant"):
         head.render(SPEECH, out, RenderOptions(variant="best"))
+    for bad, says in ((dict(pose="walk"), "pose must be one of replay, static"),
+                      (dict(blink="never"), "blink must be"),
+                      (dict(backend="vulkan"), "backend must be one of auto, cpu, gsplat")):
+        with pytest.raises(ValueError, match=says):          # before any output is opened
+            head.render(SPEECH, tmp_path / "never.mp4", RenderOptions(**bad))
+    assert not (tmp_path / "never.mp4").exists()
+
+
+def test_stream_refuses_chunks_it_would_misread(head):
+    from fg3dgs.pipeline import AudioInputError
+
+    stereo = np.zeros((3200, 2), np.float32)
+    for chunk in (stereo, np.zeros(3200, np.int16)):
+        with pytest.raises(AudioInputError, match="1-D float arrays of 16 kHz mono"):
+            list(head.stream([chunk]))
 
 
 def test_cli_render(tmp_path):

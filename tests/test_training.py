@@ -110,6 +110,26 @@ def test_render_defaults_to_the_variant_the_identity_has(run, data, tmp_path, ca
     assert "no refined (HRPA) branch" in capsys.readouterr().err
 
 
+def test_app_studio_falls_back_to_the_base_variant(run, data, tmp_path):
+    from fg3dgs.pipeline.studio import Studio, report
+
+    speech = data / "synth" / "audio.wav"
+    st = Studio([run], workdir=tmp_path)
+    mine = st.choices()[-1]
+    assert mine.label == f"{run} (run)" and mine.preview.name.startswith("preview_")
+    paths, res = st.speak(str(run), speech, "both", size=64)
+    assert set(paths) == {"base"} and paths["base"].is_file() and set(res.sync) <= {"base"}
+    assert "has no lip-sync refinement" in report(res)
+    (pa, ra), (pb, rb) = st.compare(("astronaut-demo", str(run)), speech, "refined", size=64)
+    assert not ra.notes and "has no lip-sync refinement" in rb.notes[0]
+    # a failed request leaves no folder behind
+    before = sorted(tmp_path.iterdir())
+    with pytest.raises(ValueError, match="pose must be one of replay, static"):
+        st.speak(str(run), speech, "base", pose="walk", size=64)
+    assert sorted(tmp_path.iterdir()) == before
+    st.warm_up(str(run)).join()
+
+
 def test_folders_sizes_and_datasets_are_checked_first(run, data, tmp_path):
     from dataclasses import replace
 
@@ -269,7 +289,9 @@ def test_zoo_export_makes_a_hub_ready_folder(run, data, tmp_path):
     assert main(["zoo", "export", str(run), "--out", str(out), "--id", "tiny",
                  "--title", "Tiny"]) == 0
     card = (out / "README.md").read_text()
-    assert card.startswith("---\nlicense: cc-by-4.0") and "# Tiny" in card
+    assert card.startswith("---\nlicense: other") and "# Tiny" in card
+    assert "stated no licence" in card and "Variant: base only" in card
+    assert "--out talking.mp4 --variant base\n" in card          # the run has no HRPA
     entry = json.loads((out / "zoo_entry.json").read_text())
     for f, h in entry["source"]["files"].items():
         assert hashlib.sha256((out / f).read_bytes()).hexdigest() == h
@@ -293,7 +315,10 @@ def test_zoo_export_makes_a_hub_ready_folder(run, data, tmp_path):
     (tmp_path / "mine" / "notes.md").write_text("keep me")
     assert main(["zoo", "export", str(run), "--out", str(tmp_path / "mine")]) == 2
     assert (tmp_path / "mine" / "notes.md").read_text() == "keep me"
-    assert main(["zoo", "export", str(run), "--out", str(out), "--force"]) == 0
+    assert main(["zoo", "export", str(run), "--out", str(out), "--force", "--license",
+                 "cc-by-4.0"]) == 0
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\nlicense: cc-by-4.0") and "stated no licence" not in card
 
 
 def test_training_rate_benchmark(data, tmp_path, capsys):
@@ -591,11 +616,10 @@ def test_compiled_training_matches_eager(data, tmp_path, monkeypatch):
         assert torch.allclose(sa[k], sb[k], atol=1e-5), k
 
 
-@pytest.mark.parametrize("args, want", [([], ("", "default")),
-                                        (["--compile"], ("inductor", "default")),
-                                        (["--compile", "reduce-overhead"],
-                                         ("inductor", "reduce-overhead"))])
-def test_train_compile_flag_sets_the_config(args, want, tmp_path, monkeypatch):
+@pytest.fixture
+def train_config(tmp_path, monkeypatch):
+    """The config `fg3dgs train` hands to training (which is replaced by a stand-in that
+    records it): {"cfg": TrainConfig} after the command ran."""
     import fg3dgs.train.trainer as T
 
     seen = {}
@@ -606,5 +630,31 @@ def test_train_compile_flag_sets_the_config(args, want, tmp_path, monkeypatch):
         return tmp_path
 
     monkeypatch.setattr(T, "train", fake_train)
+    return seen
+
+
+@pytest.mark.parametrize("args, want", [([], ("", "default")),
+                                        (["--compile"], ("inductor", "default")),
+                                        (["--compile", "reduce-overhead"],
+                                         ("inductor", "reduce-overhead"))])
+def test_train_compile_flag_sets_the_config(args, want, tmp_path, train_config):
     assert main(["train", "data", "--out", str(tmp_path / "r"), "--quiet", *args]) == 0
-    assert (seen["cfg"].compile, seen["cfg"].compile_mode) == want
+    assert (train_config["cfg"].compile, train_config["cfg"].compile_mode) == want
+
+
+@pytest.mark.parametrize("args, want", [([], 128), (["--size", "256"], 256)])
+def test_train_defaults_to_a_smaller_datasets_size(args, want, tmp_path, train_config,
+                                                   capsys):
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "manifest.json").write_text(json.dumps({"size": 128}))
+    assert main(["train", str(tmp_path / "ds"), "--out", str(tmp_path / "r"), "--quiet",
+                 *args]) == 0
+    assert train_config["cfg"].size == want
+    assert ("the dataset's size" in capsys.readouterr().err) == (not args)
+
+
+def test_training_above_the_datasets_size_warns(data, tmp_path):
+    from dataclasses import replace
+
+    with pytest.warns(UserWarning, match="frames are 64 px: training at 128 upsamples"):
+        Trainer(data / "data", tmp_path / "r", replace(tiny(), size=128), progress=False)

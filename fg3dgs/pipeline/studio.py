@@ -4,7 +4,9 @@ and a short report. ``app.py`` only lays this out in Gradio."""
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import tempfile
 import threading
 import time
@@ -14,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io_utils import assets_dir
+from ..train import STAGES
 from .audio_input import AudioInputError
 from .talking_head import RenderOptions, RenderResult, TalkingHead
-
 
 
 @dataclass
@@ -43,7 +45,10 @@ class Studio:
                  workdir: str | Path | None = None):
         self.limits = limits
         self.runs = [Path(r) for r in runs]
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="fg3dgs-app-"))
+        if workdir is None:             # our own: removed when the server process ends
+            workdir = tempfile.mkdtemp(prefix="fg3dgs-app-")
+            atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+        self.workdir = Path(workdir)
         self._heads: OrderedDict[str, TalkingHead] = OrderedDict()
         self._lock = threading.Lock()
         self._busy: dict[str, threading.Lock] = {}     # one render per head at a time
@@ -59,18 +64,35 @@ class Studio:
         except ZooError:
             pass
         for r in self.runs:
-            p = r / "preview.png"
-            out.append(Choice(str(r), f"{r.name} (run)", p if p.is_file() else None))
+            kind = "export" if (r / "zoo_entry.json").is_file() else "run"
+            out.append(Choice(str(r), f"{r} ({kind})", _run_preview(r)))
         return out
 
     def _render(self, key: str, *args, **kw) -> RenderResult:
         """``TalkingHead.render`` on a shared head; a head renders one request at a time
         (its variant switch is state), different heads in parallel."""
         head = self.head(key)
-        with self._lock:
-            busy = self._busy.setdefault(key, threading.Lock())
-        with busy:
+        with self._busy_lock(key):
             return head.render(*args, **kw)
+
+    def _busy_lock(self, key: str) -> threading.Lock:
+        with self._lock:
+            return self._busy.setdefault(key, threading.Lock())
+
+    def warm_up(self, key: str) -> threading.Thread:
+        """Load ``key`` and render one still in the background, so that the first request
+        finds the head loaded and the CPU rasterizer's kernels compiled (about 15 s on a
+        fresh install; numba caches them on disk afterwards)."""
+        def run():
+            try:
+                head = self.head(key)
+                with self._busy_lock(key):
+                    head.still()
+            except Exception:       # noqa: BLE001 - the first request reports any problem
+                pass
+        thread = threading.Thread(target=run, name="fg3dgs-warm-up", daemon=True)
+        thread.start()
+        return thread
 
     def head(self, key: str) -> TalkingHead:
         with self._lock:
@@ -105,8 +127,6 @@ class Studio:
 
     def _folder(self) -> Path:
         """A new folder for one request's videos; the oldest beyond ``keep_requests`` go."""
-        import shutil
-
         old = sorted(self.workdir.glob("*-*"), key=lambda p: p.stat().st_mtime)
         for p in old[:max(0, len(old) - self.limits.keep_requests + 1)]:
             shutil.rmtree(p, ignore_errors=True)
@@ -114,18 +134,36 @@ class Studio:
         d.mkdir(parents=True)
         return d
 
+    def _variant(self, key: str, variant: str) -> tuple[str, str]:
+        """(the variant ``key`` can render, a note when that is not the one asked for): an
+        identity trained without HRPA has the base branch only."""
+        if variant == "base" or "refined" in self.head(key).variants:
+            return variant, ""
+        return "base", (f"{Path(key).name} has no lip-sync refinement (trained without "
+                        "HRPA): the base variant is shown.")
+
+    def _rendered(self, folder: Path, key: str, *args) -> RenderResult:
+        """:meth:`_render` into a new request folder, which a failure removes."""
+        try:
+            return self._render(key, *args)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+
     def speak(self, identity: str, audio, variant: str = "both", pose: str = "replay",
               blink: str = "replay", size=None, progress=None) -> tuple[dict, RenderResult]:
         """Render ``audio`` with the identity; returns (paths: "base" / "refined" / "both"
-        where rendered, the render result)."""
+        where rendered, the render result, with ``notes`` when the variant fell back)."""
         audio = self.check_upload(audio)
+        variant, note = self._variant(identity, variant)
         opts = self._options(variant, pose, blink, size, scores=True)
         folder = self._folder()
         names = ["base", "refined"] if variant == "both" else [variant]
         outputs = {v: folder / f"{v}.mp4" for v in names}
         if variant == "both":
             outputs["both"] = folder / "side_by_side.mp4"
-        res = self._render(identity, audio, outputs, opts, progress)
+        res = self._rendered(folder, identity, audio, outputs, opts, progress)
+        res.notes += [note] if note else []
         return outputs, res
 
     def compare(self, identities: tuple[str, str], audio, variant: str = "refined",
@@ -136,23 +174,25 @@ class Studio:
         folder = self._folder()
         out = []
         for k, key in enumerate(identities):
-            head = self.head(key)
-            v = variant if variant in head.variants else "base"
+            v, note = self._variant(key, variant)
             opts = self._options(v, pose, blink, size, scores=False)
 
             def sub(frac, stage, k=k):
                 if progress:
                     progress((k + frac) / 2, f"{Path(key).name}: {stage}")
             path = folder / f"{k}_{Path(key).name}.mp4"
-            out.append((path, self._render(key, audio, path, opts, sub)))
+            res = self._rendered(folder, key, audio, path, opts, sub)
+            res.notes += [note] if note else []
+            out.append((path, res))
         return out
 
 
 def report(res: RenderResult) -> str:
     """A markdown summary of a render."""
-    lines = [f"**{res.frames} frames** ({res.audio_seconds:.1f} s of speech) at "
-             f"{res.size}x{res.size} in {res.render_seconds:.1f} s: **{res.fps:.1f} frames/s**, "
-             f"backend `{res.backend}`.", ""]
+    lines = [f"*{n}*" for n in res.notes]
+    lines += [f"**{res.frames} frames** ({res.audio_seconds:.1f} s of speech) at "
+              f"{res.size}x{res.size}, rendered in {res.render_seconds:.1f} s: "
+              f"**{res.fps:.1f} frames/s**, backend `{res.backend}`.", ""]
     if res.sync:
         lines += ["| variant | expert-C | expert-D | offset (frames) |", "|---|---|---|---|"]
         for v, s in res.sync.items():
@@ -164,6 +204,14 @@ def report(res: RenderResult) -> str:
         lines += ["", "expert-C / expert-D: SyncNet's protocol scored with fg3dgs's own "
                   "lip-sync expert (higher C, lower D = better sync); not LSE-C / LSE-D."]
     return "\n".join(lines)
+
+
+def _run_preview(run: Path) -> Path | None:
+    """A run's picture: an export's preview.png, else its latest training preview."""
+    for name in ("preview.png", *(f"preview_{s}.png" for s in reversed(STAGES))):
+        if (run / name).is_file():
+            return run / name
+    return None
 
 
 def examples() -> list[tuple[Path, str]]:

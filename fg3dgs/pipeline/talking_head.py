@@ -23,11 +23,11 @@ from ..audio_features import HOP, n_frames
 from ..media import VideoWriter
 from ..model.encoders import AUDIO_CONTEXT, AUDIO_WINDOW
 from ..model.io import load_identity
-from ..options import size_problem
+from ..options import BACKENDS, size_problem
 from ..timing import StageClock
 from ..train.data import audio_window_index, expr_windows
-from .audio_input import SAMPLES_PER_FRAME, AudioInput, Silence
-from .motion import plan_motion
+from .audio_input import SAMPLES_PER_FRAME, AudioInput, AudioInputError, Silence
+from .motion import BLINKS, POSES, plan_motion
 from .replay import Replay, load_replay
 
 VARIANTS = ("base", "refined", "both")
@@ -58,11 +58,25 @@ class RenderOptions:
                              f"{self.variant!r}")
         if self.variant != "base" and "refined" not in variants:
             raise ValueError(f"this identity has no refined (HRPA) branch, only "
-                             f"{', '.join(variants)}; use variant 'base'")
+                             f"{', '.join(variants)}; use variant 'base' (--variant base)")
+        for name, value, allowed in (("pose", self.pose, POSES), ("blink", self.blink, BLINKS),
+                                     ("backend", self.backend, BACKENDS)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         if self.size is not None and size_problem(self.size):
             raise ValueError(size_problem(self.size))
         if (self.batch is not None and self.batch < 1) or self.chunk_frames < 1:
             raise ValueError("batch and chunk_frames must be at least 1")
+
+
+def _mono_float(chunk) -> np.ndarray:
+    """A streamed chunk as float32 samples [S]; other layouts are refused, not misread."""
+    a = np.asarray(chunk)
+    if a.ndim != 1 or a.dtype.kind != "f":
+        raise AudioInputError(f"stream chunks must be 1-D float arrays of 16 kHz mono samples "
+                              f"in [-1, 1], got {a.dtype} of shape {a.shape} (downmix stereo "
+                              "with x.mean(1); scale int16 by 1 / 32768)")
+    return a.astype(np.float32, copy=False)
 
 
 @dataclass
@@ -76,9 +90,11 @@ class RenderResult:
     sync: dict[str, dict] = field(default_factory=dict)   # variant -> expert-C / D / offset
     timings: dict[str, float] = field(default_factory=dict)
     latency_ms: dict[str, float] = field(default_factory=dict)  # streaming: chunk -> frame
+    notes: list[str] = field(default_factory=list)   # for people: what differs from the ask
 
     @property
     def fps(self) -> float:
+        """Rendering speed, frames per second of wall time (the videos play at 25)."""
         return self.frames / max(self.render_seconds, 1e-9)
 
 
@@ -302,8 +318,9 @@ class TalkingHead:
 
         for chunk in chunks:
             handed = time.perf_counter()
-            buf = np.concatenate([buf, np.asarray(chunk, np.float32).ravel()])
-            received += len(np.asarray(chunk).ravel())
+            chunk = _mono_float(chunk)
+            buf = np.concatenate([buf, chunk])
+            received += len(chunk)
             # frames [done, ready) have their whole feature window (and its margin) here
             ready = max(0, (received // HOP - lead - 1 - margin) // 2 + 1)
             for out in emit(ready, None):
@@ -348,9 +365,8 @@ class TalkingHead:
         for k in outputs:
             if k not in VARIANTS:
                 raise ValueError(f"unknown output {k!r}; choose from {', '.join(VARIANTS)}")
+        # (the sync scores are of the variants rendered: "both" to compare them)
         need = set(outputs) - {"both"} | ({"base", "refined"} if "both" in outputs else set())
-        if opts.sync_scores and np.isfinite(self.replay.boxes).all():
-            need |= {"base", "refined"} & set(self.variants)
         opts = RenderOptions(**{**opts.__dict__, "variant": "both" if len(need) > 1
                                 else next(iter(need))})
         progress = progress or (lambda f, s: None)

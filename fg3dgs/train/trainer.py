@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +148,11 @@ class Trainer:
         if self.cfg.iterations.get("hrpa", 0) > 0 and not resume:
             self._check_expert()            # decide now, not after the first three stages
         self.ds = Dataset(dataset)
+        if self.cfg.size > self.ds.manifest["size"] and not resume:
+            warnings.warn(f"the dataset's frames are {self.ds.manifest['size']} px: training "
+                          f"at {self.cfg.size} upsamples them (no detail is gained). Train "
+                          f"with --size {self.ds.manifest['size']}, or preprocess at "
+                          f"--size {self.cfg.size}", stacklevel=2)
         self.data = TrainData(self.ds, self.cfg.size, self.cfg.model.audio_features,
                               self.ds.split("train"), progress=progress)
         val = self.ds.split("validation")

@@ -27,7 +27,7 @@ class ExportInfo:
     id: str
     title: str
     description: str
-    license: str = "cc-by-4.0"
+    license: str = "other"    # the Hub's id for "not a listed licence"; say which with --license
     notes: str = ""          # markdown appended to the model card (e.g. how to rebuild)
 
 
@@ -75,6 +75,15 @@ def model_card(info: ExportInfo, ident: dict, metrics: dict | None) -> str:
     else:
         hrpa_text = "skipped" if hrpa else "not run"
     its = {k: its[k] for k in sorted(its, key=lambda k: STAGES.index(k) if k in STAGES else 9)}
+    if "refined" in ident.get("variants", ["base"]):
+        variants = ("Variants: base and refined (after the HRPA lip-sync refinement); "
+                    "`--variant both` shows them side by side.")
+        command = "--variant both"
+    else:
+        variants = "Variant: base only (trained without the HRPA lip-sync refinement)."
+        command = "--variant base"
+    licence = ("" if info.license != "other" else
+               "\nThe exporter stated no licence: ask the identity's owner before using it.\n")
     return f"""---
 license: {info.license}
 library_name: fg3dgs
@@ -92,11 +101,10 @@ tags:
 An identity for fg3dgs (FG-3DGS, "Toward Fine-Grained Facial Control in
 3D Talking Head Generation"): 3D Gaussians of the face, eyes and mouth in canonical head space
 with their frequency-aware deformation networks, driven by `{ident.get('audio_features')}`
-audio features. Variants: {', '.join(ident.get('variants', ['base']))} (`refined` = after the
-HRPA lip-sync refinement).
-
+audio features. {variants}
+{licence}
 ```bash
-fg3dgs render --identity {info.id} --audio speech.wav --out talking.mp4 --variant both
+fg3dgs render --identity {info.id} --audio speech.wav --out talking.mp4 {command}
 ```
 
 ## Training
