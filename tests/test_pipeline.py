@@ -184,7 +184,9 @@ def test_cli_render(tmp_path):
 
 
 def test_variants_share_the_regions_they_have_in_common(head):
-    """render_variants (face and eyes rasterized once) equals rendering each variant."""
+    """render_variants (face and eyes rasterized once) equals rendering each variant; with
+    the colour corrections applied to the renders (a shared region's correction differs
+    between the variants) to the rounding of the last uint8 level."""
     import torch
     with AudioInput(SPEECH) as a:
         fr, rows, imgs = next(head.frames(a, RenderOptions(variant="both", batch=3)))
@@ -202,6 +204,20 @@ def test_variants_share_the_regions_they_have_in_common(head):
         np.testing.assert_array_equal((one.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy(),
                                       imgs[v])
     head.model.set_variant("base")
+    m = head.model
+    assert m._shared_colours_agree(("base", "refined"))
+    with torch.no_grad():                      # a refined face correction of its own
+        m.refined["colour"]["face"].bias.add_(0.02)
+    try:
+        assert not m._shared_colours_agree(("base", "refined"))
+        both = m.render_variants(drive, view, K, 256, 256, canvas, ("base", "refined"), "cpu")
+        for v in ("base", "refined"):
+            one = m.set_variant(v).render(drive, view, K, 256, 256, canvas, "cpu")
+            torch.testing.assert_close(both[v], one, atol=2e-5, rtol=0)
+    finally:
+        with torch.no_grad():
+            m.refined["colour"]["face"].bias.sub_(0.02)
+        m.set_variant("base")
 
 
 def test_regions_share_one_sh_evaluation(head):

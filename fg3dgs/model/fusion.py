@@ -8,7 +8,9 @@ from torch import nn
 
 class ColourCorrection(nn.Module):
     """A learnable affine colour map per region, applied to premultiplied colour:
-    C' = C M^T + alpha b (identity at the start)."""
+    C' = C M^T + alpha b (identity at the start). Rasterizing is linear in the colours
+    (C = sum_i w_i c_i, alpha = sum_i w_i), so the map applied to each Gaussian's colour
+    with alpha 1 gives the same image: a render of N colours instead of H x W pixels."""
 
     def __init__(self):
         super().__init__()

@@ -181,9 +181,8 @@ class FG3DGS(nn.Module):
         ``colour=False``: without the colour corrections (stages 1-2 fit the regions before
         fusion learns them)."""
         raw = self._rasterize_regions(self.cfg.regions, drive, viewmats, K, width, height,
-                                      backend, keep_means2d, windows)
-        out = {r: (self._colour(r)(rgb, alpha) if colour else rgb, alpha)
-               for r, (rgb, alpha, _) in raw.items()}
+                                      backend, keep_means2d, windows, colour=colour)
+        out = {r: (rgb, alpha) for r, (rgb, alpha, _) in raw.items()}
         return (out, {r: m2d for r, (_, _, m2d) in raw.items()}) if keep_means2d else out
 
     def _colours(self, parts: dict, viewmats: torch.Tensor) -> dict:
@@ -198,11 +197,14 @@ class FG3DGS(nn.Module):
         return dict(zip(parts, cols.split([p[4].shape[0] for p in parts.values()], 1)))
 
     def _rasterize_regions(self, regions, drive: dict | None, viewmats, K, width, height,
-                           backend, keep_means2d=False, windows=None, clock=None) -> dict:
-        """region -> (rgb [B, h, w, 3] premultiplied before colour correction, alpha
-        [B, h, w, 1], screen-space means per frame when ``keep_means2d``, else []) for each
-        of ``regions``. ``windows``: as for :meth:`render_regions`; ``clock``: a
-        :class:`StageClock` that is told where the time goes."""
+                           backend, keep_means2d=False, windows=None, clock=None,
+                           colour: bool = False) -> dict:
+        """region -> (rgb [B, h, w, 3] premultiplied, alpha [B, h, w, 1], screen-space means
+        per frame when ``keep_means2d``, else []) for each of ``regions``. ``colour``: with
+        the current variant's colour corrections, applied to the Gaussians' colours (the
+        same image as applying them to the render, see :class:`ColourCorrection`).
+        ``windows``: as for :meth:`render_regions`; ``clock``: a :class:`StageClock` that
+        is told where the time goes."""
         if not regions:
             return {}
         clock = clock or NO_CLOCK
@@ -211,6 +213,8 @@ class FG3DGS(nn.Module):
         out = {}
         with clock("rasterize"):
             cols = self._colours(parts, viewmats)
+            if colour:
+                cols = {r: self._colour(r)(c, 1.0) for r, c in cols.items()}
             Ks = _window_intrinsics(K, {r: w for r, w in (windows or {}).items()
                                         if r in parts})
             for r, (means, quats, scales, opac, _) in parts.items():
@@ -235,28 +239,41 @@ class FG3DGS(nn.Module):
     def render_variants(self, drive, viewmats, K, width, height, canvas,
                         variants: tuple[str, ...], backend="auto", clock=None) -> dict:
         """variant -> fused frames [B, H, W, 3]. The regions whose network the variants
-        share are deformed and rasterized once; only their colour correction differs."""
+        share are deformed and rasterized once. The colour corrections go into the
+        Gaussians' colours (cheaper than correcting renders) unless a shared region's
+        correction differs between the variants; then they are applied to the renders."""
         clock = clock or NO_CLOCK
+        fold = self._shared_colours_agree(variants)
         raw, out = {}, {}
         current = self.variant
         try:
             for v in variants:
                 self.set_variant(v)
-                regions = {}
                 keys = {r: (r, v if r == self.cfg.refined_region else "shared")
                         for r in self.cfg.regions}
                 todo = [r for r, key in keys.items() if key not in raw]
                 for r, res in self._rasterize_regions(todo, drive, viewmats, K, width,
-                                                      height, backend, clock=clock).items():
+                                                      height, backend, clock=clock,
+                                                      colour=fold).items():
                     raw[keys[r]] = res[:2]
                 with clock("fusion"):
-                    for r, key in keys.items():
-                        rgb, alpha = raw[key]
-                        regions[r] = (self._colour(r)(rgb, alpha), alpha)
+                    regions = {r: raw[key] if fold else
+                               (self._colour(r)(*raw[key]), raw[key][1])
+                               for r, key in keys.items()}
                     out[v] = fuse(regions, canvas)
         finally:
             self.set_variant(current)
         return out
+
+    def _shared_colours_agree(self, variants: tuple[str, ...]) -> bool:
+        """Whether every region the variants share has the same colour correction in each
+        (HRPA refines only the mouth's; its copies of the others stay as they were)."""
+        if len(variants) < 2 or self.refined is None:
+            return True
+        return all(torch.equal(a, b) for r in self.cfg.regions
+                   if r != self.cfg.refined_region
+                   for a, b in zip(self.colour[r].parameters(),
+                                   self.refined["colour"][r].parameters()))
 
     def render(self, drive, viewmats, K, width, height, canvas, backend="auto"):
         """Fused frames [B, H, W, 3] over canvas [B, H, W, 3]."""
