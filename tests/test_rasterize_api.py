@@ -150,6 +150,13 @@ def test_rasterize_frames_equals_one_call_per_frame():
                                            K, size, size, backend="cpu")
         torch.testing.assert_close(rgb2, rgb, atol=1e-6, rtol=0)
         torch.testing.assert_close(alpha2, alpha, atol=1e-6, rtol=0)
+    # values are checked once per call on every frame, on the CPU even when not asked
+    for name in ("means", "colors"):
+        bad = {"means": means.clone(), "colors": cols.clone()}
+        bad[name][B - 1, 7] = float("nan")
+        with pytest.raises(RasterizeInputError, match="NaN or infinite"):
+            rasterize_frames(bad["means"], s.quats, s.scales, s.opacities, bad["colors"],
+                             viewmats, K, size, size, backend="cpu", check_values=False)
 
 
 def test_per_camera_colours():

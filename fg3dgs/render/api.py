@@ -28,7 +28,11 @@ def _shape(t: torch.Tensor) -> str:
 
 
 def _validate(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
-              sh_degree, background, check_values=True):
+              sh_degree, background, check_values=True, frames: tuple = ()):
+    """RasterizeInputError unless the inputs are as :func:`rasterize` documents. Values
+    (finite, opacities in [0, 1]) are checked on CPU inputs always and elsewhere when
+    ``check_values``; ``frames``: per-frame (means, quats, scales) [B, N, .] of which the
+    arguments are the first frame, checked for finiteness too."""
     tensors = {"means": means, "quats": quats, "scales": scales, "opacities": opacities,
                "colors": colors, "viewmat": viewmats, "K": Ks}
     if background is not None:
@@ -77,7 +81,7 @@ def _validate(means, quats, scales, opacities, colors, viewmats, Ks, width, heig
                   f"got {_shape(background)}")
     if not check_values and means.device.type != "cpu":
         return
-    for name, t in tensors.items():
+    for name, t in (*tensors.items(), *zip(("means", "quats", "scales"), frames)):
         if not bool(torch.isfinite(t).all()):
             _fail(f"{name} contains NaN or infinite values")
     if N and (bool((opacities < 0).any()) or bool((opacities > 1).any())):
@@ -152,6 +156,13 @@ def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
     """
     _validate(means, quats, scales, opacities, colors, viewmat, K, width, height, sh_degree,
               background, check_values)
+    return _dispatch(means, quats, scales, opacities, colors, viewmat, K, width, height,
+                     sh_degree, background, backend, tile_size)
+
+
+def _dispatch(means, quats, scales, opacities, colors, viewmat, K, width, height, sh_degree,
+              background, backend, tile_size=DEFAULT_TILE_SIZE):
+    """:func:`rasterize` after its inputs were checked."""
     batched = viewmat.dim() == 3
     viewmats = viewmat if batched else viewmat[None]
     Ks = K if batched else K[None]
@@ -217,22 +228,21 @@ def rasterize_frames(means: torch.Tensor, quats: torch.Tensor, scales: torch.Ten
     N = opacities.shape[0]
     means, quats, scales = (t.expand(B, N, d) for t, d in ((means, 3), (quats, 4),
                                                            (scales, 3)))
+    # shapes and values checked on the first frame, finiteness on all of them: once per
+    # call, not per frame (CPU inputs always: our kernels index memory by them)
+    _validate(means[0], quats[0], scales[0], opacities, colors, viewmats, Ks, width, height,
+              sh_degree, None, check_values, frames=(means, quats, scales))
     if resolve_backend(backend, means.device) != "gsplat":
         rgbs, alphas, m2d = [], [], []
         for b in range(B):
             cols = colors[b] if sh_degree is None and colors.dim() == 3 else colors
-            rgb, alpha, info = rasterize(means[b], quats[b], scales[b], opacities, cols,
-                                         viewmats[b], K, width, height, sh_degree=sh_degree,
-                                         backend=backend, check_values=check_values)
+            rgb, alpha, info = _dispatch(means[b], quats[b], scales[b], opacities, cols,
+                                         viewmats[b], K, width, height, sh_degree, None,
+                                         backend)
             rgbs.append(rgb)
             alphas.append(alpha)
             m2d.append(info["means2d"])
         return torch.stack(rgbs), torch.stack(alphas), m2d
-    # shapes and values checked on the first frame, finiteness on all of them
-    _validate(means[0], quats[0], scales[0], opacities, colors, viewmats, Ks, width, height,
-              sh_degree, None, check_values)
-    if check_values and not all(bool(torch.isfinite(t).all()) for t in (means, quats, scales)):
-        _fail("means, quats or scales contain NaN or infinite values")
     if sh_degree is None:
         cols = colors.expand(B, N, 3)
     else:
