@@ -169,9 +169,10 @@ def test_networks_start_at_zero_and_have_the_right_shapes():
             assert ds.shape == (B, N, 3) and dq.shape == (B, N, 4)
 
 
-def test_face_network_matches_the_written_out_formula():
-    """The face network's first layer as per-frame scaled weights (no [B, N, A + E]
-    products) and in-place ReLUs give the paper's formula, with its gradients (float64)."""
+def test_face_network_renders_what_it_trains():
+    """Without autograd the face network's first layer is each frame's feature-scaled
+    weights applied to the gates, with in-place ReLUs; it gives what the training path
+    gives (float64), whose gradients are those of the written-out formula."""
     torch.manual_seed(3)
     net = RegionAttentionDeform(12, 8, 4, hidden=16).double()
     for p in net.parameters():
@@ -180,20 +181,20 @@ def test_face_network_matches_the_written_out_formula():
     h = torch.randn(N, 12, dtype=torch.float64, requires_grad=True)
     f_a = torch.randn(B, 8, dtype=torch.float64, requires_grad=True)
     f_e = torch.randn(B, 4, dtype=torch.float64, requires_grad=True)
+    trained = torch.cat(net(h, f_a, f_e), -1)
+    with torch.no_grad():
+        rendered = torch.cat(net(h, f_a, f_e), -1)
+    torch.testing.assert_close(rendered, trained.detach(), atol=1e-12, rtol=1e-10)
 
-    def reference(h, f_a, f_e):
-        x = torch.relu(net.first_layer_reference(h, f_a, f_e))
+    def written_out(h, f_a, f_e):
         lin1, _, lin2 = net.decode
-        return torch.cat([t * s for t, s in zip(
-            lin2(torch.relu(lin1(x))).split((3, 3, 4), -1), (0.01, 1, 1))], -1)
+        x = lin2(torch.relu(lin1(torch.relu(net.first_layer(h, f_a, f_e)))))
+        return torch.cat([t * s for t, s in zip(x.split((3, 3, 4), -1), (0.01, 1, 1))], -1)
 
-    got = torch.cat(net(h, f_a, f_e), -1)
-    ref = reference(h, f_a, f_e)
-    torch.testing.assert_close(got, ref, atol=1e-12, rtol=1e-10)
-    up = torch.randn_like(ref)
+    up = torch.randn_like(trained)
     wrt = [h, f_a, f_e, *net.parameters()]
-    for a, b in zip(torch.autograd.grad((got * up).sum(), wrt),
-                    torch.autograd.grad((ref * up).sum(), wrt)):
+    for a, b in zip(torch.autograd.grad((trained * up).sum(), wrt),
+                    torch.autograd.grad((written_out(h, f_a, f_e) * up).sum(), wrt)):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
 
 

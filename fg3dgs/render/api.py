@@ -81,7 +81,8 @@ def _validate(means, quats, scales, opacities, colors, viewmats, Ks, width, heig
                   f"got {_shape(background)}")
     if not check_values and means.device.type != "cpu":
         return
-    for name, t in (*tensors.items(), *zip(("means", "quats", "scales"), frames)):
+    # (all frames' means, quats and scales in place of the first frame's)
+    for name, t in {**tensors, **dict(zip(("means", "quats", "scales"), frames))}.items():
         if not bool(torch.isfinite(t).all()):
             _fail(f"{name} contains NaN or infinite values")
     if N and (bool((opacities < 0).any()) or bool((opacities > 1).any())):
