@@ -13,8 +13,8 @@ from .options import size_problem
 def image_size(text: str) -> int:
     """An image side the pipeline supports (options.size_problem)."""
     n = _integer(text)
-    if size_problem(n):
-        raise argparse.ArgumentTypeError(size_problem(n))
+    if why := size_problem(n):
+        raise argparse.ArgumentTypeError(why)
     return n
 
 

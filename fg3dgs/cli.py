@@ -154,12 +154,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         over["expert"] = args.expert
     over["backend"] = args.backend
     resumed = args.resume or args.stage is not None
-    ds_size = _dataset_size(args.dataset)
-    if not args.size and not resumed and ds_size and ds_size < preset(args.preset).size:
+    ds_size, preset_size = _dataset_size(args.dataset), preset(args.preset).size
+    if not args.size and not resumed and ds_size and ds_size < preset_size:
         over["size"] = ds_size
         print(f"training at {ds_size}x{ds_size}, the dataset's size (the {args.preset} "
-              f"preset's {preset(args.preset).size} would only upsample it; preprocess at "
-              f"--size {preset(args.preset).size} for that)", file=sys.stderr)
+              f"preset's {preset_size} would only upsample it; preprocess at --size "
+              f"{preset_size} for that)", file=sys.stderr)
     if args.compile:
         over["compile"], over["compile_mode"] = "inductor", args.compile
     start = time.perf_counter()

@@ -142,13 +142,16 @@ class Studio:
         return "base", (f"{Path(key).name} has no lip-sync refinement (trained without "
                         "HRPA): the base variant is shown.")
 
-    def _rendered(self, folder: Path, key: str, *args) -> RenderResult:
-        """:meth:`_render` into a new request folder, which a failure removes."""
+    def _rendered(self, folder: Path, key: str, note: str, *args) -> RenderResult:
+        """:meth:`_render` into a new request folder, which a failure removes; ``note`` (if
+        any) goes into the result's notes."""
         try:
-            return self._render(key, *args)
+            res = self._render(key, *args)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
+        res.notes += [note] if note else []
+        return res
 
     def speak(self, identity: str, audio, variant: str = "both", pose: str = "replay",
               blink: str = "replay", size=None, progress=None) -> tuple[dict, RenderResult]:
@@ -162,9 +165,7 @@ class Studio:
         outputs = {v: folder / f"{v}.mp4" for v in names}
         if variant == "both":
             outputs["both"] = folder / "side_by_side.mp4"
-        res = self._rendered(folder, identity, audio, outputs, opts, progress)
-        res.notes += [note] if note else []
-        return outputs, res
+        return outputs, self._rendered(folder, identity, note, audio, outputs, opts, progress)
 
     def compare(self, identities: tuple[str, str], audio, variant: str = "refined",
                 pose: str = "replay", blink: str = "replay", size=None,
@@ -181,9 +182,7 @@ class Studio:
                 if progress:
                     progress((k + frac) / 2, f"{Path(key).name}: {stage}")
             path = folder / f"{k}_{Path(key).name}.mp4"
-            res = self._rendered(folder, key, audio, path, opts, sub)
-            res.notes += [note] if note else []
-            out.append((path, res))
+            out.append((path, self._rendered(folder, key, note, audio, path, opts, sub)))
         return out
 
 

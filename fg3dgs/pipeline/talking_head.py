@@ -63,8 +63,8 @@ class RenderOptions:
                                      ("backend", self.backend, BACKENDS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-        if self.size is not None and size_problem(self.size):
-            raise ValueError(size_problem(self.size))
+        if self.size is not None and (why := size_problem(self.size)):
+            raise ValueError(why)
         if (self.batch is not None and self.batch < 1) or self.chunk_frames < 1:
             raise ValueError("batch and chunk_frames must be at least 1")
 

@@ -97,8 +97,8 @@ def preprocess(video: str | os.PathLike, out_dir: str | os.PathLike,
     video, out = Path(video), Path(out_dir)
     if out.exists() and not force:
         raise PreprocessError(f"{out} already exists; choose another --out or pass --force")
-    if size_problem(cfg.size):
-        raise PreprocessError(f"--size: {size_problem(cfg.size)}")
+    if why := size_problem(cfg.size):
+        raise PreprocessError(f"--size: {why}")
     if cfg.landmarker not in LANDMARKERS:
         raise PreprocessError(f"unknown landmarker {cfg.landmarker!r}; choose from "
                               f"{', '.join(LANDMARKERS)}")

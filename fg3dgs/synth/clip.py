@@ -205,8 +205,8 @@ def generate(cfg: SynthConfig, out_dir: str | os.PathLike, force: bool = False,
     out = Path(out_dir)
     if out.exists() and not force:
         raise SynthError(f"{out} already exists; choose another --out or pass --force")
-    if size_problem(cfg.size):
-        raise SynthError(f"--size: {size_problem(cfg.size)}")
+    if why := size_problem(cfg.size):
+        raise SynthError(f"--size: {why}")
     if cfg.background not in ("blur", "photo", "plain"):
         raise SynthError(f"--background must be blur, photo or plain, got {cfg.background}")
 

@@ -82,14 +82,12 @@ def load_truth(folder: str | Path) -> Truth:
                              "truth.json)")
     try:
         meta = json.loads((folder / "truth.json").read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise TruthError(f"{folder}/truth.json has format version "
-                             f"{meta.get('format_version')}, expected {FORMAT_VERSION}")
         with np.load(folder / "truth.npz", allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, zlib.error) as exc:
-        if isinstance(exc, TruthError):
-            raise
         raise TruthError(f"{folder}'s truth does not read ({exc}); make the clip again with "
                          "fg3dgs synth") from exc
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise TruthError(f"{folder}/truth.json has format version "
+                         f"{meta.get('format_version')}, expected {FORMAT_VERSION}")
     return Truth(arrays, meta)

@@ -140,8 +140,8 @@ class Trainer:
                                  f"{', ...' * (len(held) > 3)}); choose another --out, or "
                                  "pass --force to train there anyway")
             self.cfg = cfg or TrainConfig()
-            if size_problem(self.cfg.size):
-                raise TrainError(f"--size: {size_problem(self.cfg.size)}")
+            if why := size_problem(self.cfg.size):
+                raise TrainError(f"--size: {why}")
         self.device = train_device(self.cfg.backend)
         self.hrpa_skipped = None
         self.lpips_net, self.lpips_info, self.lpips_tried = None, None, False   # fusion's LPIPS

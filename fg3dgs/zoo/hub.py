@@ -5,6 +5,7 @@ be reached, files already in the cache are used, with a message."""
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -43,12 +44,13 @@ def pull(entry: ZooEntry, quiet: bool = False) -> Path:
 
     repo, rev, files = entry.source["repo"], entry.source["revision"], entry.source["files"]
     folder = None
+    unreachable = functools.cache(hub_unreachable)       # one probe per pull, when needed
     for name, want in files.items():
         path = _cached(repo, name, rev)
         if path is not None and not quiet:
             _say(f"{entry.id}: {name} is in the Hugging Face cache ({path.parent})")
         if path is None:
-            why = hub_unreachable()
+            why = unreachable()
             if why is not None:
                 raise ZooError(f"{entry.id}: {name} is not in the Hugging Face cache "
                                f"({constants.HF_HUB_CACHE}) and the Hub cannot be reached "
