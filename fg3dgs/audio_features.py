@@ -11,12 +11,15 @@ format, and a missing model is reported with what to download and how.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .spectrum import mel_filters, stft_magnitude
 
 RATE = 50                 # feature frames per second
 HOP = 320                 # samples per feature frame at 16 kHz
@@ -47,15 +50,37 @@ def n_frames(num_samples: int) -> int:
 
 
 def log_mel(audio: np.ndarray, cfg: MelConfig = MelConfig()) -> np.ndarray:
-    """[T, 80] log-mel spectrogram (natural log of power, floor 1e-5), T = n_frames."""
-    import librosa
+    """[T, 80] log-mel spectrogram (natural log of power, floor 1e-5), T = n_frames.
 
+    Each feature frame depends only on its own samples, bit for bit: chunked extraction
+    (streaming, long files) equals the whole clip's exactly. The STFT transforms each frame
+    on its own; the mel projection adds each filter's bins in one fixed order, where a BLAS
+    matrix product would round a frame differently by the number of frames beside it.
+    """
     T = n_frames(len(audio))
-    mel = librosa.feature.melspectrogram(y=np.asarray(audio, np.float32), sr=SAMPLE_RATE,
-                                         n_fft=cfg.n_fft, hop_length=HOP,
-                                         win_length=cfg.win_length, n_mels=cfg.n_mels,
-                                         fmin=cfg.fmin, fmax=cfg.fmax, center=True)
-    return np.log(np.maximum(mel, 1e-5)).T[:T].astype(np.float32)
+    power = stft_magnitude(np.asarray(audio, np.float32), cfg.n_fft, HOP, cfg.win_length,
+                           power=2.0)[:, :T]                                # [F, T]
+    bins, weights = _mel_bands(cfg)                                          # [M, J] each
+    mel = np.zeros((cfg.n_mels, power.shape[1]), np.float32)
+    for j in range(bins.shape[1]):        # the j-th bin of every filter's band at once
+        mel += weights[:, j, None] * power[bins[:, j]]
+    return np.log(np.maximum(mel, 1e-5)).T.astype(np.float32)
+
+
+@functools.cache
+def _mel_bands(cfg: MelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The mel filters as their bands: bins [M, J] (int) and weights [M, J] (float32),
+    filter m = sum_j weights[m, j] * power[bins[m, j]] (J: the widest band; zero weights
+    pad the narrower ones)."""
+    basis = mel_filters(SAMPLE_RATE, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)
+    nz = [np.flatnonzero(row) for row in basis]
+    J = max(len(b) for b in nz)
+    bins = np.zeros((len(basis), J), np.int64)
+    weights = np.zeros((len(basis), J), np.float32)
+    for m, b in enumerate(nz):
+        bins[m, :len(b)] = b
+        weights[m, :len(b)] = basis[m, b]
+    return bins, weights
 
 
 def _load_model(name: str, model_id: str):

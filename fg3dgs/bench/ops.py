@@ -9,11 +9,14 @@ from __future__ import annotations
 import re
 import traceback
 from collections import Counter
+from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-_FRAME = re.compile(r'/fg3dgs/([^"]+)", line \d+, in (\w+)')
+# Anchored on the package's own folder: a checkout folder named fg3dgs must not match.
+_PACKAGE = Path(__file__).parents[1]       # as in code objects' file names
+_FRAME = re.compile(re.escape(str(_PACKAGE)) + r'/([^"]+)", line \d+, in (\w+)')
 
 
 class OpCounter(TorchDispatchMode):

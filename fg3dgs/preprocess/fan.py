@@ -28,8 +28,8 @@ def load_face_alignment(device: str = "cpu"):
         import face_alignment
     except ImportError as exc:
         raise LandmarkerUnavailable(
-            "the face-alignment landmarker is not installed (pip install face-alignment"
-            "==1.4.1, as requirements.txt lists); or use --landmarker mediapipe, which "
+            "the face-alignment landmarker is not installed (pip install -r "
+            "requirements-fan.txt, or pip install 'fg3dgs[fan]'); or use --landmarker mediapipe, which "
             "needs no download") from exc
     from torch.hub import get_dir
 

@@ -251,7 +251,7 @@ def _versions() -> dict:
     import importlib.metadata as md
 
     out = {"fg3dgs": __version__}
-    for pkg in ("mediapipe", "numpy", "torch", "librosa", "transformers"):
+    for pkg in ("mediapipe", "numpy", "torch", "transformers"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:

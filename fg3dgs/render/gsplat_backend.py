@@ -18,7 +18,7 @@ def gsplat_status() -> tuple[bool, str]:
         from gsplat.cuda._backend import _C
     except Exception as exc:  # ImportError, or a failed JIT build
         return False, (f"gsplat could not be imported ({type(exc).__name__}: {exc}); "
-                       "install it with `pip install gsplat==1.5.3 packaging ninja`")
+                       "install it with `pip install -r requirements-cuda.txt` (gsplat==1.5.3 packaging ninja)")
     if _C is None:
         return False, ("gsplat's CUDA extension did not build; it needs nvcc (the CUDA toolkit) "
                        "and ninja on the PATH")

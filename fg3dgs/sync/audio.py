@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..media import AUDIO_RATE, FPS
+from ..spectrum import mel_filters, stft_magnitude
 from .expert import MEL_BANDS, MEL_STEPS
 
 
@@ -38,13 +39,10 @@ SILENCE = -4.0               # value of a silent band after normalisation
 
 def sync_mel(audio: np.ndarray, cfg: SyncMelConfig = SyncMelConfig()) -> np.ndarray:
     """[S] float audio at 16 kHz -> [80, T] normalised log-mel, T = S // 200 + 1."""
-    import librosa
-    from scipy.signal import lfilter
-
-    y = lfilter([1.0, -cfg.preemphasis], [1.0], np.asarray(audio, np.float64))
-    spec = np.abs(librosa.stft(y, n_fft=cfg.n_fft, hop_length=cfg.hop, win_length=cfg.n_fft))
-    basis = librosa.filters.mel(sr=AUDIO_RATE, n_fft=cfg.n_fft, n_mels=MEL_BANDS,
-                                fmin=cfg.fmin, fmax=cfg.fmax)
+    x = np.asarray(audio, np.float64)
+    y = x - cfg.preemphasis * np.concatenate([[0.0], x[:-1]])         # pre-emphasis filter
+    spec = stft_magnitude(y, cfg.n_fft, cfg.hop)
+    basis = mel_filters(AUDIO_RATE, cfg.n_fft, MEL_BANDS, cfg.fmin, cfg.fmax)
     floor = 10.0 ** (cfg.min_db / 20.0)
     db = 20.0 * np.log10(np.maximum(floor, basis @ spec)) - cfg.ref_db
     norm = 2 * cfg.max_abs * (db - cfg.min_db) / -cfg.min_db - cfg.max_abs
