@@ -15,34 +15,17 @@ from .train import COMPILE_MODES, PRESETS, parse_iterations
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    import imageio.v3 as iio
-    import numpy as np
-    import torch
+    """The product in one command: the shipped identity speaking a bundled example."""
+    from pathlib import Path
 
-    from .io_utils import atomic_output
-    from .render import rasterize
-    from .scenes import demo_scene, frontal_camera
+    from .io_utils import assets_dir
 
-    scene = demo_scene(args.gaussians, seed=args.seed)
-    cams = [frontal_camera(args.size, yaw_deg=yaw) for yaw in args.yaw]
-    viewmats = torch.stack([c.viewmat for c in cams])
-    Ks = torch.stack([c.K for c in cams])
-    bg = torch.tensor([1.0, 1.0, 1.0])
-    start = time.perf_counter()
-    with torch.no_grad():
-        rgb, _, info = rasterize(scene.means, scene.quats, scene.scales, scene.opacities,
-                                 scene.colors, viewmats, Ks, args.size, args.size,
-                                 sh_degree=scene.sh_degree, background=bg,
-                                 backend=args.backend)
-    ms = 1000 * (time.perf_counter() - start)
-    image = (rgb.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-    image = np.concatenate(list(image), axis=1)          # views side by side
-    with atomic_output(args.out) as tmp:
-        iio.imwrite(tmp, image, extension=".png")
-    views = f"{len(cams)} view{'s' * (len(cams) > 1)}"
-    print(f"wrote {args.out}: {len(scene)} Gaussians, {views} at {args.size}x{args.size}, "
-          f"backend {info['backend']}, {ms:.0f} ms (first call includes kernel loading)")
-    return 0
+    args.audio = args.audio or str(assets_dir() / "examples" / "morning.wav")
+    sheet = args.sheet or str(Path(args.out).with_suffix(".png"))
+    args.stream = args.scores = False
+    args.size = args.batch = None
+    args.pose, args.blink, args.seed, args.chunk_ms = "replay", "replay", 0, 200.0
+    return _cmd_render(args, then_sheet=sheet)
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -300,51 +283,69 @@ def _cmd_speak(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_render(args: argparse.Namespace) -> int:
+def _cmd_render(args: argparse.Namespace, then_sheet: str | None = None) -> int:
     from tqdm import tqdm
 
     from .media import MediaError
     from .model.io import IdentityError
-    from .pipeline import AudioInputError, RenderOptions, TalkingHead
+    from .pipeline import AudioInput, AudioInputError, RenderOptions, TalkingHead
     from .pipeline.replay import ReplayError
+    from .timing import process_age
     from .zoo import ZooError
 
+    name = args.command
     if args.stream and args.scores:
-        print("fg3dgs render: error: --scores is not available with --stream",
+        print(f"fg3dgs {name}: error: --scores is not available with --stream",
               file=sys.stderr)
         return 2
     try:
-        head = TalkingHead.load(args.identity)
-        # the refined branch where the identity has one (a --no-hrpa run has only the base)
-        variant = args.variant or ("refined" if "refined" in head.variants else "base")
-        opts = RenderOptions(variant=variant, size=args.size, pose=args.pose,
-                             blink=args.blink, backend=args.backend, batch=args.batch,
-                             seed=args.seed, sync_scores=args.scores)
-        with tqdm(total=1000, desc="rendering", unit="‰", disable=args.quiet,
-                  bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}") as bar:
+        # the speech first: a wrong file is reported before seconds of loading
+        with AudioInput(args.audio) as speech:
+            head = TalkingHead.load(args.identity, verify=not args.no_verify)
+            loaded = process_age()
+            # the refined branch where the identity has one (a --no-hrpa run has only base)
+            variant = args.variant or ("refined" if "refined" in head.variants else "base")
+            opts = RenderOptions(variant=variant, size=args.size, pose=args.pose,
+                                 blink=args.blink, backend=args.backend, batch=args.batch,
+                                 seed=args.seed, sync_scores=args.scores)
+            with tqdm(total=1000, desc="rendering", unit="‰", disable=args.quiet,
+                      bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}"
+                      ) as bar:
 
-            def progress(frac: float, stage: str) -> None:
-                bar.set_description_str(stage)
-                bar.update(int(frac * 1000) - bar.n)
+                def progress(frac: float, stage: str) -> None:
+                    bar.set_description_str(stage)
+                    bar.update(int(frac * 1000) - bar.n)
 
-            if args.stream:
-                res = head.render_streaming(args.audio, args.out, opts, args.chunk_ms,
-                                            progress)
-            else:
-                res = head.render(args.audio, args.out, opts, progress)
+                if args.stream:
+                    res = head.render_streaming(speech, args.out, opts, args.chunk_ms,
+                                                progress)
+                else:
+                    res = head.render(speech, args.out, opts, progress)
+        sheet = None
+        if then_sheet:
+            from .pipeline.sheet import video_sheet
+
+            sheet = video_sheet(args.out, then_sheet)
     except (ZooError, IdentityError, ReplayError, AudioInputError, MediaError,
             ValueError) as exc:
-        print(f"fg3dgs render: error: {exc}", file=sys.stderr)
+        print(f"fg3dgs {name}: error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}: {res.frames} frames ({res.audio_seconds:.2f} s of speech) at "
           f"{res.size}x{res.size}, variant {opts.variant}, backend {res.backend}, "
           f"{res.render_seconds:.1f} s ({res.fps:.1f} frames/s)")
+    if sheet:
+        print(f"wrote {sheet}: a contact sheet of 8 moments of the video")
     for v, s in res.sync.items():
         print(f"  [{v}] " + ", ".join(f"{k} {x}" for k, x in s.items()))
     if res.latency_ms:
         print(f"  streaming: {res.latency_ms['chunk']:g} ms chunks, latency from a chunk to "
               f"its first frame {res.latency_ms['median']:.0f} ms median, "
               f"{res.latency_ms['max']:.0f} ms worst")
+    if args.verbose:
+        split = {"start-up (imports, checks, loading)": loaded, **res.timings}
+        other = res.render_seconds - sum(res.timings.values())
+        print("  seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in split.items())
+              + f", other {other:.2f}; {process_age():.2f} since the process started")
     return 0
 
 
@@ -382,6 +383,14 @@ BACKEND_HELP = ("rasterizer: gsplat (CUDA GPU), cpu (ours), or auto: gsplat wher
                 "works, else cpu (default)")
 
 
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-v", "--verbose", action="store_true", help="also print where the time "
+                   "went: start-up, audio features, networks, rasterization, fusion, encoding")
+    p.add_argument("--no-verify", action="store_true", help="skip the identity's sha256 "
+                   "checks (for developers editing weights in place)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fg3dgs", description="FG-3DGS: audio-driven 3D Gaussian talking heads. Train an "
@@ -392,17 +401,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fg3dgs {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="render the built-in demo Gaussian head to a PNG")
-    demo.add_argument("--out", default="demo.png", type=output_file(".png"),
-                      help="output PNG (default: demo.png)")
-    demo.add_argument("--size", type=whole_number(8, 4096), default=512,
-                      help="image size in pixels")
-    demo.add_argument("--gaussians", type=whole_number(1, 2_000_000), default=30000,
-                      help="number of Gaussians")
-    demo.add_argument("--yaw", type=finite, nargs="+", default=[-35.0, 0.0, 35.0],
-                      help="camera yaw angles in degrees, one view each")
+    demo = sub.add_parser("demo", help="the shipped identity speaking an example: an MP4 "
+                          "and a contact sheet PNG (offline)",
+                          description="Render the shipped demo identity speaking a bundled "
+                          "example sentence, without (left) and with (right) the lip-sync "
+                          "refinement, to an MP4 and a contact-sheet PNG of 8 moments of it. "
+                          "Needs no download.")
+    demo.add_argument("--out", default="demo.mp4", type=output_file(".mp4"),
+                      help="output MP4 (default: demo.mp4)")
+    demo.add_argument("--sheet", default=None, type=output_file(".png"),
+                      help="contact sheet PNG (default: the --out name with .png)")
+    demo.add_argument("--identity", default="astronaut-demo",
+                      help="run folder or zoo id (default: astronaut-demo, shipped)")
+    demo.add_argument("--audio", default=None, help="speech file (default: the bundled "
+                      "examples/morning.wav)")
+    demo.add_argument("--variant", choices=("base", "refined", "both"), default="both",
+                      help="mouth branch (default: both, side by side)")
     demo.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)
-    demo.add_argument("--seed", type=int, default=0, help="the demo head's random seed")
+    _add_run_flags(demo)
     demo.set_defaults(func=_cmd_demo)
 
     syn = sub.add_parser("synth", help="make a synthetic talking-head clip with ground truth",
@@ -584,7 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--stream", action="store_true", help="feed the speech in chunks "
                     "through the streaming renderer (live use) and report its latency")
     rd.add_argument("--chunk-ms", type=positive, default=200.0, help="--stream chunk length")
-    rd.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_run_flags(rd)
     rd.set_defaults(func=_cmd_render)
 
     zoo = sub.add_parser("zoo", help="the model zoo: list, pull, export identities")

@@ -1,4 +1,4 @@
-"""Synthetic Gaussian scenes: the head-like benchmark scene and the demo scene.
+"""Synthetic Gaussian scenes: the head-like benchmark scene.
 
 World space is the canonical head space (DESIGN.md section 4): OpenCV axes, x right, y down,
 z away from the viewer; the face looks towards -z, where the camera sits.
@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import torch
 
-from .render.sh import rgb_to_sh0
 
 
 @dataclass
@@ -97,28 +96,3 @@ def head_scene(n: int, seed: int = 0) -> GaussianScene:
         opacities=torch.empty(n).uniform_(0.3, 1.0, generator=gen),
         colors=torch.rand(n, 3, generator=gen),
     )
-
-
-def demo_scene(n: int = 30000, seed: int = 0) -> GaussianScene:
-    """A recognisable stylised head (skin, hair, eyes, lips) as degree-1 SH Gaussians."""
-    gen = torch.Generator().manual_seed(seed)
-    means = _ellipsoid_points(n, HEAD_RADII, 0.01, gen)
-    x, y, z = (means / torch.tensor(HEAD_RADII)).unbind(-1)      # unit-sphere coordinates
-    rgb = torch.tensor([0.86, 0.67, 0.55]).expand(n, 3).clone()  # skin
-    rgb = rgb * (0.92 + 0.08 * torch.rand(n, 1, generator=gen))
-    hair = (y < -0.35) | ((z > 0.2) & (y < 0.4))
-    rgb[hair] = torch.tensor([0.23, 0.15, 0.10])
-    front = z < -0.5
-    for sx in (-1.0, 1.0):  # eyes: white with a dark iris
-        d = torch.sqrt((x - 0.38 * sx) ** 2 + ((y + 0.12) * 1.6) ** 2)
-        rgb[front & (d < 0.17)] = torch.tensor([0.95, 0.95, 0.93])
-        rgb[front & (d < 0.08)] = torch.tensor([0.18, 0.30, 0.45])
-    lips = front & (((x / 0.32) ** 2 + ((y - 0.52) / 0.09) ** 2) < 1.0)
-    rgb[lips] = torch.tensor([0.72, 0.30, 0.32])
-    log_s = torch.empty(n, 3).uniform_(math.log(2e-3), math.log(6e-3), generator=gen)
-    sh = torch.zeros(n, 4, 3)
-    sh[:, 0] = rgb_to_sh0(rgb)
-    sh[:, 1:] = 0.05 * torch.randn(n, 3, 3, generator=gen)   # a little view-dependent sheen
-    return GaussianScene(means=means, quats=_random_quats(n, gen), scales=log_s.exp(),
-                         opacities=torch.empty(n).uniform_(0.6, 1.0, generator=gen),
-                         colors=sh, sh_degree=1)

@@ -42,3 +42,21 @@ class _NoClock(StageClock):
 
 
 NO_CLOCK = _NoClock()      # the default: measures nothing
+
+
+_IMPORTED = time.time()
+
+
+def process_age() -> float:
+    """Seconds since this process started (Linux: from /proc; elsewhere since this module
+    was imported, which misses the interpreter's own start-up)."""
+    import os
+
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])   # field 22: start time
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return time.time() - _IMPORTED

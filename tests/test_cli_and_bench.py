@@ -10,27 +10,39 @@ import pytest
 from fg3dgs.cli import main
 
 
-def test_demo_writes_a_png(tmp_path):
-    out = tmp_path / "sub" / "demo.png"
-    assert main(["demo", "--out", str(out), "--size", "48", "--gaussians", "2000",
-                 "--yaw", "0", "30"]) == 0
-    image = iio.imread(out)
-    assert image.shape == (48, 96, 3)
-    centre = image[24, 24].astype(int)
-    assert abs(centre - 255).sum() > 60       # the head, not the white background
-    assert (image[0, 0] == 255).all()
-    assert [p.name for p in out.parent.iterdir()] == ["demo.png"]   # no temp file left
+def test_demo_renders_the_shipped_identity_speaking(tmp_path, capsys):
+    out = tmp_path / "sub" / "demo.mp4"
+    assert main(["demo", "--out", str(out), "--quiet"]) == 0
+    frames = iio.imread(out, plugin="FFMPEG")
+    assert frames.shape[1:] == (256, 512, 3) and len(frames) > 100   # base | refined, 5 s
+    sheet = iio.imread(out.with_suffix(".png"))
+    assert sheet.shape == (2 * 256, 4 * 512, 3)                      # 8 frames, 2 rows
+    tiles = sheet.reshape(2, 256, 4, 512, 3).transpose(0, 2, 1, 3, 4).reshape(8, -1)
+    assert len({t.tobytes() for t in tiles}) == 8                    # 8 different moments
+    assert sorted(p.name for p in out.parent.iterdir()) == ["demo.mp4", "demo.png"]
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_render_checks_the_audio_before_loading_the_identity(tmp_path, capsys, monkeypatch):
+    from fg3dgs.pipeline import TalkingHead
+
+    def refuse(*a, **k):
+        raise AssertionError("the identity was loaded before the audio was checked")
+
+    monkeypatch.setattr(TalkingHead, "load", refuse)
+    argv = ["render", "--identity", "astronaut-demo", "--audio", str(tmp_path / "no.wav"),
+            "--out", str(tmp_path / "o.mp4")]
+    assert main(argv) == 2
+    assert "does not exist" in capsys.readouterr().err and not any(tmp_path.iterdir())
 
 
 RENDER = ["render", "--identity", "astronaut-demo", "--audio", "a.wav", "--out", "o.mp4"]
 
 
 @pytest.mark.parametrize("argv, says", [
-    (["demo", "--size", "0"], "argument --size: at least 8"),
-    (["demo", "--gaussians", "-3"], "argument --gaussians: at least 1"),
-    (["demo", "--yaw", "nan"], "argument --yaw: a finite number"),
-    (["demo", "--out", "."], "'.' is a folder; give a file name, e.g. ./out.png"),
-    (["demo", "--out", "d.jpg"], "give a name ending in .png"),
+    (["demo", "--out", "."], "'.' is a folder; give a file name, e.g. ./out.mp4"),
+    (["demo", "--out", "d.png"], "the file is written as MP4"),
+    (["demo", "--sheet", "s.jpg"], "give a name ending in .png"),
     (RENDER + ["--size", "7"], "even number of pixels from 64 to 2048, got 7"),
     (RENDER + ["--size", "100000"], "got 100000"),
     (RENDER + ["--batch", "-1"], "argument --batch: at least 1"),
@@ -75,7 +87,7 @@ def test_gsplat_without_cuda_is_a_clear_error(capsys, tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("gsplat may work here")
-    for argv in (["demo", "--out", str(tmp_path / "d.png")],
+    for argv in (["demo", "--out", str(tmp_path / "d.mp4")],
                  ["render", "--identity", "astronaut-demo", "--audio", "a.wav", "--out",
                   str(tmp_path / "o.mp4")],
                  ["eval", "run", "--data", "ds"]):
@@ -158,7 +170,7 @@ def test_interrupts_and_warnings_read_as_one_line(monkeypatch, capsys, tmp_path)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli, "_cmd_demo", demo)
-    assert main(["demo", "--out", str(tmp_path / "d.png")]) == 130
+    assert main(["demo", "--out", str(tmp_path / "d.mp4")]) == 130
     err = capsys.readouterr().err
     assert "fg3dgs: warning: the head is shy\n" in err and "x.py" not in err
     assert "fg3dgs demo: interrupted" in err and "Traceback" not in err

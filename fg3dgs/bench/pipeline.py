@@ -44,7 +44,7 @@ def paper_size_identity(demo: Path, out: Path, seed: int = 0) -> Path:
     """A timing model of about 100k Gaussians with the paper's configuration."""
     import torch
 
-    from ..model.io import build_model, load_identity, save_identity
+    from ..model.io import build_model, load_identity, record_file_hashes, save_identity
     from ..pipeline.replay import INDEX, VIDEO
     from ..train.config import preset
 
@@ -79,6 +79,7 @@ def paper_size_identity(demo: Path, out: Path, seed: int = 0) -> Path:
     save_identity(big, out, {k: v.numpy() for k, v in extras.items()}, meta)
     for f in (VIDEO, INDEX):
         (out / f).write_bytes((demo / f).read_bytes())
+    record_file_hashes(out)
     return out
 
 

@@ -1,8 +1,14 @@
 """Identity checkpoints: ``identity.safetensors`` (tensors) + ``identity.json`` (format
-version, model config, audio features, metrics, replay track description).
+version, model config, audio features, metrics, replay track description, and under
+``"files"`` the sha256 of the identity's weight files: identity.safetensors and, once it is
+written, replay.safetensors).
 
 Loading validates the format version, the config and every tensor's name and shape against
-the model the config describes, and says what is wrong when something does not fit.
+the model the config describes, and says what is wrong when something does not fit. It also
+checks every file listed under ``"files"`` against its recorded sha256 (``verify=False``
+skips that): a file damaged by bit flips that keep its values finite would otherwise render
+silently wrong. Identities written before the record existed have no ``"files"`` and load
+unchecked.
 """
 
 from __future__ import annotations
@@ -13,13 +19,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..io_utils import atomic_output
+from ..io_utils import atomic_output, sha256
 from .config import ModelConfig
 from .gaussians import GaussianSet
 from .identity import FG3DGS
 
 FORMAT_VERSION = 1
 WEIGHTS, META = "identity.safetensors", "identity.json"
+REPLAY_INDEX = "replay.safetensors"          # fg3dgs.pipeline.replay.INDEX
+HASHED = (WEIGHTS, REPLAY_INDEX)             # the weight files identity.json records
+_HEX64 = frozenset("0123456789abcdef")
 
 
 class IdentityError(ValueError):
@@ -48,17 +57,65 @@ def save_identity(model: FG3DGS, run: str | Path, extras: dict[str, np.ndarray],
         tensors[f"extra.{k}"] = torch.from_numpy(np.array(v))
     info = {"format_version": FORMAT_VERSION, "config": model.cfg.to_dict(),
             "counts": {r: len(model.gaussians[r]) for r in model.cfg.regions},
-            "dtype": "float16" if half else "float32", **meta}
+            "dtype": "float16" if half else "float32",
+            **{k: v for k, v in meta.items() if k != "files"}}
     with atomic_output(run / WEIGHTS) as tmp:
         save_file(tensors, str(tmp), metadata={"format_version": str(FORMAT_VERSION)})
+    info["files"] = file_hashes(run)
     with atomic_output(run / META) as tmp:
         tmp.write_text(json.dumps(info, indent=2) + "\n")
     return run
 
 
-def load_identity(path: str | Path) -> tuple[FG3DGS, dict, dict[str, torch.Tensor]]:
+def file_hashes(run: str | Path) -> dict[str, str]:
+    """{name: sha256} of the weight files (:data:`HASHED`) present in RUN."""
+    run = Path(run)
+    return {f: sha256(run / f) for f in HASHED if (run / f).is_file()}
+
+
+def record_file_hashes(run: str | Path) -> None:
+    """Rewrite RUN/identity.json (atomically) with the sha256 of the weight files now in
+    RUN; call it after writing or replacing one of them (the replay index is written after
+    the identity). Does nothing in a folder without identity.json."""
+    meta_path = Path(run) / META
+    if not meta_path.is_file():
+        return
+    info = json.loads(meta_path.read_text())
+    info["files"] = file_hashes(run)
+    with atomic_output(meta_path) as tmp:
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
+
+
+def verify_files(run: str | Path, info: dict) -> None:
+    """Check each file that identity.json lists under "files" against its sha256; raise
+    :class:`IdentityError` naming the first that differs. A listed file that is absent is
+    left to the loaders (a run folder copied without its replay track still loads);
+    an identity.json without "files" (written before fg3dgs recorded them) is not checked."""
+    run = Path(run)
+    files = info.get("files")
+    if files is None:
+        return
+    if not isinstance(files, dict) or not all(
+            isinstance(n, str) and n == Path(n).name and n not in ("", ".", "..")
+            and isinstance(h, str) and len(h) == 64 and set(h) <= _HEX64
+            for n, h in files.items()):
+        raise IdentityError(f"{run / META} has an invalid \"files\" record (expected file "
+                            "names in the identity's folder mapped to sha256 hex digests)")
+    for name, want in files.items():
+        p = run / name
+        if p.is_file() and sha256(p) != want:
+            raise IdentityError(f"{p} does not match the sha256 recorded in {META} (the file "
+                                "is corrupted or was changed); re-export or re-download it, "
+                                "or pass --no-verify (developers)")
+
+
+def load_identity(path: str | Path, verify: bool = True
+                  ) -> tuple[FG3DGS, dict, dict[str, torch.Tensor]]:
     """(model in eval mode, identity.json contents, extras) from a run folder or its
-    identity.json / identity.safetensors."""
+    identity.json / identity.safetensors. ``verify``: check every file identity.json lists
+    under "files" (the weights and the replay index) against its recorded sha256, once the
+    weights parse and before their tensors are checked; False skips it (developers, for a
+    deliberately edited file)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -89,6 +146,8 @@ def load_identity(path: str | Path) -> tuple[FG3DGS, dict, dict[str, torch.Tenso
     except (SafetensorError, OSError, ValueError) as exc:
         raise IdentityError(f"{weights_path} is not a readable safetensors file ({exc})") \
             from exc
+    if verify:
+        verify_files(run, info)
     model = build_model(cfg, counts)
     want = model.state_dict()
     extras = {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}

@@ -28,7 +28,8 @@ class ReplayError(ValueError):
 def write_replay(run: str | Path, dataset, size: int, seconds: float = DEFAULT_SECONDS,
                  start: int = 0) -> Path:
     """Write RUN/replay.mp4 + RUN/replay.safetensors from ``seconds`` of the dataset's
-    training frames from ``start`` on, at ``size`` pixels (the identity's size)."""
+    training frames from ``start`` on, at ``size`` pixels (the identity's size). When RUN
+    holds an identity.json, its record of the files' sha256 is updated."""
     from safetensors.torch import save_file
     import torch
 
@@ -58,6 +59,9 @@ def write_replay(run: str | Path, dataset, size: int, seconds: float = DEFAULT_S
                    "boxes": torch.from_numpy(boxes.astype(np.float32))}, str(tmp),
                   metadata={"video": VIDEO, "video_sha256": sha256(run / VIDEO),
                             "size": str(size)})
+    from ..model.io import record_file_hashes
+
+    record_file_hashes(run)       # identity.json records the new index's sha256
     return run / VIDEO
 
 

@@ -10,9 +10,11 @@ HRPA-``refined`` mouth) share everything but the mouth network and the colour co
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,17 +127,26 @@ class TalkingHead:
     >>> res = head.render("speech.wav", {"both": "out.mp4"})
     """
 
-    def __init__(self, run: str | Path, device: str | torch.device | None = None):
+    def __init__(self, run: str | Path, device: str | torch.device | None = None,
+                 verify: bool = True):
         """``device``: where the networks and rasterizer run; default CUDA when available
-        (rasterized by gsplat), else the CPU."""
+        (rasterized by gsplat), else the CPU. ``verify``: check the weight files against
+        the sha256 that identity.json records."""
         self.run = Path(run)
-        self.model, self.info, extras = load_identity(self.run)
+        self.model, self.info, extras = load_identity(self.run, verify=verify)
         self.size = int(self.info["size"])
         self.K = extras["K"].float().numpy()
         self.track_R = extras["track_R"].numpy()
         self.track_t = extras["track_t"].numpy()
         self.track_expression = extras["expression"].numpy()
-        replay = load_replay(self.run, self.size)
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        with ThreadPoolExecutor(1) as pool:
+            # ffmpeg decodes the replay track in its own process while the kernels load
+            pending = pool.submit(load_replay, self.run, self.size)
+            self.model.for_inference(self.device)
+            replay = pending.result()
         if replay is None:
             warnings.warn(f"{self.run} has no replay track (replay.safetensors): rendering "
                           "over the background plate without the torso. Write one with "
@@ -146,19 +157,15 @@ class TalkingHead:
                             np.full((n, 3), np.nan, np.float32))
         self.replay = replay
         self._gpu_canvas = None            # the replay canvases on the GPU (uint8)
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
-        self.model.for_inference(self.device)
         Silence(25).features(self.info["audio_features"], 0, 4)  # warm the feature code
 
     @classmethod
-    def load(cls, identity: str | Path, device: str | torch.device | None = None
-             ) -> "TalkingHead":
+    def load(cls, identity: str | Path, device: str | torch.device | None = None,
+             verify: bool = True) -> "TalkingHead":
         """From a run folder, or a zoo identity id (pulled from the Hub when needed)."""
         from ..zoo import resolve_identity
 
-        return cls(resolve_identity(identity), device)
+        return cls(resolve_identity(identity), device, verify)
 
     @property
     def default_batch(self) -> int:
@@ -352,12 +359,15 @@ class TalkingHead:
         return Path(path)
 
     # -- files ----------------------------------------------------------------------------
-    def render(self, audio: str | Path, outputs: dict[str, str | Path] | str | Path,
+    def render(self, audio: str | Path | AudioInput,
+               outputs: dict[str, str | Path] | str | Path,
                opts: RenderOptions | None = None,
                progress: Progress | None = None) -> RenderResult:
-        """Render speech to MP4s. ``outputs``: a path (the variant of ``opts``) or a dict of
-        "base" / "refined" / "both" -> path. Every file is H.264 + AAC with the input's
-        audio, one frame per 40 ms of speech, and appears only when complete."""
+        """Render speech to MP4s. ``audio``: a file, or an open :class:`AudioInput` (checked
+        before the identity loads; the caller closes it). ``outputs``: a path (the variant
+        of ``opts``) or a dict of "base" / "refined" / "both" -> path. Every file is H.264 +
+        AAC with the input's audio, one frame per 40 ms of speech, and appears only when
+        complete."""
         opts = opts or RenderOptions()
         opts.check(self.variants)
         if not isinstance(outputs, dict):
@@ -373,7 +383,9 @@ class TalkingHead:
         start = time.perf_counter()
         clock = self.clock()
         progress(0.0, "reading the audio")
-        with AudioInput(audio, opts.max_seconds) as speech:
+        opened = audio if isinstance(audio, AudioInput) else None
+        with contextlib.nullcontext(opened) if opened else \
+                AudioInput(audio, opts.max_seconds) as speech:
             size = opts.size or self.size
             # On a GPU, ffmpeg takes frames from a thread while the next batch renders. On the
             # CPU x264 and the renderer share the cores and the queue gained nothing (2 cores:
@@ -415,12 +427,12 @@ class TalkingHead:
                             resolve_backend(opts.backend, self.device),
                             size, sync, clock.seconds)
 
-    def render_streaming(self, audio: str | Path, out: str | Path,
+    def render_streaming(self, audio: str | Path | AudioInput, out: str | Path,
                          opts: RenderOptions | None = None, chunk_ms: float = 200.0,
                          progress: Progress | None = None) -> RenderResult:
         """Like :meth:`render` (one output), but through :meth:`stream`: the speech is fed
         in ``chunk_ms`` chunks and frames are encoded as they come; reports the latency
-        from each chunk to its first frame."""
+        from each chunk to its first frame. ``audio`` as in :meth:`render`."""
         import statistics
 
         opts = opts or RenderOptions(variant="refined")
@@ -428,7 +440,9 @@ class TalkingHead:
         progress = progress or (lambda f, s: None)
         start = time.perf_counter()
         lat = []
-        with AudioInput(audio, opts.max_seconds) as speech:
+        opened = audio if isinstance(audio, AudioInput) else None
+        with contextlib.nullcontext(opened) if opened else \
+                AudioInput(audio, opts.max_seconds) as speech:
             step = max(1, int(16000 * chunk_ms / 1000))
 
             def chunks():

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io_utils import atomic_directory, sha256
-from ..model.io import META, WEIGHTS, load_identity, save_identity
+from ..model.io import META, WEIGHTS, load_identity, record_file_hashes, save_identity
 from ..pipeline.replay import INDEX, VIDEO, write_replay
 from ..train import STAGES
 from .manifest import ZooError
@@ -139,13 +139,14 @@ def export_identity(run: str | Path, out: str | Path, info: ExportInfo,
                        "dataset it was trained on) to write one")
     with atomic_directory(out) as tmp:
         meta = {k: v for k, v in ident.items()
-                if k not in ("format_version", "config", "counts", "dtype")}
+                if k not in ("format_version", "config", "counts", "dtype", "files")}
         save_identity(model, tmp, {k: v.numpy() for k, v in extras.items()}, meta, half=half)
         if has_replay:
             for f in (VIDEO, INDEX):
                 shutil.copy2(run / f, tmp / f)
         else:
             write_replay(tmp, dataset, int(ident["size"]))
+        record_file_hashes(tmp)      # identity.json: sha256 of the weights and replay index
         head = TalkingHead(tmp, device="cpu")
         head.save_preview(tmp / PREVIEW)
         metrics_path = run / "eval" / "metrics.json"
