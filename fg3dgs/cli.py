@@ -287,11 +287,8 @@ def _cmd_render(args: argparse.Namespace, then_sheet: str | None = None) -> int:
     from tqdm import tqdm
 
     from .media import MediaError
-    from .model.io import IdentityError
-    from .pipeline import AudioInput, AudioInputError, RenderOptions, TalkingHead
-    from .pipeline.replay import ReplayError
+    from .pipeline import AudioInput, AudioInputError
     from .timing import process_age
-    from .zoo import ZooError
 
     name = args.command
     if args.stream and args.scores:
@@ -299,8 +296,18 @@ def _cmd_render(args: argparse.Namespace, then_sheet: str | None = None) -> int:
               file=sys.stderr)
         return 2
     try:
-        # the speech first: a wrong file is reported before seconds of loading
-        with AudioInput(args.audio) as speech:
+        # the speech first: a wrong file is reported before torch and the identity load
+        speech = AudioInput(args.audio)
+    except (AudioInputError, MediaError) as exc:
+        print(f"fg3dgs {name}: error: {exc}", file=sys.stderr)
+        return 2
+    from .model.io import IdentityError
+    from .pipeline import RenderOptions, TalkingHead
+    from .pipeline.replay import ReplayError
+    from .zoo import ZooError
+
+    try:
+        with speech:
             head = TalkingHead.load(args.identity, verify=not args.no_verify)
             loaded = process_age()
             # the refined branch where the identity has one (a --no-hrpa run has only base)

@@ -34,6 +34,10 @@ def test_render_checks_the_audio_before_loading_the_identity(tmp_path, capsys, m
             "--out", str(tmp_path / "o.mp4")]
     assert main(argv) == 2
     assert "does not exist" in capsys.readouterr().err and not any(tmp_path.iterdir())
+    # ... and before torch is even imported (seconds of start-up)
+    code = ("import sys; from fg3dgs.cli import main; rc = main(sys.argv[1:]); "
+            "assert rc == 2 and 'torch' not in sys.modules, sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code, *argv], check=True, capture_output=True)
 
 
 RENDER = ["render", "--identity", "astronaut-demo", "--audio", "a.wav", "--out", "o.mp4"]
