@@ -1,7 +1,5 @@
 """``python -m fg3dgs``: the command line, where the ``fg3dgs`` script is not installed."""
 
-import sys
+from .cli import run
 
-from .cli import main
-
-sys.exit(main())
+run()
