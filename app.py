@@ -4,6 +4,10 @@ lip-sync refinement side by side; a second tab compares two identities or runs.
 UI only: the work is done by fg3dgs.pipeline (Studio -> TalkingHead).
 
     python app.py [--host 127.0.0.1] [--port 7860] [--share] [--runs RUN ...]
+
+Renders go to a work folder, fg3dgs-app-* in $FG3DGS_APP_TMP (default: the system's temporary
+folder). Its path is printed at startup, and it is removed when the app stops: Ctrl-C (SIGINT),
+SIGTERM (how a Hugging Face Space or systemd stops it) or a normal exit.
 """
 
 from __future__ import annotations
@@ -17,17 +21,32 @@ from fg3dgs.media import MediaError
 from fg3dgs.model.io import IdentityError
 from fg3dgs.pipeline import AudioInputError
 from fg3dgs.pipeline.replay import ReplayError
-from fg3dgs.pipeline.studio import Limits, Studio, examples, report
+from fg3dgs.pipeline.studio import Limits, Studio, examples, exit_on_signals, report
 from fg3dgs.zoo import ZooError
 
 USER_ERRORS = (AudioInputError, MediaError, IdentityError, ReplayError, ZooError, ValueError)
 SIZES = ["256", "384", "512"]
 
 
-def _user_error(exc: Exception) -> gr.Error:
-    """The message for the page; the server log gets one line, not a traceback."""
-    print(f"request refused: {exc}", flush=True)
-    return gr.Error(str(exc), print_exception=False)
+def _refused(message: object) -> gr.Error:
+    """The message for the page or API client; the server log gets one line, no traceback."""
+    message = str(message)
+    print("request refused: " + " ".join(message.split()), flush=True)
+    return gr.Error(message, print_exception=False)
+
+
+def _only_choices(*components: gr.Dropdown | gr.Radio) -> None:
+    """Refuse a value outside a Dropdown's or Radio's choices (an API call can send any)
+    with a message that names the input, and one log line: gradio's own check in
+    ``preprocess`` raises a gr.Error that prints a traceback in the server log."""
+    for c in components:
+        def preprocess(payload, c=c, gradio_preprocess=c.preprocess):
+            allowed = [v for _, v in c.choices]
+            if payload is not None and payload not in allowed:
+                raise _refused(f"{c.label} {payload!r} is not on offer here; choose one of: "
+                               f"{', '.join(map(str, allowed))}")
+            return gradio_preprocess(payload)
+        c.preprocess = preprocess
 
 
 def build(studio: Studio) -> gr.Blocks:
@@ -44,12 +63,12 @@ def build(studio: Studio) -> gr.Blocks:
 
     def generate(identity, audio, variant, pose, blink, size, progress=gr.Progress()):
         if not identity:
-            raise gr.Error("pick an identity first", print_exception=False)
+            raise _refused("pick an identity first")
         try:
             paths, res = studio.speak(identity, audio, variant, pose, blink, size,
                                       progress=lambda f, s: progress(f, desc=s))
         except USER_ERRORS as exc:
-            raise _user_error(exc) from None
+            raise _refused(exc) from None
         combined = paths.get("both") or next(iter(paths.values()))
         return (str(paths["base"]) if "base" in paths else None,
                 str(paths["refined"]) if "refined" in paths else None,
@@ -57,12 +76,12 @@ def build(studio: Studio) -> gr.Blocks:
 
     def compare(a, b, audio, variant, pose, blink, size, progress=gr.Progress()):
         if not a or not b:
-            raise gr.Error("pick two identities or runs", print_exception=False)
+            raise _refused("pick two identities or runs")
         try:
             (pa, ra), (pb, rb) = studio.compare((a, b), audio, variant, pose, blink, size,
                                                 progress=lambda f, s: progress(f, desc=s))
         except USER_ERRORS as exc:
-            raise _user_error(exc) from None
+            raise _refused(exc) from None
         return str(pa), str(pb), f"**A** {report(ra)}\n\n**B** {report(rb)}"
 
     # gradio's copies of uploads and results: those older than an hour go, hourly
@@ -75,7 +94,7 @@ def build(studio: Studio) -> gr.Blocks:
                 with gr.Column(scale=1):
                     identity = gr.Dropdown(options, value=first, label="Identity")
                     preview = gr.Image(label="Preview", interactive=False, height=200)
-                    about = gr.Markdown()
+                    about = gr.Markdown(label="About")  # labels name API values
                 with gr.Column(scale=2):
                     audio = gr.Audio(sources=["upload", "microphone"], type="filepath",
                                      label="Speech (wav, mp3, flac, ogg, m4a; up to "
@@ -99,7 +118,7 @@ def build(studio: Studio) -> gr.Blocks:
                 refined_video = gr.Video(label="with sync refinement (HRPA)",
                                          elem_id="video-refined")
             combined = gr.File(label="Download (side by side)")
-            summary = gr.Markdown(elem_id="report")
+            summary = gr.Markdown(label="Report", elem_id="report")
             identity.change(show_identity, identity, [preview, about],
                             api_visibility="undocumented")
             demo.load(show_identity, identity, [preview, about], api_visibility="undocumented")
@@ -124,33 +143,51 @@ def build(studio: Studio) -> gr.Blocks:
             with gr.Row():
                 c_va = gr.Video(label="A")
                 c_vb = gr.Video(label="B")
-            c_report = gr.Markdown()
+            c_report = gr.Markdown(label="Report")
             c_go.click(compare, [id_a, id_b, c_audio, c_variant, c_pose, c_blink, c_size],
                        [c_va, c_vb, c_report], api_name="compare")
+        _only_choices(identity, variant, pose, blink, size,
+                      id_a, id_b, c_variant, c_pose, c_blink, c_size)
     return demo
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parser() -> argparse.ArgumentParser:
+    # the docstring's first paragraph whole (its first line alone stops mid-sentence) and its
+    # last, on the work folder
+    paragraphs = [" ".join(p.split()) for p in __doc__.split("\n\n")]
+    ap = argparse.ArgumentParser(description=paragraphs[0], epilog=paragraphs[-1])
     ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                     help="0.0.0.0 to serve the network (a Space sets GRADIO_SERVER_NAME)")
     ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT",
-                                                                    7860)))
+                                                                    7860)),
+                    help="port to serve on (default 7860 or $GRADIO_SERVER_PORT)")
     ap.add_argument("--share", action="store_true", help="a public gradio.live link")
     ap.add_argument("--runs", nargs="*", default=[], help="run folders to offer beside "
                     "the zoo (e.g. a full model and its ablations)")
     ap.add_argument("--concurrency", type=int, default=1, help="renders at a time")
     ap.add_argument("--max-seconds", type=float, default=60.0, help="longest speech")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     limits = Limits(max_seconds=args.max_seconds)
     studio = Studio(args.runs, limits)
+    exit_on_signals(studio.close)   # Python's default SIGTERM would leave the folder behind
+    print(f"* Work folder: {studio.workdir} (removed when the app stops)", flush=True)
     demo = build(studio)
     choices = studio.choices()
     if choices:
         studio.warm_up(choices[0].key)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=32)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share,
-                max_file_size=f"{limits.max_upload_mb:g}mb")
+    # quiet: gradio's hint names `share=True` in `launch()`; here it is --share
+    _, local_url, share_url = demo.launch(
+        server_name=args.host, server_port=args.port, share=args.share,
+        max_file_size=f"{limits.max_upload_mb:g}mb", quiet=True, prevent_thread_lock=True)
+    print(f"* Running on local URL:  {local_url}", flush=True)
+    if share_url is None and not os.environ.get("SPACE_ID"):   # a Space cannot share
+        print("* To create a public link, start the app with --share.", flush=True)
+    demo.block_thread()
 
 
 if __name__ == "__main__":

@@ -1,14 +1,20 @@
 """The Gradio app, for real: ``python app.py`` on 127.0.0.1 driven through gradio_client
-(two videos of the audio's length that differ in the mouth; bad inputs get a clear message
-and the server goes on serving), and the page in headless Chromium."""
+(two videos of the audio's length that differ in the mouth; bad inputs get a clear message,
+one log line and no traceback, and the server goes on serving), the page in headless
+Chromium, its API names, its help, and its work folder removed on SIGTERM and SIGINT."""
 
+import importlib.util
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -30,17 +36,17 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    port = _port()
-    log = tmp_path_factory.mktemp("app") / "app.log"
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="2")
+def _start(folder: Path, **popen) -> SimpleNamespace:
+    """``python app.py`` on a free port, its work folder under ``folder/work``
+    ($FG3DGS_APP_TMP), its stdout and stderr in ``folder/app.log``; returns once it serves."""
+    port, log = _port(), folder / "app.log"
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="2",
+               FG3DGS_APP_TMP=str(folder / "work"))
     with open(log, "w") as f:
         proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port),
                                  "--max-seconds", str(MAX_SECONDS)], cwd=ROOT, env=env,
-                                stdout=f, stderr=subprocess.STDOUT)
+                                stdout=f, stderr=subprocess.STDOUT, **popen)
     url = f"http://127.0.0.1:{port}"
-    import urllib.request
     deadline = time.time() + 180
     while True:
         try:
@@ -51,9 +57,22 @@ def server(tmp_path_factory):
                 proc.kill()
                 pytest.fail(f"app did not start:\n{log.read_text()[-3000:]}")
             time.sleep(1)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    return SimpleNamespace(url=url, log=log, proc=proc, work=folder / "work")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    app = _start(tmp_path_factory.mktemp("app"))
+    yield app
+    app.proc.terminate()
+    app.proc.wait(timeout=120)
+
+
+def _app_module():
+    spec = importlib.util.spec_from_file_location("fg3dgs_app", ROOT / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _generate(client, audio, variant="both"):
@@ -70,7 +89,7 @@ def _video(v):
 
 def test_generate_and_bad_inputs(server, tmp_path):
     from gradio_client import Client
-    client = Client(server, verbose=False)
+    client = Client(server.url, verbose=False)
     # bad inputs: each refused with a message that says what is wrong
     (tmp_path / "empty.wav").write_bytes(b"")
     (tmp_path / "junk.mp3").write_bytes(np.random.default_rng(1).bytes(4000))
@@ -81,7 +100,6 @@ def test_generate_and_bad_inputs(server, tmp_path):
     cases = {None: "no audio", "empty.wav": "empty", "junk.mp3": "cannot read",
              "notes.txt": "cannot read|no audio", "silent.wav": "silent",
              "long.wav": "limit"}
-    import re
     for name, want in cases.items():
         with pytest.raises(Exception) as err:
             _generate(client, None if name is None else tmp_path / name)
@@ -114,7 +132,7 @@ def test_page_in_headless_chromium(server, tmp_path):
             "--disable-background-networking", "--disable-component-update",
             "--disable-sync"])
         page = browser.new_page(viewport={"width": 1280, "height": 1400})
-        page.goto(server, wait_until="networkidle")
+        page.goto(server.url, wait_until="networkidle")
         page.get_by_text("Big bubbles burst", exact=False).first.click()
         page.get_by_role("button", name="Generate").click()
         for sel in ("#video-base video", "#video-refined video"):
@@ -138,10 +156,115 @@ def test_page_in_headless_chromium(server, tmp_path):
 
 def test_compare_tab(server):
     from gradio_client import Client, handle_file
-    client = Client(server, verbose=False)
+    client = Client(server.url, verbose=False)
     a, b, text = client.predict("astronaut-demo", "astronaut-demo", handle_file(str(SPEECH)),
                                 "refined", "static", "auto", "256", api_name="/compare")
     with AudioInput(SPEECH) as s:
         n = s.frames
     assert _video(a).shape == _video(b).shape == (n, 256, 256, 3)
     assert "**A**" in text and "**B**" in text
+
+
+def test_refused_requests_log_one_line_each(server):
+    """Values no UI would send (an API call can): each refused with a message that names the
+    input, and one line in the server log, no traceback."""
+    from gradio_client import Client, handle_file
+    client = Client(server.url, verbose=False)
+    speech = handle_file(str(SPEECH))
+    bad = [("generate", ("nobody", speech, "both", "replay", "replay", "256"),
+            "Identity 'nobody' is not on offer"),
+           ("generate", ("astronaut-demo", speech, "both", "replay", "replay", "999"),
+            "Size '999' is not on offer"),
+           ("generate", ("astronaut-demo", speech, "both", "replay", "replay", "abc"),
+            "Size 'abc' is not on offer"),
+           ("generate", ("astronaut-demo", speech, "sideways", "replay", "replay", "256"),
+            "Variant 'sideways' is not on offer"),
+           ("compare", ("astronaut-demo", "../../etc", speech, "refined", "replay", "replay",
+                        "256"), "B '../../etc' is not on offer")]
+    before = len(server.log.read_text())
+    for api, args, want in bad:
+        with pytest.raises(Exception, match=re.escape(want)):
+            client.predict(*args, api_name=f"/{api}")
+    log = server.log.read_text()[before:]
+    assert "Traceback" not in log, log
+    refused = [line for line in log.splitlines() if "request refused" in line]
+    assert len(refused) == len(bad), log
+    for line, (_, _, want) in zip(refused, bad):
+        assert line.startswith("request refused: ") and want in line, line
+
+
+def test_startup_hint_names_the_app_flag(server):
+    """gradio's own hint says `share=True` in `launch()`; this app's switch is --share."""
+    log = server.log.read_text()
+    assert "start the app with --share" in log and "share=True" not in log, log
+    assert f"Running on local URL:  {server.url}" in log
+    assert re.search(r"Work folder: .*fg3dgs-app-", log), log
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stopped_app_removes_its_work_folder(tmp_path, sig):
+    """How a Space or systemd stops the app (SIGTERM), and Ctrl-C (SIGINT): the render work
+    folder goes and the process exits with status 0."""
+    # a child of a background shell job inherits an ignored SIGINT; Ctrl-C's is not ignored
+    app = _start(tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    work = re.search(r"Work folder: (\S+)", app.log.read_text())
+    assert work, app.log.read_text()
+    work = Path(work.group(1))
+    assert work.is_dir() and work.parent == app.work
+    app.proc.send_signal(sig)
+    # a cold start may still be compiling kernels in the warm-up, which exit waits for
+    assert app.proc.wait(timeout=120) == 0, app.log.read_text()[-3000:]
+    assert not work.exists() and not list(app.work.glob("fg3dgs-app-*"))
+
+
+def test_api_names_every_output(tmp_path):
+    """The API page and gradio_client name inputs and outputs by their labels: none may fall
+    back to gradio's value_N."""
+    from fg3dgs.pipeline.studio import Studio
+    demo = _app_module().build(Studio(workdir=tmp_path))
+    endpoints = demo.get_api_info()["named_endpoints"]
+    assert {"/generate", "/compare"} <= set(endpoints)
+    for name, ep in endpoints.items():
+        names = ([p["label"] for p in ep["returns"]]
+                 + [p["parameter_name"] for p in ep["parameters"]])
+        assert all(n and not re.fullmatch(r"value_\d+", n) for n in names), (name, names)
+
+
+def test_help_is_whole(capsys):
+    """The description is the docstring's whole first paragraph (its first line alone stops
+    mid-sentence); the epilog says where the work folder goes; every option is explained."""
+    app = _app_module()
+    with pytest.raises(SystemExit):
+        app.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    first = " ".join(app.__doc__.split("\n\n")[0].split())
+    assert first.endswith("identities or runs.") and first in text
+    assert "FG3DGS_APP_TMP" in text and "SIGTERM" in text and text.endswith(".")
+    for action in app.parser()._actions:
+        assert action.help, action.option_strings
+
+
+def test_studio_refuses_what_it_does_not_offer(tmp_path, monkeypatch):
+    """Called without the UI's checks: an identity not on offer or a size that is no number
+    is refused with a clear message, before any folder or head; its own work folder goes in
+    $FG3DGS_APP_TMP and close() removes it."""
+    from fg3dgs.model.io import IdentityError
+    from fg3dgs.pipeline.studio import Studio
+    (tmp_path / "given").mkdir()
+    st = Studio(workdir=tmp_path / "given")
+    with pytest.raises(IdentityError, match="unknown identity 'nobody'; this server offers: "
+                       "astronaut-demo"):
+        st.speak("nobody", SPEECH)
+    with pytest.raises(IdentityError, match="unknown identity '/etc'"):
+        st.compare(("astronaut-demo", "/etc"), SPEECH)
+    with pytest.raises(ValueError, match="size must be a whole number of pixels, got 'abc'"):
+        st._options("both", "replay", "replay", "abc", scores=False)
+    assert not any((tmp_path / "given").iterdir())
+    st.close()                              # a given folder is the caller's: it stays
+    assert (tmp_path / "given").is_dir()
+    monkeypatch.setenv("FG3DGS_APP_TMP", str(tmp_path / "parent"))
+    own = Studio()
+    assert own.workdir.parent == tmp_path / "parent" and own.workdir.is_dir()
+    own.close()
+    own.close()
+    assert not own.workdir.exists()

@@ -1,24 +1,35 @@
 """What the web app does, without the UI: the identities on offer, loaded heads kept warm,
 speech checked against the upload limits, renders of both variants into a session folder,
-and a short report. ``app.py`` only lays this out in Gradio."""
+and a short report. ``app.py`` only lays this out in Gradio.
+
+The app's own work folder, ``fg3dgs-app-*``, is made in ``$FG3DGS_APP_TMP`` (default: the
+system's temporary folder) and removed when the process ends: at exit, and on SIGTERM or
+SIGINT through :func:`exit_on_signals`."""
 
 from __future__ import annotations
 
 import atexit
 import json
+import os
 import shutil
+import signal
+import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..io_utils import assets_dir
+from ..model.io import IdentityError
 from ..train import STAGES
 from .audio_input import AudioInputError
 from .talking_head import RenderOptions, RenderResult, TalkingHead
+
+WORK_PARENT_ENV = "FG3DGS_APP_TMP"     # where the app's work folder goes
 
 
 @dataclass
@@ -45,13 +56,23 @@ class Studio:
                  workdir: str | Path | None = None):
         self.limits = limits
         self.runs = [Path(r) for r in runs]
+        self._owns_workdir = workdir is None
         if workdir is None:             # our own: removed when the server process ends
-            workdir = tempfile.mkdtemp(prefix="fg3dgs-app-")
-            atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+            parent = os.environ.get(WORK_PARENT_ENV) or None
+            if parent:
+                Path(parent).mkdir(parents=True, exist_ok=True)
+            workdir = tempfile.mkdtemp(prefix="fg3dgs-app-", dir=parent)
+            atexit.register(self.close)
         self.workdir = Path(workdir)
         self._heads: OrderedDict[str, TalkingHead] = OrderedDict()
         self._lock = threading.Lock()
         self._busy: dict[str, threading.Lock] = {}     # one render per head at a time
+
+    def close(self) -> None:
+        """Remove the work folder if this studio made it; a given ``workdir`` stays. Safe to
+        call more than once (a signal handler, then atexit)."""
+        if self._owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- identities -----------------------------------------------------------------------
     def choices(self) -> list[Choice]:
@@ -68,6 +89,22 @@ class Studio:
             out.append(Choice(str(r), f"{r} ({kind})", _run_preview(r)))
         return out
 
+    def check_identity(self, key: str) -> str:
+        """``key`` if it is one of :meth:`choices`' keys, else IdentityError: a request may
+        name only what the server offers (no other folder on disk, no other Hub pull). Reads
+        the manifest only, no previews, so it costs nothing per request."""
+        from ..zoo import ZooError, load_zoo
+
+        offered = [str(r) for r in self.runs]
+        try:
+            offered = [e.id for e in load_zoo()] + offered
+        except ZooError:
+            pass
+        if key not in offered:
+            raise IdentityError(f"unknown identity {key!r}; this server offers: "
+                                f"{', '.join(offered) or 'nothing'}")
+        return key
+
     def _render(self, key: str, *args, **kw) -> RenderResult:
         """``TalkingHead.render`` on a shared head; a head renders one request at a time
         (its variant switch is state), different heads in parallel."""
@@ -82,7 +119,9 @@ class Studio:
     def warm_up(self, key: str) -> threading.Thread:
         """Load ``key`` and render one still in the background, so that the first request
         finds the head loaded and the CPU rasterizer's kernels compiled (about 15 s on a
-        fresh install; numba caches them on disk afterwards)."""
+        fresh install; numba caches them on disk afterwards). Not a daemon thread: a process
+        that exits while numba compiles in it aborts (C++ terminate), so exit waits for the
+        one still."""
         def run():
             try:
                 head = self.head(key)
@@ -90,7 +129,7 @@ class Studio:
                     head.still()
             except Exception:       # noqa: BLE001 - the first request reports any problem
                 pass
-        thread = threading.Thread(target=run, name="fg3dgs-warm-up", daemon=True)
+        thread = threading.Thread(target=run, name="fg3dgs-warm-up")
         thread.start()
         return thread
 
@@ -118,7 +157,10 @@ class Studio:
         return p
 
     def _options(self, variant, pose, blink, size, scores) -> RenderOptions:
-        size = int(size) if size else None
+        try:
+            size = int(size) if size else None
+        except (TypeError, ValueError):
+            raise ValueError(f"size must be a whole number of pixels, got {size!r}") from None
         if size is not None and size > self.limits.max_size:
             raise ValueError(f"size {size} is over this server's limit of "
                              f"{self.limits.max_size}")
@@ -157,6 +199,7 @@ class Studio:
               blink: str = "replay", size=None, progress=None) -> tuple[dict, RenderResult]:
         """Render ``audio`` with the identity; returns (paths: "base" / "refined" / "both"
         where rendered, the render result, with ``notes`` when the variant fell back)."""
+        self.check_identity(identity)
         audio = self.check_upload(audio)
         variant, note = self._variant(identity, variant)
         opts = self._options(variant, pose, blink, size, scores=True)
@@ -171,6 +214,8 @@ class Studio:
                 pose: str = "replay", blink: str = "replay", size=None,
                 progress=None) -> list[tuple[Path, RenderResult]]:
         """The same speech through two identities (or runs): [(video, result)] * 2."""
+        for key in identities:
+            self.check_identity(key)
         audio = self.check_upload(audio)
         folder = self._folder()
         out = []
@@ -184,6 +229,26 @@ class Studio:
             path = folder / f"{k}_{Path(key).name}.mp4"
             out.append((path, self._rendered(folder, key, note, audio, path, opts, sub)))
         return out
+
+
+def exit_on_signals(cleanup: Callable[[], None]) -> None:
+    """On SIGTERM (how a Hugging Face Space, systemd or docker stop a server) and SIGINT
+    (Ctrl-C) alike: ``cleanup``, one line on stderr, and exit with status 0. Python's default
+    SIGTERM ends the process without running atexit, so the cleanup runs here first; the
+    exit is SystemExit, so atexit and ``finally`` blocks still run after it. Call from the
+    main thread."""
+    def handler(signum, frame):
+        cleanup()
+        try:
+            print(f"\n{signal.Signals(signum).name}: stopping.",
+                  file=sys.stderr, flush=True)
+        except RuntimeError:        # the signal came in the middle of another write
+            pass
+        raise SystemExit(0)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # e.g. SIGINT of a background job
+            signal.signal(sig, handler)
 
 
 def report(res: RenderResult) -> str:
