@@ -10,6 +10,8 @@ crops of the sync scores). The poses and expression come from the identity's own
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,11 +82,20 @@ class Replay:
 def load_replay(run: str | Path, size: int) -> Replay | None:
     """The run's replay track, or None when it has none (a run trained before replay tracks
     were written). A damaged track raises :class:`ReplayError`."""
+    return open_replay(run, size)()
+
+
+def open_replay(run: str | Path, size: int) -> Callable[[], Replay | None]:
+    """Check the run's replay index and start decoding its video in ffmpeg's own process;
+    returns the function that collects the frames (:func:`load_replay` in two halves, so the
+    decoding runs while other loading goes on; the collecting may run in a thread, as it only
+    reads a pipe, and the process is started from the caller's thread: a fork from another
+    thread can leave numba's TBB thread pool broken in the child)."""
     from safetensors import safe_open
 
     run = Path(run)
     if not (run / INDEX).is_file():
-        return None
+        return lambda: None
     try:
         with safe_open(str(run / INDEX), "np") as f:
             meta = f.metadata() or {}
@@ -97,14 +108,26 @@ def load_replay(run: str | Path, size: int) -> Replay | None:
     if meta.get("video_sha256") and sha256(video) != meta["video_sha256"]:
         raise ReplayError(f"{video} does not match the checksum in {INDEX}: the file is "
                           "damaged or was replaced; re-export the identity")
-    canvas = _read_frames(video)
-    if len(canvas) != len(frames) or canvas.shape[1:3] != (size, size):
-        raise ReplayError(f"{video} holds {len(canvas)} frames of {canvas.shape[1:3]}, the "
-                          f"index wants {len(frames)} of {(size, size)}")
-    return Replay(frames.astype(np.int64), canvas, boxes.astype(np.float32))
+    decoding = _start_decoding(video)
+
+    def collect() -> Replay:
+        raw, err = decoding.communicate()
+        n = len(raw) // (size * size * 3)
+        if decoding.returncode != 0 or n != len(frames) or n * size * size * 3 != len(raw):
+            said = err.decode(errors="replace").strip().splitlines()
+            why = said[-1] if said else f"ffmpeg gave {n} frames of another size or count"
+            raise ReplayError(f"{video} does not hold {len(frames)} frames of "
+                              f"{(size, size)} as its index says ({why})")
+        canvas = np.frombuffer(bytearray(raw), np.uint8).reshape(n, size, size, 3)  # writable
+        return Replay(frames.astype(np.int64), canvas, boxes.astype(np.float32))
+
+    return collect
 
 
-def _read_frames(path: Path) -> np.ndarray:
-    import imageio.v3 as iio
+def _start_decoding(path: Path) -> subprocess.Popen:
+    """ffmpeg decoding ``path`` to raw RGB frames on its stdout."""
+    from ..media import ffmpeg_exe
 
-    return np.stack(list(iio.imiter(path, plugin="FFMPEG")))
+    return subprocess.Popen([ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path),
+                             "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -30,7 +30,7 @@ from ..timing import StageClock
 from ..train.data import audio_window_index, expr_windows
 from .audio_input import SAMPLES_PER_FRAME, AudioInput, AudioInputError, Silence
 from .motion import BLINKS, POSES, plan_motion
-from .replay import Replay, load_replay
+from .replay import Replay, open_replay
 
 VARIANTS = ("base", "refined", "both")
 LABELS = {"base": "base", "refined": "refined (HRPA lip sync)"}
@@ -142,9 +142,9 @@ class TalkingHead:
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
+        collect = open_replay(self.run, self.size)   # ffmpeg decodes while the kernels load
         with ThreadPoolExecutor(1) as pool:
-            # ffmpeg decodes the replay track in its own process while the kernels load
-            pending = pool.submit(load_replay, self.run, self.size)
+            pending = pool.submit(collect)
             self.model.for_inference(self.device)
             replay = pending.result()
         if replay is None:
