@@ -22,9 +22,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     args.audio = args.audio or str(assets_dir() / "examples" / "morning.wav")
     sheet = args.sheet or str(Path(args.out).with_suffix(".png"))
-    args.stream = args.scores = False
-    args.size = args.batch = None
-    args.pose, args.blink, args.seed, args.chunk_ms = "replay", "replay", 0, 200.0
     return _cmd_render(args, then_sheet=sheet)
 
 
@@ -426,6 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="mouth branch (default: both, side by side)")
     demo.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)
     _add_run_flags(demo)
+    # what render's options would be at their defaults
+    demo.set_defaults(stream=False, scores=False, size=None, batch=None, pose="replay",
+                      blink="replay", seed=0, chunk_ms=200.0)
     demo.set_defaults(func=_cmd_demo)
 
     syn = sub.add_parser("synth", help="make a synthetic talking-head clip with ground truth",

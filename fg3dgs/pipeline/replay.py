@@ -79,18 +79,14 @@ class Replay:
         return len(self.frames)
 
 
-def load_replay(run: str | Path, size: int) -> Replay | None:
-    """The run's replay track, or None when it has none (a run trained before replay tracks
-    were written). A damaged track raises :class:`ReplayError`."""
-    return open_replay(run, size)()
-
-
 def open_replay(run: str | Path, size: int) -> Callable[[], Replay | None]:
     """Check the run's replay index and start decoding its video in ffmpeg's own process;
-    returns the function that collects the frames (:func:`load_replay` in two halves, so the
-    decoding runs while other loading goes on; the collecting may run in a thread, as it only
-    reads a pipe, and the process is started from the caller's thread: a fork from another
-    thread can leave numba's TBB thread pool broken in the child)."""
+    returns the function that collects the track: a :class:`Replay`, or None when the run
+    has none (trained before replay tracks were written). A damaged track raises
+    :class:`ReplayError`. The decoding runs while other loading goes on; the collecting may
+    run in a thread, as it only reads a pipe, and the process is started from the caller's
+    thread: a fork from another thread can leave numba's TBB thread pool broken in the
+    child. ``open_replay(run, size)()`` loads it at once."""
     from safetensors import safe_open
 
     run = Path(run)

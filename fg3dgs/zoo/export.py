@@ -139,14 +139,14 @@ def export_identity(run: str | Path, out: str | Path, info: ExportInfo,
                        "dataset it was trained on) to write one")
     with atomic_directory(out) as tmp:
         meta = {k: v for k, v in ident.items()
-                if k not in ("format_version", "config", "counts", "dtype", "files")}
+                if k not in ("format_version", "config", "counts", "dtype")}
         save_identity(model, tmp, {k: v.numpy() for k, v in extras.items()}, meta, half=half)
         if has_replay:
             for f in (VIDEO, INDEX):
                 shutil.copy2(run / f, tmp / f)
+            record_file_hashes(tmp)  # identity.json: sha256 of the copied replay index too
         else:
-            write_replay(tmp, dataset, int(ident["size"]))
-        record_file_hashes(tmp)      # identity.json: sha256 of the weights and replay index
+            write_replay(tmp, dataset, int(ident["size"]))   # (records it itself)
         head = TalkingHead(tmp, device="cpu")
         head.save_preview(tmp / PREVIEW)
         metrics_path = run / "eval" / "metrics.json"
