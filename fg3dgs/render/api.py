@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 
 from ..options import BACKENDS
-from .cpu import DEFAULT_TILE_SIZE, rasterize_cpu
+from .cpu import DEFAULT_TILE_SIZE, rasterize_cpu, rasterize_cpu_frames
 from .gsplat_backend import gsplat_status, rasterize_gsplat
 from .sh import num_sh_bases, sh_to_rgb
 
@@ -215,8 +215,10 @@ def rasterize_frames(means: torch.Tensor, quats: torch.Tensor, scales: torch.Ten
 
     On gsplat all frames go to one call (gsplat's batch dimensions; the SH are evaluated per
     frame here first, from each frame's camera to its deformed centres, with the same
-    formula). Elsewhere, and as the reference for that path, it is one :func:`rasterize` per
-    frame; a shared set is one multi-camera call on every backend.
+    formula). On the CPU without gradients (rendering) all frames go to one call of
+    :func:`~fg3dgs.render.cpu.rasterize_cpu_frames` too. Otherwise, and as the reference for
+    both, it is one :func:`rasterize` per frame; a shared set is one multi-camera call on
+    every backend.
     """
     B = viewmats.shape[0]
     Ks = K.expand(B, 3, 3)
@@ -233,7 +235,17 @@ def rasterize_frames(means: torch.Tensor, quats: torch.Tensor, scales: torch.Ten
     # call, not per frame (CPU inputs always: our kernels index memory by them)
     _validate(means[0], quats[0], scales[0], opacities, colors, viewmats, Ks, width, height,
               sh_degree, None, check_values, frames=(means, quats, scales))
-    if resolve_backend(backend, means.device) != "gsplat":
+    chosen = resolve_backend(backend, means.device)
+    differentiable = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (means, quats, scales, opacities, colors))
+    if chosen == "cpu" and means.device.type == "cpu" and not differentiable:
+        cols = colors.expand(B, N, 3) if sh_degree is None else _frame_colours(
+            sh_degree, means, colors, viewmats)
+        rgb, alpha, info = rasterize_cpu_frames(
+            means, quats, scales, opacities, cols, viewmats, Ks, width, height,
+            torch.zeros(B, 3, dtype=means.dtype))
+        return rgb, alpha, [info["means2d"]]
+    if chosen != "gsplat":
         rgbs, alphas, m2d = [], [], []
         for b in range(B):
             cols = colors[b] if sh_degree is None and colors.dim() == 3 else colors
@@ -244,12 +256,17 @@ def rasterize_frames(means: torch.Tensor, quats: torch.Tensor, scales: torch.Ten
             alphas.append(alpha)
             m2d.append(info["means2d"])
         return torch.stack(rgbs), torch.stack(alphas), m2d
-    if sh_degree is None:
-        cols = colors.expand(B, N, 3)
-    else:
-        centres = camera_centres(viewmats)                                   # [B, 3]
-        cols = sh_to_rgb(sh_degree, means - centres[:, None], colors[None])  # [B, N, 3]
+    cols = colors.expand(B, N, 3) if sh_degree is None else _frame_colours(
+        sh_degree, means, colors, viewmats)
     rgb, alpha, info = rasterize_gsplat(means, quats, scales, opacities.expand(B, N), cols,
                                         viewmats[:, None], Ks[:, None], width, height, None,
                                         None)
     return rgb[:, 0], alpha[:, 0], [info["means2d"]]
+
+
+def _frame_colours(sh_degree: int, means: torch.Tensor, sh: torch.Tensor,
+                   viewmats: torch.Tensor) -> torch.Tensor:
+    """RGB [B, N, 3] of SH [N, K, 3] seen from each frame's camera at its deformed centres
+    means [B, N, 3]."""
+    centres = camera_centres(viewmats)                                       # [B, 3]
+    return sh_to_rgb(sh_degree, means - centres[:, None], sh[None])

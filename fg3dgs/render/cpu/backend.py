@@ -42,7 +42,7 @@ class _Project(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, means, quats, scales, opacities, viewmats, Ks, width: int, height: int):
-        C, N = viewmats.shape[0], means.shape[0]
+        C, N = viewmats.shape[0], opacities.shape[0]
         means2d = np.empty((C, N, 2), np.float32)
         conics = np.empty((C, N, 3), np.float32)
         depths = np.empty((C, N), np.float32)
@@ -157,6 +157,10 @@ def rasterize_cpu(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor
         rgb [C, H, W, 3], alpha [C, H, W, 1], info dict.
     """
     proj = project(means, quats, scales, opacities, viewmats, Ks, width, height)
+    return _composite(proj, opacities, colors, background, width, height, tile_size)
+
+
+def _composite(proj: Projection, opacities, colors, background, width, height, tile_size):
     bins = build_bins(proj, opacities, width, height, tile_size)
     rgb, alpha = _Composite.apply(proj.means2d, proj.conics, colors, opacities, background,
                                   bins, width, height)
@@ -164,3 +168,26 @@ def rasterize_cpu(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor
             "radii": proj.radii, "n_intersections": int(bins.ids.shape[0]),
             "tile_size": tile_size}
     return rgb, alpha, info
+
+
+@torch.no_grad()
+def rasterize_cpu_frames(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
+                         opacities: torch.Tensor, colors: torch.Tensor,
+                         viewmats: torch.Tensor, Ks: torch.Tensor, width: int, height: int,
+                         background: torch.Tensor, tile_size: int = DEFAULT_TILE_SIZE):
+    """Rasterize C frames, each with its own Gaussians and camera, in one call (forward
+    only: no gradients). The same images as :func:`rasterize_cpu` frame by frame, which
+    is its reference; one call lets the threads share out the tiles of all the frames
+    (a small region's few tiles kept one thread busy and the other idle) and pays the
+    per-call work once.
+
+    Args:
+        means [C, N, 3], quats [C, N, 4], scales [C, N, 3], opacities [N],
+        colors [C, N, 3], viewmats [C, 4, 4], Ks [C, 3, 3], background [C, 3].
+    Returns:
+        rgb [C, H, W, 3], alpha [C, H, W, 1], info dict.
+    """
+    C, N = means.shape[:2]
+    proj = project(means.reshape(C * N, 3), quats.reshape(C * N, 4),
+                   scales.reshape(C * N, 3), opacities, viewmats, Ks, width, height)
+    return _composite(proj, opacities, colors, background, width, height, tile_size)

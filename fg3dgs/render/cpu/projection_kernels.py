@@ -93,21 +93,24 @@ def project_fwd(means, quats, scales, opacities, viewmats, Ks, width, height,
     """Forward projection.
 
     Args:
-        means [N, 3], quats [N, 4], scales [N, 3], opacities [N], viewmats [C, 4, 4],
-        Ks [C, 3, 3] (float32).
+        means [N, 3], quats [N, 4], scales [N, 3] shared by the cameras, or [C * N, .]:
+        camera c's own Gaussians in rows c * N ... (frames of a deformed set);
+        opacities [N], viewmats [C, 4, 4], Ks [C, 3, 3] (float32).
     Writes:
         means2d [C, N, 2], conics [C, N, 3], depths [C, N] (float32); radii [C, N, 2],
         bbox [C, N, 4] (int32); valid [C, N] (bool). See ``Projection`` for their meaning.
     """
     C = viewmats.shape[0]
-    N = means.shape[0]
+    N = opacities.shape[0]
+    own = means.shape[0] != N      # each camera its own Gaussians
     for i in prange(C * N):
         c = i // N
         n = i - c * N
+        g = c * N + n if own else n
         fx, fy, cx, cy, lxp, lxn, lyp, lyn = _limits(Ks, c, width, height)
         V = viewmats[c]
-        mx, my, mz = _camera_mean(V, np.float64(means[n, 0]), np.float64(means[n, 1]),
-                                  np.float64(means[n, 2]))
+        mx, my, mz = _camera_mean(V, np.float64(means[g, 0]), np.float64(means[g, 1]),
+                                  np.float64(means[g, 2]))
         depths[c, n] = mz
         radii[c, n, 0] = 0
         radii[c, n, 1] = 0
@@ -124,13 +127,13 @@ def project_fwd(means, quats, scales, opacities, viewmats, Ks, width, height,
         op = opacities[n]
         if mz < NEAR_PLANE or mz > FAR_PLANE or op < ALPHA_THRESHOLD:
             continue
-        qw, qx, qy, qz = (np.float64(quats[n, 0]), np.float64(quats[n, 1]),
-                          np.float64(quats[n, 2]), np.float64(quats[n, 3]))
+        qw, qx, qy, qz = (np.float64(quats[g, 0]), np.float64(quats[g, 1]),
+                          np.float64(quats[g, 2]), np.float64(quats[g, 3]))
         inv = 1.0 / math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
         rg = _rotmat(qw * inv, qx * inv, qy * inv, qz * inv)
         _, rz, _, _, _, _, ca, cb, cc = _covariance_chain(
-            V, rg, np.float64(scales[n, 0]), np.float64(scales[n, 1]),
-            np.float64(scales[n, 2]), mx, my, mz, fx, fy, lxp, lxn, lyp, lyn)
+            V, rg, np.float64(scales[g, 0]), np.float64(scales[g, 1]),
+            np.float64(scales[g, 2]), mx, my, mz, fx, fy, lxp, lxn, lyp, lyn)
         det = ca * cc - cb * cb
         if det <= 0.0:
             continue
