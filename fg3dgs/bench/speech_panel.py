@@ -1,0 +1,227 @@
+"""The lip-sync benchmark's panel: speech no identity trained on, in three groups.
+
+- ``espeak``: eSpeak NG voice variants outside those the synthetic training clips draw
+  from (:data:`fg3dgs.synth.speech.SPEAKER_VARIANTS`), most of them also at rates and
+  pitches outside theirs (140-190 wpm, pitch 30-70), speaking sentences outside the corpus;
+  the synthetic generator's viseme track of their phonemes is the truth of the jaw.
+- ``english``: real read and acted English from the ``moonshine-voice`` wheel's assets.
+- ``czech``: real Czech dialogue by voice actors from Debian's ``fillets-ng-data-cs``.
+
+The real speech is downloaded once into a cache folder (``$FG3DGS_CACHE``, default
+``~/.cache/fg3dgs``) by :func:`fetch_speech`; nothing of it is in the repository. Every clip
+is marked ``held_out`` or not: held-out clips are for reporting only, never for training or
+tuning anything.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..media import AUDIO_RATE, FPS, read_audio
+
+MOONSHINE = "moonshine-voice==0.1.5"
+FILLETS = "fillets-ng-data-cs"
+GAP_S = 0.3                      # silence between joined Czech lines
+
+
+class PanelError(RuntimeError):
+    """The panel's real speech is missing or could not be fetched."""
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    name: str
+    group: str                   # espeak | english | czech
+    held_out: bool
+    source: str                  # where the speech comes from, for people
+
+
+@dataclass
+class PanelClip:
+    spec: ClipSpec
+    audio: np.ndarray            # [S] float32 mono at AUDIO_RATE
+    jaw: np.ndarray | None       # [F] truth jaw_open at the video frames, where known
+
+    @property
+    def seconds(self) -> float:
+        return len(self.audio) / AUDIO_RATE
+
+
+# eSpeak voices outside the training draws, each with new sentences.
+ESPEAK = (
+    ("espeak-nyc-klatt3", "en-us-nyc", "klatt3", 205, 24, 60, False,
+     "The lighthouse keeper counted seven ships before the fog rolled over the harbour. "
+     "Nobody believed him until the morning paper printed the very same number."),
+    ("espeak-029-andrea", "en-029", "Andrea", 128, 78, 80, False,
+     "Fresh bread, warm milk and a bowl of plums waited on the kitchen table. "
+     "She smiled, pulled up a chair and opened the letter from her brother."),
+    ("espeak-scotland-linda", "en-gb-scotland", "linda", 172, 62, 30, True,
+     "Please move the heavy boxes to the garage before the rain begins tonight. "
+     "We will paint the fence blue when the weather is dry again next week."),
+    ("espeak-us-benjamin", "en-us", "benjamin", 150, 18, 70, True,
+     "A curious fox watched the campers from behind a mossy boulder. "
+     "When the fire went out, it crept closer and stole a whole loaf of bread."),
+)
+# (name, file, start s, end s, held out): cuts snap to the quietest 40 ms within 0.5 s.
+ENGLISH = (
+    ("two-cities-a", "two_cities.wav", 0.0, 14.0, False),
+    ("two-cities-b", "two_cities.wav", 14.0, 28.5, False),
+    ("two-cities-c", "two_cities.wav", 28.5, 43.0, True),
+    ("endgame-a", "endgame_nagg_nell.wav", 0.0, 14.0, False),
+    ("endgame-b", "endgame_nagg_nell.wav", 14.0, 28.5, True),
+    ("beckett", "beckett.wav", 0.0, 10.5, True),
+)
+# (name, level, speaker, held out): that speaker's lines of the level, joined to 10-15 s.
+CZECH = (
+    ("cs-city-m", "city", "m", False),
+    ("cs-city-v", "city", "v", False),
+    ("cs-reactor-m", "reactor", "m", True),
+    ("cs-reactor-v", "reactor", "v", True),
+)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("FG3DGS_CACHE", Path.home() / ".cache" / "fg3dgs"))
+
+
+def speech_dir() -> Path:
+    return cache_dir() / "speech"
+
+
+def specs() -> list[ClipSpec]:
+    out = [ClipSpec(n, "espeak", h, f"eSpeak NG {v}+{var}, {r} wpm, pitch {p}")
+           for n, v, var, r, p, _, h, _ in ESPEAK]
+    out += [ClipSpec(n, "english", h, f"moonshine-voice assets/{f} {a:.1f}-{b:.1f} s")
+            for n, f, a, b, h in ENGLISH]
+    out += [ClipSpec(n, "czech", h, f"fillets-ng-data-cs {lvl}, speaker {s}")
+            for n, lvl, s, h in CZECH]
+    return out
+
+
+# -- fetching -------------------------------------------------------------------------------
+def fetch_speech(force: bool = False) -> Path:
+    """Download the real speech into :func:`speech_dir` (about 60 MB; pip and apt-get)."""
+    root = speech_dir()
+    if _have_speech(root) and not force:
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        tmp = Path(tmp)
+        proc = subprocess.run([sys.executable, "-m", "pip", "download", MOONSHINE,
+                               "--no-deps", "--quiet", "-d", str(tmp)],
+                              capture_output=True, text=True)
+        wheels = list(tmp.glob("moonshine_voice-*.whl"))
+        if proc.returncode or not wheels:
+            raise PanelError(f"pip download {MOONSHINE} failed: {proc.stderr.strip()[-300:]}")
+        english = tmp / "english"
+        english.mkdir()
+        with zipfile.ZipFile(wheels[0]) as z:
+            for name in z.namelist():
+                if name.startswith("moonshine_voice/assets/") and name.endswith(".wav"):
+                    (english / Path(name).name).write_bytes(z.read(name))
+        if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+            raise PanelError(f"the Czech speech is Debian's {FILLETS} package: this needs "
+                             "apt-get and dpkg-deb (Debian or Ubuntu)")
+        proc = subprocess.run(["apt-get", "download", FILLETS], cwd=tmp,
+                              capture_output=True, text=True)
+        debs = list(tmp.glob(f"{FILLETS}_*.deb"))
+        if proc.returncode or not debs:
+            raise PanelError(f"apt-get download {FILLETS} failed (apt-get update first?): "
+                             f"{proc.stderr.strip()[-300:]}")
+        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(tmp / "deb")], check=True)
+        czech = tmp / "czech"
+        for f in (tmp / "deb").rglob("sound/*/cs/*.ogg"):
+            dest = czech / f.parts[-3]
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(f), dest / f.name)
+        for part in ("english", "czech"):
+            if (root / part).exists():
+                shutil.rmtree(root / part)
+            shutil.move(str(tmp / part), root / part)
+    return root
+
+
+def _have_speech(root: Path) -> bool:
+    return all((root / "english" / f).is_file() for _, f, *_ in ENGLISH) and \
+        all((root / "czech" / lvl).is_dir() for _, lvl, _, _ in CZECH)
+
+
+# -- building the clips ---------------------------------------------------------------------
+def load_panel(held_out: bool | None = None, groups: tuple[str, ...] | None = None,
+               root: Path | None = None) -> list[PanelClip]:
+    """The panel's clips (``held_out``: only those, or only the others; ``groups``: a
+    subset). The real speech must have been fetched (:func:`fetch_speech`)."""
+    root = root or speech_dir()
+    want = [s for s in specs() if (held_out is None or s.held_out == held_out)
+            and (groups is None or s.group in groups)]
+    if any(s.group != "espeak" for s in want) and not _have_speech(root):
+        raise PanelError(f"the panel's real speech is not in {root}; fetch it once with "
+                         "`python -m fg3dgs.bench sync --fetch` (about 60 MB)")
+    by_name = {s.name: s for s in want}
+    out = []
+    for row in ESPEAK:
+        if row[0] in by_name:
+            out.append(_espeak_clip(by_name[row[0]], *row[1:6], row[7]))
+    for name, f, a, b, _ in ENGLISH:
+        if name in by_name:
+            out.append(PanelClip(by_name[name], _cut(read_audio(root / "english" / f), a, b),
+                                 None))
+    for name, lvl, spk, _ in CZECH:
+        if name in by_name:
+            out.append(PanelClip(by_name[name], _join_lines(root / "czech" / lvl, spk), None))
+    return out
+
+
+def _espeak_clip(spec: ClipSpec, voice: str, variant: str, rate: int, pitch: int,
+                 pitch_range: int, text: str) -> PanelClip:
+    from ..synth.speech import Voice, synthesize
+    from ..synth.visemes import frame_times, viseme_track
+
+    speech = synthesize(text, Voice(voice, variant, rate, pitch, pitch_range))
+    n = int(np.ceil(speech.duration * FPS))
+    jaw = viseme_track(speech.phonemes, frame_times(n, FPS))[:, 0]
+    return PanelClip(spec, speech.audio.astype(np.float32), jaw)
+
+
+def _quietest(audio: np.ndarray, t: float, reach: float = 0.5) -> int:
+    """Sample index of the quietest 40 ms window centre within ``reach`` s of ``t``."""
+    w = int(0.04 * AUDIO_RATE)
+    lo = max(0, int((t - reach) * AUDIO_RATE))
+    hi = min(len(audio) - w, int((t + reach) * AUDIO_RATE))
+    if hi <= lo:
+        return int(np.clip(t * AUDIO_RATE, 0, len(audio)))
+    energy = np.convolve(audio[lo:hi + w] ** 2, np.ones(w), mode="valid")
+    return lo + int(np.argmin(energy)) + w // 2
+
+
+def _cut(audio: np.ndarray, start: float, end: float) -> np.ndarray:
+    a = 0 if start <= 0 else _quietest(audio, start)
+    b = len(audio) if end * AUDIO_RATE >= len(audio) else _quietest(audio, end)
+    return audio[a:b].astype(np.float32)
+
+
+def _join_lines(folder: Path, speaker: str, least: float = 10.0,
+                most: float = 15.0) -> np.ndarray:
+    gap = np.zeros(int(GAP_S * AUDIO_RATE), np.float32)
+    parts, total = [], 0.0
+    for f in sorted(folder.glob(f"*-{speaker}-*.ogg")):
+        line = read_audio(f)
+        secs = len(line) / AUDIO_RATE + GAP_S
+        if total + secs > most:
+            continue
+        parts += [line, gap]
+        total += secs
+        if total >= least:
+            break
+    if not parts:
+        raise PanelError(f"no lines of speaker {speaker!r} in {folder}")
+    return np.concatenate(parts[:-1]).astype(np.float32)

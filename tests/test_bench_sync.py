@@ -1,0 +1,123 @@
+"""The lip-sync benchmark: its signals, its panel's rules, and one clip measured end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fg3dgs.bench import speech_panel as sp
+from fg3dgs.bench.sync import (ClipResult, best_lag, format_table, frame_envelope,
+                               group_summary, pearson)
+from fg3dgs.media import AUDIO_RATE, FPS
+
+
+def test_best_lag_finds_a_planted_delay_with_its_sign():
+    rng = np.random.default_rng(0)
+    ref = np.convolve(rng.normal(size=300), np.ones(3) / 3, mode="same")
+    late = np.roll(ref, 2)                      # x[t] = ref[t - 2]: two frames late
+    r, lag = best_lag(late, ref)
+    assert lag == 2 and r > 0.99
+    r, lag = best_lag(np.roll(ref, -3), ref)
+    assert lag == -3 and r > 0.99
+    # beyond the search range nothing fits well
+    r, _ = best_lag(np.roll(ref, 9), ref)
+    assert r < 0.5
+
+
+def test_pearson_skips_missing_frames_and_flat_signals():
+    x = np.array([0.0, 1, 2, 3, np.nan, 5])
+    assert pearson(x, 2 * np.nan_to_num(x) + 1) == pytest.approx(1.0)
+    assert np.isnan(pearson(np.ones(6), np.arange(6.0)))
+    assert np.isnan(pearson(np.array([1.0, np.nan]), np.array([1.0, 2.0])))
+
+
+def test_envelope_follows_loudness_per_frame_and_has_a_floor():
+    step = AUDIO_RATE // FPS
+    t = np.arange(10 * step) / AUDIO_RATE
+    amp = np.repeat([0.0, 0.0, 0.5, 0.5, 0.05, 0.05, 0.5, 0.0, 0.0, 0.0], step)
+    env = frame_envelope(amp * np.sin(2 * np.pi * 200 * t), 10)
+    assert env.shape == (10,)
+    assert env[2] > env[4] > env[0]
+    assert env[2] - env[4] == pytest.approx(20.0, abs=0.5)       # 10x amplitude = 20 dB
+    assert env[0] == env[8] == pytest.approx(env.max() - 40.0, abs=0.5)
+    # shorter audio than the frames: the missing frames are silent
+    assert frame_envelope(np.ones(step), 3)[1:].max() < frame_envelope(np.ones(step), 3)[0]
+
+
+def test_group_summary_takes_medians_and_counts_judge_offsets():
+    rs = []
+    for i, (r, off) in enumerate([(0.5, 0), (0.7, 2), (0.9, -1)]):
+        rs.append(ClipResult(f"c{i}", "english", True, 10.0,
+                             {"base": {"env_r": r, "judge_offset": off, "motion": np.nan}}))
+    s = group_summary(rs)
+    assert s["english"]["base"]["env_r"] == pytest.approx(0.7)
+    assert s["english"]["base"]["judge_offset_ok"] == pytest.approx(2 / 3)
+    assert "motion" not in s["english"]["base"]            # no finite value: no median
+    table = format_table(rs, s)
+    assert "| c1 | english | yes | 10.0 | base |" in table and "67%" in table
+
+
+def test_panel_has_enough_clips_held_out_in_every_group_and_voices_never_trained_on():
+    from fg3dgs.synth.corpus import sentences
+    from fg3dgs.synth.speech import SPEAKER_VARIANTS, SPEAKER_VOICES
+
+    specs = sp.specs()
+    assert len(specs) >= 12 and len({s.name for s in specs}) == len(specs)
+    for group in ("espeak", "english", "czech"):
+        ours = [s for s in specs if s.group == group]
+        assert any(s.held_out for s in ours) and any(not s.held_out for s in ours)
+    corpus = set(sentences())
+    outside = 0
+    for _, voice, variant, rate, pitch, _, _, text in sp.ESPEAK:
+        # the training clips draw a voice from SPEAKER_VOICES + SPEAKER_VARIANTS
+        assert variant not in SPEAKER_VARIANTS and voice in SPEAKER_VOICES + ("en-us-nyc",)
+        outside += not (140 <= rate <= 190 and 30 <= pitch <= 70)
+        assert not any(s in text for s in corpus)
+    assert outside >= len(sp.ESPEAK) // 2
+
+
+def test_cuts_snap_to_quiet_moments_and_lines_join_to_length(tmp_path):
+    import soundfile as sf
+
+    rng = np.random.default_rng(1)
+    audio = rng.normal(0, 0.3, 20 * AUDIO_RATE).astype(np.float32)
+    quiet = int(10.3 * AUDIO_RATE)
+    audio[quiet - 800:quiet + 800] = 0.0                     # a pause at 10.3 s
+    cut = sp._cut(audio, 0.0, 10.0)
+    assert abs(len(cut) - quiet) < 0.05 * AUDIO_RATE
+    for i in range(6):                                       # six 3 s lines of speaker m
+        sf.write(tmp_path / f"lvl-m-line{i}.ogg", rng.normal(0, 0.2, 3 * AUDIO_RATE),
+                 AUDIO_RATE)
+    sf.write(tmp_path / "lvl-v-other.ogg", rng.normal(0, 0.2, AUDIO_RATE), AUDIO_RATE)
+    joined = sp._join_lines(tmp_path, "m")
+    assert 10.0 <= len(joined) / AUDIO_RATE <= 15.0
+    with pytest.raises(sp.PanelError, match="speaker 'x'"):
+        sp._join_lines(tmp_path, "x")
+
+
+def test_missing_real_speech_says_how_to_fetch_it(tmp_path):
+    with pytest.raises(sp.PanelError, match="--fetch"):
+        sp.load_panel(groups=("english",), root=tmp_path)
+
+
+def test_one_espeak_clip_measured_end_to_end():
+    """The shipped identity speaking a short clip with truth: the observer finds the face,
+    the mouth follows the truth, the experts score it."""
+    from fg3dgs.bench.sync import load_experts, measure_clip
+    from fg3dgs.pipeline import TalkingHead
+    from fg3dgs.synth.speech import Voice, synthesize
+    from fg3dgs.synth.visemes import frame_times, viseme_track
+
+    speech = synthesize("Bob ate a big apple.", Voice("en-us-nyc", "klatt3", 205, 24, 60))
+    n = int(np.ceil(speech.duration * FPS))
+    clip = sp.PanelClip(sp.ClipSpec("t", "espeak", False, "test"), speech.audio,
+                        viseme_track(speech.phonemes, frame_times(n, FPS))[:, 0])
+    head = TalkingHead.load("astronaut-demo")
+    experts = load_experts(None)
+    res = measure_clip(head, clip, {"ours": experts["ours"]}, reference_std=0.05)
+    assert set(res.variants) == {"base", "refined"}
+    m = res.variants["base"]
+    assert m["detect"] > 0.9
+    assert m["jaw_r"] > 0.3 and abs(m["jaw_lag"]) <= 4
+    assert m["motion"] == pytest.approx(m["opening_std"] / 0.05)
+    assert np.isfinite(m["ours_C"]) and abs(m["ours_offset"]) <= 15
