@@ -1,12 +1,15 @@
-"""Audio features at 50 Hz (two per video frame): log-mel, HuBERT, wav2vec 2.0.
+"""Audio features at 50 Hz (two per video frame): log-mel, articulation, HuBERT, wav2vec 2.0.
 
 Alignment: feature frame k is centred on time k / 50 s, so video frame i (covering
 [i / 25, (i + 1) / 25) s) is centred on feature frame 2 i + 1, and its window of W frames is
 frames [2 i + 1 - W / 2, 2 i + 1 + W / 2) (padded with the edge frames).
 
-``mel`` needs no weights. ``hubert`` and ``wav2vec2`` run a transformers model (last hidden
-state); their weights come from the Hugging Face Hub or a local folder in the transformers
-format, and a missing model is reported with what to download and how.
+``mel`` needs no weights. ``artic`` runs the shipped speech front-end
+(:mod:`fg3dgs.frontend`: jaw / spread / round / closure and speech activity from any voice;
+``model_id`` may name another front-end file). ``hubert`` and ``wav2vec2`` run a
+transformers model (last hidden state); their weights come from the Hugging Face Hub or a
+local folder in the transformers format, and a missing model is reported with what to
+download and how.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from .spectrum import mel_filters, stft_magnitude
 RATE = 50                 # feature frames per second
 HOP = 320                 # samples per feature frame at 16 kHz
 SAMPLE_RATE = 16000
-EXTRACTORS = ("mel", "hubert", "wav2vec2")
+EXTRACTORS = ("mel", "artic", "hubert", "wav2vec2")
 DEFAULT_MODELS = {
     "hubert": "facebook/hubert-large-ls960-ft",      # ER-NeRF, TalkingGaussian, InsTaG
     "wav2vec2": "facebook/wav2vec2-large-960h-lv60-self",
@@ -122,7 +125,14 @@ def load_extractor(name: str, model_id: str | None = None) -> None:
     if name not in EXTRACTORS:
         raise AudioFeatureError(f"unknown audio features {name!r}; choose from "
                                 f"{', '.join(EXTRACTORS)}")
-    if name != "mel":
+    if name == "artic":
+        from .frontend import FrontendError, load_frontend
+
+        try:
+            load_frontend(model_id)
+        except FrontendError as exc:
+            raise AudioFeatureError(f"'artic' audio features: {exc}") from exc
+    elif name != "mel":
         _model(name, model_id)
 
 
@@ -173,6 +183,13 @@ def extract(audio: np.ndarray, name: str, model_id: str | None = None) -> np.nda
                                 f"{', '.join(EXTRACTORS)}")
     if name == "mel":
         return log_mel(audio)
+    if name == "artic":
+        from .frontend import FrontendError, articulation
+
+        try:
+            return articulation(audio, model_id)
+        except FrontendError as exc:
+            raise AudioFeatureError(f"'artic' audio features: {exc}") from exc
     return model_features(audio, name, model_id)
 
 
@@ -182,7 +199,7 @@ def cached_features(folder: str | Path, audio: np.ndarray, name: str,
     audio or the model changed."""
     folder = Path(folder)
     digest = hashlib.sha256(np.asarray(audio, np.float32).tobytes()).hexdigest()[:16]
-    model = None if name == "mel" else (model_id or DEFAULT_MODELS[name])
+    model = None if name == "mel" else _model_key(name, model_id)
     meta = {"extractor": name, "model": model, "audio_sha256_16": digest, "rate_hz": RATE}
     npy, js = folder / f"{name}.npy", folder / f"{name}.json"
     if npy.is_file() and js.is_file() and json.loads(js.read_text()) == meta:
@@ -197,6 +214,18 @@ def cached_features(folder: str | Path, audio: np.ndarray, name: str,
     with atomic_output(js) as tmp:
         tmp.write_text(json.dumps(meta, indent=2))
     return feats
+
+
+def _model_key(name: str, model_id: str | None) -> str:
+    """What the features of ``name`` depend on besides the audio: the model id, or for
+    ``artic`` the front-end file's content."""
+    if name != "artic":
+        return model_id or DEFAULT_MODELS[name]
+    from .frontend.network import DEFAULT_FILE
+    from .io_utils import checkpoints_dir, sha256
+
+    path = Path(model_id) if model_id else checkpoints_dir() / DEFAULT_FILE
+    return f"speech front-end sha256 {sha256(path)[:16]}" if path.is_file() else str(path)
 
 
 def window(features: np.ndarray, frame: int, size: int = 16) -> np.ndarray:

@@ -240,28 +240,31 @@ def voice_for_seed(seed: int) -> Voice:
 
 
 def _worker_main() -> int:
-    """Fresh-process synthesis: a JSON request on stdin; a JSON header line, then the raw
-    int16 samples, on stdout."""
-    request = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+    """Fresh-process synthesis: a JSON list of requests on stdin; for each, a JSON header
+    line, then its raw int16 samples, on stdout (in order, one engine for all of them)."""
+    requests = json.loads(sys.stdin.buffer.read().decode("utf-8"))
     out = sys.stdout.buffer
-    try:
-        engine = _get_engine()
-        audio, events = engine.synth(request["text"], Voice(**request["voice"]))
-    except SpeechError as exc:
-        out.write(json.dumps({"error": str(exc)}).encode() + b"\n")
-        return 0
-    header = {"rate": engine.rate, "events": events, "samples": int(len(audio))}
-    out.write(json.dumps(header).encode() + b"\n")
-    out.write(np.ascontiguousarray(audio, np.int16).tobytes())
+    engine = _get_engine()
+    for request in requests:
+        try:
+            audio, events = engine.synth(request["text"], Voice(**request["voice"]))
+        except SpeechError as exc:
+            out.write(json.dumps({"error": str(exc)}).encode() + b"\n")
+            continue
+        header = {"rate": engine.rate, "events": events, "samples": int(len(audio))}
+        out.write(json.dumps(header).encode() + b"\n")
+        out.write(np.ascontiguousarray(audio, np.int16).tobytes())
     out.flush()
     return 0
 
 
-def _synth_in_fresh_process(text: str, voice: Voice):
-    """(int16 audio at the engine's rate, events, rate) from a new Python process."""
+def _synth_in_fresh_process(items: list[tuple[str, Voice]]) -> list:
+    """[(int16 audio at the engine's rate, events, rate) or a SpeechError] for each
+    (text, voice), all from one new Python process (so the same list always gives the same
+    waveforms)."""
     from dataclasses import asdict
 
-    request = json.dumps({"text": text, "voice": asdict(voice)}).encode("utf-8")
+    request = json.dumps([{"text": t, "voice": asdict(v)} for t, v in items]).encode("utf-8")
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parents[2])     # works uninstalled too
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
@@ -270,12 +273,18 @@ def _synth_in_fresh_process(text: str, voice: Voice):
     if proc.returncode != 0:
         raise RuntimeError("the eSpeak worker process failed: "
                            + proc.stderr.decode(errors="replace").strip()[-500:])
-    head, _, body = proc.stdout.partition(b"\n")
-    header = json.loads(head)
-    if "error" in header:
-        raise SpeechError(header["error"])
-    audio = np.frombuffer(body, np.int16, count=header["samples"])
-    return audio, [tuple(e) for e in header["events"]], header["rate"]
+    out, body = [], proc.stdout
+    for _ in items:
+        head, _, body = body.partition(b"\n")
+        header = json.loads(head)
+        if "error" in header:
+            out.append(SpeechError(header["error"]))
+            continue
+        n = header["samples"]
+        audio = np.frombuffer(body[:2 * n], np.int16, count=n)
+        body = body[2 * n:]
+        out.append((audio, [tuple(e) for e in header["events"]], header["rate"]))
+    return out
 
 
 def _resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
@@ -295,9 +304,32 @@ def synthesize(text: str, voice: Voice | None = None) -> Speech:
     Phoneme starts come from eSpeak's phoneme events; each phoneme ends where the next one
     starts (the last at the end of the audio). Pauses get the symbol ``_``.
     """
+    voice = voice or Voice()
+    _check_request(text, voice)
+    result = _synth_in_fresh_process([(text, voice)])[0]
+    if isinstance(result, SpeechError):
+        raise result
+    return _speech(text, voice, *result)
+
+
+def synthesize_many(items: list[tuple[str, Voice]]) -> list[Speech]:
+    """:func:`synthesize` for many (text, voice) pairs in one worker process: far faster
+    than one process each, and the same list gives the same waveforms (eSpeak's state runs
+    on from one utterance to the next, so an item's waveform depends on those before it by
+    fractions of a millisecond of pitch phase)."""
+    for text, voice in items:
+        _check_request(text, voice)
+    out = []
+    for (text, voice), result in zip(items, _synth_in_fresh_process(items)):
+        if isinstance(result, SpeechError):
+            raise result
+        out.append(_speech(text, voice, *result))
+    return out
+
+
+def _check_request(text: str, voice: Voice) -> None:
     if not text or not text.strip():
         raise SpeechError("the text to speak is empty; give some words (or use --sentences)")
-    voice = voice or Voice()
     if not 80 <= voice.rate <= 450:
         raise SpeechError(f"speaking rate must be 80-450 words per minute, got {voice.rate}")
     for name, v in (("pitch", voice.pitch), ("pitch range", voice.pitch_range)):
@@ -307,14 +339,17 @@ def synthesize(text: str, voice: Voice | None = None) -> Speech:
         raise SpeechError(f"eSpeak voice variant {voice.variant!r} does not exist; variants: "
                           f"{', '.join(SPEAKER_VARIANTS)} (speakers) and "
                           f"{len(voice_variants()) - len(SPEAKER_VARIANTS)} others")
-    raw, events, rate = _synth_in_fresh_process(text, voice)
+
+
+def _speech(text: str, voice: Voice, raw: np.ndarray, events: list, rate: int) -> Speech:
     audio = _resample(raw.astype(np.float32) / 32768.0, rate, SAMPLE_RATE)
     if not np.any(np.abs(audio) > 1e-3):
         raise SpeechError(f"eSpeak said nothing for {text!r}: there are no words in it; give "
                           "some words")
     duration = len(audio) / SAMPLE_RATE
+    # (language switches such as "(en)" are events too, not phonemes)
     starts = [(sample / rate, name) for kind, sample, name, _ in events
-              if kind == _EVENT_PHONEME]
+              if kind == _EVENT_PHONEME and not name.startswith("(")]
     phonemes: list[Phoneme] = []
     for i, (t, name) in enumerate(starts):
         end = starts[i + 1][0] if i + 1 < len(starts) else duration

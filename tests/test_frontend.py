@@ -1,0 +1,140 @@
+"""The speech front-end: its augmentations keep time, its file format, its features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fg3dgs.audio_features import AudioFeatureError, extract, log_mel, n_frames
+from fg3dgs.frontend import (ArticulationNet, FrontendConfig, FrontendError, articulation,
+                             load_frontend, save_frontend)
+from fg3dgs.frontend import augment as aug
+
+SR = 16000
+
+
+def _clicks(seconds: float = 2.0, every: float = 0.31) -> np.ndarray:
+    x = np.zeros(int(seconds * SR), np.float32)
+    for t in np.arange(0.1, seconds - 0.1, every):
+        i = int(t * SR)
+        x[i:i + 160] = np.hanning(160) * np.sin(np.arange(160) * 0.9)
+    return x
+
+
+def _lag(y: np.ndarray, x: np.ndarray) -> int:
+    c = np.correlate(y, x, mode="full")
+    return int(np.argmax(c)) - (len(x) - 1)
+
+
+def test_unwarped_mel_is_the_feature_mel():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0, 0.1, SR).astype(np.float32)
+    np.testing.assert_allclose(aug.log_mel_warped(a, 1.0), log_mel(a), rtol=0, atol=1e-6)
+    warped = aug.log_mel_warped(a, 1.15)
+    assert warped.shape == log_mel(a).shape and not np.allclose(warped, log_mel(a))
+
+
+@pytest.mark.parametrize("name", ["reverb", "telephone", "codec", "noise", "all"])
+def test_augmentations_keep_the_timing(name):
+    rng = np.random.default_rng(3)
+    x = _clicks()
+    if name == "reverb":
+        y = aug.reverberate(x, 0.6, rng)
+    elif name == "telephone":
+        y = aug.telephone(x)
+    elif name == "codec":
+        y = aug.codec(x, rng)
+    elif name == "noise":
+        y = aug.add_noise(x, 20.0, rng)
+    else:
+        y, alpha = aug.augment(x, rng)
+        assert 0.8 <= alpha <= 1.25
+    assert y.shape == x.shape and y.dtype == np.float32 and np.isfinite(y).all()
+    assert abs(_lag(y, x)) <= 16            # within 1 ms
+    if name == "noise":                     # 20 dB under the signal's power
+        snr = 10 * np.log10(np.mean(x ** 2) / np.mean((y - x) ** 2))
+        assert snr == pytest.approx(20.0, abs=0.5)
+
+
+def test_targets_mark_speech_and_follow_the_mouth():
+    from fg3dgs.frontend.train import targets
+    from fg3dgs.synth.speech import PAUSE, Phoneme
+
+    ph = [Phoneme(PAUSE, 0.0, 0.3), Phoneme("a", 0.3, 0.6), Phoneme("m", 0.6, 0.7),
+          Phoneme(PAUSE, 0.7, 1.0)]
+    t = targets(ph, SR)
+    assert t.shape == (n_frames(SR), 5)
+    k = np.arange(len(t)) / 50
+    assert (t[(k >= 0.3) & (k < 0.7), 4] == 1).all() and (t[k < 0.3, 4] == 0).all()
+    assert t[22, 0] > 0.5 > t[5, 0]          # jaw open on /a/ (0.44 s), closed at rest
+    assert t[33, 3] > 0.5                    # lips closed on /m/ (0.66 s)
+
+
+def test_saved_frontend_loads_and_bad_files_are_refused(tmp_path):
+    torch.manual_seed(0)
+    net = ArticulationNet(FrontendConfig(width=16, dilations=(1, 2)))
+    path = save_frontend(net, tmp_path / "fe.safetensors", {"note": "random"})
+    loaded, meta = load_frontend(path)
+    assert meta["info"] == {"note": "random"} and loaded.cfg == net.cfg
+    mel = torch.randn(1, 50, 80)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(mel), net.half().float()(mel), atol=1e-3, rtol=0)
+    with pytest.raises(FrontendError, match="train-audio"):
+        load_frontend(tmp_path / "missing.safetensors")
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(FrontendError, match="not an fg3dgs speech front-end"):
+        load_frontend(tmp_path / "other.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a file")
+    with pytest.raises(FrontendError, match="not a readable"):
+        load_frontend(tmp_path / "junk.safetensors")
+    with pytest.raises(AudioFeatureError, match="'artic'.*train-audio"):
+        extract(np.zeros(SR, np.float32), "artic", str(tmp_path / "missing.safetensors"))
+
+
+def test_chunked_articulation_equals_the_whole_clip(tmp_path):
+    """Through AudioInput's chunks (with their margin) the features are the whole clip's."""
+    from fg3dgs.media import write_wav
+    from fg3dgs.pipeline.audio_input import AudioInput
+
+    torch.manual_seed(1)
+    path = save_frontend(ArticulationNet(FrontendConfig(width=16)), tmp_path / "fe.safetensors")
+    rng = np.random.default_rng(2)
+    audio = (0.2 * rng.normal(size=5 * SR) * np.sin(np.arange(5 * SR) / 900) ** 2)
+    write_wav(tmp_path / "a.wav", audio)
+    with AudioInput(tmp_path / "a.wav") as speech:
+        whole = articulation(speech.audio(), path)
+        assert whole.shape == (speech.feature_frames, 5)
+        parts = np.concatenate([speech.features("artic", k, min(k + 37, speech.feature_frames),
+                                                str(path))
+                                for k in range(0, speech.feature_frames, 37)])
+    np.testing.assert_allclose(parts, whole, rtol=0, atol=2e-6)
+    assert ((whole >= 0) & (whole <= 1)).all()
+
+
+def test_many_utterances_from_one_worker_are_reproducible():
+    from fg3dgs.synth.speech import Voice, synthesize, synthesize_many
+
+    items = [("Bob ate a plum.", Voice("en-us", "m2")), ("Hallo Welt.", Voice("de", "f3"))]
+    a, b = synthesize_many(items), synthesize_many(items)
+    assert all(np.array_equal(x.audio, y.audio) for x, y in zip(a, b))
+    assert np.array_equal(a[0].audio, synthesize(*items[0]).audio)
+    assert not any(p.symbol.startswith("(") for s in a for p in s.phonemes)
+
+
+def test_a_tiny_training_run_reports_held_out_accuracy(tmp_path):
+    from fg3dgs.frontend.train import FrontendTrainConfig, train_frontend
+
+    cfg = FrontendTrainConfig(minutes=0.15, copies=1, steps=4, batch=4, heldout_minutes=0.1,
+                              width=16)
+    report = train_frontend(cfg, tmp_path / "fe", progress=False)
+    for kind in ("clean", "augmented"):
+        acc = report["heldout"][kind]
+        assert set(acc) >= {"jaw_open", "lip_closure", "speech", "frames"}
+        assert acc["frames"] > 100 and 0 <= acc["speech"]["accuracy"] <= 1
+    loaded, meta = load_frontend(tmp_path / "fe" / "speech_frontend.safetensors")
+    assert meta["info"]["utterances"] == report["utterances"]
+    with pytest.raises(ValueError, match="--force"):
+        train_frontend(cfg, tmp_path / "fe", progress=False)
