@@ -60,9 +60,18 @@ def log_mel(audio: np.ndarray, cfg: MelConfig = MelConfig()) -> np.ndarray:
     on its own; the mel projection adds each filter's bins in one fixed order, where a BLAS
     matrix product would round a frame differently by the number of frames beside it.
     """
+    return log_mel_of_power(power_spectrogram(audio, cfg), cfg)
+
+
+def power_spectrogram(audio: np.ndarray, cfg: MelConfig = MelConfig()) -> np.ndarray:
+    """[F, T] STFT power of the feature frames (T = n_frames), F = n_fft / 2 + 1 bins."""
     T = n_frames(len(audio))
-    power = stft_magnitude(np.asarray(audio, np.float32), cfg.n_fft, HOP, cfg.win_length,
-                           power=2.0)[:, :T]                                # [F, T]
+    return stft_magnitude(np.asarray(audio, np.float32), cfg.n_fft, HOP, cfg.win_length,
+                          power=2.0)[:, :T]
+
+
+def log_mel_of_power(power: np.ndarray, cfg: MelConfig = MelConfig()) -> np.ndarray:
+    """[T, 80] log-mel of a power spectrogram [F, T] (see :func:`log_mel`)."""
     bins, weights = _mel_bands(cfg)                                          # [M, J] each
     mel = np.zeros((cfg.n_mels, power.shape[1]), np.float32)
     for j in range(bins.shape[1]):        # the j-th bin of every filter's band at once

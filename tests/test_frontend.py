@@ -30,7 +30,7 @@ def _lag(y: np.ndarray, x: np.ndarray) -> int:
 def test_unwarped_mel_is_the_feature_mel():
     rng = np.random.default_rng(0)
     a = rng.normal(0, 0.1, SR).astype(np.float32)
-    np.testing.assert_allclose(aug.log_mel_warped(a, 1.0), log_mel(a), rtol=0, atol=1e-6)
+    assert np.array_equal(aug.log_mel_warped(a, 1.0), log_mel(a))
     warped = aug.log_mel_warped(a, 1.15)
     assert warped.shape == log_mel(a).shape and not np.allclose(warped, log_mel(a))
 

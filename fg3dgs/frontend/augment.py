@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..audio_features import HOP, SAMPLE_RATE, MelConfig, _mel_bands, n_frames
-from ..spectrum import stft_magnitude
+from ..audio_features import SAMPLE_RATE, MelConfig, log_mel_of_power, power_spectrogram
 
 
 @dataclass(frozen=True)
@@ -37,10 +36,8 @@ def log_mel_warped(audio: np.ndarray, alpha: float = 1.0,
                    cfg: MelConfig = MelConfig()) -> np.ndarray:
     """[T, 80] log-mel of ``audio`` with the spectrum's frequency axis scaled by ``alpha``
     (> 1 moves formants up, as a shorter vocal tract); alpha = 1 is
-    :func:`fg3dgs.audio_features.log_mel` to float32 rounding."""
-    T = n_frames(len(audio))
-    power = stft_magnitude(np.asarray(audio, np.float32), cfg.n_fft, HOP, cfg.win_length,
-                           power=2.0)[:, :T]
+    :func:`fg3dgs.audio_features.log_mel`."""
+    power = power_spectrogram(audio, cfg)
     if alpha != 1.0:
         F = power.shape[0]
         src = np.arange(F) / alpha            # warped bin f shows the original f / alpha
@@ -49,11 +46,7 @@ def log_mel_warped(audio: np.ndarray, alpha: float = 1.0,
         frac = (src - lo)[:, None].astype(np.float32)
         power = (1 - frac) * power[lo] + frac * power[hi]
         power[src > F - 1] = 0.0
-    bins, weights = _mel_bands(cfg)
-    mel = np.zeros((cfg.n_mels, power.shape[1]), np.float32)
-    for j in range(bins.shape[1]):
-        mel += weights[:, j, None] * power[bins[:, j]]
-    return np.log(np.maximum(mel, 1e-5)).T.astype(np.float32)
+    return log_mel_of_power(power, cfg)
 
 
 def _coloured_noise(n: int, rng: np.random.Generator, kind: str) -> np.ndarray:
