@@ -275,6 +275,28 @@ def _cmd_train_audio(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_retarget(args: argparse.Namespace) -> int:
+    from .model.io import IdentityError
+    from .train.retarget import RetargetConfig, retarget
+    from .zoo import resolve_identity
+
+    cfg = RetargetConfig(features=args.audio_features, copies=args.copies, steps=args.steps,
+                         seed=args.seed)
+    try:
+        report = retarget(resolve_identity(args.identity), args.speech, args.out, cfg,
+                          progress=not args.quiet, force=args.force)
+    except (ValueError, IdentityError, OSError) as exc:
+        print(f"fg3dgs retarget: error: {exc}", file=sys.stderr)
+        return 2
+    for kind in ("clean", "augmented"):
+        r2 = report.get(f"heldout_r2_{kind}")
+        if r2:
+            print(f"held-out speech, {kind}: driving features explained R^2 f_a "
+                  f"{r2['f_a']:.3f}, tokens {r2['tokens']:.3f}")
+    print(f"wrote {args.out} (audio features {args.audio_features})")
+    return 0
+
+
 def _cmd_speak(args: argparse.Namespace) -> int:
     import random
 
@@ -611,6 +633,26 @@ def build_parser() -> argparse.ArgumentParser:
     ta.add_argument("--force", action="store_true", help="replace a front-end in --out")
     ta.add_argument("--quiet", action="store_true", help="no progress bars")
     ta.set_defaults(func=_cmd_train_audio)
+
+    rt = sub.add_parser("retarget", help="give a trained identity another audio front-end "
+                        "(default artic) by distilling its audio encoder",
+                        description="A new audio encoder on the new features learns to give "
+                        "the driving features the identity's own encoder gives for the same "
+                        "speech (its training clip's audio; augmented copies too). Nothing "
+                        "is rendered; the Gaussians, networks and replay track are kept.")
+    rt.add_argument("identity", help="run folder or zoo id")
+    rt.add_argument("--speech", nargs="+", required=True,
+                    help="speech in the identity's own voice: its training clip's audio")
+    rt.add_argument("--out", required=True, help="folder for the new identity")
+    rt.add_argument("--audio-features", default="artic", choices=["artic", "mel"],
+                    help="the new front-end (default artic)")
+    rt.add_argument("--copies", type=whole_number(0), default=3,
+                    help="augmented copies of the speech (default 3)")
+    rt.add_argument("--steps", type=whole_number(1), default=3000, help="optimiser steps")
+    rt.add_argument("--seed", type=int, default=0)
+    rt.add_argument("--force", action="store_true", help="replace an existing --out")
+    rt.add_argument("--quiet", action="store_true", help="no progress bars")
+    rt.set_defaults(func=_cmd_retarget)
 
     sp = sub.add_parser("speak", help="synthesise test speech (a WAV) with a random voice",
                         description="Corpus sentences (or --text) spoken by a random eSpeak "

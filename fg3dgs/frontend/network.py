@@ -142,13 +142,18 @@ def load_frontend(path: str | Path | None = None) -> tuple[ArticulationNet, dict
 _LOADED: dict[str, ArticulationNet] = {}
 
 
-@torch.no_grad()
 def articulation(audio: np.ndarray, path: str | Path | None = None) -> np.ndarray:
     """[T, 5] front-end outputs of 16 kHz mono audio, T = feature frames (50 Hz)."""
     from ..audio_features import log_mel
 
+    return articulation_of_mel(log_mel(audio), path)
+
+
+@torch.no_grad()
+def articulation_of_mel(mel: np.ndarray, path: str | Path | None = None) -> np.ndarray:
+    """[T, 5] front-end outputs of log-mel frames [T, 80] (the front-end at ``path``,
+    default the shipped one, loaded once per process)."""
     key = str(path or "")
     if key not in _LOADED:
         _LOADED[key] = load_frontend(path)[0]
-    mel = torch.from_numpy(log_mel(audio))[None]
-    return _LOADED[key](mel)[0].numpy().astype(np.float32)
+    return _LOADED[key](torch.from_numpy(mel)[None])[0].numpy().astype(np.float32)

@@ -1,0 +1,162 @@
+"""Re-targeting a trained identity to another audio front-end, by distillation
+(``fg3dgs retarget RUN --speech WAV --out OUT``).
+
+An identity's audio encoder turns its training voice's features into the driving features
+(f_a and the per-frame tokens) its deformation networks learned to follow. A new encoder on
+another front-end's features (default ``artic``, the speaker-independent articulation of
+:mod:`fg3dgs.frontend`) learns to give the same driving features for the same speech:
+targets from the old encoder on the clean speech in the identity's own voice (its training
+clip's audio), inputs from the new front-end on that speech and on augmented copies of it
+(timing-preserving, :mod:`fg3dgs.frontend.augment`). The Gaussians, the networks, the
+refined branch and the replay track stay as they were; no frame is rendered.
+
+The last ``heldout`` share of the speech is kept out of training and reported: how much of
+the old driving features' variance the new encoder explains there (R^2), clean and
+augmented.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..model.encoders import AudioEncoder
+from .data import audio_windows
+
+
+@dataclass
+class RetargetConfig:
+    features: str = "artic"
+    copies: int = 3                 # augmented copies of the speech beside the clean one
+    steps: int = 3000
+    batch: int = 64
+    lr: float = 2e-3
+    heldout: float = 1 / 11         # the last share of the speech, as the dataset's split
+    seed: int = 0
+
+
+def _new_features(audio: np.ndarray, name: str, rng: np.random.Generator, copies: int,
+                  model_id: str | None = None) -> list[np.ndarray]:
+    """[copies + 1] feature arrays [T, D]: clean, then augmented copies (for ``artic`` with
+    the vocal-tract warp of the spectrum too)."""
+    from ..audio_features import extract
+    from ..frontend import articulation_of_mel
+    from ..frontend.augment import augment, log_mel_warped
+
+    out = [extract(audio, name, model_id)]
+    for _ in range(copies):
+        x, alpha = augment(audio, rng)
+        out.append(articulation_of_mel(log_mel_warped(x, alpha), model_id) if name == "artic"
+                   else extract(x, name, model_id))
+    return out
+
+
+def _r2(pred: torch.Tensor, target: torch.Tensor) -> float:
+    return float(1 - ((pred - target) ** 2).sum() / ((target - target.mean(0)) ** 2).sum())
+
+
+def retarget(run: str | Path, speech: list[str | Path], out: str | Path,
+             cfg: RetargetConfig = RetargetConfig(), progress: bool = True,
+             force: bool = False) -> dict:
+    """Write a copy of identity ``run`` at ``out`` whose audio encoder reads ``cfg.features``;
+    returns the report (also in out/identity.json under "retarget")."""
+    from tqdm import tqdm
+
+    from ..media import read_audio
+    from ..model.io import load_identity, save_identity
+
+    run, out = Path(run), Path(out)
+    if out.exists() and not force:
+        raise ValueError(f"{out} exists; pass --force to replace it")
+    model, info, extras = load_identity(run)
+    old_name = info["audio_features"]
+    if old_name == cfg.features:
+        raise ValueError(f"{run} already reads {cfg.features!r} features")
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(cfg.seed)
+    from ..audio_features import extract
+
+    train_x, train_y, held = [], [], []
+    for path in speech:
+        audio = read_audio(path)
+        old = extract(audio, old_name)
+        news = _new_features(audio, cfg.features, rng, cfg.copies)
+        n_video = (len(old) + 1) // 2
+        cut = int(round(n_video * (1 - cfg.heldout)))
+        with torch.no_grad():
+            frames = np.arange(n_video)
+            f_a, tok = [], []
+            for a in range(0, n_video, 256):
+                fa, tk = model.audio(torch.from_numpy(audio_windows(old, frames[a:a + 256])))
+                f_a.append(fa)
+                tok.append(tk)
+            target = torch.cat([torch.cat(f_a)[:, None], torch.cat(tok)], 1)  # [F, 1+CTX, d]
+        for k, feats in enumerate(news):
+            train_x.append((feats, frames[:cut]))
+            train_y.append(target[:cut])
+            held.append((k, feats, frames[cut:], target[cut:]))
+    D = train_x[0][0].shape[1]
+    torch.manual_seed(cfg.seed)
+    enc = AudioEncoder(D, model.cfg.audio_dim)
+    opt = torch.optim.AdamW(enc.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps,
+                                                pct_start=0.1)
+    scale = torch.cat(train_y).flatten(0, 1).std(0) + 1e-6       # per driving channel
+    sizes = np.array([len(f) for _, f in train_x])
+    bar = tqdm(range(cfg.steps), desc="distilling", disable=not progress)
+    for _ in bar:
+        picks = rng.choice(len(train_x), cfg.batch, p=sizes / sizes.sum())
+        xs, ys = [], []
+        for i in picks:
+            feats, frames = train_x[i]
+            j = int(rng.integers(len(frames)))
+            xs.append(audio_windows(feats, frames[j:j + 1])[0])
+            ys.append(train_y[i][j])
+        fa, tk = enc(torch.from_numpy(np.stack(xs)))
+        pred = torch.cat([fa[:, None], tk], 1)
+        loss = (((pred - torch.stack(ys)) / scale) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+    enc.eval()
+    report = {"config": asdict(cfg), "from": old_name, "speech": [str(p) for p in speech],
+              "seconds": round(time.perf_counter() - t0)}
+    with torch.no_grad():
+        for kind, ks in (("clean", {0}), ("augmented", set(range(1, cfg.copies + 1)))):
+            rows = [h for h in held if h[0] in ks]
+            if not rows or not len(rows[0][2]):
+                continue
+            pred = torch.cat([torch.cat([a[:, None], b], 1) for a, b in
+                              (enc(torch.from_numpy(audio_windows(f, fr))) for _, f, fr, _ in rows)])
+            tgt = torch.cat([t for *_, t in rows])
+            report[f"heldout_r2_{kind}"] = {
+                "f_a": round(_r2(pred[:, 0], tgt[:, 0]), 4),
+                "tokens": round(_r2(pred[:, 1:].flatten(0, 1), tgt[:, 1:].flatten(0, 1)), 4)}
+    model.audio = enc
+    model.cfg.audio_features = cfg.features
+    model.cfg.audio_in_dim = D
+    meta = {k: v for k, v in info.items() if k not in ("config", "files", "counts")}
+    meta["audio_features"] = cfg.features
+    meta["retarget"] = report
+    tmp = out.with_name(out.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    for f in run.iterdir():
+        if f.name not in ("identity.safetensors", "identity.json") and f.is_file():
+            shutil.copy2(f, tmp / f.name)
+    save_identity(model, tmp, {k: v.numpy() for k, v in extras.items()}, meta,
+                  half=info.get("dtype") == "float16")       # (hashes the copied replay too)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    (out / "retarget.json").write_text(json.dumps(report, indent=2))
+    return report

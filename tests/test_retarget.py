@@ -1,0 +1,52 @@
+"""Re-targeting an identity to the speech front-end: only the audio encoder changes, the
+result loads, verifies and renders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+
+def test_retarget_keeps_everything_but_the_audio_encoder(tmp_path, monkeypatch):
+    from fg3dgs.frontend import ArticulationNet, FrontendConfig, save_frontend
+    from fg3dgs.io_utils import checkpoints_dir
+    from fg3dgs.media import write_wav
+    from fg3dgs.model.io import load_identity
+    from fg3dgs.pipeline import TalkingHead
+    from fg3dgs.pipeline.audio_input import AudioInput
+    from fg3dgs.pipeline.talking_head import RenderOptions
+    from fg3dgs.synth.speech import synthesize, voice_for_seed
+    from fg3dgs.train.retarget import RetargetConfig, retarget
+
+    src = checkpoints_dir() / "identities" / "astronaut-demo"
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    torch.manual_seed(0)
+    save_frontend(ArticulationNet(FrontendConfig(width=16)), ckpt / "speech_frontend.safetensors")
+    monkeypatch.setenv("FG3DGS_CHECKPOINTS", str(ckpt))      # the front-end the test made
+    speech = synthesize("Bob ate a big apple and a plum on the bus to Boston.",
+                        voice_for_seed(7))
+    write_wav(tmp_path / "own.wav", speech.audio)
+    out = tmp_path / "retargeted"
+    report = retarget(src, [tmp_path / "own.wav"], out,
+                      RetargetConfig(steps=5, copies=1, batch=8), progress=False)
+    assert set(report["heldout_r2_clean"]) == {"f_a", "tokens"}
+    old, old_info, _ = load_identity(src)
+    new, info, _ = load_identity(out)                     # verifies the recorded hashes
+    assert info["audio_features"] == "artic" and new.cfg.audio_in_dim == 5
+    assert info["retarget"]["from"] == "mel" and info["variants"] == old_info["variants"]
+    a, b = old.state_dict(), new.state_dict()
+    kept = [k for k in a if not k.startswith("audio.")]
+    assert kept and all(torch.equal(a[k], b[k]) for k in kept)
+    assert (out / "replay.mp4").is_file()
+    head = TalkingHead(out)
+    write_wav(tmp_path / "new.wav", 0.1 * np.sin(np.arange(16000) / 30.0))
+    with AudioInput(tmp_path / "new.wav") as audio:
+        batches = list(head.frames(audio, RenderOptions(variant="both")))
+    assert sum(len(fr) for fr, _, _ in batches) == 25
+    with pytest.raises(ValueError, match="--force"):
+        retarget(src, [tmp_path / "own.wav"], out, RetargetConfig(steps=1), progress=False)
+    with pytest.raises(ValueError, match="already reads"):
+        retarget(out, [tmp_path / "own.wav"], tmp_path / "again", RetargetConfig(steps=1),
+                 progress=False)
