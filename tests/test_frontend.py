@@ -138,3 +138,43 @@ def test_a_tiny_training_run_reports_held_out_accuracy(tmp_path):
     assert meta["info"]["utterances"] == report["utterances"]
     with pytest.raises(ValueError, match="--force"):
         train_frontend(cfg, tmp_path / "fe", progress=False)
+
+
+@pytest.mark.parametrize("kind", ["silence", "music", "short", "telephone-8k", "stereo-48k"])
+def test_awkward_inputs_give_finite_articulation(tmp_path, kind):
+    """Through AudioInput as a render sees them: silence, music, a 0.3 s clip, 8 kHz
+    telephone speech, 48 kHz stereo; the front-end gives finite values in [0, 1] for every
+    feature frame (AudioInput itself refuses all-silent files with its own message)."""
+    import soundfile as sf
+
+    from fg3dgs.pipeline.audio_input import AudioInput, AudioInputError
+
+    torch.manual_seed(3)
+    path = save_frontend(ArticulationNet(FrontendConfig(width=16)), tmp_path / "fe.safetensors")
+    rng = np.random.default_rng(4)
+    rate, seconds, channels = 16000, 2.0, 1
+    if kind == "telephone-8k":
+        rate = 8000
+    elif kind == "stereo-48k":
+        rate, channels = 48000, 2
+    elif kind == "short":
+        seconds = 0.3
+    t = np.arange(int(rate * seconds)) / rate
+    if kind == "silence":
+        x = np.zeros_like(t)
+    elif kind == "music":
+        x = 0.3 * sum(np.sin(2 * np.pi * f * t) for f in (220, 277, 330)) / 3
+    else:
+        x = 0.2 * rng.normal(size=t.shape) * (np.sin(2 * np.pi * 3 * t) > 0)
+    data = np.stack([x, 0.5 * x], 1) if channels == 2 else x
+    sf.write(tmp_path / "in.wav", data, rate)
+    if kind == "silence":
+        with pytest.raises(AudioInputError, match="silent"):
+            AudioInput(tmp_path / "in.wav")
+        out = extract(np.zeros(16000, np.float32), "artic", str(path))
+    else:
+        with AudioInput(tmp_path / "in.wav") as speech:
+            out = speech.features("artic", 0, speech.feature_frames, str(path))
+            assert len(out) == speech.feature_frames
+    assert out.shape[1] == 5 and np.isfinite(out).all()
+    assert (out >= 0).all() and (out <= 1).all()

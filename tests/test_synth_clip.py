@@ -111,3 +111,17 @@ def test_seconds_gives_at_least_that_much_speech():
     for seconds in (3.0, 40.0):
         speech = speak(SynthConfig(seconds=seconds, seed=21, voice="en-us"))
         assert seconds <= speech.duration < seconds + 15
+
+
+def test_single_frames_are_the_video_frames(clip):
+    """render_frames draws any frames of a clip without the rest: the video's, to within
+    its H.264 coding."""
+    import imageio.v3 as iio
+
+    from fg3dgs.synth.clip import render_frames
+
+    video = iio.imread(clip / "video.mp4")
+    picks = [3, len(video) - 2]
+    for i, img in zip(picks, render_frames(SynthConfig(text=TEXT, size=256, seed=3), picks)):
+        err = np.mean((img.astype(np.float64) - video[i]) ** 2)
+        assert 10 * np.log10(255.0 ** 2 / err) > 35.0

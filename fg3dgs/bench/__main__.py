@@ -240,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     sy.add_argument("--reference-video", help="a video of the identity's real frames: the "
                     "range of motion is measured against its opening (default: the std "
                     "recorded in identity.json)")
+    sy.add_argument("--reference-synth", metavar="SEED:SECONDS[:PHOTO]",
+                    help="for an identity trained on a synthetic clip: draw that clip's "
+                         "validation frames again and measure the opening there")
     sy.add_argument("--size", type=image_size, default=None,
                     help="render size (default the identity's)")
     sy.add_argument("--json", type=output_file(".json"),

@@ -197,13 +197,28 @@ def format_table(results: list[ClipResult], summary: dict) -> str:
 
 
 # -- the command --------------------------------------------------------------------------
-def reference_std(info: dict, video: str | None) -> tuple[float | None, str]:
-    """The identity's opening std on its own real frames, and where it comes from."""
-    from ..face_observer import lip_opening, track_video
+def reference_std(info: dict, video: str | None, synth: str | None = None
+                  ) -> tuple[float | None, str]:
+    """The identity's opening std on its own real frames, and where it comes from:
+    ``video`` (a video of them), ``synth`` ("SEED:SECONDS[:PHOTO]": the validation frames,
+    the last 1/11, of the synthetic clip ``fg3dgs synth --seed SEED --seconds SECONDS``
+    made, drawn again), or identity.json's record."""
+    from ..face_observer import lip_opening, track_landmarks, track_video
 
     if video:
         o = lip_opening(track_video(video))
         return float(np.nanstd(o)), f"measured on {video}"
+    if synth:
+        from ..synth.clip import SynthConfig, prepare, render_frames
+
+        seed, seconds, *photo = synth.split(":")
+        cfg = SynthConfig(photo=photo[0] if photo else "builtin:astronaut",
+                          seconds=float(seconds), seed=int(seed))
+        n = prepare(cfg).frames
+        first = n - round(n / 11)
+        o = lip_opening(track_landmarks(render_frames(cfg, range(first, n))))
+        return float(np.nanstd(o)), (f"frames {first}-{n - 1} of fg3dgs synth --photo "
+                                     f"{cfg.photo} --seconds {seconds} --seed {seed}")
     rec = (info.get("observer") or {})
     if rec.get("opening_std"):
         return float(rec["opening_std"]), rec.get("source", "identity.json")
@@ -240,7 +255,7 @@ def run(args) -> int:
     if args.only:
         panel = [c for c in panel if c.spec.name in args.only]
     head = TalkingHead.load(args.identity)
-    ref, ref_from = reference_std(head.info, args.reference_video)
+    ref, ref_from = reference_std(head.info, args.reference_video, args.reference_synth)
     experts = load_experts(args.judge)
     print(f"# machine: {_machine()}")
     print(f"# identity {args.identity}, {len(panel)} clips ({args.clips}), variants "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -195,6 +196,53 @@ def calibrate_registration(rig: FaceRig, K_out: np.ndarray, size: int, ss: int,
     return residual
 
 
+@dataclass
+class PreparedClip:
+    """Everything a clip's frames are drawn from (speech, rig, tracks, cameras)."""
+
+    speech: Speech
+    rig: FaceRig
+    tracks: AnimationTracks
+    frames: int
+    K_ss: np.ndarray
+    K_out: np.ndarray
+    background: np.ndarray
+    registration_error: float
+
+
+def prepare(cfg: SynthConfig) -> PreparedClip:
+    """Speak, build the rig and its tracks, and register the texture: the clip before any
+    frame is drawn."""
+    photo = load_photo(cfg.photo)
+    face = detect_face(photo)
+    try:
+        speech = speak(cfg)
+    except SpeechError as exc:
+        raise SynthError(str(exc)) from exc
+    mask = person_mask(photo) if cfg.background != "photo" else None
+    rig = build_rig(photo, face, mask, cfg.background)
+    n = max(1, math.ceil(speech.duration * FPS - 1e-9))
+    tracks = animation_tracks(rig, speech, n, cfg.seed)
+    ss = cfg.supersample
+    K_ss = output_camera(rig, face.points, cfg.size, cfg.framing, ss)
+    K_out = output_camera(rig, face.points, cfg.size, cfg.framing, 1)
+    background = background_colour(rig)
+    registration_error = calibrate_registration(rig, K_out, cfg.size, ss, background)
+    return PreparedClip(speech, rig, tracks, n, K_ss, K_out, background, registration_error)
+
+
+def render_frames(cfg: SynthConfig, indices) -> Iterator[np.ndarray]:
+    """RGB frames [S, S, 3] uint8 of the clip ``cfg`` makes, only those of ``indices``
+    (the same pixels as those frames of its video.mp4 before encoding)."""
+    clip = prepare(cfg)
+    tr = clip.tracks
+    for i in indices:
+        e = Expression(*(float(v) for v in tr.visemes[i]), eye_open=(tr.openness[i],) * 2)
+        image, _, _ = render_frame(clip.rig, clip.rig.deform(e), tr.R[i], tr.t[i], clip.K_ss,
+                                   cfg.size, cfg.supersample, clip.background)
+        yield image
+
+
 def generate(cfg: SynthConfig, out_dir: str | os.PathLike, force: bool = False,
              progress: bool = True) -> Path:
     """Write video.mp4, audio.wav, truth.npz and truth.json to ``out_dir``.
@@ -211,31 +259,19 @@ def generate(cfg: SynthConfig, out_dir: str | os.PathLike, force: bool = False,
         raise SynthError(f"--background must be blur, photo or plain, got {cfg.background}")
 
     # Everything that can fail on bad input happens before any file is written.
-    photo = load_photo(cfg.photo)
-    face = detect_face(photo)
-    try:
-        speech = speak(cfg)
-    except SpeechError as exc:
-        raise SynthError(str(exc)) from exc
-    mask = person_mask(photo) if cfg.background != "photo" else None
-    rig = build_rig(photo, face, mask, cfg.background)
-
-    n = max(1, math.ceil(speech.duration * FPS - 1e-9))
-    audio = np.zeros(n * AUDIO_RATE // FPS, np.float32)
-    audio[:len(speech.audio)] = speech.audio[:len(audio)]
-    tracks = animation_tracks(rig, speech, n, cfg.seed)
+    clip = prepare(cfg)
+    speech, rig, tracks, n = clip.speech, clip.rig, clip.tracks, clip.frames
     visemes, R, t, angles = tracks.visemes, tracks.R, tracks.t, tracks.angles
     blinks = tracks.blinks
-    ss = cfg.supersample
-    K_ss = output_camera(rig, face.points, cfg.size, cfg.framing, ss)
-    K_out = output_camera(rig, face.points, cfg.size, cfg.framing, 1)
-    background = background_colour(rig)
+    ss, K_ss, K_out, background = cfg.supersample, clip.K_ss, clip.K_out, clip.background
+    audio = np.zeros(n * AUDIO_RATE // FPS, np.float32)
+    audio[:len(speech.audio)] = speech.audio[:len(audio)]
 
     landmarks = np.zeros((n, N_LANDMARKS, 2), np.float32)
     eye_open = np.zeros((n, 2), np.float32)
     regions: list[bytes] = []
 
-    registration_error = calibrate_registration(rig, K_out, cfg.size, ss, background)
+    registration_error = clip.registration_error
 
     def frames():
         from tqdm import tqdm
