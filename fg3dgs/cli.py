@@ -292,7 +292,8 @@ def _cmd_retarget(args: argparse.Namespace) -> int:
         r2 = report.get(f"heldout_r2_{kind}")
         if r2:
             print(f"held-out speech, {kind}: driving features explained R^2 f_a "
-                  f"{r2['f_a']:.3f}, tokens {r2['tokens']:.3f}")
+                  f"{r2['f_a']:.3f}, tokens {r2['tokens']:.3f}; spread of f_a "
+                  f"{r2['spread']:.2f} x the identity's own")
     print(f"wrote {args.out} (audio features {args.audio_features})")
     return 0
 

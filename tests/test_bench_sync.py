@@ -7,7 +7,7 @@ import pytest
 
 from fg3dgs.bench import speech_panel as sp
 from fg3dgs.bench.sync import (ClipResult, best_lag, format_table, frame_envelope,
-                               group_summary, pearson)
+                               group_summary, pearson, summaries)
 from fg3dgs.media import AUDIO_RATE, FPS
 
 
@@ -53,8 +53,13 @@ def test_group_summary_takes_medians_and_counts_judge_offsets():
     assert s["english"]["base"]["env_r"] == pytest.approx(0.7)
     assert s["english"]["base"]["judge_offset_ok"] == pytest.approx(2 / 3)
     assert "motion" not in s["english"]["base"]            # no finite value: no median
-    table = format_table(rs, s)
+    rs.append(ClipResult("d", "english", False, 8.0, {"base": {"env_r": 0.1}}))
+    parts = summaries(rs)
+    assert parts["held out"]["english"]["base"]["env_r"] == pytest.approx(0.7)
+    assert parts["dev"]["english"]["base"]["clips"] == 1
+    table = format_table(rs, parts)
     assert "| c1 | english | yes | 10.0 | base |" in table and "67%" in table
+    assert "| group (held out) |" in table and "| group (dev) |" in table
 
 
 def test_panel_has_enough_clips_held_out_in_every_group_and_voices_never_trained_on():

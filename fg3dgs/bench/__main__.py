@@ -224,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     tr.set_defaults(func=_train)
     sy = sub.add_parser("sync", help="lip sync on speech no identity trained on: "
                         "eSpeak voices with truth, real English and Czech speech")
-    sy.add_argument("identity", help="run folder or zoo id")
+    sy.add_argument("identity", nargs="?", help="run folder or zoo id")
+    sy.add_argument("--from-json", metavar="FILE",
+                    help="print the tables of a run saved with --json again (no rendering)")
     sy.add_argument("--clips", choices=["held-out", "dev", "all"], default="held-out",
                     help="the held-out clips (default: never used for training or tuning), "
                          "the development ones, or all")

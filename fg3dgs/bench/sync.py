@@ -177,7 +177,15 @@ def _cell(m: dict, key: str, fmt: str) -> str:
     return "-" if v is None or not np.isfinite(v) else fmt.format(v)
 
 
-def format_table(results: list[ClipResult], summary: dict) -> str:
+def summaries(results: list[ClipResult]) -> dict[str, dict]:
+    """{"held out": ..., "dev": ...}: :func:`group_summary` of each part that has clips."""
+    parts = {"held out": [r for r in results if r.held_out],
+             "dev": [r for r in results if not r.held_out]}
+    return {name: group_summary(rs) for name, rs in parts.items() if rs}
+
+
+def format_table(results: list[ClipResult], parts: dict[str, dict]) -> str:
+    """Per clip and variant, then per group of each part (:func:`summaries`)."""
     head = "| clip | group | held out | s | variant | " + \
         " | ".join(c[1] for c in COLUMNS) + " |"
     lines = [head, "|" + "---|" * (5 + len(COLUMNS))]
@@ -186,13 +194,15 @@ def format_table(results: list[ClipResult], summary: dict) -> str:
             lines.append(f"| {r.name} | {r.group} | {'yes' if r.held_out else 'no'} | "
                          f"{r.seconds:.1f} | {v} | "
                          + " | ".join(_cell(m, k, f) for k, _, f in COLUMNS) + " |")
-    lines += ["", "| group | clips | variant | " + " | ".join(c[1] for c in COLUMNS)
-              + " | judge off within 1 |", "|" + "---|" * (4 + len(COLUMNS))]
-    for g, per in summary.items():
-        for v, m in per.items():
-            lines.append(f"| {g} | {m['clips']} | {v} | "
-                         + " | ".join(_cell(m, k, f) for k, _, f in COLUMNS)
-                         + f" | {_cell(m, 'judge_offset_ok', '{:.0%}')} |")
+    for part, summary in parts.items():
+        lines += ["", f"| group ({part}) | clips | variant | "
+                  + " | ".join(c[1] for c in COLUMNS) + " | judge off within 1 |",
+                  "|" + "---|" * (4 + len(COLUMNS))]
+        for g, per in summary.items():
+            for v, m in per.items():
+                lines.append(f"| {g} | {m['clips']} | {v} | "
+                             + " | ".join(_cell(m, k, f) for k, _, f in COLUMNS)
+                             + f" | {_cell(m, 'judge_offset_ok', '{:.0%}')} |")
     return "\n".join(lines)
 
 
@@ -244,6 +254,15 @@ def run(args) -> int:
     from ..pipeline.talking_head import TalkingHead
     from .speech_panel import PanelError, fetch_speech, load_panel
 
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        results = [ClipResult(**c) for c in saved["clips"]]
+        print(f"# {saved['identity']}, from {args.from_json}")
+        print(format_table(results, summaries(results)))
+        return 0
+    if not args.identity:
+        print("bench sync: error: give an identity (run folder or zoo id), or --from-json")
+        return 2
     if args.fetch:
         print(f"real speech in {fetch_speech(force=args.force_fetch)}")
     held = {"all": None, "held-out": True, "dev": False}[args.clips]
@@ -269,11 +288,11 @@ def run(args) -> int:
         t0 = time.perf_counter()
         results.append(measure_clip(head, clip, experts, ref, args.size))
         print(f"# {clip.spec.name}: {time.perf_counter() - t0:.0f} s", flush=True)
-    summary = group_summary(results)
-    print(format_table(results, summary))
+    parts = summaries(results)
+    print(format_table(results, parts))
     if args.json:
         Path(args.json).write_text(json.dumps({
             "machine": _machine(), "identity": str(args.identity), "reference_std": ref,
             "reference_from": ref_from,
-            "clips": [r.__dict__ for r in results], "groups": summary}, indent=2))
+            "clips": [r.__dict__ for r in results], "groups": parts}, indent=2))
     return 0

@@ -38,6 +38,7 @@ class RetargetConfig:
     batch: int = 64
     lr: float = 2e-3
     heldout: float = 1 / 11         # the last share of the speech, as the dataset's split
+    ccc: float = 1.0                # weight of the concordance term (0: plain MSE)
     seed: int = 0
 
 
@@ -55,6 +56,24 @@ def _new_features(audio: np.ndarray, name: str, rng: np.random.Generator, copies
         out.append(articulation_of_mel(log_mel_warped(x, alpha), model_id) if name == "artic"
                    else extract(x, name, model_id))
     return out
+
+
+def distill_loss(pred: torch.Tensor, target: torch.Tensor, scale: torch.Tensor,
+                 ccc: float) -> torch.Tensor:
+    """Mean squared error of [B, K, d] driving features in units of each channel's std,
+    plus ``ccc`` x (1 - concordance correlation) per channel over the batch. The MSE alone
+    is minimised by predictions shrunk towards the mean wherever the new features explain
+    only part of the old (a damped mouth); the concordance term asks for the targets' spread
+    too."""
+    mse = (((pred - target) / scale) ** 2).mean()
+    if not ccc:
+        return mse
+    p, t = pred.flatten(0, 1), target.flatten(0, 1)
+    pm, tm = p.mean(0), t.mean(0)
+    cov = ((p - pm) * (t - tm)).mean(0)
+    conc = 2 * cov / (p.var(0, unbiased=False) + t.var(0, unbiased=False) + (pm - tm) ** 2
+                      + 1e-8)
+    return mse + ccc * (1 - conc).mean()
 
 
 def _r2(pred: torch.Tensor, target: torch.Tensor) -> float:
@@ -120,7 +139,7 @@ def retarget(run: str | Path, speech: list[str | Path], out: str | Path,
             ys.append(train_y[i][j])
         fa, tk = enc(torch.from_numpy(np.stack(xs)))
         pred = torch.cat([fa[:, None], tk], 1)
-        loss = (((pred - torch.stack(ys)) / scale) ** 2).mean()
+        loss = distill_loss(pred, torch.stack(ys), scale, cfg.ccc)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -139,7 +158,8 @@ def retarget(run: str | Path, speech: list[str | Path], out: str | Path,
             tgt = torch.cat([t for *_, t in rows])
             report[f"heldout_r2_{kind}"] = {
                 "f_a": round(_r2(pred[:, 0], tgt[:, 0]), 4),
-                "tokens": round(_r2(pred[:, 1:].flatten(0, 1), tgt[:, 1:].flatten(0, 1)), 4)}
+                "tokens": round(_r2(pred[:, 1:].flatten(0, 1), tgt[:, 1:].flatten(0, 1)), 4),
+                "spread": round(float((pred[:, 0].std(0) / tgt[:, 0].std(0)).median()), 4)}
     model.audio = enc
     model.cfg.audio_features = cfg.features
     model.cfg.audio_in_dim = D
