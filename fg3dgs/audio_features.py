@@ -34,6 +34,13 @@ DEFAULT_MODELS = {
 }
 
 
+# Feature frames of audio context a chunk needs on each side for its frames to equal the
+# whole clip's: half an FFT window for mel; the front-end's receptive field (its
+# convolutions' +-15 frames and their level reference's +-15) on top; 2 s for the
+# transformers (which see the whole input).
+CONTEXT_FRAMES = {"mel": 4, "artic": 34, "hubert": 100, "wav2vec2": 100}
+
+
 class AudioFeatureError(RuntimeError):
     """Features cannot be computed (unknown extractor, missing model weights)."""
 

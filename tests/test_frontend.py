@@ -95,7 +95,12 @@ def test_saved_frontend_loads_and_bad_files_are_refused(tmp_path):
 
 
 def test_chunked_articulation_equals_the_whole_clip(tmp_path):
-    """Through AudioInput's chunks (with their margin) the features are the whole clip's."""
+    """Through AudioInput's chunks (with their margin) the features are the whole clip's;
+    the margin is the network's receptive field."""
+    from fg3dgs.audio_features import CONTEXT_FRAMES
+    from fg3dgs.frontend import MARGIN
+
+    assert CONTEXT_FRAMES["artic"] == MARGIN == FrontendConfig().context * 2 + 4
     from fg3dgs.media import write_wav
     from fg3dgs.pipeline.audio_input import AudioInput
 

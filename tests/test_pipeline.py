@@ -298,6 +298,35 @@ def test_streaming_gives_the_offline_frames(head):
     assert when[0] < len(chunks) and when == sorted(when)
 
 
+def test_streaming_an_artic_identity_gives_the_offline_frames(tmp_path):
+    """The front-end's features carry their own receptive field as the chunk margin: the
+    streamed frames of the shipped artic identity are the offline ones, and they come out
+    before the speech ends."""
+    from fg3dgs.media import read_audio
+    head = TalkingHead.load("astronaut-artic")
+    audio = read_audio(SPEECH)[:32000]                # 2 s: 50 frames
+    chunks = np.array_split(audio, 10)
+    opts = RenderOptions(variant="base", batch=4)
+    taken = []
+
+    def feed():
+        for c in chunks:
+            taken.append(1)
+            yield c
+    got, when = [], []
+    for frames in head.stream(feed(), opts):
+        got.append(frames)
+        when.append(len(taken))
+    write_wav(tmp_path / "a.wav", audio)
+    with AudioInput(tmp_path / "a.wav") as a:
+        want = np.concatenate([x["base"] for _, _, x in head.frames(a, opts)])
+    got = np.concatenate(got)
+    assert got.shape == want.shape == (50, 256, 256, 3)
+    diff = np.abs(got.astype(int) - want)
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-4
+    assert when[0] < len(chunks)
+
+
 @pytest.mark.cuda
 def test_gpu_pipeline_matches_cpu(tmp_path):
     """On a CUDA machine: the pipeline on gsplat gives the CPU pipeline's frames."""

@@ -28,7 +28,8 @@ OUTPUTS = ("jaw_open", "lip_spread", "lip_round", "lip_closure", "speech")
 DEFAULT_FILE = "speech_frontend.safetensors"
 META_KEY = "fg3dgs_speech_frontend"
 CONTEXT = 15                     # mel frames the convolutions look at on each side
-MARGIN = 2 * CONTEXT + 4         # chunk margin for whole-clip values (+4: the mel's own)
+MARGIN = 2 * CONTEXT + 4         # chunk margin for whole-clip values (+4: the mel's own;
+                                 # audio_features.CONTEXT_FRAMES["artic"] is this number)
 N_MELS = 80
 
 

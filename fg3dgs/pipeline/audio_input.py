@@ -3,8 +3,9 @@ a temporary 16 kHz mono WAV on disk and read back in chunks (memory stays bounde
 the length), with its features computed per chunk.
 
 Chunked log-mel features equal the whole-clip ones exactly: each chunk starts on a hop
-boundary and carries a margin wider than half an FFT window. Transformer features (HuBERT,
-wav2vec 2.0) see a 2 s margin of context on each side instead of the whole clip.
+boundary and carries a margin wider than half an FFT window; the front-end's articulation
+carries its receptive field (0.68 s). Transformer features (HuBERT, wav2vec 2.0) see a 2 s
+margin of context on each side instead of the whole clip.
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio_features import HOP, extract, n_frames
+from ..audio_features import CONTEXT_FRAMES, HOP, extract, n_frames
 from ..media import AUDIO_RATE, FPS, ffmpeg_exe
 
 SILENCE_PEAK = 1e-3          # -60 dBFS: quieter than this everywhere is silence
 SAMPLES_PER_FRAME = AUDIO_RATE // FPS
-MEL_MARGIN, MODEL_MARGIN = 4, 100      # feature frames of context around a chunk
 
 
 class AudioInputError(ValueError):
@@ -113,7 +113,7 @@ class AudioInput:
 
     def features(self, name: str, k0: int, k1: int, model_id: str | None = None) -> np.ndarray:
         """Feature frames [k0, k1) of the whole clip ([k1 - k0, D]), computed from a chunk."""
-        margin = MEL_MARGIN if name == "mel" else MODEL_MARGIN
+        margin = CONTEXT_FRAMES[name]
         a = max(0, k0 - margin)
         b = min(self.feature_frames, k1 + margin)
         chunk = self.read(a * HOP, b * HOP if b < self.feature_frames else self.samples)

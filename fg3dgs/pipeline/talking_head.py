@@ -267,14 +267,13 @@ class TalkingHead:
         offline render of the whole speech. Memory stays bounded: old audio is dropped.
         With ``timestamps``, yields (perf_counter time at which the chunk that made the batch
         ready was taken, or None after the first batch of that chunk; frames)."""
-        from ..audio_features import extract
-        from .audio_input import MEL_MARGIN, MODEL_MARGIN
+        from ..audio_features import CONTEXT_FRAMES, extract
 
         opts = opts or RenderOptions(variant="refined")
         names, size, K = self._setup(opts)
         batch = opts.batch or self.default_batch
         feat = self.info["audio_features"]
-        margin = MEL_MARGIN if feat == "mel" else MODEL_MARGIN
+        margin = CONTEXT_FRAMES[feat]
         clock = self.clock()
         buf, buf0, received, done = np.zeros(0, np.float32), 0, 0, 0
         big = 1 << 40                         # "the clip has not ended yet"
