@@ -31,7 +31,7 @@ def test_retarget_keeps_everything_but_the_audio_encoder(tmp_path, monkeypatch):
     out = tmp_path / "retargeted"
     report = retarget(src, [tmp_path / "own.wav"], out,
                       RetargetConfig(steps=5, copies=1, batch=8), progress=False)
-    assert set(report["heldout_r2_clean"]) == {"f_a", "tokens"}
+    assert set(report["heldout_r2_clean"]) == {"f_a", "tokens", "spread"}
     old, old_info, _ = load_identity(src)
     new, info, _ = load_identity(out)                     # verifies the recorded hashes
     assert info["audio_features"] == "artic" and new.cfg.audio_in_dim == 5
