@@ -133,6 +133,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
                               "hrpa": 0}
     if args.expert:
         over["expert"] = args.expert
+    if args.audio_copies is not None:
+        if args.audio_copies < 0:
+            print("fg3dgs train: error: --audio-copies must be 0 or more", file=sys.stderr)
+            return 2
+        over["audio_copies"] = args.audio_copies
     over["backend"] = args.backend
     resumed = args.resume or args.stage is not None
     ds_size, preset_size = _dataset_size(args.dataset), preset(args.preset).size
@@ -514,7 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="mediapipe (478 points, offline; default) or face-alignment (68 "
                           "points; downloads its weights on first use)")
     pre.add_argument("--audio-features", default="mel",
-                     help="comma-separated: mel, hubert, wav2vec2 (default mel)")
+                     help="comma-separated: mel, artic (the shipped speech front-end), "
+                          "hubert, wav2vec2 (default mel)")
     pre.add_argument("--audio-model", help="model id or local folder for hubert / wav2vec2")
     pre.add_argument("--force", action="store_true", help="replace an existing --out")
     pre.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -549,6 +555,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="skip the lip-sync refinement (the identity has the base variant "
                          "only)")
     tr.add_argument("--audio-features", help="which of the dataset's features (default mel)")
+    tr.add_argument("--audio-copies", type=int, metavar="N",
+                    help="voice-varied (augmented) copies of the clip's audio that drive "
+                         "half the training frames (default 4; 0: the clean audio only)")
     tr.add_argument("--no-region-split", action="store_true",
                     help="ablation: one Gaussian set and one network for the whole head")
     tr.add_argument("--no-frequency-aware", action="store_true",

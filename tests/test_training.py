@@ -13,6 +13,7 @@ from fg3dgs.model.io import IdentityError, load_identity
 from fg3dgs.preprocess.pipeline import PreprocessConfig, preprocess
 from fg3dgs.synth.clip import SynthConfig, generate
 from fg3dgs.train.config import preset
+from fg3dgs.train.data import audio_window_index
 from fg3dgs.train.evaluate import render_dataset_frames
 from fg3dgs.train.trainer import TrainError, Trainer, train
 
@@ -658,3 +659,42 @@ def test_training_above_the_datasets_size_warns(data, tmp_path):
 
     with pytest.warns(UserWarning, match="frames are 64 px: training at 128 upsamples"):
         Trainer(data / "data", tmp_path / "r", replace(tiny(), size=128), progress=False)
+
+
+def test_training_frames_hear_voice_varied_copies_of_the_clip(data, tmp_path):
+    """The trainer's data holds the clean features and augmented copies of the same length;
+    the copies differ from the clean features but keep the clip's timing (the clean and the
+    augmented loudness rise and fall together), and training rows draw from both."""
+    from fg3dgs.train.audio_variants import draw_variants
+
+    t = Trainer(data / "data", tmp_path / "r", tiny((2, 2, 2), audio_copies=2,
+                                                      audio_augment_p=0.5), progress=False)
+    sets = t.data.feature_sets
+    assert sets.shape == (3, *t.data.features.shape)
+    assert np.array_equal(sets[0], t.data.features)
+    for k in (1, 2):
+        assert np.abs(sets[k] - sets[0]).mean() > 0.05
+        level = [s[:, :40].mean(1) for s in (sets[0], sets[k])]   # low bands' energy
+        assert np.corrcoef(*level)[0, 1] > 0.6
+    v = draw_variants(np.random.default_rng(0), 400, 2, 0.5)
+    assert set(np.unique(v)) == {0, 1, 2} and 0.4 < np.mean(v == 0) < 0.6
+    frames = t.data.index[:3]
+    w = t.data.audio(frames, np.array([0, 1, 2]))
+    idx = audio_window_index(len(sets[0]), frames)
+    assert np.array_equal(w[0], t.data.audio(frames)[0])
+    for k in (1, 2):
+        assert np.array_equal(w[k], sets[k][idx[k]])
+    assert t._variants(5) is not None
+    t.cfg.audio_copies = 0                  # runs without copies draw nothing
+    assert t._variants(5) is None
+
+
+@pytest.mark.parametrize("args, want", [([], 4), (["--audio-copies", "0"], 0)])
+def test_train_audio_copies_flag_sets_the_config(args, want, tmp_path, train_config):
+    assert main(["train", "data", "--out", str(tmp_path / "r"), "--quiet", *args]) == 0
+    assert train_config["cfg"].audio_copies == want
+
+
+def test_train_refuses_negative_audio_copies(tmp_path, capsys):
+    assert main(["train", "data", "--out", str(tmp_path / "r"), "--audio-copies", "-1"]) == 2
+    assert "--audio-copies must be 0 or more" in capsys.readouterr().err

@@ -40,6 +40,8 @@ class TrainConfig:
     lip_batch: int = 32             # random training frames' audio per step
     lip_warmup: int = 1000          # steps of the prior alone before the deform stage
     lip_components: int = 8
+    audio_copies: int = 4           # voice-varied copies of the clip's audio (augmented)
+    audio_augment_p: float = 0.5    # chance that a training frame hears an augmented copy
     sync_weight: float = 0.03       # HRPA: the sync expert's loss beside the fusion loss
     hrpa_crop_l1: float = 1.0       # HRPA: L1 of the expert's mouth crops vs the real ones
     lr_hrpa_net: float = 1e-4       # HRPA: the refined mouth network
@@ -83,6 +85,7 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         # Fields added since the run started take its preset's values.
         d = {"lip_prior": 0.0, **d}     # runs from before the lip prior go on without it
+        d = {"audio_copies": 0, **d}    # and those from before voice-varied audio without it
         d = {**preset(d.get("preset", "cpu")).to_dict(), **d}
         d["densify"] = DensifyConfig(**d["densify"])
         d["model"] = ModelConfig.from_dict(d["model"])

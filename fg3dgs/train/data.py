@@ -12,6 +12,7 @@ from ..device import to_device
 from ..model.encoders import AUDIO_CONTEXT, AUDIO_WINDOW, EXPR_CONTEXT
 from ..model.identity import REGION_LABELS
 from ..preprocess.dataset import Dataset
+from .audio_variants import AudioVariantConfig, augmented_feature_sets
 
 
 def _resize(img: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
@@ -73,7 +74,8 @@ class TrainData:
     background plate, resized to ``size``."""
 
     def __init__(self, dataset: Dataset | str, size: int, audio_features: str = "mel",
-                 frames: range | None = None, progress: bool = False):
+                 frames: range | None = None, progress: bool = False,
+                 variants: AudioVariantConfig | None = None):
         import imageio.v3 as iio
         from tqdm import tqdm
 
@@ -107,6 +109,21 @@ class TrainData:
             raise ValueError(f"the dataset has no {audio_features!r} audio features; "
                              f"preprocess with --audio-features {audio_features}")
         self.expression = np.asarray(ds.expression, np.float32)
+        # [1 + copies, T, D]: the clean features, then voice-varied copies (training only)
+        self.feature_sets = self.features[None]
+        if variants is not None and variants.copies > 0:
+            model_id = ds.manifest.get("config", {}).get("models", {}).get(audio_features)
+            self.feature_sets = augmented_feature_sets(ds.audio(), self.features,
+                                                       audio_features, variants, model_id)
+
+    def audio(self, frames: np.ndarray, variants: np.ndarray | None = None) -> np.ndarray:
+        """Audio windows (as :func:`audio_windows`) of dataset frames [B], each from its feature set
+        (``variants`` [B]: 0 the clean features, k the k-th augmented copy)."""
+        if variants is None:
+            return audio_windows(self.features, frames)
+        idx = audio_window_index(self.features.shape[0], frames)
+        v = np.asarray(variants).reshape(-1, *(1,) * (idx.ndim - 1))
+        return self.feature_sets[v, idx]
 
     def __len__(self) -> int:
         return len(self.index)
@@ -116,9 +133,11 @@ class TrainData:
         """Frame i's label map [size, size]."""
         return _resize(ds.labels(i), size, nearest=True)
 
-    def batch(self, ks: np.ndarray, device: torch.device | str = "cpu") -> dict:
+    def batch(self, ks: np.ndarray, device: torch.device | str = "cpu",
+              variants: np.ndarray | None = None) -> dict:
         """Tensors on ``device`` for the rows ``ks`` (positions in this set, not dataset frame
-        numbers). Images travel as uint8 and become float there."""
+        numbers), driven by the feature sets ``variants`` (see :meth:`audio`). Images travel
+        as uint8 and become float there."""
         frames = self.index[ks]
         img = to_device(self.images[ks], device).float() / 255.0
         lab = to_device(self.labels[ks], device).long()
@@ -132,5 +151,5 @@ class TrainData:
         canvas = torch.where(head, self._plates[key][None], img)
         return {"frames": frames, "image": img, "labels": lab, "canvas": canvas,
                 "viewmats": to_device(self.viewmats[ks], device),
-                "audio": to_device(audio_windows(self.features, frames), device),
+                "audio": to_device(self.audio(frames, variants), device),
                 "expression": to_device(expr_windows(self.expression, frames), device)}

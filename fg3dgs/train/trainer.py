@@ -41,8 +41,9 @@ from ..options import size_problem
 from ..pipeline.replay import write_replay
 from ..preprocess.dataset import Dataset
 from . import CUDA_GRAPH_MODES
+from .audio_variants import AudioVariantConfig, draw_variants
 from .config import STAGES, TrainConfig, preset
-from .data import TrainData, audio_windows, region_masks
+from .data import TrainData, region_masks
 from .losses import compiled_photometric, mean_weights, padded_batch, photometric, psnr_tensor
 from .mouth_prior import LipHead, lip_targets
 
@@ -153,8 +154,11 @@ class Trainer:
                           f"at {self.cfg.size} upsamples them (no detail is gained). Train "
                           f"with --size {self.ds.manifest['size']}, or preprocess at "
                           f"--size {self.cfg.size}", stacklevel=2)
-        self.data = TrainData(self.ds, self.cfg.size, self.cfg.model.audio_features,
-                              self.ds.split("train"), progress=progress)
+        c = self.cfg
+        self.data = TrainData(self.ds, c.size, c.model.audio_features, self.ds.split("train"),
+                              progress=progress,
+                              variants=AudioVariantConfig(c.audio_copies, c.audio_augment_p,
+                                                          c.seed + 2))
         val = self.ds.split("validation")
         self.preview_frames = np.linspace(val.start, val.stop - 1, 3).round().astype(int)
         self.cfg.model.audio_in_dim = int(self.data.features.shape[1])
@@ -193,8 +197,16 @@ class Trainer:
     def _lip_windows(self) -> tuple[np.ndarray, torch.Tensor]:
         """``lip_batch`` random training frames and their audio windows, on the device."""
         ks = self.rng.integers(0, len(self.data), self.cfg.lip_batch)
-        return ks, to_device(audio_windows(self.data.features, self.data.index[ks]),
+        return ks, to_device(self.data.audio(self.data.index[ks], self._variants(len(ks))),
                              self.device)
+
+    def _variants(self, n: int) -> np.ndarray | None:
+        """[n] which feature set drives each of n rows (None: the clean one for all; runs
+        without augmented copies draw nothing, so their random sequence stays as it was)."""
+        c = self.cfg
+        if c.audio_copies <= 0 or c.audio_augment_p <= 0:
+            return None
+        return draw_variants(self.rng, n, c.audio_copies, c.audio_augment_p)
 
     def _lip_l1(self, f_a: torch.Tensor, ks: np.ndarray) -> torch.Tensor:
         """L1 of the lip head's prediction from f_a [len(ks), D] against frames ks' lips."""
@@ -406,7 +418,8 @@ class Trainer:
         c = self.cfg
         k0 = int(self.rng.integers(0, len(self.data) - T_FRAMES + 1))
         ks = np.arange(k0, k0 + T_FRAMES)
-        b = self.data.batch(ks, self.device)
+        v = self._variants(1)           # one feature set for the expert's whole window
+        b = self.data.batch(ks, self.device, None if v is None else np.repeat(v, T_FRAMES))
         drive = self.model.drive(b["audio"], b["expression"])
         renders = self.model.render_regions(drive, b["viewmats"], self.K, c.size, c.size,
                                             c.backend)
@@ -514,7 +527,7 @@ class Trainer:
             self.lip_warmup_due = False
             self._lip_warmup()
         ks = self.rng.integers(0, len(self.data), c.batch)
-        b = self.data.batch(ks, self.device)
+        b = self.data.batch(ks, self.device, None if static else self._variants(len(ks)))
         self._lr_schedule()
         drive, lip = (None, None) if static else self._drive(b)
         S = c.size
