@@ -371,7 +371,7 @@ class _Data:
     def __len__(self):
         return 4
 
-    def batch(self, ks, device):
+    def batch(self, ks, device, variants=None):
         return {"image": self.img, "canvas": torch.zeros_like(self.img),
                 "labels": self.labels, "audio": None, "expression": None, "viewmats": None}
 

@@ -613,8 +613,11 @@ def test_compiled_training_matches_eager(data, tmp_path, monkeypatch):
     b, _, _ = load_identity(runs["fg3dgs_test_spy"])
     sa, sb = a.state_dict(), b.state_dict()
     assert sa.keys() == sb.keys() and any(k.startswith("refined.net.") for k in sa)
+    # HRPA's two steps: Adam's normalised update turns a last-bit difference in the
+    # expert's gradient (aot vs eager, CPU-dependent) into up to 2 lr per step
+    hrpa = 2 * 2 * cfg.lr_hrpa_net
     for k in sa:
-        assert torch.allclose(sa[k], sb[k], atol=1e-5), k
+        assert torch.allclose(sa[k], sb[k], atol=hrpa if k.startswith("refined.") else 1e-5), k
 
 
 @pytest.fixture
