@@ -396,7 +396,7 @@ def _fusion_trainer(seed=0):
     from fg3dgs.train.trainer import Trainer
 
     t = Trainer.__new__(Trainer)                  # the fusion step's state, without a dataset
-    t.cfg = preset("cpu", size=64, lip_prior=0.0, lpips_patch=32)
+    t.cfg = preset("cpu", size=64, lip_prior=0.0, lpips_patch=32, audio_copies=0)
     t.device = torch.device("cpu")
     t.stage, t.step = "fusion", 0
     t.lip_warmup_due = False
