@@ -13,14 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..audio_features import extract
+from ..audio_features import SAMPLE_RATE, extract
 from ..frontend.augment import AugmentConfig, augment, log_mel_warped
 
 
 @dataclass(frozen=True)
 class AudioVariantConfig:
     copies: int = 4          # augmented copies of the clip (the clean features stay copy 0)
-    p: float = 0.5           # chance that a training row is driven by an augmented copy
     seed: int = 0
 
 
@@ -48,7 +47,7 @@ def augmented_feature_sets(audio: np.ndarray, clean: np.ndarray, name: str,
     sets = [np.asarray(clean, np.float32)]
     for _ in range(cfg.copies):
         # babble of the same voice saying something else: the clip shifted by 3-20 s
-        other = np.roll(audio, int(rng.integers(3 * 16000, 20 * 16000)))
+        other = np.roll(audio, int(rng.integers(3 * SAMPLE_RATE, 20 * SAMPLE_RATE)))
         x, alpha = augment(audio, rng, aug, other=other)
         f = features_of_augmented(x, alpha, name, model_id).astype(np.float32)
         if len(f) < T:
@@ -58,8 +57,7 @@ def augmented_feature_sets(audio: np.ndarray, clean: np.ndarray, name: str,
 
 
 def draw_variants(rng: np.random.Generator, n: int, copies: int, p: float) -> np.ndarray:
-    """[n] int: 0 (the clean features) or, with probability ``p``, one of the copies 1..copies."""
-    if copies <= 0 or p <= 0:
-        return np.zeros(n, np.int64)
+    """[n] int: 0 (the clean features) or, with probability ``p``, one of the copies
+    1..copies (``copies`` >= 1)."""
     pick = rng.integers(1, copies + 1, n)
     return np.where(rng.random(n) < p, pick, 0)

@@ -157,8 +157,7 @@ class Trainer:
         c = self.cfg
         self.data = TrainData(self.ds, c.size, c.model.audio_features, self.ds.split("train"),
                               progress=progress,
-                              variants=AudioVariantConfig(c.audio_copies, c.audio_augment_p,
-                                                          c.seed + 2))
+                              variants=AudioVariantConfig(c.audio_copies, c.seed + 2))
         val = self.ds.split("validation")
         self.preview_frames = np.linspace(val.start, val.stop - 1, 3).round().astype(int)
         self.cfg.model.audio_in_dim = int(self.data.features.shape[1])
