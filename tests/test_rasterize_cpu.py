@@ -145,3 +145,23 @@ def test_transmittance_stop_excludes_the_stopping_gaussian(backend):
         + 0.05 ** 3 * bg.double()
     assert torch.allclose(rgb[7, 7].double(), expected, atol=1e-6), (rgb[7, 7], expected)
     assert abs(float(alpha[7, 7]) - (1 - 0.05 ** 3)) < 1e-6
+
+
+@pytest.mark.parametrize("n_parts", [1, 2, 3, 8])
+def test_tiles_are_dealt_into_balanced_parts(n_parts):
+    """Every tile lands in exactly one part, and the parts' work differs by at most one
+    tile's (greedy, heaviest first). A heaviest-first order split into contiguous halves, as
+    numba's OpenMP layer splits a prange, gave one thread all the work of a small region."""
+    import numpy as np
+
+    from fg3dgs.render.cpu.kernels import balance_tiles
+
+    rng = np.random.default_rng(n_parts)
+    counts = np.where(rng.random(300) < 0.3, rng.integers(1, 500, 300), 0).astype(np.int64)
+    work, parts = balance_tiles(counts, n_parts)
+    assert sorted(work.tolist()) == list(range(len(counts)))
+    assert parts[0] == 0 and parts[-1] == len(counts) and np.all(np.diff(parts) >= 0)
+    load = [int((counts[work[a:b]] + 8).sum()) for a, b in zip(parts[:-1], parts[1:])]
+    assert max(load) - min(load) <= counts.max() + 8
+    if n_parts == 2:   # the old contiguous split of a heaviest-first order: 100 % vs 0 %
+        assert min(load) > 0.45 * sum(load)

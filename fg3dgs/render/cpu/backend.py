@@ -19,8 +19,8 @@ class TileBins:
     """Per-tile, depth-ordered Gaussian lists for one rasterization call (non-differentiable).
 
     offsets [C * tiles + 1] int64 and ids [M] int32 hold the lists, bbox [C, N, 4] the pixel
-    boxes, sigma_max [N] the per-Gaussian cut-off of the Mahalanobis term, work the tile
-    processing order (heaviest first, for load balance).
+    boxes, sigma_max [N] the per-Gaussian cut-off of the Mahalanobis term, work [T] and
+    parts [P + 1] the tiles dealt into one part of about equal work per thread.
     """
 
     offsets: np.ndarray
@@ -28,6 +28,7 @@ class TileBins:
     bbox: np.ndarray
     sigma_max: np.ndarray
     work: np.ndarray
+    parts: np.ndarray
     tile: int
     tiles_x: int
 
@@ -93,11 +94,11 @@ def build_bins(proj: Projection, opacities: torch.Tensor, width: int, height: in
     bbox = proj.bbox.numpy()
     offsets, ids = kernels.bin_gaussians(proj.valid.numpy(), proj.depths.numpy(), bbox, tile,
                                          tiles_x, tiles_y)
-    work = np.argsort(-np.diff(offsets), kind="stable")
+    work, parts = kernels.balance_tiles(np.diff(offsets), numba.get_num_threads())
     op = opacities.detach().to(torch.float64).clamp_min(1e-30).numpy()
     # alpha = o * exp(-sigma) >= 1/255  <=>  sigma <= log(255 o); margin for float32 rounding.
     sigma_max = (np.log(255.0 * op) + 1e-4).astype(np.float32)
-    return TileBins(offsets, ids, bbox, sigma_max, work, tile, tiles_x)
+    return TileBins(offsets, ids, bbox, sigma_max, work, parts, tile, tiles_x)
 
 
 class _Composite(torch.autograd.Function):
@@ -111,11 +112,10 @@ class _Composite(torch.autograd.Function):
         rgb = np.empty((C, height, width, 3), np.float32)
         T = np.empty((C, height, width), np.float32)
         last = np.empty((C, height, width), np.int32)
-        with numba.parallel_chunksize(1):
-            kernels.rasterize_fwd(bins.offsets, bins.ids, _np(means2d), _np(conics), _np(colors),
-                                  _np(opacities), bins.sigma_max, bins.bbox, _np(background),
-                                  width, height, bins.tile, bins.tiles_x, bins.work, rgb, T,
-                                  last)
+        kernels.rasterize_fwd(bins.offsets, bins.ids, _np(means2d), _np(conics), _np(colors),
+                              _np(opacities), bins.sigma_max, bins.bbox, _np(background),
+                              width, height, bins.tile, bins.tiles_x, bins.work, bins.parts,
+                              rgb, T, last)
         rgb_t, T_t = torch.from_numpy(rgb), torch.from_numpy(T)
         ctx.bins, ctx.size = bins, (width, height)
         ctx.save_for_backward(means2d, conics, colors, opacities, background, rgb_t, T_t,
@@ -131,12 +131,11 @@ class _Composite(torch.autograd.Function):
         v_rgb = torch.zeros_like(rgb) if v_rgb is None else v_rgb
         v_alpha = torch.zeros_like(T) if v_alpha is None else v_alpha.squeeze(-1)
         entry = np.zeros((bins.ids.shape[0], kernels.N_GRAD), np.float32)
-        with numba.parallel_chunksize(1):
-            kernels.rasterize_bwd(bins.offsets, bins.ids, _np(means2d), _np(conics),
-                                  _np(colors), _np(opacities), bins.sigma_max, bins.bbox,
-                                  _np(background), width, height, bins.tile, bins.tiles_x,
-                                  bins.work, rgb.numpy(), T.numpy(), last.numpy(),
-                                  _np(v_rgb.float()), _np(v_alpha.float()), entry)
+        kernels.rasterize_bwd(bins.offsets, bins.ids, _np(means2d), _np(conics), _np(colors),
+                              _np(opacities), bins.sigma_max, bins.bbox, _np(background),
+                              width, height, bins.tile, bins.tiles_x, bins.work, bins.parts,
+                              rgb.numpy(), T.numpy(), last.numpy(), _np(v_rgb.float()),
+                              _np(v_alpha.float()), entry)
         per = torch.from_numpy(kernels.sum_entry_grads(bins.offsets, bins.ids, entry, C, N))
         v_background = (v_rgb * T.unsqueeze(-1)).sum(dim=(1, 2))
         return (per[..., 0:2], per[..., 2:5], per[..., 6:9], per[..., 5].sum(0), v_background,
