@@ -169,10 +169,15 @@ def test_networks_start_at_zero_and_have_the_right_shapes():
             assert ds.shape == (B, N, 3) and dq.shape == (B, N, 4)
 
 
-def test_face_network_renders_what_it_trains():
+@pytest.mark.parametrize("rows", [3, 8192])
+def test_face_network_renders_what_it_trains(rows, monkeypatch):
     """Without autograd the face network's first layer is each frame's feature-scaled
-    weights applied to the gates, with in-place ReLUs; it gives what the training path
-    gives (float64), whose gradients are those of the written-out formula."""
+    weights applied to the gates, with in-place ReLUs, decoded in blocks of ``rows``
+    Gaussians (here several blocks and a partial one, or one); it gives what the training
+    path gives (float64), whose gradients are those of the written-out formula."""
+    from fg3dgs.model import deformation
+
+    monkeypatch.setattr(deformation, "DECODE_ROWS", rows)
     torch.manual_seed(3)
     net = RegionAttentionDeform(12, 8, 4, hidden=16).double()
     for p in net.parameters():
