@@ -85,7 +85,7 @@ def open_replay(run: str | Path, size: int) -> Callable[[], Replay | None]:
     has none (trained before replay tracks were written). A damaged track raises
     :class:`ReplayError`. The decoding runs while other loading goes on; the collecting may
     run in a thread, as it only reads a pipe, and the process is started from the caller's
-    thread: a fork from another thread can leave numba's TBB thread pool broken in the
+    thread: a fork from another thread can leave numba's thread pool broken in the
     child. ``open_replay(run, size)()`` loads it at once."""
     from safetensors import safe_open
 
