@@ -162,6 +162,24 @@ def test_pipeline_bench_models(tmp_path):
     assert img.shape == (256, 256, 3) and img.std() > 5
 
 
+def test_pipeline_bench_times_the_front_end(tmp_path, capsys):
+    """``--models artic`` renders the re-targeted identity, whose features come from the
+    speech front-end: its network's time lands in "audio features", and streaming is
+    measured for it too."""
+    from fg3dgs.bench.__main__ import main as bench
+
+    out = tmp_path / "rows.json"
+    assert bench(["pipeline", "--backend", "cpu", "--models", "artic", "--sizes", "64",
+                  "--seconds", "0.6", "--repeats", "1", "--stream", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    render = next(r for r in rows if "stream" not in r)
+    assert render["model"] == "artic" and render["frames"] == 15
+    assert render["ms_per_frame"]["audio features"] > 0
+    stream = next(r for r in rows if "stream" in r)
+    assert stream["model"] == "artic" and stream["stream"]["frames"] == 15
+    assert "| artic | 256x256 | cpu |" in capsys.readouterr().out
+
+
 def test_interrupts_and_warnings_read_as_one_line(monkeypatch, capsys, tmp_path):
     import warnings
 

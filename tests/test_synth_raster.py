@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from fg3dgs.synth.raster import downsample, rasterize_reference, render
+from fg3dgs.synth.raster import (downsample, downsample_labels, downsample_labels_reference,
+                                 downsample_reference, rasterize_reference, render)
 
 
 def _scene(seed, n=40, size=(37, 29)):
@@ -61,3 +62,27 @@ def test_perspective_correct_texture_and_occlusion():
 def test_downsample_is_a_box_filter():
     img = np.arange(16, dtype=np.float32).reshape(4, 4)
     assert np.array_equal(downsample(img, 2), [[2.5, 4.5], [10.5, 12.5]])
+
+
+@pytest.mark.parametrize("factor", [1, 2, 3])
+def test_downsample_matches_its_reference(factor):
+    """Strided sums equal numpy's mean over the reshaped axes to float32 rounding (4 adds
+    and a division; the mean sums in another order), on RGB and single-channel images whose
+    sides are not multiples of the factor."""
+    rng = np.random.default_rng(factor)
+    img = rng.random((31, 29, 3), dtype=np.float32)
+    for x in (img, img[..., 0]):
+        got, want = downsample(x, factor), downsample_reference(x, factor)
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=0, atol=4e-7)
+
+
+@pytest.mark.parametrize("ss", [1, 2, 3])
+def test_label_downsampling_matches_its_reference(ss):
+    """The block mode (ties to the higher label) equals the numpy formula, exactly, on
+    labels with many ties and on a flat image."""
+    rng = np.random.default_rng(ss)
+    lab = rng.integers(0, 5, (3 * 17 + 1, 3 * 13 + 2)).astype(np.uint8)
+    for x in (lab, np.zeros_like(lab)):
+        got, want = downsample_labels(x, ss), downsample_labels_reference(x, ss)
+        assert got.dtype == np.uint8 and np.array_equal(got, want)

@@ -172,8 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     render.set_defaults(func=_render)
     pipe = sub.add_parser("pipeline", help="audio-to-video speed, stage by stage")
     pipe.add_argument("--backend", choices=["cpu", "gsplat", "all"], default="all")
-    pipe.add_argument("--models", nargs="+", choices=["demo", "paper"],
-                      default=["demo", "paper"])
+    pipe.add_argument("--models", nargs="+", choices=["demo", "artic", "paper"],
+                      default=["demo", "paper"],
+                      help="demo: astronaut-demo (mel features); artic: astronaut-artic "
+                           "(the speech front-end's features, its cost in 'audio "
+                           "features'); paper: a 100k-Gaussian timing model")
     pipe.add_argument("--sizes", type=image_size, nargs="+", default=[256, 512])
     pipe.add_argument("--batch", type=whole_number(1), default=None,
                       help="frames per call (default: 8 on the CPU, 32 on CUDA)")

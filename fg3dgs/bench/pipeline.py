@@ -1,7 +1,9 @@
 """``python -m fg3dgs.bench pipeline``: audio to frames to video, end to end, with the time
 of each stage (audio features, deformation networks, rasterization, fusion, video encoding).
 
-Models: the shipped demo identity, and a paper-size timing model of about 100k Gaussians
+Models: the shipped demo identity (mel features), the same head re-targeted to the speech
+front-end (``artic``: the front-end's network runs in "audio features"), and a paper-size
+timing model of about 100k Gaussians
 (the demo's Gaussians resampled with jitter to 65k face / 12k eyes / 23k mouth, SH degree 3,
 the paper preset's networks with fresh weights: right for speed, meaningless as a face).
 Each configuration renders the same speech (the example clips looped to ``--seconds``) to an
@@ -146,7 +148,8 @@ def run(args) -> int:
     from ..io_utils import checkpoints_dir
     from ..render.gsplat_backend import gsplat_status
 
-    demo = checkpoints_dir() / "identities" / "astronaut-demo"
+    zoo = checkpoints_dir() / "identities"
+    demo = zoo / "astronaut-demo"
     backends = ["cpu"]
     ok, why = gsplat_status()
     if args.backend in ("all", "gsplat"):
@@ -171,6 +174,8 @@ def run(args) -> int:
         models = {}
         if "demo" in args.models:
             models["demo"] = demo
+        if "artic" in args.models:
+            models["artic"] = zoo / "astronaut-artic"
         if "paper" in args.models:
             models["paper-size"] = paper_size_identity(demo, tmp / "paper")
         for name, path in models.items():
@@ -184,16 +189,18 @@ def run(args) -> int:
                           f"{size}x{size} | {r['batch']} | {r['fps']:.1f} | "
                           + " | ".join(f"{m[s]:.1f}" for s in m) + " |", flush=True)
         if args.stream:
-            print(f"\n# streaming, demo identity, {args.chunk_ms} ms audio chunks")
-            print("| size | backend | latency chunk -> first frame, median / worst ms | "
-                  "frames/s |")
-            print("|---|---|---|---|")
-            for backend in backends:
-                s = stream_latency(demo, audio, 256, args.chunk_ms, backend,
-                                   args.batch or 8)
-                rows.append({"stream": s, "backend": backend})
-                print(f"| 256x256 | {backend} | {s['latency_ms_median']:.0f} / "
-                      f"{s['latency_ms_max']:.0f} | {s['fps']:.1f} |", flush=True)
+            print(f"\n# streaming, {args.chunk_ms} ms audio chunks")
+            print("| model | size | backend | latency chunk -> first frame, median / worst "
+                  "ms | frames/s |")
+            print("|---|---|---|---|---|")
+            heads = {n: p for n, p in models.items() if n != "paper-size"} or {"demo": demo}
+            for name, path in heads.items():
+                for backend in backends:
+                    s = stream_latency(path, audio, 256, args.chunk_ms, backend,
+                                       args.batch or 8)
+                    rows.append({"stream": s, "backend": backend, "model": name})
+                    print(f"| {name} | 256x256 | {backend} | {s['latency_ms_median']:.0f} / "
+                          f"{s['latency_ms_max']:.0f} | {s['fps']:.1f} |", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": _machine(), "rows": rows},
                                               indent=2))

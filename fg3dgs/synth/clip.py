@@ -18,7 +18,7 @@ from .face import Expression, FaceRig, build_rig
 from .motion import MotionConfig, blink_track, head_motion
 from ..facemesh import N_LANDMARKS, N_MESH_VERTICES
 from .photo import PhotoError, detect_face, load_photo, person_mask
-from .raster import downsample, render
+from .raster import downsample, downsample_labels, render
 from .speech import Speech, SpeechError, Voice, synthesize, voice_for_seed
 from .truth import encode_regions, save_truth
 from .visemes import PARAMS, frame_times, viseme_track
@@ -94,18 +94,6 @@ def output_camera(rig: FaceRig, landmarks: np.ndarray, size: int, framing: float
 def project(K: np.ndarray, cam: np.ndarray) -> np.ndarray:
     """[V, 3] camera-space points -> [V, 2] pixels."""
     return cam[:, :2] / cam[:, 2:3] * K[[0, 1], [0, 1]] + K[[0, 1], [2, 2]]
-
-
-def downsample_labels(lab: np.ndarray, ss: int) -> np.ndarray:
-    """[H * ss, W * ss] -> [H, W]: the most common label of each pixel's ss x ss samples
-    (centred on the pixel, like the image's box filter; ties go to the higher label, the
-    smaller region drawn on top)."""
-    if ss == 1:
-        return lab
-    H, W = lab.shape[0] // ss, lab.shape[1] // ss
-    blocks = lab[:H * ss, :W * ss].reshape(H, ss, W, ss).transpose(0, 2, 1, 3).reshape(H, W, -1)
-    counts = np.stack([(blocks == v).sum(-1) for v in range(int(lab.max()) + 1)], -1)
-    return (counts.shape[-1] - 1 - np.argmax(counts[..., ::-1], -1)).astype(lab.dtype)
 
 
 def render_frame(rig: FaceRig, head_space: np.ndarray, R: np.ndarray, t: np.ndarray,
