@@ -169,6 +169,31 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_refine(args: argparse.Namespace) -> int:
+    from .model.io import IdentityError
+    from .preprocess.dataset import DatasetError
+    from .train.trainer import TrainError, refine
+    from .zoo import resolve_identity
+
+    over = {k: v for k, v in (("iterations", args.iterations), ("expert", args.expert),
+                              ("hrpa_other_voices", args.other_voices),
+                              ("hrpa_other_minutes", args.other_minutes),
+                              ("backend", args.backend)) if v is not None}
+    if not 0 <= over.get("hrpa_other_voices", 0) <= 1:
+        print("fg3dgs refine: error: --other-voices is a share of the steps, 0 to 1",
+              file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    try:
+        out = refine(resolve_identity(args.identity), args.data, args.out,
+                     progress=not args.quiet, force=args.force, **over)
+    except (TrainError, DatasetError, IdentityError, ValueError) as exc:
+        print(f"fg3dgs refine: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote identity {out}/identity.safetensors in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
 def _lse_text(s: dict) -> str:
     return f"LSE-C {s['LSE-C']:.3f}  LSE-D {s['LSE-D']:.3f}  offset {s['offset']:+d}"
 
@@ -263,7 +288,7 @@ def _cmd_train_audio(args: argparse.Namespace) -> int:
     from .frontend.train import FrontendTrainConfig, train_frontend
 
     cfg = FrontendTrainConfig(minutes=args.minutes, copies=args.copies, steps=args.steps,
-                              batch=args.batch, seed=args.seed)
+                              batch=args.batch, seed=args.seed, ccc=args.ccc)
     try:
         report = train_frontend(cfg, args.out, progress=not args.quiet, force=args.force)
     except ValueError as exc:
@@ -273,8 +298,8 @@ def _cmd_train_audio(args: argparse.Namespace) -> int:
     for kind in ("clean", "augmented"):
         acc = h[kind]
         print(f"held-out voices and sentences, {kind}: " + ", ".join(
-            f"{k} r {acc[k]['r']:.3f}" for k in ("jaw_open", "lip_spread", "lip_round",
-                                                  "lip_closure"))
+            f"{k} r {acc[k]['r']:.3f} (spread {acc[k]['spread']:.2f})"
+            for k in ("jaw_open", "lip_spread", "lip_round", "lip_closure"))
             + f"; speech/pause {100 * acc['speech']['accuracy']:.1f} % of frames")
     print(f"wrote {args.out}/speech_frontend.safetensors and {args.out}/report.json")
     return 0
@@ -572,6 +597,31 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=_cmd_train)
 
+    rf = sub.add_parser("refine", help="run the lip-sync refinement (HRPA) again on an "
+                                       "identity",
+                        description="HRPA alone on a trained identity (a re-targeted or "
+                        "downloaded one needs no training run): its refined branch starts "
+                        "again from the base one and learns from the sync expert, on the "
+                        "identity's own frames and on speech in other voices (eSpeak NG "
+                        "voices, half of it augmented). Writes a new identity to --out.")
+    rf.add_argument("identity", help="run folder or zoo id")
+    rf.add_argument("--data", required=True,
+                    help="the preprocessed dataset the identity was trained on")
+    rf.add_argument("--out", required=True, help="run folder for the refined identity")
+    rf.add_argument("--iterations", type=whole_number(1),
+                    help="HRPA steps (default: the identity's own schedule's)")
+    rf.add_argument("--other-voices", type=float, metavar="SHARE",
+                    help="share of the steps driven by other voices' speech, judged by the "
+                         "expert alone (default 0.5; 0: the identity's own audio only)")
+    rf.add_argument("--other-minutes", type=positive, metavar="MIN",
+                    help="minutes of other voices' speech to make for it (default 4)")
+    rf.add_argument("--expert", help="sync expert (default: the identity's training one, "
+                                     "else checkpoints/sync_expert.safetensors)")
+    rf.add_argument("--backend", choices=BACKENDS, help=BACKEND_HELP)
+    rf.add_argument("--force", action="store_true", help="replace an existing --out")
+    rf.add_argument("--quiet", action="store_true", help="no progress bar")
+    rf.set_defaults(func=_cmd_refine)
+
     ev = sub.add_parser("eval", help="measure a trained identity on its validation frames",
                         description="PSNR, SSIM, LMD, LPIPS and FID on the dataset's "
                         "validation frames (LPIPS / FID reported unavailable without their "
@@ -639,6 +689,9 @@ def build_parser() -> argparse.ArgumentParser:
     ta.add_argument("--steps", type=whole_number(1), default=3000, help="optimiser steps")
     ta.add_argument("--batch", type=whole_number(1), default=32,
                     help="4-second windows per step (default 32)")
+    ta.add_argument("--ccc", type=float, default=0.5,
+                    help="weight of the concordance term that keeps the mouth outputs' "
+                         "spread on voices the network is unsure of (default 0.5; 0: off)")
     ta.add_argument("--seed", type=int, default=0, help="draws the voices and augmentations")
     ta.add_argument("--force", action="store_true", help="replace a front-end in --out")
     ta.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from fg3dgs.bench import speech_panel as sp
-from fg3dgs.bench.sync import (ClipResult, best_lag, format_table, frame_envelope,
-                               group_summary, pearson, summaries)
+from fg3dgs.bench.sync import (ClipResult, best_lag, format_refinement, format_table,
+                               frame_envelope, group_summary, pearson, refinement_check,
+                               summaries)
 from fg3dgs.media import AUDIO_RATE, FPS
 
 
@@ -60,6 +61,22 @@ def test_group_summary_takes_medians_and_counts_judge_offsets():
     table = format_table(rs, parts)
     assert "| c1 | english | yes | 10.0 | base |" in table and "67%" in table
     assert "| group (held out) |" in table and "| group (dev) |" in table
+
+
+def test_refinement_check_finds_the_clips_where_refined_is_worse():
+    rs = [ClipResult("a", "espeak", True, 9.0, {"base": {"jaw_r": 0.8, "env_r": 0.5},
+                                                "refined": {"jaw_r": 0.78, "env_r": 0.6}}),
+          ClipResult("b", "english", True, 9.0, {"base": {"env_r": 0.7},
+                                                 "refined": {"env_r": 0.6}}),
+          ClipResult("c", "english", True, 9.0, {"base": {"env_r": 0.7}})]   # one variant
+    c = refinement_check(rs)
+    assert c["jaw_r"]["clips"] == 1 and c["jaw_r"]["worse"] == []           # -0.02: within
+    assert c["jaw_r"]["worst"] == pytest.approx(-0.02)
+    assert c["env_r"]["clips"] == 2 and c["env_r"]["worse"] == ["b"]
+    assert c["env_r"]["worst_clip"] == "b"
+    text = format_refinement(c)
+    assert "1 of 2 clips worse by more than 0.03: b" in text
+    assert refinement_check(rs[2:]) == {}
 
 
 def test_panel_has_enough_clips_held_out_in_every_group_and_voices_never_trained_on():

@@ -701,3 +701,50 @@ def test_train_audio_copies_flag_sets_the_config(args, want, tmp_path, train_con
 def test_train_refuses_negative_audio_copies(tmp_path, capsys):
     assert main(["train", "data", "--out", str(tmp_path / "r"), "--audio-copies", "-1"]) == 2
     assert "--audio-copies must be 0 or more" in capsys.readouterr().err
+
+
+def test_refine_runs_hrpa_alone_on_an_identity_with_other_voices(run, data, tmp_path,
+                                                                  monkeypatch, capsys):
+    """``fg3dgs refine``: the base branch and everything else stay as they were; the refined
+    branch learns again; a step driven by another voice has the sync term alone (no true
+    frame exists for it)."""
+    from fg3dgs.sync import ExpertConfig, SyncExpert, save_expert
+    from fg3dgs.train.other_voices import draw_window, make_other_voices
+
+    torch.manual_seed(0)
+    expert = tmp_path / "expert.safetensors"
+    save_expert(SyncExpert(ExpertConfig(width=0.125)), expert)
+    bank = make_other_voices(0.05, "mel", seed=1, progress=False)
+    assert bank and all(u.features.shape[1] == 80 and u.frames >= 5 for u in bank)
+    u, f0 = draw_window(bank, np.random.default_rng(0))
+    assert 0 <= f0 <= u.frames - 5
+
+    t = Trainer.refine_identity(run, data / "data", tmp_path / "r", progress=False,
+                                iterations=2, expert=str(expert), hrpa_other_voices=1.0,
+                                hrpa_other_minutes=0.05)
+    assert t.stage == "hrpa" and t.other_voices
+
+    def no_photometric(self):
+        raise AssertionError("a step on another voice has no true frame to compare with")
+
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "_photometric", property(no_photometric))
+        t._one_step()
+
+    out = tmp_path / "cli"
+    assert main(["refine", str(run), "--data", str(data / "data"), "--out", str(out),
+                 "--iterations", "3", "--expert", str(expert), "--other-voices", "0.5",
+                 "--other-minutes", "0.05", "--quiet"]) == 0
+    old, old_info, _ = load_identity(run)
+    new, info, _ = load_identity(out)
+    assert new.variants == ("base", "refined")
+    assert info["hrpa"]["other_voices"] == 0.5 and info["hrpa"]["refined_from"] == str(run)
+    assert info["train"]["config"]["iterations"] == {**old_info["train"]["config"]
+                                                     ["iterations"], "hrpa": 3}
+    a, b = old.state_dict(), new.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("refined."))
+    assert any(not torch.equal(b[k], b[k.replace("refined.net.", "nets.mouth.")])
+               for k in b if k.startswith("refined.net."))
+    assert main(["refine", str(run), "--data", str(data / "data"), "--out", str(out),
+                 "--other-voices", "2"]) == 2
+    assert "--other-voices is a share" in capsys.readouterr().err

@@ -163,6 +163,37 @@ def group_summary(results: list[ClipResult]) -> dict[str, dict[str, dict]]:
     return out
 
 
+REFINED_TOLERANCE = 0.03     # how much worse in r a clip may be refined than base
+
+
+def refinement_check(results: list[ClipResult],
+                     tolerance: float = REFINED_TOLERANCE) -> dict[str, dict]:
+    """Refined against base, clip by clip, for each r the clip has (jaw_r, env_r): the
+    worst difference (refined - base), the clip it is on, and the clips where refined is
+    worse by more than ``tolerance``. Empty for identities with one variant."""
+    out: dict[str, dict] = {}
+    for key in ("jaw_r", "env_r"):
+        diffs = [(r.variants["refined"][key] - r.variants["base"][key], r.name)
+                 for r in results if {"base", "refined"} <= set(r.variants)
+                 and np.isfinite(r.variants["base"].get(key, np.nan))
+                 and np.isfinite(r.variants["refined"].get(key, np.nan))]
+        if diffs:
+            worst = min(diffs)
+            out[key] = {"worst": float(worst[0]), "worst_clip": worst[1],
+                        "clips": len(diffs),
+                        "worse": [n for d, n in diffs if d < -tolerance]}
+    return out
+
+
+def format_refinement(check: dict[str, dict], tolerance: float = REFINED_TOLERANCE) -> str:
+    """One line per r of :func:`refinement_check`."""
+    return "\n".join(
+        f"# refined - base, {key.replace('_', ' ')}: worst {c['worst']:+.3f} "
+        f"({c['worst_clip']}); {len(c['worse'])} of {c['clips']} clips worse by more than "
+        f"{tolerance}" + (f": {', '.join(c['worse'])}" if c["worse"] else "")
+        for key, c in check.items())
+
+
 COLUMNS = (("detect", "detect", "{:.2f}"), ("jaw_r", "jaw r", "{:.2f}"),
            ("jaw_lag", "jaw lag", "{:+.0f}"), ("env_r", "env r", "{:.2f}"),
            ("env_lag", "env lag", "{:+.0f}"), ("opening_std", "open sd", "{:.3f}"),
@@ -259,6 +290,7 @@ def run(args) -> int:
         results = [ClipResult(**c) for c in saved["clips"]]
         print(f"# {saved['identity']}, from {args.from_json}")
         print(format_table(results, summaries(results)))
+        print(format_refinement(refinement_check(results)))
         return 0
     if not args.identity:
         print("bench sync: error: give an identity (run folder or zoo id), or --from-json")
@@ -290,9 +322,15 @@ def run(args) -> int:
         print(f"# {clip.spec.name}: {time.perf_counter() - t0:.0f} s", flush=True)
     parts = summaries(results)
     print(format_table(results, parts))
+    check = {part: refinement_check([r for r in results if r.held_out == held])
+             for part, held in (("held out", True), ("dev", False))}
+    for part, c in check.items():
+        if c:
+            print(f"# {part}:\n" + format_refinement(c))
     if args.json:
         Path(args.json).write_text(json.dumps({
             "machine": _machine(), "identity": str(args.identity), "reference_std": ref,
             "reference_from": ref_from,
-            "clips": [r.__dict__ for r in results], "groups": parts}, indent=2))
+            "clips": [r.__dict__ for r in results], "groups": parts,
+            "refined_vs_base": check}, indent=2))
     return 0

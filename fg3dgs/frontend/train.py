@@ -45,6 +45,7 @@ class FrontendTrainConfig:
     heldout_minutes: float = 3.0
     seed: int = 0
     width: int = 96
+    ccc: float = 0.5                 # weight of the concordance term on the mouth outputs
 
 
 def _voices(rng: random.Random, held_out: bool):
@@ -145,10 +146,22 @@ def _batch(feats, rng: np.random.Generator, batch: int, crop: int):
             torch.from_numpy(np.stack(mask)))
 
 
+def concordance(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Lin's concordance correlation of each column of [N, C] predictions with the targets
+    [C]: 1 only where they agree in mean, spread and order. A per-frame loss alone lets a
+    network unsure of a voice answer with the average mouth (a damped mouth); this term
+    asks for the targets' spread too."""
+    pm, tm = pred.mean(0), target.mean(0)
+    cov = ((pred - pm) * (target - tm)).mean(0)
+    return 2 * cov / (pred.var(0, unbiased=False) + target.var(0, unbiased=False)
+                      + (pm - tm) ** 2 + 1e-8)
+
+
 @torch.no_grad()
 def frame_accuracy(model: ArticulationNet, feats) -> dict:
-    """Per output: Pearson r and mean absolute error over all frames of ``feats``; for
-    speech, also the share of frames classified right at 0.5."""
+    """Per output: Pearson r, mean absolute error and spread (the std of the output over
+    that of the truth) over all frames of ``feats``; for speech, also the share of frames
+    classified right at 0.5."""
     model.eval()
     pred = np.concatenate([model(torch.from_numpy(m)[None])[0].numpy() for m, _ in feats])
     true = np.concatenate([t for _, t in feats])
@@ -156,7 +169,8 @@ def frame_accuracy(model: ArticulationNet, feats) -> dict:
     for j, name in enumerate(OUTPUTS):
         p, t = pred[:, j], true[:, j]
         r = float(np.corrcoef(p, t)[0, 1]) if p.std() > 0 and t.std() > 0 else float("nan")
-        out[name] = {"r": round(r, 4), "mae": round(float(np.abs(p - t).mean()), 4)}
+        out[name] = {"r": round(r, 4), "mae": round(float(np.abs(p - t).mean()), 4),
+                     "spread": round(float(p.std() / (t.std() + 1e-12)), 4)}
     out["speech"]["accuracy"] = round(float(((pred[:, 4] > 0.5) == (true[:, 4] > 0.5)).mean()),
                                       4)
     out["frames"] = int(len(true))
@@ -199,6 +213,9 @@ def train_frontend(cfg: FrontendTrainConfig, out: str | Path, progress: bool = T
         pred = model(mel).clamp(1e-5, 1 - 1e-5)
         bce = torch.nn.functional.binary_cross_entropy(pred, tgt, reduction="none")
         loss = (bce.mean(-1) * mask).sum() / mask.sum()
+        if cfg.ccc:
+            on = mask.bool()
+            loss = loss + cfg.ccc * (1 - concordance(pred[on][:, :4], tgt[on][:, :4])).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

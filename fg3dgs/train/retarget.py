@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..frontend.train import concordance
 from ..model.encoders import AudioEncoder
 from .data import audio_windows
 
@@ -68,12 +69,7 @@ def distill_loss(pred: torch.Tensor, target: torch.Tensor, scale: torch.Tensor,
     mse = (((pred - target) / scale) ** 2).mean()
     if not ccc:
         return mse
-    p, t = pred.flatten(0, 1), target.flatten(0, 1)
-    pm, tm = p.mean(0), t.mean(0)
-    cov = ((p - pm) * (t - tm)).mean(0)
-    conc = 2 * cov / (p.var(0, unbiased=False) + t.var(0, unbiased=False) + (pm - tm) ** 2
-                      + 1e-8)
-    return mse + ccc * (1 - conc).mean()
+    return mse + ccc * (1 - concordance(pred.flatten(0, 1), target.flatten(0, 1))).mean()
 
 
 def _r2(pred: torch.Tensor, target: torch.Tensor) -> float:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -121,7 +122,8 @@ def initial_model(ds: Dataset, data: TrainData, cfg: TrainConfig) -> tuple[FG3DG
 
 class Trainer:
     def __init__(self, dataset: str | Path, run: str | Path, cfg: TrainConfig | None = None,
-                 resume: bool = False, progress: bool = True, force: bool = False):
+                 resume: bool = False, progress: bool = True, force: bool = False,
+                 start: bool = True):
         self.run = Path(run)
         self.progress = progress
         state_path = self.run / STATE
@@ -164,7 +166,7 @@ class Trainer:
         self._init_lip_prior()
         if resume:
             self._restore(saved)
-        else:
+        elif start:             # (else the caller sets the model and stage: refine_identity)
             torch.manual_seed(self.cfg.seed)
             self.model, self.extent = initial_model(self.ds, self.data, self.cfg)
             self.model.to(self.device)
@@ -174,6 +176,42 @@ class Trainer:
             self.stage_seconds: dict[str, float] = {}
             self._new_stage_state()
         self.K = torch.from_numpy(self.data.K).to(self.device)
+
+    @classmethod
+    def refine_identity(cls, identity: str | Path, dataset: str | Path, run: str | Path,
+                        progress: bool = True, force: bool = False,
+                        **overrides) -> "Trainer":
+        """A run of the HRPA stage alone on a trained identity (its Gaussians, networks and
+        audio encoder as they are; the refined branch starts again from the base one), on
+        the dataset it was trained on, for an identity without its training run (a
+        re-targeted or downloaded one). ``overrides``: TrainConfig fields (``iterations``
+        is the HRPA stage's count)."""
+        from ..model.io import load_identity
+
+        model, info, _ = load_identity(identity)
+        try:
+            cfg = TrainConfig.from_dict(info["train"]["config"])
+        except (KeyError, TypeError) as exc:
+            raise TrainError(f"{identity} records no training configuration "
+                             f"(identity.json train.config); it cannot be refined") from exc
+        cfg.model = model.cfg
+        n = overrides.pop("iterations", None) or cfg.iterations.get("hrpa") or \
+            preset(cfg.preset).iterations["hrpa"]
+        cfg = replace(cfg, iterations={**{s: 0 for s in STAGES}, "hrpa": n}, **overrides)
+        if cfg.model.audio_features not in Dataset(dataset)._features:
+            raise TrainError(f"{dataset} has no {cfg.model.audio_features!r} audio features, "
+                             f"which the identity reads; preprocess with --audio-features "
+                             f"{cfg.model.audio_features}")
+        self = cls(dataset, run, cfg, progress=progress, force=force, start=False)
+        self.model = model.train().to(self.device)
+        self.model.invalidate()
+        self.model.refined = None
+        self.extent = 1.0                  # (scales the means' rate: static stage only)
+        self.stage, self.step = "hrpa", 0
+        self.rng = np.random.default_rng(cfg.seed)
+        self.history, self.stage_seconds = [], {}
+        self._new_stage_state()
+        return self
 
     def _init_lip_prior(self):
         """The lip-shape targets of the training frames [F_train, K] and their head."""
@@ -408,29 +446,52 @@ class Trainer:
         self.sync_mel = sync_mel(self.ds.audio())
         scale = self.cfg.size / self.ds.manifest["size"]
         self.boxes = face_boxes(self.ds.landmarks) * scale            # [F, 3]
+        self.other_voices = []
+        if self.cfg.hrpa_other_voices > 0:
+            from .other_voices import make_other_voices
+
+            model_id = self.ds.manifest.get("config", {}).get("models", {}).get(
+                self.cfg.model.audio_features)
+            self.other_voices = make_other_voices(
+                self.cfg.hrpa_other_minutes, self.cfg.model.audio_features, self.cfg.seed + 3,
+                model_id, progress=self.progress)
 
     def _hrpa_step(self, quality: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One HRPA step on T_FRAMES consecutive training frames: their own audio, the
+        photometric, mouth-crop and sync terms; or (a share ``hrpa_other_voices`` of the
+        steps) another voice's speech driving the mouth over those frames' poses and
+        canvas, the sync term alone (there is no true frame for it)."""
         from ..sync.audio import mel_windows
         from ..sync.crops import mouth_crops, stack_windows
         from ..sync.expert import T_FRAMES
+        from .data import audio_windows
+        from .other_voices import draw_window
 
         c = self.cfg
         k0 = int(self.rng.integers(0, len(self.data) - T_FRAMES + 1))
         ks = np.arange(k0, k0 + T_FRAMES)
+        other = bool(self.other_voices) and self.rng.random() < c.hrpa_other_voices
         v = self._variants(1)           # one feature set for the expert's whole window
         b = self.data.batch(ks, self.device, None if v is None else np.repeat(v, T_FRAMES))
+        if other:
+            u, f0 = draw_window(self.other_voices, self.rng)
+            b["audio"] = to_device(audio_windows(u.features, np.arange(f0, f0 + T_FRAMES)),
+                                   self.device)
+            mel = to_device(mel_windows(u.mel, np.array([f0])), self.device)
+        else:
+            mel = to_device(mel_windows(self.sync_mel, b["frames"][:1]), self.device)
         drive = self.model.drive(b["audio"], b["expression"])
         renders = self.model.render_regions(drive, b["viewmats"], self.K, c.size, c.size,
                                             c.backend)
         out = fuse(renders, b["canvas"])
         boxes = to_device(self.boxes[b["frames"]], self.device)
         crops = mouth_crops(out.permute(0, 3, 1, 2), boxes)
-        mel = to_device(mel_windows(self.sync_mel, b["frames"][:1]), self.device)
-        sync = self.expert.sync_loss(mel, stack_windows(crops))
-        loss = self._photometric(out, b["image"], c.dssim) + c.sync_weight * sync
-        if c.hrpa_crop_l1 > 0:      # the mouth's own pixels weigh as much as the sync term
-            real = mouth_crops(b["image"].permute(0, 3, 1, 2), boxes)
-            loss = loss + c.hrpa_crop_l1 * (crops - real).abs().mean()
+        loss = c.sync_weight * self.expert.sync_loss(mel, stack_windows(crops))
+        if not other:
+            loss = loss + self._photometric(out, b["image"], c.dssim)
+            if c.hrpa_crop_l1 > 0:  # the mouth's own pixels weigh as much as the sync term
+                real = mouth_crops(b["image"].permute(0, 3, 1, 2), boxes)
+                loss = loss + c.hrpa_crop_l1 * (crops - real).abs().mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -775,5 +836,31 @@ def train(dataset, run, cfg: TrainConfig | None = None, resume: bool = False,
     out = trainer.train()
     info = json.loads((out / "identity.json").read_text())
     info["train"]["seconds"] = time.perf_counter() - start + info["train"].get("seconds", 0)
+    (out / "identity.json").write_text(json.dumps(info, indent=2) + "\n")
+    return out
+
+
+def refine(identity, dataset, run, progress: bool = True, force: bool = False,
+           **overrides) -> Path:
+    """HRPA alone on a trained identity (:meth:`Trainer.refine_identity`); the new identity
+    keeps the source's records (training schedule, observer reference, re-targeting) and
+    says what was refined from what."""
+    start = time.perf_counter()
+    src = json.loads((Path(identity) / "identity.json").read_text())
+    trainer = Trainer.refine_identity(identity, dataset, run, progress=progress, force=force,
+                                      **overrides)
+    out = trainer.train()
+    info = json.loads((out / "identity.json").read_text())
+    n = trainer.cfg.iterations["hrpa"]
+    info["train"]["config"]["iterations"] = {**src["train"]["config"]["iterations"],
+                                             "hrpa": n}
+    info["train"]["seconds"] = src["train"].get("seconds")
+    for key in ("observer", "retarget"):
+        if key in src:
+            info[key] = src[key]
+    info["hrpa"] = {**info.get("hrpa", {}), "other_voices": trainer.cfg.hrpa_other_voices,
+                    "other_minutes": trainer.cfg.hrpa_other_minutes,
+                    "refined_from": str(identity),
+                    "seconds": round(time.perf_counter() - start)}
     (out / "identity.json").write_text(json.dumps(info, indent=2) + "\n")
     return out
