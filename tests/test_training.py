@@ -748,3 +748,34 @@ def test_refine_runs_hrpa_alone_on_an_identity_with_other_voices(run, data, tmp_
     assert main(["refine", str(run), "--data", str(data / "data"), "--out", str(out),
                  "--other-voices", "2"]) == 2
     assert "--other-voices is a share" in capsys.readouterr().err
+
+
+def test_articulation_features_follow_the_front_end_in_use(data, tmp_path, monkeypatch):
+    """A dataset's ``artic`` features made by another speech front-end are made again
+    (and stored) before training reads them; up-to-date ones are read as they are."""
+    import shutil
+
+    from fg3dgs.audio_features import extract
+    from fg3dgs.frontend import ArticulationNet, FrontendConfig, save_frontend
+    from fg3dgs.preprocess.dataset import Dataset
+    from fg3dgs.train.data import TrainData
+
+    ds_dir = tmp_path / "ds"
+    shutil.copytree(data / "data", ds_dir)
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    torch.manual_seed(0)
+    save_frontend(ArticulationNet(FrontendConfig(width=16)),
+                  ckpt / "speech_frontend.safetensors")
+    monkeypatch.setenv("FG3DGS_CHECKPOINTS", str(ckpt))
+    audio = Dataset(ds_dir).audio()
+    n = len(extract(audio, "artic"))
+    np.save(ds_dir / "features" / "artic.npy", np.zeros((n, 5), np.float32))   # stale
+    (ds_dir / "features" / "artic.json").write_text(json.dumps({"model": "another"}))
+    manifest = json.loads((ds_dir / "manifest.json").read_text())
+    manifest["audio"]["features"]["artic"] = "features/artic.npy"
+    (ds_dir / "manifest.json").write_text(json.dumps(manifest))
+    got = TrainData(Dataset(ds_dir), 64, "artic", range(4)).features
+    assert np.allclose(got, extract(audio, "artic"), atol=1e-6) and np.abs(got).max() > 0
+    assert np.allclose(np.load(ds_dir / "features" / "artic.npy"), got)
+    assert "speech front-end sha256" in (ds_dir / "features" / "artic.json").read_text()

@@ -103,16 +103,21 @@ class TrainData:
         bg = iio.imread(ds.path / "background.png")
         self.background = _resize(bg, size).astype(np.float32) / 255.0
         self._plates: dict[str, torch.Tensor] = {}      # the background per device
-        self.features = np.asarray(ds._features[audio_features], np.float32) \
-            if audio_features in ds._features else None
-        if self.features is None:
+        if audio_features not in ds._features:
             raise ValueError(f"the dataset has no {audio_features!r} audio features; "
                              f"preprocess with --audio-features {audio_features}")
+        model_id = ds.manifest.get("config", {}).get("models", {}).get(audio_features)
+        if audio_features == "artic":      # made again where the front-end has changed since
+            from ..audio_features import cached_features
+
+            self.features = cached_features(ds.path / "features", ds.audio(), "artic",
+                                            model_id).astype(np.float32)
+        else:
+            self.features = np.asarray(ds._features[audio_features], np.float32)
         self.expression = np.asarray(ds.expression, np.float32)
         # [1 + copies, T, D]: the clean features, then voice-varied copies (training only)
         self.feature_sets = self.features[None]
         if variants is not None and variants.copies > 0:
-            model_id = ds.manifest.get("config", {}).get("models", {}).get(audio_features)
             self.feature_sets = augmented_feature_sets(ds.audio(), self.features,
                                                        audio_features, variants, model_id)
 
