@@ -601,9 +601,10 @@ def build_parser() -> argparse.ArgumentParser:
                                        "identity",
                         description="HRPA alone on a trained identity (a re-targeted or "
                         "downloaded one needs no training run): its refined branch starts "
-                        "again from the base one and learns from the sync expert, on the "
-                        "identity's own frames and on speech in other voices (eSpeak NG "
-                        "voices, half of it augmented). Writes a new identity to --out.")
+                        "again from the base one and learns from the sync expert on the "
+                        "identity's own frames, and with --other-voices also on speech in "
+                        "other voices (eSpeak NG voices, half of it augmented). Writes a new "
+                        "identity to --out.")
     rf.add_argument("identity", help="run folder or zoo id")
     rf.add_argument("--data", required=True,
                     help="the preprocessed dataset the identity was trained on")
@@ -612,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="HRPA steps (default: the identity's own schedule's)")
     rf.add_argument("--other-voices", type=float, metavar="SHARE",
                     help="share of the steps driven by other voices' speech, judged by the "
-                         "expert alone (default 0.5; 0: the identity's own audio only)")
+                         "expert alone (default 0: the identity's own audio only)")
     rf.add_argument("--other-minutes", type=positive, metavar="MIN",
                     help="minutes of other voices' speech to make for it (default 4)")
     rf.add_argument("--expert", help="sync expert (default: the identity's training one, "

@@ -45,7 +45,7 @@ class TrainConfig:
     sync_weight: float = 0.03       # HRPA: the sync expert's loss beside the fusion loss
     hrpa_crop_l1: float = 1.0       # HRPA: L1 of the expert's mouth crops vs the real ones
     lr_hrpa_net: float = 1e-4       # HRPA: the refined mouth network
-    hrpa_other_voices: float = 0.5  # HRPA: share of steps driven by other voices (sync only)
+    hrpa_other_voices: float = 0.0  # HRPA: share of steps driven by other voices (sync only)
     hrpa_other_minutes: float = 4.0     # HRPA: minutes of other voices' speech made for it
     expert: str | None = None       # HRPA's sync expert (None: the shipped one)
     densify: DensifyConfig = field(default_factory=DensifyConfig)
@@ -88,7 +88,6 @@ class TrainConfig:
         # Fields added since the run started take its preset's values.
         d = {"lip_prior": 0.0, **d}     # runs from before the lip prior go on without it
         d = {"audio_copies": 0, **d}    # and those from before voice-varied audio without it
-        d = {"hrpa_other_voices": 0.0, **d}     # or HRPA on other voices
         d = {**preset(d.get("preset", "cpu")).to_dict(), **d}
         d["densify"] = DensifyConfig(**d["densify"])
         d["model"] = ModelConfig.from_dict(d["model"])
