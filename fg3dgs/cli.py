@@ -490,8 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="output MP4 (default: demo.mp4)")
     demo.add_argument("--sheet", default=None, type=output_file(".png"),
                       help="contact sheet PNG (default: the --out name with .png)")
-    demo.add_argument("--identity", default="astronaut-demo",
-                      help="run folder or zoo id (default: astronaut-demo, shipped)")
+    demo.add_argument("--identity", default="astronaut-artic",
+                      help="run folder or zoo id (default: astronaut-artic, shipped)")
     demo.add_argument("--audio", default=None, help="speech file (default: the bundled "
                       "examples/morning.wav)")
     demo.add_argument("--variant", choices=("base", "refined", "both"), default="both",
