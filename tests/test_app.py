@@ -253,7 +253,7 @@ def test_studio_refuses_what_it_does_not_offer(tmp_path, monkeypatch):
     (tmp_path / "given").mkdir()
     st = Studio(workdir=tmp_path / "given")
     with pytest.raises(IdentityError, match="unknown identity 'nobody'; this server offers: "
-                       "astronaut-demo"):
+                       "astronaut-artic, astronaut-demo, hopper-artic"):
         st.speak("nobody", SPEECH)
     with pytest.raises(IdentityError, match="unknown identity '/etc'"):
         st.compare(("astronaut-demo", "/etc"), SPEECH)
