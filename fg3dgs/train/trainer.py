@@ -486,9 +486,11 @@ class Trainer:
         out = fuse(renders, b["canvas"])
         boxes = to_device(self.boxes[b["frames"]], self.device)
         crops = mouth_crops(out.permute(0, 3, 1, 2), boxes)
-        loss = c.sync_weight * self.expert.sync_loss(mel, stack_windows(crops))
-        if not other:
-            loss = loss + self._photometric(out, b["image"], c.dssim)
+        sync = self.expert.sync_loss(mel, stack_windows(crops))
+        if other:
+            loss = c.sync_weight * sync
+        else:
+            loss = self._photometric(out, b["image"], c.dssim) + c.sync_weight * sync
             if c.hrpa_crop_l1 > 0:  # the mouth's own pixels weigh as much as the sync term
                 real = mouth_crops(b["image"].permute(0, 3, 1, 2), boxes)
                 loss = loss + c.hrpa_crop_l1 * (crops - real).abs().mean()
