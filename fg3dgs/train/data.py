@@ -106,7 +106,9 @@ class TrainData:
         if audio_features not in ds._features:
             raise ValueError(f"the dataset has no {audio_features!r} audio features; "
                              f"preprocess with --audio-features {audio_features}")
-        model_id = ds.manifest.get("config", {}).get("models", {}).get(audio_features)
+        # the feature extractor's model the dataset was preprocessed with (None: the default)
+        self.model_id = model_id = ds.manifest.get("config", {}).get("models", {}).get(
+            audio_features)
         if audio_features == "artic":      # made again where the front-end has changed since
             from ..audio_features import cached_features
 

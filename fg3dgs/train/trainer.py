@@ -203,6 +203,7 @@ class Trainer:
                              f"which the identity reads; preprocess with --audio-features "
                              f"{cfg.model.audio_features}")
         self = cls(dataset, run, cfg, progress=progress, force=force, start=False)
+        self.source_info = info             # (what refine() keeps of the source's records)
         self.model = model.train().to(self.device)
         self.model.invalidate()
         self.model.refined = None
@@ -450,11 +451,9 @@ class Trainer:
         if self.cfg.hrpa_other_voices > 0:
             from .other_voices import make_other_voices
 
-            model_id = self.ds.manifest.get("config", {}).get("models", {}).get(
-                self.cfg.model.audio_features)
             self.other_voices = make_other_voices(
                 self.cfg.hrpa_other_minutes, self.cfg.model.audio_features, self.cfg.seed + 3,
-                model_id, progress=self.progress)
+                self.data.model_id, progress=self.progress)
 
     def _hrpa_step(self, quality: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One HRPA step on T_FRAMES consecutive training frames: their own audio, the
@@ -848,9 +847,9 @@ def refine(identity, dataset, run, progress: bool = True, force: bool = False,
     keeps the source's records (training schedule, observer reference, re-targeting) and
     says what was refined from what."""
     start = time.perf_counter()
-    src = json.loads((Path(identity) / "identity.json").read_text())
     trainer = Trainer.refine_identity(identity, dataset, run, progress=progress, force=force,
                                       **overrides)
+    src = trainer.source_info
     out = trainer.train()
     info = json.loads((out / "identity.json").read_text())
     n = trainer.cfg.iterations["hrpa"]
