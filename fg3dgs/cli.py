@@ -270,7 +270,8 @@ def _cmd_train_sync(args: argparse.Namespace) -> int:
 
     cfg = SyncTrainConfig(identities=tuple(args.identities.split(",")), minutes=args.minutes,
                           steps=args.steps, width=args.width, batch=args.batch,
-                          heldout_clips=args.heldout_clips, seed=args.seed)
+                          heldout_clips=args.heldout_clips, seed=args.seed,
+                          voices=args.voices, audio_copies=args.audio_copies)
     try:
         report = train_expert(cfg, args.out, progress=not args.quiet, force=args.force)
     except ValueError as exc:
@@ -654,7 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
     ts = sub.add_parser("train-sync", help="train the lip-sync expert on synthetic clips",
                         description="Generates clips with the synthetic generator (many "
                         "voices, rates and pitches, the built-in photos, colour / crop / "
-                        "scale augmentation), trains the expert and reports held-out pair "
+                        "scale augmentation, augmented copies of the audio), trains the expert and reports held-out pair "
                         "accuracy and offset detection on unseen voices and sentences.")
     ts.add_argument("--out", required=True, help="folder for sync_expert.safetensors")
     ts.add_argument("--identities", default="builtin:astronaut,builtin:hopper",
@@ -667,6 +668,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="channel scale of Wav2Lip's layout (1 = the published expert's)")
     ts.add_argument("--heldout-clips", type=whole_number(1), default=40,
                     help="5-second held-out clips for the offset test")
+    ts.add_argument("--voices", choices=("wide", "speakers"), default="wide",
+                    help="wide: every eSpeak accent and variant, other languages' voices "
+                    "reading English, 80-260 words per minute (the speech front-end's draw); "
+                    "speakers: 7 English accents, ordinary variants, 130-200 (default wide)")
+    ts.add_argument("--audio-copies", type=whole_number(0), default=2,
+                    help="augmented copies of each clip's audio (noise, reverberation, "
+                    "telephone, codecs, level, vocal-tract warp; default 2)")
     ts.add_argument("--seed", type=int, default=0, help="draws the training material")
     ts.add_argument("--force", action="store_true", help="replace the expert in an existing "
                     "--out")

@@ -33,6 +33,22 @@ def stft_magnitude(y: np.ndarray, n_fft: int, hop: int, win_length: int | None =
     return mag if power == 2.0 else mag ** np.asarray(power / 2, dtype)
 
 
+def warp_frequency(spec: np.ndarray, alpha: float) -> np.ndarray:
+    """Spectrogram [F, T] with its frequency axis scaled by ``alpha`` (> 1 moves formants
+    up, as a shorter vocal tract does): warped bin f shows the original f / alpha, linearly
+    interpolated; bins beyond the original's top are 0. alpha = 1 returns ``spec``."""
+    if alpha == 1.0:
+        return spec
+    F = spec.shape[0]
+    src = np.arange(F) / alpha
+    lo = np.clip(np.floor(src).astype(int), 0, F - 1)
+    hi = np.clip(lo + 1, 0, F - 1)
+    frac = (src - lo)[:, None].astype(spec.dtype)
+    out = (1 - frac) * spec[lo] + frac * spec[hi]
+    out[src > F - 1] = 0.0
+    return out
+
+
 def _hz_to_mel(f):
     """Slaney's mel scale: linear below 1 kHz, logarithmic above."""
     f = np.asarray(f, np.float64)

@@ -205,3 +205,72 @@ def test_speak_writes_heldout_speech(tmp_path, capsys):
     assert len(read_audio(out)) > 16000
     voice = capsys.readouterr().out.split("voice ")[1].split()[0]
     assert voice.split("+")[1] in HELDOUT_VARIANTS
+
+
+def test_wide_voice_draw_spans_accents_and_languages_but_never_the_benchmark():
+    import random
+
+    from fg3dgs.synth.speech import BENCH_VARIANTS, OTHER_LANGUAGES, SPEAKER_VOICES
+    from fg3dgs.sync.data import HELDOUT_VARIANTS, TRAIN_VARIANTS, random_voice
+
+    rng = random.Random(0)
+    train = [random_voice(rng, False, "wide") for _ in range(300)]
+    assert not {v.variant for v in train} & set(BENCH_VARIANTS + HELDOUT_VARIANTS)
+    assert {v.variant for v in train} - set(TRAIN_VARIANTS)           # beyond m1..f3
+    assert {v.name for v in train} & set(OTHER_LANGUAGES)
+    assert {v.name for v in train} - set(SPEAKER_VOICES) - set(OTHER_LANGUAGES)
+    assert min(v.rate for v in train) < 130 and max(v.rate for v in train) > 200
+    held = [random_voice(rng, True, "wide") for _ in range(50)]
+    assert {v.variant for v in held} <= set(HELDOUT_VARIANTS)
+    with pytest.raises(ValueError, match="wide, speakers|speakers, wide"):
+        random_voice(rng, False, "everyone")
+
+
+def test_sync_mel_warp_moves_a_tone_up_and_leaves_timing():
+    from fg3dgs.spectrum import warp_frequency
+    from fg3dgs.sync.audio import sync_mel
+
+    t = np.arange(16000) / 16000
+    tone = (0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+    plain = sync_mel(tone)
+    assert np.array_equal(sync_mel(tone, warp=1.0), plain)
+    up = sync_mel(tone, warp=1.2)
+    assert up.shape == plain.shape
+    assert up[:, 20].argmax() > plain[:, 20].argmax()            # 1.2 kHz is a higher band
+    spec = np.zeros((11, 3), np.float32)
+    spec[5] = 1.0
+    w = warp_frequency(spec, 1.2)
+    assert w[6].min() == 1.0 and w[4].max() == 0.0                # bin 6 shows 6 / 1.2 = 5
+    assert np.allclose(w[5], 1 / 6)                    # bin 5 shows 4.17: 1/6 of bin 5
+    assert warp_frequency(spec, 1.0) is spec
+
+
+def test_augmented_audio_copies_feed_the_sampler():
+    from fg3dgs.sync.data import make_clips
+    from fg3dgs.sync.expert import MEL_STEPS
+    from fg3dgs.sync.train import WindowSampler
+
+    clips = make_clips(("builtin:astronaut",), 3.0, False, seed=4, size=96, progress=False,
+                       voices="wide", audio_copies=2)
+    c = clips[0]
+    assert len(c.aug_mels) == 2
+    assert all(m.shape == c.mel.shape and not np.allclose(m, c.mel) for m in c.aug_mels)
+    assert c.mel_version(0) is c.mel and c.mel_version(2) is c.aug_mels[1]
+    assert c.mel_version(5) is c.mel                              # fewer copies: clean
+    clean = {c.mel.tobytes() for c in clips}
+
+    def heard(sampler):
+        _, pos, _ = sampler.sample_contrastive(64)
+        return pos[:, 0].numpy()
+
+    def is_clean(w):
+        return any(w.tobytes() in {m[:, j:j + MEL_STEPS].tobytes() for j in
+                                   range(m.shape[1] - MEL_STEPS + 1)}
+                   for m in (c.mel for c in clips))
+
+    s = WindowSampler(clips, 0)
+    s.strength = 0.0                                   # the curriculum's start: clean only
+    assert all(is_clean(w) for w in heard(s))
+    s.strength = 1.0
+    assert sum(not is_clean(w) for w in heard(s)) > 20  # about 2/3 of 64
+    assert clean                                       # (the clean mels are untouched)

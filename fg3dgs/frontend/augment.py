@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..audio_features import SAMPLE_RATE, MelConfig, log_mel_of_power, power_spectrogram
+from ..spectrum import warp_frequency
 
 
 @dataclass(frozen=True)
@@ -37,15 +38,7 @@ def log_mel_warped(audio: np.ndarray, alpha: float = 1.0,
     """[T, 80] log-mel of ``audio`` with the spectrum's frequency axis scaled by ``alpha``
     (> 1 moves formants up, as a shorter vocal tract); alpha = 1 is
     :func:`fg3dgs.audio_features.log_mel`."""
-    power = power_spectrogram(audio, cfg)
-    if alpha != 1.0:
-        F = power.shape[0]
-        src = np.arange(F) / alpha            # warped bin f shows the original f / alpha
-        lo = np.clip(np.floor(src).astype(int), 0, F - 1)
-        hi = np.clip(lo + 1, 0, F - 1)
-        frac = (src - lo)[:, None].astype(np.float32)
-        power = (1 - frac) * power[lo] + frac * power[hi]
-        power[src > F - 1] = 0.0
+    power = warp_frequency(power_spectrogram(audio, cfg), alpha)
     return log_mel_of_power(power, cfg)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..media import AUDIO_RATE, FPS
-from ..spectrum import mel_filters, stft_magnitude
+from ..spectrum import mel_filters, stft_magnitude, warp_frequency
 from .expert import MEL_BANDS, MEL_STEPS
 
 
@@ -37,11 +37,14 @@ class SyncMelConfig:
 SILENCE = -4.0               # value of a silent band after normalisation
 
 
-def sync_mel(audio: np.ndarray, cfg: SyncMelConfig = SyncMelConfig()) -> np.ndarray:
-    """[S] float audio at 16 kHz -> [80, T] normalised log-mel, T = S // 200 + 1."""
+def sync_mel(audio: np.ndarray, cfg: SyncMelConfig = SyncMelConfig(),
+             warp: float = 1.0) -> np.ndarray:
+    """[S] float audio at 16 kHz -> [80, T] normalised log-mel, T = S // 200 + 1.
+    ``warp`` scales the spectrum's frequency axis first (a vocal-tract length change, as
+    the training augmentation draws it)."""
     x = np.asarray(audio, np.float64)
     y = x - cfg.preemphasis * np.concatenate([[0.0], x[:-1]])         # pre-emphasis filter
-    spec = stft_magnitude(y, cfg.n_fft, cfg.hop)
+    spec = warp_frequency(stft_magnitude(y, cfg.n_fft, cfg.hop), warp)
     basis = mel_filters(AUDIO_RATE, cfg.n_fft, MEL_BANDS, cfg.fmin, cfg.fmax)
     floor = 10.0 ** (cfg.min_db / 20.0)
     db = 20.0 * np.log10(np.maximum(floor, basis @ spec)) - cfg.ref_db

@@ -1,10 +1,14 @@
 """Training and held-out material for the sync expert, made with the synthetic generator.
 
 Each clip is a few corpus sentences spoken by a random eSpeak speaker (accent, variant, rate,
-pitch) and lip-synced by one of the built-in photos, rendered small and fast (no supersampling)
+pitch; with ``voices="wide"`` the front-end's wide draw: every accent and variant, other
+languages' voices reading English, 80-260 words per minute) and lip-synced by one of the built-in photos, rendered small and fast (no supersampling)
 and kept in memory as mouth crops with some context around them (so training can jitter
-the crop cheaply), from face boxes of the truth landmarks, and the expert's mel [80, T]. Voices and sentences are split in two disjoint sets, so held-out
-clips use speakers and sentences the expert never heard.
+the crop cheaply), from face boxes of the truth landmarks, and the expert's mel [80, T] of
+the clean speech and of ``audio_copies`` augmented copies of it (noise, reverberation,
+telephone band, codecs, level, clipping, vocal-tract warp; nothing moves in time). Voices
+and sentences are split in two disjoint sets, so held-out clips use speakers and sentences
+the expert never heard.
 """
 
 from __future__ import annotations
@@ -39,9 +43,15 @@ class SyncClip:
     identity: str
     voice: str
     text: str
+    aug_mels: tuple[np.ndarray, ...] = ()   # sync_mel of augmented copies of the audio
 
     def __len__(self) -> int:
         return len(self.context)
+
+    def mel_version(self, k: int) -> np.ndarray:
+        """The clean mel (k = 0) or augmented copy k (1..); the clean one where this clip
+        has fewer copies."""
+        return self.aug_mels[k - 1] if 0 < k <= len(self.aug_mels) else self.mel
 
 
 def context_regions(boxes: np.ndarray) -> np.ndarray:
@@ -70,9 +80,23 @@ def split_sentences(held_out: bool) -> list[str]:
             if (i % HELDOUT_SENTENCE_EVERY == HELDOUT_SENTENCE_EVERY - 1) == held_out]
 
 
-def random_voice(rng: random.Random, held_out: bool):
-    from ..synth.speech import SPEAKER_VOICES, Voice, english_voices
+VOICE_DRAWS = ("speakers", "wide")
 
+
+def random_voice(rng: random.Random, held_out: bool, voices: str = "speakers"):
+    """A voice for a clip: ``speakers``, ordinary English speakers (7 accents, the
+    m/f variants, 130-200 words per minute); ``wide``, the front-end's draw (any accent or
+    variant, other languages' voices reading English, 80-260 words per minute). Held-out
+    clips use :data:`HELDOUT_VARIANTS` either way, the benchmark's variants never."""
+    from ..synth.speech import (BENCH_VARIANTS, SPEAKER_VOICES, Voice, english_voices,
+                                voice_variants, wide_voice)
+
+    if voices not in VOICE_DRAWS:
+        raise ValueError(f"voices must be one of {', '.join(VOICE_DRAWS)}, got {voices!r}")
+    if voices == "wide":
+        variants = HELDOUT_VARIANTS if held_out else \
+            [v for v in voice_variants() if v not in HELDOUT_VARIANTS + BENCH_VARIANTS]
+        return wide_voice(rng, variants)
     names = [v for v in SPEAKER_VOICES if v in set(english_voices())] or ["en-us"]
     return Voice(name=rng.choice(names),
                  variant=rng.choice(HELDOUT_VARIANTS if held_out else TRAIN_VARIANTS),
@@ -95,7 +119,11 @@ class ClipMaker:
         self.K = output_camera(self.rig, face.points, size, 2.1, 1)
         self.background = background_colour(self.rig)
 
-    def make(self, text: str, voice, seed: int) -> SyncClip:
+    def make(self, text: str, voice, seed: int, audio_copies: int = 0,
+             babble: np.ndarray | None = None) -> SyncClip:
+        """The clip of ``text`` in ``voice``, with ``audio_copies`` augmented mels (drawn
+        from ``seed``; ``babble``: other speech the noise may be)."""
+        from ..frontend.augment import augment
         from ..synth.clip import animate, animation_tracks, project
         from ..synth.speech import synthesize
 
@@ -110,16 +138,25 @@ class ClipMaker:
                 animate(self.rig, tracks, self.K, self.size, 1, self.background)):
             frames[i] = image
             landmarks[i] = project(self.K, cam[:N_LANDMARKS])
+        rng = np.random.default_rng(seed)
+        aug = []
+        for _ in range(audio_copies):
+            x, warp = augment(audio, rng, other=babble)
+            aug.append(sync_mel(x, warp=warp))
         return SyncClip(context_crops(frames, face_boxes(landmarks)), sync_mel(audio), audio,
-                        self.photo, voice.espeak_name, text)
+                        self.photo, voice.espeak_name, text, tuple(aug))
 
 
 def make_clips(identities: tuple[str, ...], seconds: float, held_out: bool, seed: int,
                size: int = 192, sentences_per_clip: tuple[int, int] = (1, 3),
-               progress: bool = True, count: int | None = None) -> list[SyncClip]:
+               progress: bool = True, count: int | None = None, voices: str = "speakers",
+               audio_copies: int = 0) -> list[SyncClip]:
     """Clips totalling at least ``seconds`` of speech (or ``count`` clips, when given),
-    cycling through ``identities``."""
+    cycling through ``identities``; voices from the ``voices`` draw (:func:`random_voice`),
+    each clip with ``audio_copies`` augmented mels."""
     from tqdm import tqdm
+
+    from ..synth.speech import SpeechError
 
     rng = random.Random(seed)
     pool = split_sentences(held_out)
@@ -131,7 +168,14 @@ def make_clips(identities: tuple[str, ...], seconds: float, held_out: bool, seed
     while (len(clips) < count) if count is not None else (total < seconds):
         maker = makers[len(clips) % len(makers)]
         text = " ".join(rng.sample(pool, rng.randint(*sentences_per_clip)))
-        clip = maker.make(text, random_voice(rng, held_out), rng.randrange(1 << 30))
+        voice, seed_ = random_voice(rng, held_out, voices), rng.randrange(1 << 30)
+        try:
+            clip = maker.make(text, voice, seed_, audio_copies,
+                              clips[-1].audio if clips else None)
+        except SpeechError:          # a rare voice and text eSpeak cannot speak: draw again
+            if voices == "speakers":
+                raise
+            continue
         clips.append(clip)
         total += len(clip) / FPS
         bar.update(min(round(seconds) - bar.n, round(len(clip) / FPS)))

@@ -35,6 +35,8 @@ class SyncTrainConfig:
     temperature: float = 0.1          # of the contrastive loss
     aug_start: float = 0.15           # augmentation ramps from 0 at this fraction of steps
     aug_full: float = 0.6             # ... to full strength here
+    voices: str = "wide"              # the voice draw: wide | speakers (sync.data.random_voice)
+    audio_copies: int = 2             # augmented copies of each clip's audio
     seed: int = 0
 
 
@@ -72,6 +74,10 @@ class WindowSampler:
         self.rng = np.random.default_rng(seed)
         self.min_shift, self.aug = min_shift, augment
         self.strength = 1.0        # scales the augmentation (a curriculum starts it at 0)
+        copies = max(len(c.aug_mels) for c in self.clips)
+        # share of windows heard through an augmented copy at full strength: as many as
+        # each copy (the clean speech is one version of copies + 1)
+        self.audio_share = copies / (copies + 1)
         lengths = np.array([len(c) - T_FRAMES + 1 for c in self.clips], np.float64)
         self.p = lengths / lengths.sum()
 
@@ -147,9 +153,14 @@ class WindowSampler:
             clip = self.clips[c]
             i = int(rng.integers(len(clip) - T_FRAMES + 1))
             ctx.append(clip.context[i:i + T_FRAMES])
+            # one audio version per window, so its positive and negatives differ in time only
+            v = 0
+            if self.aug is not None and clip.aug_mels and \
+                    rng.random() < self.strength * self.audio_share:
+                v = int(rng.integers(1, len(clip.aug_mels) + 1))
             for k, fn in enumerate(partners):
                 other, j = fn(b, clip, i)
-                mels[k].append(mel_windows(other.mel, np.array([j]))[0])
+                mels[k].append(mel_windows(other.mel_version(v), np.array([j]))[0])
         ctx = torch.from_numpy(np.stack(ctx)).permute(0, 1, 4, 2, 3).float() / 255
         # The mouth region inside the context crop, jittered per window (same for 5 frames).
         a = self.aug.scaled(self.strength) if self.aug is not None else None
@@ -244,10 +255,11 @@ def train_expert(cfg: SyncTrainConfig, out: str | Path, progress: bool = True,
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
     train_clips = make_clips(cfg.identities, cfg.minutes * 60, False, cfg.seed, cfg.size,
-                             progress=progress)
+                             progress=progress, voices=cfg.voices,
+                             audio_copies=cfg.audio_copies)
     heldout = make_clips(cfg.identities, cfg.heldout_clips * 5.0, True, cfg.seed + 1,
                          cfg.size, sentences_per_clip=(2, 3), progress=progress,
-                         count=cfg.heldout_clips)
+                         count=cfg.heldout_clips, voices=cfg.voices)
     heldout = [_trim(c, 5.0) for c in heldout]
     data_s = time.perf_counter() - t0
 

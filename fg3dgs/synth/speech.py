@@ -229,6 +229,26 @@ SPEAKER_VOICES = ("en-us", "en-gb", "en-gb-x-rp", "en-gb-scotland", "en-029",
                   "en-gb-x-gbclan", "en-gb-x-gbcwmd")
 
 
+# Other languages whose voices read English text with their own phonology: accents beyond
+# eSpeak's English ones, for the wide voice draw.
+OTHER_LANGUAGES = ("de", "es", "fr", "it", "pt", "nl", "pl", "ru", "hi", "cs", "sk", "hu",
+                   "fi", "sv", "da", "tr", "el", "ro", "hr", "bg", "uk", "id", "vi")
+# Voice variants of the sync benchmark's eSpeak clips: no training draw uses them.
+BENCH_VARIANTS = ("klatt3", "Andrea", "linda", "benjamin")
+
+
+def wide_voice(rng: random.Random, variants, other_languages: float = 0.4) -> Voice:
+    """A voice of the wide draw: an English accent, or (a share ``other_languages``)
+    another language's voice reading English text; a variant of ``variants``; 80-260 words
+    per minute, pitch and pitch range 0-99."""
+    if other_languages > 0 and rng.random() >= 1 - other_languages:
+        name = rng.choice(OTHER_LANGUAGES)
+    else:
+        name = rng.choice([v for v in english_voices() if v != "en-shaw"])
+    return Voice(name, rng.choice(variants), rng.randint(80, 260), rng.randint(0, 99),
+                 rng.randint(0, 99))
+
+
 def voice_for_seed(seed: int) -> Voice:
     """A speaker drawn from the seed: accent, variant, rate, pitch and range."""
     rng = random.Random(seed)
