@@ -215,7 +215,7 @@ def cached_features(folder: str | Path, audio: np.ndarray, name: str,
     audio or the model changed."""
     folder = Path(folder)
     digest = hashlib.sha256(np.asarray(audio, np.float32).tobytes()).hexdigest()[:16]
-    model = None if name == "mel" else _model_key(name, model_id)
+    model = feature_model(name, model_id)
     meta = {"extractor": name, "model": model, "audio_sha256_16": digest, "rate_hz": RATE}
     npy, js = folder / f"{name}.npy", folder / f"{name}.json"
     if npy.is_file() and js.is_file() and json.loads(js.read_text()) == meta:
@@ -230,6 +230,13 @@ def cached_features(folder: str | Path, audio: np.ndarray, name: str,
     with atomic_output(js) as tmp:
         tmp.write_text(json.dumps(meta, indent=2))
     return feats
+
+
+def feature_model(name: str, model_id: str | None = None) -> str | None:
+    """What features ``name`` are computed with besides the code (None for ``mel``): the
+    transformers model id, or for ``artic`` the front-end file's sha256. An identity
+    records it (identity.json ``audio_model``): its networks learnt those exact features."""
+    return None if name == "mel" else _model_key(name, model_id)
 
 
 def _model_key(name: str, model_id: str | None) -> str:

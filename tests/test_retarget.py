@@ -50,3 +50,16 @@ def test_retarget_keeps_everything_but_the_audio_encoder(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="already reads"):
         retarget(out, [tmp_path / "own.wav"], tmp_path / "again", RetargetConfig(steps=1),
                  progress=False)
+    # The identity is pinned to the front-end it learnt: another one is refused at load.
+    from fg3dgs.io_utils import sha256
+    from fg3dgs.model.io import IdentityError
+
+    assert info["audio_model"] == \
+        f"speech front-end sha256 {sha256(ckpt / 'speech_frontend.safetensors')[:16]}"
+    torch.manual_seed(1)
+    save_frontend(ArticulationNet(FrontendConfig(width=16)), ckpt / "speech_frontend.safetensors")
+    with pytest.raises(IdentityError, match="re-target"):
+        load_identity(out)
+    with pytest.raises(IdentityError, match="made for 'artic' features"):
+        TalkingHead(out)
+    load_identity(out, verify=False)                        # developers may still open it

@@ -1,7 +1,8 @@
 """Identity checkpoints: ``identity.safetensors`` (tensors) + ``identity.json`` (format
 version, model config, audio features, metrics, replay track description, and under
 ``"files"`` the sha256 of the identity's weight files: identity.safetensors and, once it is
-written, replay.safetensors).
+written, replay.safetensors), and under ``"audio_model"`` what its audio features were
+computed with (the speech front-end's sha256, the transformers model id).
 
 Loading validates the format version, the config and every tensor's name and shape against
 the model the config describes, and says what is wrong when something does not fit. It also
@@ -109,6 +110,25 @@ def verify_files(run: str | Path, info: dict) -> None:
                                 "or pass --no-verify (developers)")
 
 
+def verify_feature_model(run: str | Path, info: dict) -> None:
+    """Raise :class:`IdentityError` when the features the identity learnt (identity.json
+    ``audio_model``) are not what this installation computes: another speech front-end
+    would drive its mouth with numbers it never saw. Identities without the record load
+    unchecked."""
+    from ..audio_features import feature_model
+
+    want = info.get("audio_model")
+    if not want:
+        return
+    have = feature_model(info.get("audio_features", "mel"))
+    if have != want:
+        raise IdentityError(
+            f"{run} was made for {info.get('audio_features')!r} features from {want}, but "
+            f"this installation computes them with {have}; re-target the identity it came "
+            "from to this front-end (`fg3dgs retarget`), or install the front-end it was "
+            "made for")
+
+
 def load_identity(path: str | Path, verify: bool = True
                   ) -> tuple[FG3DGS, dict, dict[str, torch.Tensor]]:
     """(model in eval mode, identity.json contents, extras) from a run folder or its
@@ -148,6 +168,7 @@ def load_identity(path: str | Path, verify: bool = True
             from exc
     if verify:
         verify_files(run, info)
+        verify_feature_model(run, info)
     model = build_model(cfg, counts)
     want = model.state_dict()
     extras = {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}

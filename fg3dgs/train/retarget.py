@@ -95,7 +95,7 @@ def retarget(run: str | Path, speech: list[str | Path], out: str | Path,
         raise ValueError(f"{run} already reads {cfg.features!r} features")
     t0 = time.perf_counter()
     rng = np.random.default_rng(cfg.seed)
-    from ..audio_features import extract
+    from ..audio_features import extract, feature_model
 
     train_x, train_y, held = [], [], []
     for path in speech:
@@ -161,6 +161,7 @@ def retarget(run: str | Path, speech: list[str | Path], out: str | Path,
     model.cfg.audio_in_dim = D
     meta = {k: v for k, v in info.items() if k not in ("config", "files", "counts")}
     meta["audio_features"] = cfg.features
+    meta["audio_model"] = feature_model(cfg.features)
     meta["retarget"] = report
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..audio_features import feature_model
 from ..device import to_device
 from ..io_utils import atomic_output
 from ..model.fusion import fuse
@@ -717,7 +718,10 @@ class Trainer:
 
     def export(self) -> Path:
         last = [x[3] for x in self.history if x[0] == "fusion"][-20:]
-        meta = {"audio_features": self.cfg.model.audio_features, "size": self.cfg.size,
+        meta = {"audio_features": self.cfg.model.audio_features,
+                "audio_model": feature_model(self.cfg.model.audio_features,
+                                             self.data.model_id),
+                "size": self.cfg.size,
                 "train": {"preset": self.cfg.preset, "config": self.cfg.to_dict(),
                           "dataset": str(self.ds.path),
                           "dataset_video_sha256": self.ds.manifest["source"]["sha256"],
