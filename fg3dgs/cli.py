@@ -312,7 +312,7 @@ def _cmd_retarget(args: argparse.Namespace) -> int:
     from .zoo import resolve_identity
 
     cfg = RetargetConfig(features=args.audio_features, copies=args.copies, steps=args.steps,
-                         seed=args.seed)
+                         seed=args.seed, match_spread=not args.keep_shrinkage)
     try:
         report = retarget(resolve_identity(args.identity), args.speech, args.out, cfg,
                           progress=not args.quiet, force=args.force)
@@ -721,6 +721,9 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--copies", type=whole_number(0), default=3,
                     help="augmented copies of the speech (default 3)")
     rt.add_argument("--steps", type=whole_number(1), default=3000, help="optimiser steps")
+    rt.add_argument("--keep-shrinkage", action="store_true",
+                    help="leave the distilled driving features as trained, without "
+                    "rescaling them to the old encoder's spread (for comparison)")
     rt.add_argument("--seed", type=int, default=0)
     rt.add_argument("--force", action="store_true", help="replace an existing --out")
     rt.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -63,3 +63,25 @@ def test_retarget_keeps_everything_but_the_audio_encoder(tmp_path, monkeypatch):
     with pytest.raises(IdentityError, match="made for 'artic' features"):
         TalkingHead(out)
     load_identity(out, verify=False)                        # developers may still open it
+
+
+def test_match_spread_restores_the_targets_spread_without_reordering():
+    from fg3dgs.model.encoders import AudioEncoder
+    from fg3dgs.train.data import audio_windows
+    from fg3dgs.train.retarget import match_spread
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    enc = AudioEncoder(5, 8).eval()
+    inputs = [(rng.normal(size=(120, 5)).astype(np.float32), np.arange(60))]
+    with torch.no_grad():
+        fa, tok = enc(torch.from_numpy(audio_windows(*inputs[0])))
+    scale = torch.linspace(0.5, 3.0, 8)              # the truth moves 0.5-3x as far
+    target = torch.cat([fa[:, None], tok], 1) * scale
+    gain = match_spread(enc, inputs, [target])
+    with torch.no_grad():
+        fa2, _ = enc(torch.from_numpy(audio_windows(*inputs[0])))
+    assert torch.allclose(fa2.std(0), target[:, 0].std(0), rtol=0.02)
+    assert torch.allclose(gain, scale, rtol=0.1)
+    r = [np.corrcoef(fa[:, k], fa2[:, k])[0, 1] for k in range(8)]
+    assert min(r) > 0.99                              # the same motion, only larger

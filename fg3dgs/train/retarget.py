@@ -40,6 +40,7 @@ class RetargetConfig:
     lr: float = 2e-3
     heldout: float = 1 / 11         # the last share of the speech, as the dataset's split
     ccc: float = 1.0                # weight of the concordance term (0: plain MSE)
+    match_spread: bool = True       # rescale the outputs to the targets' spread at the end
     seed: int = 0
 
 
@@ -70,6 +71,28 @@ def distill_loss(pred: torch.Tensor, target: torch.Tensor, scale: torch.Tensor,
     if not ccc:
         return mse
     return mse + ccc * (1 - concordance(pred.flatten(0, 1), target.flatten(0, 1))).mean()
+
+
+@torch.no_grad()
+def match_spread(enc: AudioEncoder, inputs: list[tuple[np.ndarray, np.ndarray]],
+                 targets: list[torch.Tensor], rounds: int = 2) -> torch.Tensor:
+    """Scale each driving channel of ``enc`` about its mean so that the spread of f_a over
+    ``inputs`` ((features [T, D], video frames [F]) pairs) equals that of the ``targets``
+    ([F, 1 + CTX, d] each). A distilled encoder is shrunk towards the mean wherever the new
+    features explain only part of the old (regression to the mean, which the concordance
+    term only partly undoes): the mouth would move less than on the identity's own voice.
+    Folded into the token projection (f_a is a weighted mean of the tokens), so the file
+    format is unchanged; ``rounds`` repeat it because the attention over the tokens sees the
+    rescaled tokens too. Returns the total gain per channel [d]."""
+    tgt_std = torch.cat([t[:, 0] for t in targets]).std(0)
+    total = torch.ones_like(tgt_std)
+    for _ in range(rounds):
+        pred = torch.cat([enc(torch.from_numpy(audio_windows(f, fr)))[0] for f, fr in inputs])
+        mean, gain = pred.mean(0), tgt_std / pred.std(0).clamp_min(1e-6)
+        enc.proj.weight.mul_(gain[:, None])
+        enc.proj.bias.copy_(gain * enc.proj.bias + (1 - gain) * mean)
+        total *= gain
+    return total
 
 
 def _r2(pred: torch.Tensor, target: torch.Tensor) -> float:
@@ -142,8 +165,11 @@ def retarget(run: str | Path, speech: list[str | Path], out: str | Path,
         sched.step()
         bar.set_postfix(loss=f"{loss.item():.4f}")
     enc.eval()
-    report = {"config": asdict(cfg), "from": old_name, "speech": [str(p) for p in speech],
-              "seconds": round(time.perf_counter() - t0)}
+    report = {"config": asdict(cfg), "from": old_name, "speech": [str(p) for p in speech]}
+    if cfg.match_spread:
+        gain = match_spread(enc, train_x, train_y)
+        report["spread_gain_median"] = round(float(gain.median()), 4)
+    report["seconds"] = round(time.perf_counter() - t0)
     with torch.no_grad():
         for kind, ks in (("clean", {0}), ("augmented", set(range(1, cfg.copies + 1)))):
             rows = [h for h in held if h[0] in ks]
