@@ -85,3 +85,26 @@ def test_match_spread_restores_the_targets_spread_without_reordering():
     assert torch.allclose(gain, scale, rtol=0.1)
     r = [np.corrcoef(fa[:, k], fa2[:, k])[0, 1] for k in range(8)]
     assert min(r) > 0.99                              # the same motion, only larger
+
+
+def test_retarget_command(tmp_path, monkeypatch, capsys):
+    from fg3dgs.cli import main
+    from fg3dgs.frontend import ArticulationNet, FrontendConfig, save_frontend
+    from fg3dgs.io_utils import checkpoints_dir
+    from fg3dgs.media import write_wav
+
+    src = checkpoints_dir() / "identities" / "astronaut-demo"
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    torch.manual_seed(0)
+    save_frontend(ArticulationNet(FrontendConfig(width=16)), ckpt / "speech_frontend.safetensors")
+    monkeypatch.setenv("FG3DGS_CHECKPOINTS", str(ckpt))
+    rng = np.random.default_rng(0)
+    write_wav(tmp_path / "own.wav", (0.1 * rng.normal(size=32000)).astype(np.float32))
+    assert main(["retarget", str(src), "--speech", str(tmp_path / "own.wav"), "--out",
+                 str(tmp_path / "new"), "--steps", "2", "--copies", "0", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "median gain" in out and "wrote" in out
+    assert main(["retarget", str(tmp_path / "missing"), "--speech", str(tmp_path / "own.wav"),
+                 "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert "fg3dgs retarget: error:" in capsys.readouterr().err

@@ -7,8 +7,10 @@ another front-end's features (default ``artic``, the speaker-independent articul
 :mod:`fg3dgs.frontend`) learns to give the same driving features for the same speech:
 targets from the old encoder on the clean speech in the identity's own voice (its training
 clip's audio), inputs from the new front-end on that speech and on augmented copies of it
-(timing-preserving, :mod:`fg3dgs.frontend.augment`). The Gaussians, the networks, the
-refined branch and the replay track stay as they were; no frame is rendered.
+(timing-preserving, :mod:`fg3dgs.frontend.augment`), and its outputs are then rescaled to
+the old encoder's spread (:func:`match_spread`). The Gaussians, the networks, the refined
+branch and the replay track stay as they were; no frame is rendered. The new identity
+records the front-end it learnt (``audio_model``).
 
 The last ``heldout`` share of the speech is kept out of training and reported: how much of
 the old driving features' variance the new encoder explains there (R^2), clean and
