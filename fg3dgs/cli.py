@@ -658,8 +658,9 @@ def build_parser() -> argparse.ArgumentParser:
     ts = sub.add_parser("train-sync", help="train the lip-sync expert on synthetic clips",
                         description="Generates clips with the synthetic generator (many "
                         "voices, rates and pitches, the built-in photos, colour / crop / "
-                        "scale augmentation, augmented copies of the audio), trains the expert and reports held-out pair "
-                        "accuracy and offset detection on unseen voices and sentences.")
+                        "scale augmentation, augmented copies of the audio), trains the "
+                        "expert and reports held-out pair accuracy and offset detection on "
+                        "unseen voices and sentences.")
     ts.add_argument("--out", required=True, help="folder for sync_expert.safetensors")
     ts.add_argument("--identities", default="builtin:astronaut,builtin:hopper",
                     help="comma-separated photos (builtin:NAME or image paths)")

@@ -22,7 +22,7 @@ def main() -> int:
     from fg3dgs.sync.audio import sync_mel
     from fg3dgs.sync.data import SyncClip, make_clips
     from fg3dgs.sync.io import load_expert
-    from fg3dgs.sync.train import _trim, evaluate_expert
+    from fg3dgs.sync.train import evaluate_expert, trim_clip
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("experts", nargs="+")
@@ -35,7 +35,7 @@ def main() -> int:
         clips = make_clips(photos, 5.0 * args.clips, True, args.seed, 192,
                            sentences_per_clip=(2, 3), progress=False, count=args.clips,
                            voices=voices)
-        sets[voices] = [_trim(c, 5.0) for c in clips]
+        sets[voices] = [trim_clip(c, 5.0) for c in clips]
     rng = np.random.default_rng(args.seed + 4)
     noisy = []
     for c in sets["wide"]:

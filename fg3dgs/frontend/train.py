@@ -46,10 +46,9 @@ class FrontendTrainConfig:
 
 
 def _voices(rng: random.Random, held_out: bool):
-    from ..synth.speech import BENCH_VARIANTS, voice_variants, wide_voice
+    from ..synth.speech import wide_variants, wide_voice
 
-    variants = HELDOUT_VARIANTS if held_out else \
-        [v for v in voice_variants() if v not in HELDOUT_VARIANTS + BENCH_VARIANTS]
+    variants = HELDOUT_VARIANTS if held_out else wide_variants(HELDOUT_VARIANTS)
     while True:
         yield wide_voice(rng, variants, 0.0 if held_out else 0.4)
 

@@ -2,9 +2,10 @@
 
 Each clip is a few corpus sentences spoken by a random eSpeak speaker (accent, variant, rate,
 pitch; with ``voices="wide"`` the front-end's wide draw: every accent and variant, other
-languages' voices reading English, 80-260 words per minute) and lip-synced by one of the built-in photos, rendered small and fast (no supersampling)
-and kept in memory as mouth crops with some context around them (so training can jitter
-the crop cheaply), from face boxes of the truth landmarks, and the expert's mel [80, T] of
+languages' voices reading English, 80-260 words per minute) and lip-synced by one of the
+built-in photos, rendered small and fast (no supersampling) and kept in memory as mouth
+crops with some context around them (so training can jitter the crop cheaply), from face
+boxes of the truth landmarks, and the expert's mel [80, T] of
 the clean speech and of ``audio_copies`` augmented copies of it (noise, reverberation,
 telephone band, codecs, level, clipping, vocal-tract warp; nothing moves in time). Voices
 and sentences are split in two disjoint sets, so held-out clips use speakers and sentences
@@ -88,15 +89,12 @@ def random_voice(rng: random.Random, held_out: bool, voices: str = "speakers"):
     m/f variants, 130-200 words per minute); ``wide``, the front-end's draw (any accent or
     variant, other languages' voices reading English, 80-260 words per minute). Held-out
     clips use :data:`HELDOUT_VARIANTS` either way, the benchmark's variants never."""
-    from ..synth.speech import (BENCH_VARIANTS, SPEAKER_VOICES, Voice, english_voices,
-                                voice_variants, wide_voice)
+    from ..synth.speech import SPEAKER_VOICES, Voice, english_voices, wide_variants, wide_voice
 
     if voices not in VOICE_DRAWS:
         raise ValueError(f"voices must be one of {', '.join(VOICE_DRAWS)}, got {voices!r}")
     if voices == "wide":
-        variants = HELDOUT_VARIANTS if held_out else \
-            [v for v in voice_variants() if v not in HELDOUT_VARIANTS + BENCH_VARIANTS]
-        return wide_voice(rng, variants)
+        return wide_voice(rng, HELDOUT_VARIANTS if held_out else wide_variants(HELDOUT_VARIANTS))
     names = [v for v in SPEAKER_VOICES if v in set(english_voices())] or ["en-us"]
     return Voice(name=rng.choice(names),
                  variant=rng.choice(HELDOUT_VARIANTS if held_out else TRAIN_VARIANTS),

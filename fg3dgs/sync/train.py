@@ -260,7 +260,7 @@ def train_expert(cfg: SyncTrainConfig, out: str | Path, progress: bool = True,
     heldout = make_clips(cfg.identities, cfg.heldout_clips * 5.0, True, cfg.seed + 1,
                          cfg.size, sentences_per_clip=(2, 3), progress=progress,
                          count=cfg.heldout_clips, voices=cfg.voices)
-    heldout = [_trim(c, 5.0) for c in heldout]
+    heldout = [trim_clip(c, 5.0) for c in heldout]
     data_s = time.perf_counter() - t0
 
     model = SyncExpert(ExpertConfig(width=cfg.width))
@@ -300,7 +300,8 @@ def train_expert(cfg: SyncTrainConfig, out: str | Path, progress: bool = True,
     return report
 
 
-def _trim(clip: SyncClip, seconds: float) -> SyncClip:
+def trim_clip(clip: SyncClip, seconds: float) -> SyncClip:
+    """The first ``seconds`` of ``clip`` (its frames, audio and mel; clean audio only)."""
     n = min(len(clip), round(seconds * 25))
     audio = clip.audio[:n * len(clip.audio) // len(clip)]
     return SyncClip(clip.context[:n], sync_mel(audio), audio, clip.identity, clip.voice,

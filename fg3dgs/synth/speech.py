@@ -237,6 +237,12 @@ OTHER_LANGUAGES = ("de", "es", "fr", "it", "pt", "nl", "pl", "ru", "hi", "cs", "
 BENCH_VARIANTS = ("klatt3", "Andrea", "linda", "benjamin")
 
 
+def wide_variants(held_out) -> list[str]:
+    """Every voice variant but those of ``held_out`` and :data:`BENCH_VARIANTS`: the
+    training variants of a wide draw."""
+    return [v for v in voice_variants() if v not in tuple(held_out) + BENCH_VARIANTS]
+
+
 def wide_voice(rng: random.Random, variants, other_languages: float = 0.4) -> Voice:
     """A voice of the wide draw: an English accent, or (a share ``other_languages``)
     another language's voice reading English text; a variant of ``variants``; 80-260 words
