@@ -750,24 +750,30 @@ def test_refine_runs_hrpa_alone_on_an_identity_with_other_voices(run, data, tmp_
     assert "--other-voices is a share" in capsys.readouterr().err
 
 
-def test_articulation_features_follow_the_front_end_in_use(data, tmp_path, monkeypatch):
-    """A dataset's ``artic`` features made by another speech front-end are made again
-    (and stored) before training reads them; up-to-date ones are read as they are."""
-    import shutil
-
-    from fg3dgs.audio_features import extract
+def install_tiny_frontend(tmp_path, monkeypatch):
+    """A small random speech front-end in a checkpoints folder of its own, in use."""
     from fg3dgs.frontend import ArticulationNet, FrontendConfig, save_frontend
-    from fg3dgs.preprocess.dataset import Dataset
-    from fg3dgs.train.data import TrainData
 
-    ds_dir = tmp_path / "ds"
-    shutil.copytree(data / "data", ds_dir)
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     torch.manual_seed(0)
     save_frontend(ArticulationNet(FrontendConfig(width=16)),
                   ckpt / "speech_frontend.safetensors")
     monkeypatch.setenv("FG3DGS_CHECKPOINTS", str(ckpt))
+
+
+def test_articulation_features_follow_the_front_end_in_use(data, tmp_path, monkeypatch):
+    """A dataset's ``artic`` features made by another speech front-end are made again
+    (and stored) before training reads them; up-to-date ones are read as they are."""
+    import shutil
+
+    from fg3dgs.audio_features import extract
+    from fg3dgs.preprocess.dataset import Dataset
+    from fg3dgs.train.data import TrainData
+
+    ds_dir = tmp_path / "ds"
+    shutil.copytree(data / "data", ds_dir)
+    install_tiny_frontend(tmp_path, monkeypatch)
     audio = Dataset(ds_dir).audio()
     n = len(extract(audio, "artic"))
     np.save(ds_dir / "features" / "artic.npy", np.zeros((n, 5), np.float32))   # stale
@@ -779,3 +785,52 @@ def test_articulation_features_follow_the_front_end_in_use(data, tmp_path, monke
     assert np.allclose(got, extract(audio, "artic"), atol=1e-6) and np.abs(got).max() > 0
     assert np.allclose(np.load(ds_dir / "features" / "artic.npy"), got)
     assert "speech front-end sha256" in (ds_dir / "features" / "artic.json").read_text()
+
+
+def test_retarget_with_data_tunes_the_audio_path_on_the_frames(run, data, tmp_path,
+                                                                monkeypatch, capsys):
+    """``retarget --data``: after the distillation the new encoder and the mouth network
+    learn from the dataset's frames (their fit there improves), nothing else changes, and a
+    refined branch (made for the old mouth network) is dropped; a dataset without the new
+    features is refused before any work."""
+    import shutil
+
+    from fg3dgs.audio_features import extract
+    from fg3dgs.model.io import save_identity
+    from fg3dgs.preprocess.dataset import Dataset
+    from fg3dgs.train.audio_tune import AudioTuneConfig
+    from fg3dgs.train.retarget import RetargetConfig, retarget
+
+    install_tiny_frontend(tmp_path, monkeypatch)
+    src = tmp_path / "src"                  # the tiny run with a refined branch beside base
+    shutil.copytree(run, src)
+    model, info, extras = load_identity(src)
+    model.add_refined()
+    info = {k: v for k, v in info.items() if k not in ("config", "files", "counts")}
+    save_identity(model, src, {k: v.numpy() for k, v in extras.items()},
+                  {**info, "variants": ["base", "refined"], "hrpa": {"iterations": 1}})
+    ds_dir = tmp_path / "ds"
+    shutil.copytree(data / "data", ds_dir)
+    assert main(["retarget", str(src), "--data", str(ds_dir), "--out", str(tmp_path / "x"),
+                 "--quiet"]) == 2
+    assert "--audio-features artic" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    np.save(ds_dir / "features" / "artic.npy", extract(Dataset(ds_dir).audio(), "artic"))
+    manifest = json.loads((ds_dir / "manifest.json").read_text())
+    manifest["audio"]["features"]["artic"] = "features/artic.npy"
+    (ds_dir / "manifest.json").write_text(json.dumps(manifest))
+
+    out = tmp_path / "tuned"
+    report = retarget(src, [], out, RetargetConfig(steps=5, copies=0, batch=8),
+                      progress=False, data=ds_dir,
+                      tune=AudioTuneConfig(steps=40, lr=2e-3, audio_copies=1, check_frames=8))
+    t = report["tune"]
+    assert t["fit_after"] < t["fit_before"] and t["refined_branch_dropped"]
+    assert t["voice_spread_gain_median"] > 0
+    old, _, _ = load_identity(src)
+    new, info, _ = load_identity(out)
+    assert info["variants"] == ["base"] and "hrpa" not in info and new.refined is None
+    a, b = old.state_dict(), new.state_dict()
+    changed = {k for k in b if not torch.equal(a[k], b[k])}
+    assert any(k.startswith("nets.mouth.") for k in changed)
+    assert all(k.startswith(("audio.", "nets.mouth.")) for k in changed)

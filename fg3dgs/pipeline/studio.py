@@ -178,11 +178,12 @@ class Studio:
 
     def _variant(self, key: str, variant: str) -> tuple[str, str]:
         """(the variant ``key`` can render, a note when that is not the one asked for): an
-        identity trained without HRPA has the base branch only."""
+        identity without the HRPA refinement (not trained, or not kept) has the base branch
+        only."""
         if variant == "base" or "refined" in self.head(key).variants:
             return variant, ""
-        return "base", (f"{Path(key).name} has no lip-sync refinement (trained without "
-                        "HRPA): the base variant is shown.")
+        return "base", (f"{Path(key).name} has no lip-sync refinement: the base variant "
+                        "is shown.")
 
     def _rendered(self, folder: Path, key: str, note: str, *args) -> RenderResult:
         """:meth:`_render` into a new request folder, which a failure removes; ``note`` (if

@@ -8,9 +8,13 @@ another front-end's features (default ``artic``, the speaker-independent articul
 targets from the old encoder on the clean speech in the identity's own voice (its training
 clip's audio), inputs from the new front-end on that speech and on augmented copies of it
 (timing-preserving, :mod:`fg3dgs.frontend.augment`), and its outputs are then rescaled to
-the old encoder's spread (:func:`match_spread`). The Gaussians, the networks, the refined
-branch and the replay track stay as they were; no frame is rendered. The new identity
-records the front-end it learnt (``audio_model``).
+the old encoder's spread (:func:`~.spread.match_spread`). The Gaussians, the networks, the
+refined branch and the replay track stay as they were; no frame is rendered. The new
+identity records the front-end it learnt (``audio_model``).
+
+Distilled, the new encoder can know no more than the old one. Given the identity's dataset
+(``--data``), the new encoder and the mouth network then learn from its frames
+(:mod:`.audio_tune`); the refined branch, made for the old mouth network, is dropped.
 
 The last ``heldout`` share of the speech is kept out of training and reported: how much of
 the old driving features' variance the new encoder explains there (R^2), clean and
@@ -30,7 +34,10 @@ import torch
 
 from ..frontend.train import concordance
 from ..model.encoders import AudioEncoder
+from ..preprocess.dataset import Dataset
+from .audio_tune import AudioTuneConfig, tune_audio_path
 from .data import audio_windows
+from .spread import driving_features, match_spread
 
 
 @dataclass
@@ -75,37 +82,20 @@ def distill_loss(pred: torch.Tensor, target: torch.Tensor, scale: torch.Tensor,
     return mse + ccc * (1 - concordance(pred.flatten(0, 1), target.flatten(0, 1))).mean()
 
 
-@torch.no_grad()
-def match_spread(enc: AudioEncoder, inputs: list[tuple[np.ndarray, np.ndarray]],
-                 targets: list[torch.Tensor], rounds: int = 2) -> torch.Tensor:
-    """Scale each driving channel of ``enc`` about its mean so that the spread of f_a over
-    ``inputs`` ((features [T, D], video frames [F]) pairs) equals that of the ``targets``
-    ([F, 1 + CTX, d] each). A distilled encoder is shrunk towards the mean wherever the new
-    features explain only part of the old (regression to the mean, which the concordance
-    term only partly undoes): the mouth would move less than on the identity's own voice.
-    Folded into the token projection (f_a is a weighted mean of the tokens), so the file
-    format is unchanged; ``rounds`` repeat it because the attention over the tokens sees the
-    rescaled tokens too. Returns the total gain per channel [d]."""
-    tgt_std = torch.cat([t[:, 0] for t in targets]).std(0)
-    total = torch.ones_like(tgt_std)
-    for _ in range(rounds):
-        pred = torch.cat([enc(torch.from_numpy(audio_windows(f, fr)))[0] for f, fr in inputs])
-        mean, gain = pred.mean(0), tgt_std / pred.std(0).clamp_min(1e-6)
-        enc.proj.weight.mul_(gain[:, None])
-        enc.proj.bias.copy_(gain * enc.proj.bias + (1 - gain) * mean)
-        total *= gain
-    return total
-
-
 def _r2(pred: torch.Tensor, target: torch.Tensor) -> float:
     return float(1 - ((pred - target) ** 2).sum() / ((target - target.mean(0)) ** 2).sum())
 
 
 def retarget(run: str | Path, speech: list[str | Path], out: str | Path,
              cfg: RetargetConfig = RetargetConfig(), progress: bool = True,
-             force: bool = False) -> dict:
+             force: bool = False, data: str | Path | None = None,
+             tune: AudioTuneConfig = AudioTuneConfig()) -> dict:
     """Write a copy of identity ``run`` at ``out`` whose audio encoder reads ``cfg.features``;
-    returns the report (also in out/identity.json under "retarget")."""
+    returns the report (also in out/identity.json under "retarget"). With ``data`` (the
+    identity's preprocessed dataset, with ``cfg.features`` features) the new encoder and the
+    mouth network are then tuned on its frames (:mod:`.audio_tune`) and an HRPA-refined
+    branch, made for the old mouth network, is dropped. ``speech`` may then be empty: the
+    dataset's audio is the identity's own voice."""
     from tqdm import tqdm
 
     from ..media import read_audio
@@ -118,6 +108,16 @@ def retarget(run: str | Path, speech: list[str | Path], out: str | Path,
     old_name = info["audio_features"]
     if old_name == cfg.features:
         raise ValueError(f"{run} already reads {cfg.features!r} features")
+    ds = None
+    if data is not None:
+        ds = Dataset(data)
+        if cfg.features not in ds._features:
+            raise ValueError(f"{ds.path} has no {cfg.features!r} audio features; preprocess "
+                             f"it again with --audio-features {cfg.features}")
+        speech = list(speech) or [ds.path / "audio.wav"]
+    if not speech:
+        raise ValueError("no speech in the identity's voice: give its training clip's audio "
+                         "(--speech) or its dataset (--data)")
     t0 = time.perf_counter()
     rng = np.random.default_rng(cfg.seed)
     from ..audio_features import extract, feature_model
@@ -129,14 +129,8 @@ def retarget(run: str | Path, speech: list[str | Path], out: str | Path,
         news = _new_features(audio, cfg.features, rng, cfg.copies)
         n_video = (len(old) + 1) // 2
         cut = int(round(n_video * (1 - cfg.heldout)))
-        with torch.no_grad():
-            frames = np.arange(n_video)
-            f_a, tok = [], []
-            for a in range(0, n_video, 256):
-                fa, tk = model.audio(torch.from_numpy(audio_windows(old, frames[a:a + 256])))
-                f_a.append(fa)
-                tok.append(tk)
-            target = torch.cat([torch.cat(f_a)[:, None], torch.cat(tok)], 1)  # [F, 1+CTX, d]
+        frames = np.arange(n_video)
+        target = driving_features(model.audio, old, frames)                 # [F, 1+CTX, d]
         for k, feats in enumerate(news):
             train_x.append((feats, frames[:cut]))
             train_y.append(target[:cut])
@@ -177,8 +171,7 @@ def retarget(run: str | Path, speech: list[str | Path], out: str | Path,
             rows = [h for h in held if h[0] in ks]
             if not rows or not len(rows[0][2]):
                 continue
-            pred = torch.cat([torch.cat([a[:, None], b], 1) for a, b in
-                              (enc(torch.from_numpy(audio_windows(f, fr))) for _, f, fr, _ in rows)])
+            pred = torch.cat([driving_features(enc, f, fr) for _, f, fr, _ in rows])
             tgt = torch.cat([t for *_, t in rows])
             report[f"heldout_r2_{kind}"] = {
                 "f_a": round(_r2(pred[:, 0], tgt[:, 0]), 4),
@@ -191,6 +184,14 @@ def retarget(run: str | Path, speech: list[str | Path], out: str | Path,
     meta["audio_features"] = cfg.features
     meta["audio_model"] = feature_model(cfg.features)
     meta["retarget"] = report
+    if ds is not None:
+        report["tune"] = tune_audio_path(model, ds, info["size"], tune, progress=progress)
+        if model.refined is not None:          # made for the mouth network tuned above
+            model.refined = None
+            model.cfg.refined = False
+            meta["variants"] = ["base"]
+            meta.pop("hrpa", None)
+            report["tune"]["refined_branch_dropped"] = True
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)

@@ -80,7 +80,7 @@ def model_card(info: ExportInfo, ident: dict, metrics: dict | None) -> str:
                     "`--variant both` shows them side by side.")
         command = "--variant both"
     else:
-        variants = "Variant: base only (trained without the HRPA lip-sync refinement)."
+        variants = "Variant: base only (no HRPA lip-sync refinement)."
         command = "--variant base"
     licence = ("" if info.license != "other" else
                "\nThe exporter stated no licence: ask the identity's owner before using it.\n")
