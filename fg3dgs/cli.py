@@ -23,7 +23,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     args.audio = args.audio or str(assets_dir() / "examples" / "morning.wav")
     sheet = args.sheet or str(Path(args.out).with_suffix(".png"))
-    return _cmd_render(args, then_sheet=sheet)
+    return _cmd_render(args, then_sheet=sheet, prefer="both")
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -372,7 +372,8 @@ def _cmd_speak(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_render(args: argparse.Namespace, then_sheet: str | None = None) -> int:
+def _cmd_render(args: argparse.Namespace, then_sheet: str | None = None,
+                prefer: str = "refined") -> int:
     from tqdm import tqdm
 
     from .media import MediaError
@@ -400,7 +401,7 @@ def _cmd_render(args: argparse.Namespace, then_sheet: str | None = None) -> int:
             head = TalkingHead.load(args.identity, verify=not args.no_verify)
             loaded = process_age()
             # the refined branch where the identity has one (a --no-hrpa run has only base)
-            variant = args.variant or ("refined" if "refined" in head.variants else "base")
+            variant = args.variant or (prefer if "refined" in head.variants else "base")
             opts = RenderOptions(variant=variant, size=args.size, pose=args.pose,
                                  blink=args.blink, backend=args.backend, batch=args.batch,
                                  seed=args.seed, sync_scores=args.scores)
@@ -511,8 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="run folder or zoo id (default: astronaut-artic, shipped)")
     demo.add_argument("--audio", default=None, help="speech file (default: the bundled "
                       "examples/morning.wav)")
-    demo.add_argument("--variant", choices=("base", "refined", "both"), default="both",
-                      help="mouth branch (default: both, side by side)")
+    demo.add_argument("--variant", choices=("base", "refined", "both"), default=None,
+                      help="mouth branch (default: both side by side, or base for an "
+                      "identity without the lip-sync refinement)")
     demo.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)
     _add_run_flags(demo)
     # what render's options would be at their defaults

@@ -133,6 +133,9 @@ def test_page_in_headless_chromium(server, tmp_path):
             "--disable-sync"])
         page = browser.new_page(viewport={"width": 1280, "height": 1400})
         page.goto(server.url, wait_until="networkidle")
+        # an identity with both variants (the default one has the base only)
+        page.get_by_label("Identity").click()
+        page.get_by_role("option", name="Astronaut (synthetic demo)", exact=True).click()
         page.get_by_text("Big bubbles burst", exact=False).first.click()
         page.get_by_role("button", name="Generate").click()
         for sel in ("#video-base video", "#video-refined video"):

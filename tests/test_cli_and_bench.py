@@ -12,7 +12,7 @@ from fg3dgs.cli import main
 
 def test_demo_renders_the_shipped_identity_speaking(tmp_path, capsys):
     out = tmp_path / "sub" / "demo.mp4"
-    assert main(["demo", "--out", str(out), "--quiet"]) == 0
+    assert main(["demo", "--identity", "astronaut-demo", "--out", str(out), "--quiet"]) == 0
     frames = iio.imread(out, plugin="FFMPEG")
     assert frames.shape[1:] == (256, 512, 3) and len(frames) > 100   # base | refined, 5 s
     sheet = iio.imread(out.with_suffix(".png"))
@@ -21,6 +21,10 @@ def test_demo_renders_the_shipped_identity_speaking(tmp_path, capsys):
     assert len({t.tobytes() for t in tiles}) == 8                    # 8 different moments
     assert sorted(p.name for p in out.parent.iterdir()) == ["demo.mp4", "demo.png"]
     assert "wrote" in capsys.readouterr().out
+    # the default identity has the base variant only: that one, not an error
+    assert main(["demo", "--out", str(tmp_path / "d.mp4"), "--quiet"]) == 0
+    assert iio.imread(tmp_path / "d.mp4", plugin="FFMPEG").shape[1:] == (256, 256, 3)
+    assert "variant base" in capsys.readouterr().out
 
 
 def test_render_checks_the_audio_before_loading_the_identity(tmp_path, capsys, monkeypatch):

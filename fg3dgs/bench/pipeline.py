@@ -85,16 +85,23 @@ def paper_size_identity(demo: Path, out: Path, seed: int = 0) -> Path:
     return out
 
 
+def _refined_or_base(head) -> str:
+    """The variant the bench renders: refined, or base for an identity without it."""
+    return "refined" if "refined" in head.variants else "base"
+
+
 def measure(identity: Path, backend: str, size: int, batch: int | None, audio: Path,
-            repeats: int, variant: str = "refined") -> dict:
+            repeats: int, variant: str | None = None) -> dict:
     """Median end-to-end frames/s and per-stage ms/frame of rendering ``audio`` to an MP4
-    (``batch`` None: the renderer's default for the device)."""
+    (``batch`` None: the renderer's default for the device; ``variant`` None: refined, or
+    base for an identity without it)."""
     import torch
 
     from ..pipeline import RenderOptions, TalkingHead
 
     device = "cuda" if backend == "gsplat" else "cpu"
     head = TalkingHead(identity, device=device)
+    variant = variant or _refined_or_base(head)
     opts = RenderOptions(variant=variant, size=size, backend=backend, batch=batch)
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,7 +111,7 @@ def measure(identity: Path, backend: str, size: int, batch: int | None, audio: P
                 runs.append(res)
     n = runs[0].frames
     stages = ("audio features", "networks", "rasterize", "fusion", "encode")
-    row = {"gaussians": sum(len(g) for g in head.model.gaussians.values()),
+    row = {"variant": variant, "gaussians": sum(len(g) for g in head.model.gaussians.values()),
            "backend": res.backend, "size": size, "batch": batch or head.default_batch,
            "frames": n,
            "fps": statistics.median(r.fps for r in runs),
@@ -127,7 +134,8 @@ def stream_latency(identity: Path, audio: Path, size: int, chunk_ms: int, backen
     samples = read_audio(audio)
     step = int(16000 * chunk_ms / 1000)
     chunks = [samples[i:i + step] for i in range(0, len(samples), step)]
-    opts = RenderOptions(variant="refined", size=size, backend=backend, batch=batch)
+    opts = RenderOptions(variant=_refined_or_base(head), size=size, backend=backend,
+                         batch=batch)
     for _ in head.stream(iter(chunks[:5]), opts):       # warm up
         pass
     latencies, frames = [], 0
@@ -161,7 +169,8 @@ def run(args) -> int:
         else:
             print(f"# gsplat rows skipped: {why}")
     print(f"# machine: {_machine()}")
-    print(f"# {args.seconds:g} s of speech to H.264 + AAC, variant refined, medians of "
+    print(f"# {args.seconds:g} s of speech to H.264 + AAC, variant refined (base for an "
+          "identity without it), medians of "
           f"{args.repeats} runs after one warm-up; stage times in ms per frame (encode: time "
           "spent waiting for the encoder, which runs beside the renderer)")
     print("| model | Gaussians | backend | size | batch | frames/s end to end | audio "
