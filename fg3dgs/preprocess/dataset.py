@@ -75,11 +75,15 @@ class Dataset:
         from ..media import read_audio
         return read_audio(self.path / "audio.wav")
 
-    def audio_window(self, i: int, name: str = "mel", size: int = 16) -> np.ndarray:
+    def require_features(self, name: str) -> None:
+        """DatasetError, saying what to do, unless the dataset holds audio features ``name``."""
         if name not in self._features:
-            raise DatasetError(f"the dataset has no {name!r} features; it has "
-                               f"{', '.join(self._features)} (preprocess with "
+            raise DatasetError(f"{self.path} has no {name!r} features; it has "
+                               f"{', '.join(self._features)} (preprocess it again with "
                                f"--audio-features {name})")
+
+    def audio_window(self, i: int, name: str = "mel", size: int = 16) -> np.ndarray:
+        self.require_features(name)
         return window(self._features[name], i, size)
 
     def __getitem__(self, i: int) -> dict:

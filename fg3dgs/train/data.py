@@ -103,9 +103,7 @@ class TrainData:
         bg = iio.imread(ds.path / "background.png")
         self.background = _resize(bg, size).astype(np.float32) / 255.0
         self._plates: dict[str, torch.Tensor] = {}      # the background per device
-        if audio_features not in ds._features:
-            raise ValueError(f"the dataset has no {audio_features!r} audio features; "
-                             f"preprocess with --audio-features {audio_features}")
+        ds.require_features(audio_features)
         # the feature extractor's model the dataset was preprocessed with (None: the default)
         self.model_id = model_id = ds.manifest.get("config", {}).get("models", {}).get(
             audio_features)

@@ -111,9 +111,7 @@ def retarget(run: str | Path, speech: list[str | Path], out: str | Path,
     ds = None
     if data is not None:
         ds = Dataset(data)
-        if cfg.features not in ds._features:
-            raise ValueError(f"{ds.path} has no {cfg.features!r} audio features; preprocess "
-                             f"it again with --audio-features {cfg.features}")
+        ds.require_features(cfg.features)
         speech = list(speech) or [ds.path / "audio.wav"]
     if not speech:
         raise ValueError("no speech in the identity's voice: give its training clip's audio "
