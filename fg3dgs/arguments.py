@@ -71,3 +71,27 @@ def output_file(*suffixes: str):
         return text
     return parse
 
+
+
+def pose_source(text: str) -> str:
+    """replay, static, or a pose track file (checked here, before anything heavy loads)."""
+    # (numpy only; imported here so that other commands' argument parsing skips it)
+    from .pipeline.motion import POSES
+    from .pipeline.pose_input import PoseTrackError, load_pose_track
+
+    if text in POSES:
+        return text
+    try:
+        load_pose_track(text)
+    except PoseTrackError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{exc} (--pose takes replay, static or a pose track file)") from None
+    return text
+
+
+def pose_scale(text: str) -> float:
+    """How far the head moves about its central pose: 0 (still) to 4."""
+    x = finite(text)
+    if not 0 <= x <= 4:
+        raise argparse.ArgumentTypeError(f"from 0 (still) to 4, got {text}")
+    return x

@@ -8,10 +8,12 @@ import os
 import sys
 import time
 import warnings
+from pathlib import Path
 
 from . import __version__
-from .arguments import finite, image_size, output_file, positive, whole_number
-from .options import BACKENDS
+from .arguments import (finite, image_size, output_file, pose_scale, pose_source, positive,
+                        whole_number)
+from .options import BACKENDS, POSE_ENDS
 from .train import COMPILE_MODES, PRESETS, parse_iterations
 
 
@@ -198,6 +200,52 @@ def _lse_text(s: dict) -> str:
     return f"LSE-C {s['LSE-C']:.3f}  LSE-D {s['LSE-D']:.3f}  offset {s['offset']:+d}"
 
 
+def _cross_eval(args: argparse.Namespace) -> int:
+    from .evaluate.cross import cross_evaluate
+    from .model.io import IdentityError
+    from .perceptual import PerceptualWeightsError
+    from .perceptual.metrics import load_perceptual
+    from .pipeline.pose_input import PoseTrackError
+    from .pipeline.replay import ReplayError
+    from .preprocess.dataset import DatasetError
+    from .preprocess.pipeline import PreprocessError
+    from .synth.truth import TruthError
+
+    try:
+        nets = load_perceptual(args.lpips_backbone, args.lpips_linear, args.fid_weights)
+        r = cross_evaluate(args.run, args.cross, backend=args.backend,
+                           progress=not args.quiet, video=not args.no_video, perceptual=nets)
+    except (IdentityError, DatasetError, PerceptualWeightsError, PoseTrackError, ReplayError,
+            PreprocessError, TruthError) as exc:
+        print(f"fg3dgs eval: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"clips the identity never saw, at {r['size']}x{r['size']} (jaw band: "
+          f"{r['band_radius_px']} px either side of the jaw line)")
+    for clip, per in r["clips"].items():
+        for v, m in per.items():
+            print(f"  {clip} [{v}] " + _cross_line(m))
+    for v, m in r["mean"].items():
+        print(f"mean [{v}] " + _cross_line(m))
+        if "validation" in r and r["validation"].get("psnr_head") is not None:
+            print(f"  head PSNR {m['psnr_head']:.2f} dB under new speech, "
+                  f"{r['validation']['psnr_head']:.2f} dB on the validation frames "
+                  f"(gap {r['validation']['psnr_head'] - m['psnr_head']:.2f} dB)")
+    print(f"wrote {Path(args.run) / 'eval' / 'cross.json'}")
+    return 0
+
+
+def _cross_line(m: dict) -> str:
+    line = (f"PSNR {m['psnr']:.2f}  head {m['psnr_head']:.2f}  jaw band "
+            f"{m['psnr_jaw_band']:.2f}  mouth {m['psnr_mouth']:.2f} dB  SSIM {m['ssim']:.4f}  "
+            f"LMD {m['lmd_px']:.2f} px  opening r {m['opening_r_real']:.3f}")
+    if "opening_jaw_r" in m:
+        line += f" (jaw_open {m['opening_jaw_r']:.3f})"
+    line += f"  jitter {m['jitter_px']:.3f} px ({m['jitter_ratio']:.2f}x the real video's)"
+    if m.get("lpips") is not None:
+        line += f"  LPIPS {m['lpips']:.4f} (mouth {m['lpips_mouth']:.4f})"
+    return line
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .model.io import IdentityError
     from .perceptual import PerceptualWeightsError
@@ -207,6 +255,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .synth.truth import TruthError
     from .train.evaluate import evaluate
 
+    if not args.data and not args.cross:
+        print("fg3dgs eval: error: give --data (the identity's own dataset: its validation "
+              "frames) or --cross (clips it never saw), or both", file=sys.stderr)
+        return 2
+    if args.cross:
+        code = _cross_eval(args)
+        if code or not args.data:
+            return code
     try:
         m = evaluate(args.run, args.data, args.truth, backend=args.backend,
                      progress=not args.quiet, video=not args.no_video, expert=args.expert,
@@ -403,6 +459,7 @@ def _cmd_render(args: argparse.Namespace, then_sheet: str | None = None,
             # the refined branch where the identity has one (a --no-hrpa run has only base)
             variant = args.variant or (prefer if "refined" in head.variants else "base")
             opts = RenderOptions(variant=variant, size=args.size, pose=args.pose,
+                                 pose_scale=args.pose_scale, pose_end=args.pose_end,
                                  blink=args.blink, backend=args.backend, batch=args.batch,
                                  seed=args.seed, sync_scores=args.scores)
             with tqdm(total=1000, desc="rendering", unit="‰", disable=args.quiet,
@@ -519,7 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(demo)
     # what render's options would be at their defaults
     demo.set_defaults(stream=False, scores=False, size=None, batch=None, pose="replay",
-                      blink="replay", seed=0, chunk_ms=200.0)
+                      pose_scale=1.0, pose_end="hold", blink="replay", seed=0, chunk_ms=200.0)
     demo.set_defaults(func=_cmd_demo)
 
     syn = sub.add_parser("synth", help="make a synthetic talking-head clip with ground truth",
@@ -647,7 +704,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "validation frames (LPIPS / FID reported unavailable without their "
                         "weights); writes RUN/eval/metrics.json and RUN/eval/validation.mp4.")
     ev.add_argument("run")
-    ev.add_argument("--data", required=True, help="the dataset the identity was trained on")
+    ev.add_argument("--data", help="the dataset the identity was trained on: measure its "
+                    "validation frames")
+    ev.add_argument("--cross", nargs="+", metavar="CLIP", help="clips of the same person the "
+                    "identity never saw (a folder from `fg3dgs synth`, preprocessed here, or "
+                    "a preprocessed dataset): render each with its own audio, poses, eyes "
+                    "and torso and compare with its frames (RUN/eval/cross.json)")
     ev.add_argument("--truth", help="synthetic clip folder: also compare mouth and blinks "
                                     "with its truth")
     ev.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)
@@ -780,9 +842,17 @@ def build_parser() -> argparse.ArgumentParser:
                          "lip-sync refinement); 'both' puts base and refined side by side")
     rd.add_argument("--size", type=image_size, default=None, help="output side (default: the "
                     "identity's training size)")
-    rd.add_argument("--pose", choices=("replay", "static"), default="replay",
+    rd.add_argument("--pose", type=pose_source, default="replay", metavar="replay|static|FILE",
                     help="replay: the replay track's head motion (default); static: its "
-                         "first pose")
+                         "first pose; FILE: a pose track (.npz with R [F, 3, 3] and t [F, 3], "
+                         "or a preprocessed dataset folder: its cameras.npz), moved into the "
+                         "identity's head space")
+    rd.add_argument("--pose-scale", type=pose_scale, default=1.0,
+                    help="head motion about its central pose: 0 still, 0.5 damped, 1 as is "
+                         "(default), 2 doubled")
+    rd.add_argument("--pose-end", choices=POSE_ENDS, default="hold",
+                    help="a pose track shorter than the speech: hold its last pose "
+                         "(default) or loop it back and forth")
     rd.add_argument("--blink", choices=("replay", "auto"), default="replay",
                     help="replay: the track's eye state (default); auto: a blink every 2-6 s")
     rd.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)

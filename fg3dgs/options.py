@@ -4,6 +4,9 @@ that the command line can check its arguments before importing anything heavy.""
 # The rasterization backends
 BACKENDS = ("auto", "cpu", "gsplat")
 
+# A pose track shorter than the speech: keep its last pose, or walk it back and forth
+POSE_ENDS = ("hold", "loop")
+
 # Image sides the pipeline renders and trains at: H.264 needs even sides; under 64 pixels the
 # eye and mouth windows vanish; over 2048 one frame's buffers outgrow an ordinary machine
 MIN_SIZE, MAX_SIZE = 64, 2048

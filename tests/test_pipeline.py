@@ -156,7 +156,7 @@ def test_options_and_failures_leave_nothing(head, tmp_path):
                                                           "small.mp4"]
     with pytest.raises(ValueError, match="variant"):
         head.render(SPEECH, out, RenderOptions(variant="best"))
-    for bad, says in ((dict(pose="walk"), "pose must be one of replay, static"),
+    for bad, says in ((dict(pose="walk"), "pose must be replay, static or a pose track file"),
                       (dict(blink="never"), "blink must be"),
                       (dict(backend="vulkan"), "backend must be one of auto, cpu, gsplat")):
         with pytest.raises(ValueError, match=says):          # before any output is opened

@@ -1,5 +1,6 @@
-"""What is not driven by the audio: per output frame, which replay frame gives the head pose,
-torso and background, and the expression (eye state, brow) fed to the expression encoder."""
+"""What is not driven by the audio: per output frame, which replay frame gives the torso and
+background (and, unless a pose track drives the head, the head pose), and the expression (eye
+state, brow) fed to the expression encoder."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-POSES = ("replay", "static")
+POSES = ("replay", "static")      # or the path of a pose track (pose_input)
 BLINKS = ("replay", "auto")
 # a blink every 2-6 s, closing over 4 frames (160 ms): fraction of the way to shut
 BLINK_EVERY_S = (2.0, 6.0)
@@ -23,11 +24,14 @@ def pingpong(frames: np.ndarray, n: int) -> np.ndarray:
 
 @dataclass
 class MotionPlan:
-    """replay [n] (row of the replay track per output frame: pose, canvas, face box) and
-    expression [n, E]."""
+    """replay [n] (row of the replay track per output frame: canvas, face box, and the pose
+    unless R / t say otherwise), expression [n, E]; R [n, 3, 3], t [n, 3]: the head pose per
+    frame where it is not the replay rows' own (a pose track, scaled motion)."""
 
     replay: np.ndarray
     expression: np.ndarray
+    R: np.ndarray | None = None
+    t: np.ndarray | None = None
 
 
 def blink_curve(n: int, rng: np.random.Generator, fps: int = 25) -> np.ndarray:

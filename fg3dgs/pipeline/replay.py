@@ -11,7 +11,7 @@ crops of the sync scores). The poses and expression come from the identity's own
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +38,6 @@ def write_replay(run: str | Path, dataset, size: int, seconds: float = DEFAULT_S
     from ..media import write_video
     from ..preprocess.dataset import Dataset
     from ..sync.crops import face_boxes
-    from ..train.data import TrainData
 
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     train = ds.split("train")
@@ -48,13 +47,7 @@ def write_replay(run: str | Path, dataset, size: int, seconds: float = DEFAULT_S
     frames = np.asarray(train[start:start + n])
     run = Path(run)
 
-    def canvases():
-        for a in range(0, n, 32):
-            data = TrainData(ds, size, frames=frames[a:a + 32])
-            canvas = data.batch(np.arange(len(data)))["canvas"].numpy()
-            yield from (np.round(c * 255).clip(0, 255).astype(np.uint8) for c in canvas)
-
-    write_video(run / VIDEO, canvases(), crf=12, pix_fmt="yuv444p")
+    write_video(run / VIDEO, canvases(ds, size, frames), crf=12, pix_fmt="yuv444p")
     boxes = face_boxes(np.asarray(ds.landmarks)[frames]) * (size / ds.manifest["size"])
     with atomic_output(run / INDEX) as tmp:
         save_file({"frames": torch.from_numpy(frames.astype(np.int64)),
@@ -65,6 +58,28 @@ def write_replay(run: str | Path, dataset, size: int, seconds: float = DEFAULT_S
 
     record_file_hashes(run)       # identity.json records the new index's sha256
     return run / VIDEO
+
+
+def canvases(ds, size: int, frames: np.ndarray) -> Iterator[np.ndarray]:
+    """The canvases [S, S, 3] uint8 of dataset frames: each frame with its head replaced by
+    the background plate, at ``size`` pixels."""
+    from ..train.data import TrainData
+
+    for a in range(0, len(frames), 32):
+        data = TrainData(ds, size, frames=frames[a:a + 32])
+        canvas = data.batch(np.arange(len(data)))["canvas"].numpy()
+        yield from (np.round(c * 255).clip(0, 255).astype(np.uint8) for c in canvas)
+
+
+def replay_from_dataset(ds, size: int) -> "Replay":
+    """Every frame of a dataset as a replay track (in memory): another clip's own torso
+    and background under the identity's head."""
+    from ..sync.crops import face_boxes
+
+    frames = np.arange(len(ds))
+    boxes = face_boxes(np.asarray(ds.landmarks)) * (size / ds.manifest["size"])
+    return Replay(frames, np.stack(list(canvases(ds, size, frames))),
+                  boxes.astype(np.float32))
 
 
 @dataclass

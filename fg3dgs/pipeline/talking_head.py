@@ -29,7 +29,9 @@ from ..options import BACKENDS, size_problem
 from ..timing import StageClock
 from ..train.data import audio_window_index, expr_windows
 from .audio_input import SAMPLES_PER_FRAME, AudioInput, AudioInputError, Silence
-from .motion import BLINKS, POSES, plan_motion
+from .motion import BLINKS, POSES, MotionPlan, plan_motion
+from .pose_input import (POSE_ENDS, extend, load_pose_track, nearest_rows, reference_pose,
+                         scale_motion, to_identity_space)
 from .replay import Replay, open_replay
 
 VARIANTS = ("base", "refined", "both")
@@ -44,7 +46,9 @@ ENCODE_QUEUE = 64        # GPU: frames queued for ffmpeg's feeding thread
 class RenderOptions:
     variant: str = "both"            # base | refined | both (side by side)
     size: int | None = None          # output side in pixels; default the identity's
-    pose: str = "replay"             # replay | static
+    pose: str = "replay"             # replay | static | the path of a pose track (.npz)
+    pose_scale: float = 1.0          # head motion about its central pose: 0 still, 2 double
+    pose_end: str = "hold"           # a pose track shorter than the speech: hold | loop
     blink: str = "replay"            # replay | auto
     backend: str = "auto"            # auto | cpu | gsplat
     batch: int | None = None         # frames per network / rasterizer call (None: per device)
@@ -61,8 +65,13 @@ class RenderOptions:
         if self.variant != "base" and "refined" not in variants:
             raise ValueError(f"this identity has no refined (HRPA) branch, only "
                              f"{', '.join(variants)}; use variant 'base' (--variant base)")
-        for name, value, allowed in (("pose", self.pose, POSES), ("blink", self.blink, BLINKS),
-                                     ("backend", self.backend, BACKENDS)):
+        if str(self.pose) not in POSES and not Path(self.pose).exists():
+            raise ValueError(f"pose must be {', '.join(POSES)} or a pose track file; "
+                             f"{str(self.pose)!r} is neither")
+        if not (np.isfinite(self.pose_scale) and 0 <= self.pose_scale <= 4):
+            raise ValueError(f"pose_scale must be from 0 (still) to 4, got {self.pose_scale}")
+        for name, value, allowed in (("blink", self.blink, BLINKS), ("pose_end", self.pose_end,
+                                     POSE_ENDS), ("backend", self.backend, BACKENDS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         if self.size is not None and (why := size_problem(self.size)):
@@ -139,6 +148,8 @@ class TalkingHead:
         self.track_R = extras["track_R"].numpy()
         self.track_t = extras["track_t"].numpy()
         self.track_expression = extras["expression"].numpy()
+        # the head space's landmarks, to bring other clips' pose tracks into it
+        self.canonical = extras["canonical"].double().numpy() if "canonical" in extras else None
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
@@ -182,10 +193,68 @@ class TalkingHead:
         return StageClock(torch.cuda.synchronize if self.device.type == "cuda" else None)
 
     # -- frames ---------------------------------------------------------------------------
-    def _viewmats(self, rows: np.ndarray) -> torch.Tensor:
-        fr = self.replay.frames[rows]
-        v = np.tile(np.eye(4, dtype=np.float32), (len(fr), 1, 1))
-        v[:, :3, :3], v[:, :3, 3] = self.track_R[fr], self.track_t[fr]
+    def _plan(self, n: int, opts: RenderOptions) -> MotionPlan:
+        """The motion of ``n`` output frames: replay rows and expression, and the head pose
+        of each frame (R, t) where a pose track or ``pose_scale`` sets it; the torso then
+        comes from the replay row whose head was posed most like it."""
+        track = str(opts.pose) not in POSES
+        plan = plan_motion(n, len(self.replay), self.track_expression, self.replay.frames,
+                           "replay" if track else opts.pose, opts.blink, opts.seed)
+        if not track and (opts.pose_scale == 1.0 or opts.pose == "static"):
+            return plan
+        fr = self.replay.frames
+        if track:
+            R, t, ref = self._pose_track(opts.pose)
+            R, t = extend(R, t, n, opts.pose_end)
+        else:
+            R, t = self.track_R[fr[plan.replay]], self.track_t[fr[plan.replay]]
+            ref = reference_pose(self.track_R[fr], self.track_t[fr])
+        R, t = scale_motion(R, t, opts.pose_scale, *ref)
+        plan.replay = nearest_rows(R, t, self.track_R[fr], self.track_t[fr])
+        plan.R, plan.t = R.astype(np.float32), t.astype(np.float32)
+        return plan
+
+    def use_clip(self, dataset) -> None:
+        """Speak over another clip of the person instead of the replay track: a preprocessed
+        dataset's own torso and background, its head poses (moved into the identity's head
+        space) and eye states, frame for frame (``pose="replay"``, ``blink="replay"``; past
+        its end the clip plays back and forth). This is how ``fg3dgs eval --cross`` puts a
+        render beside a clip's real frames."""
+        from ..preprocess.dataset import Dataset
+        from .pose_input import PoseTrack
+        from .replay import replay_from_dataset
+
+        ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+        K = np.asarray(ds.K, np.float64).copy()
+        K[:2] *= self.size / ds.manifest["size"]
+        track = PoseTrack(np.asarray(ds.R, np.float64), np.asarray(ds.t, np.float64), None,
+                          None if ds.canonical is None else np.asarray(ds.canonical),
+                          str(ds.path))
+        R, t = to_identity_space(track, self.canonical, K, self.size)
+        self.replay = replay_from_dataset(ds, self.size)
+        self.track_R, self.track_t = R.astype(np.float32), t.astype(np.float32)
+        self.track_expression = np.asarray(ds.expression, np.float32)
+        self.K = K.astype(np.float32)
+        self._gpu_canvas = None
+        self._pose_cache = (None,)
+
+    def _pose_track(self, path) -> tuple[np.ndarray, np.ndarray, tuple]:
+        """(R [F, 3, 3], t [F, 3], its central pose) of a pose track file in this identity's
+        head space and camera; read once per file."""
+        key = str(Path(path).resolve())
+        if getattr(self, "_pose_cache", (None,))[0] != key:
+            R, t = to_identity_space(load_pose_track(path), self.canonical, self.K, self.size)
+            self._pose_cache = (key, R, t, reference_pose(R, t))
+        return self._pose_cache[1:]
+
+    def _viewmats(self, rows: np.ndarray, R: np.ndarray | None = None,
+                  t: np.ndarray | None = None) -> torch.Tensor:
+        """[B, 4, 4] world-to-camera: the poses of replay rows [B], or R [B, 3, 3], t [B, 3]."""
+        if R is None:
+            fr = self.replay.frames[rows]
+            R, t = self.track_R[fr], self.track_t[fr]
+        v = np.tile(np.eye(4, dtype=np.float32), (len(rows), 1, 1))
+        v[:, :3, :3], v[:, :3, 3] = R, t
         return torch.from_numpy(v).to(self.device)
 
     def _canvas(self, rows: np.ndarray, size: int) -> torch.Tensor:
@@ -209,21 +278,26 @@ class TalkingHead:
     def _setup(self, opts: RenderOptions):
         """(variant names, output size, K [3, 3] on the device) for ``opts``."""
         opts.check(self.variants)
+        if str(opts.pose) not in POSES:
+            self._pose_track(opts.pose)
         size = opts.size or self.size
         names = ("base", "refined") if opts.variant == "both" else (opts.variant,)
         K = self.K.copy()
         K[:2] *= size / self.size
         return names, size, torch.from_numpy(K).to(self.device)
 
-    def _render_batch(self, audio_windows: np.ndarray, expr: np.ndarray, rows: np.ndarray,
-                      names, size: int, K, backend: str, clock: StageClock):
-        """Audio windows [B, 8, 16, D], expression windows [B, 5, E], replay rows [B] ->
-        variant -> frames [B, S, S, 3] uint8."""
+    def _render_batch(self, audio_windows: np.ndarray, expr: np.ndarray, plan: MotionPlan,
+                      fr: np.ndarray, names, size: int, K, backend: str, clock: StageClock):
+        """Audio windows [B, 8, 16, D], expression windows [B, 5, E], output frames [B] of
+        ``plan`` -> variant -> frames [B, S, S, 3] uint8."""
         with clock("networks"):
             drive = self.model.drive(torch.from_numpy(audio_windows).to(self.device),
                                      torch.from_numpy(expr).to(self.device))
         with clock("fusion"):
-            view, canvas = self._viewmats(rows), self._canvas(rows, size)
+            rows = plan.replay[fr]
+            view = self._viewmats(rows) if plan.R is None else \
+                self._viewmats(rows, plan.R[fr], plan.t[fr])
+            canvas = self._canvas(rows, size)
         imgs = self.model.render_variants(drive, view, K, size, size, canvas, names,
                                           backend, clock)
         with clock("fusion"):
@@ -239,8 +313,7 @@ class TalkingHead:
         (audio features, networks, rasterize, fusion)."""
         names, size, K = self._setup(opts)
         batch = opts.batch or self.default_batch
-        plan = plan_motion(audio.frames, len(self.replay), self.track_expression,
-                           self.replay.frames, opts.pose, opts.blink, opts.seed)
+        plan = self._plan(audio.frames, opts)
         feat = self.info["audio_features"]
         clock = clock or self.clock()
         for c0 in range(0, audio.frames, opts.chunk_frames):
@@ -254,7 +327,7 @@ class TalkingHead:
                 rows = plan.replay[fr]
                 aw = block[audio_window_index(audio.feature_frames, fr) - k0]
                 yield fr, rows, self._render_batch(aw, expr_windows(plan.expression, fr),
-                                                   rows, names, size, K, opts.backend,
+                                                   plan, fr, names, size, K, opts.backend,
                                                    clock)
 
     @torch.no_grad()
@@ -294,8 +367,7 @@ class TalkingHead:
             nonlocal plan
             if plan is None or len(plan.replay) < n:
                 n = max(n, 2 * len(plan.replay) if plan is not None else 256)
-                plan = plan_motion(n, len(self.replay), self.track_expression,
-                                   self.replay.frames, opts.pose, opts.blink, opts.seed)
+                plan = self._plan(n, opts)
             return plan
 
         def emit(f1: int, total: int | None):
@@ -315,9 +387,8 @@ class TalkingHead:
                 # last frame, as offline
                 n_plan = -(-total // SAMPLES_PER_FRAME) if total is not None else fr[-1] + 3
                 plan = plan_for(n_plan)
-                rows = plan.replay[fr]
                 expr = expr_windows(plan.expression[:n_plan], fr)
-                imgs = self._render_batch(block[idx - k0], expr, rows, names, size, K,
+                imgs = self._render_batch(block[idx - k0], expr, plan, fr, names, size, K,
                                           opts.backend, clock)
                 done = int(fr[-1]) + 1
                 yield side_by_side(imgs) if len(names) > 1 else imgs[names[0]]
@@ -368,7 +439,7 @@ class TalkingHead:
         AAC with the input's audio, one frame per 40 ms of speech, and appears only when
         complete."""
         opts = opts or RenderOptions()
-        opts.check(self.variants)
+        self._setup(opts)           # bad options and pose tracks refused before any output
         if not isinstance(outputs, dict):
             outputs = {opts.variant: outputs}
         for k in outputs:

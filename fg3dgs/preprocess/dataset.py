@@ -35,6 +35,7 @@ class Dataset:
         self.expression = np.load(self.path / "expression.npy", mmap_mode="r")
         cams = np.load(self.path / "cameras.npz")
         self.R, self.t, self.K = cams["R"], cams["t"], cams["K"]
+        self.canonical = cams["canonical"] if "canonical" in cams.files else None
 
     def __len__(self) -> int:
         return int(self.manifest["frames"])

@@ -44,6 +44,24 @@ def region_masks(labels: torch.Tensor, regions: tuple[str, ...]) -> torch.Tensor
     return _mask_table(tuple(regions), labels.device)[labels]
 
 
+NECK_FILL = 0.06      # of the image side: how far the neck shows through up under the chin
+
+
+def fill_under_chin(canvas: torch.Tensor, head: torch.Tensor, depth: int) -> torch.Tensor:
+    """Canvases [B, H, W, 3] with the lowest ``depth`` rows of the head's hole (``head``
+    [B, H, W] bool) filled by what is just below it, drawn straight up: the neck continues
+    under the chin. Where a rendered jaw ends above the frame's own (the mouth closes
+    further than it was, an edge is soft), neck shows there instead of the background
+    plate's thin dark line."""
+    out, have = canvas.clone(), ~head
+    for _ in range(depth):
+        take = ~have[:, :-1] & have[:, 1:]             # a hole pixel right above a filled one
+        out[:, :-1] = torch.where(take[..., None], out[:, 1:], out[:, :-1])
+        have = have.clone()
+        have[:, :-1] |= take
+    return out
+
+
 def audio_window_index(n_features: int, frames: np.ndarray) -> np.ndarray:
     """[B, AUDIO_CONTEXT, AUDIO_WINDOW] feature-frame numbers of each video frame's window
     (see :func:`audio_windows`) in a clip of ``n_features`` feature frames."""
@@ -152,8 +170,9 @@ class TrainData:
         # the canvas the head is drawn on: the frame itself outside the head (torso, and the
         # background as it is in that frame: next to the person the plate is only inpainted),
         # the plate behind the head, where the frame shows what the render must draw
-        head = region_mask(lab, "head").bool()
-        canvas = torch.where(head, self._plates[key][None], img)
+        head = region_mask(lab, "head")[..., 0].bool()
+        canvas = torch.where(head[..., None], self._plates[key][None], img)
+        canvas = fill_under_chin(canvas, head, int(round(NECK_FILL * self.size)))
         return {"frames": frames, "image": img, "labels": lab, "canvas": canvas,
                 "viewmats": to_device(self.viewmats[ks], device),
                 "audio": to_device(self.audio(frames, variants), device),

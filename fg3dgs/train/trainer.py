@@ -745,6 +745,8 @@ class Trainer:
                   "track_R": ds.R.astype(np.float32), "track_t": ds.t.astype(np.float32),
                   "K": self.data.K.astype(np.float32),
                   "expression": np.asarray(ds.expression, np.float32)}
+        if ds.canonical is not None:     # the head space, for other clips' pose tracks
+            extras["canonical"] = ds.canonical.astype(np.float32)
         save_identity(self.model, self.run, extras, meta)
         write_replay(self.run, ds, self.cfg.size)     # torso and poses for new speech
         return self.run

@@ -13,6 +13,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..io_utils import atomic_directory, sha256
 from ..model.io import META, WEIGHTS, load_identity, record_file_hashes, save_identity
 from ..pipeline.replay import INDEX, VIDEO, write_replay
@@ -121,6 +123,22 @@ fg3dgs render --identity {info.id} --audio speech.wav --out talking.mp4 {command
 {info.notes}"""
 
 
+def _canonical_from(dataset: str | Path, track_R: np.ndarray) -> dict[str, np.ndarray]:
+    """{"canonical": [P, 3]} for an identity exported without its head space's landmarks,
+    from the dataset of the same video (pose tracks from other clips need it); nothing
+    when the dataset is of another video or has none."""
+    from ..pipeline.pose_input import canonical_for_track
+    from ..preprocess.dataset import Dataset
+
+    ds = Dataset(dataset)
+    if ds.canonical is None or len(ds.R) != len(track_R):
+        return {}
+    return {"canonical": canonical_for_track(np.asarray(ds.canonical, np.float64),
+                                             np.asarray(ds.R, np.float64),
+                                             np.asarray(track_R, np.float64)
+                                             ).astype(np.float32)}
+
+
 def export_identity(run: str | Path, out: str | Path, info: ExportInfo,
                     dataset: str | Path | None = None, half: bool = True,
                     force: bool = False) -> dict:
@@ -137,10 +155,13 @@ def export_identity(run: str | Path, out: str | Path, info: ExportInfo,
     if not has_replay and dataset is None:
         raise ZooError(f"{run} has no replay track ({VIDEO}); pass --data DATASET (the "
                        "dataset it was trained on) to write one")
+    extras = {k: v.numpy() for k, v in extras.items()}
+    if "canonical" not in extras and dataset is not None:
+        extras.update(_canonical_from(dataset, extras["track_R"]))
     with atomic_directory(out) as tmp:
         meta = {k: v for k, v in ident.items()
                 if k not in ("format_version", "config", "counts", "dtype")}
-        save_identity(model, tmp, {k: v.numpy() for k, v in extras.items()}, meta, half=half)
+        save_identity(model, tmp, extras, meta, half=half)
         if has_replay:
             for f in (VIDEO, INDEX):
                 shutil.copy2(run / f, tmp / f)

@@ -1,0 +1,71 @@
+"""Where in a frame a render is judged, and how steady it is over time: the jaw-and-neck band,
+the mouth box, PSNR inside a mask, and the landmark jitter of a video. Numpy (and OpenCV to
+draw the band); the landmarks are mediapipe's 478 points in pixels, NaN where no face was
+found."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..landmark_schemes import get_scheme, to_ibug68
+
+
+def band_radius(size: int) -> int:
+    """Half-width in pixels of the jaw-and-neck band: 2 % of the frame (5 px at 256)."""
+    return max(2, int(round(0.02 * size)))
+
+
+def jaw_band(landmarks: list[np.ndarray], size: int, radius: int | None = None) -> np.ndarray:
+    """[S, S] bool: the pixels within ``radius`` of the face's lower outline (the 17 jaw
+    points, ear to ear through the chin) of any of ``landmarks`` (each [478, 2]; e.g. the
+    truth's and the render's, so that a chin in either place counts). All False where none
+    of them has a face."""
+    import cv2
+
+    r = band_radius(size) if radius is None else radius
+    jaw = list(get_scheme("mediapipe-478").jaw)
+    mask = np.zeros((size, size), np.uint8)
+    for lm in landmarks:
+        if lm is None or np.isnan(lm[jaw]).any():
+            continue
+        pts = np.round(lm[jaw] * 16).astype(np.int32)           # 4 fractional bits
+        cv2.polylines(mask, [pts], False, 1, thickness=2 * r + 1, lineType=cv2.LINE_8,
+                      shift=4)
+    return mask.astype(bool)
+
+
+def mouth_box(landmarks: np.ndarray, size: int, margin: float = 0.6) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) of a square around the lips of landmarks [478, 2]: the lips' larger
+    extent plus ``margin`` of it, clipped to the frame (teeth, lip corners and the chin's
+    top fall inside)."""
+    lips = get_scheme("ibug-68").mouth_points(to_ibug68(landmarks))
+    lo, hi = lips.min(0), lips.max(0)
+    c, side = (lo + hi) / 2, (hi - lo).max() * (1 + margin)
+    x0, y0 = np.floor(c - side / 2).astype(int)
+    x1, y1 = np.ceil(c + side / 2).astype(int)
+    return max(0, y0), min(size, y1), max(0, x0), min(size, x1)
+
+
+def masked_psnr(truth: np.ndarray, render: np.ndarray, mask: np.ndarray) -> float:
+    """PSNR (dB) of images [H, W, 3] in [0, 1] over the pixels of ``mask`` [H, W] (NaN when
+    it is empty)."""
+    if not mask.any():
+        return float("nan")
+    mse = float(((truth[mask] - render[mask]) ** 2).mean())
+    return float(-10 * np.log10(max(mse, 1e-12)))
+
+
+def jitter(landmarks: np.ndarray) -> float:
+    """Frame-to-frame shake of a video's face: the median over the 468 mesh points of the
+    root-mean-square second difference of their positions, in pixels per frame squared,
+    over spans of three consecutive frames that all have a face. Steady or smoothly moving
+    points score near 0; a point that trembles from frame to frame scores its amplitude.
+    Compare a render with the real video of the same motion: both carry the landmark
+    tracker's own noise. NaN for fewer than three frames with faces in a row."""
+    lm = np.asarray(landmarks, np.float64)[:, :468]
+    acc = lm[2:] - 2 * lm[1:-1] + lm[:-2]                     # [F-2, 468, 2]
+    ok = ~np.isnan(acc).any((1, 2))
+    if not ok.any():
+        return float("nan")
+    per_point = np.sqrt((acc[ok] ** 2).sum(-1).mean(0))         # [468]
+    return float(np.median(per_point))
