@@ -61,12 +61,14 @@ def build(studio: Studio) -> gr.Blocks:
             return None, ""
         return (str(c.preview) if c.preview else None), c.description
 
-    def generate(identity, audio, variant, pose, blink, size, progress=gr.Progress()):
+    def generate(identity, audio, variant, pose, blink, size, pose_file=None, pose_scale=1.0,
+                 progress=gr.Progress()):
         if not identity:
             raise _refused("pick an identity first")
         try:
             paths, res = studio.speak(identity, audio, variant, pose, blink, size,
-                                      progress=lambda f, s: progress(f, desc=s))
+                                      progress=lambda f, s: progress(f, desc=s),
+                                      pose_file=pose_file, pose_scale=pose_scale)
         except USER_ERRORS as exc:
             raise _refused(exc) from None
         combined = paths.get("both") or next(iter(paths.values()))
@@ -108,9 +110,16 @@ def build(studio: Studio) -> gr.Blocks:
                     with gr.Row():
                         variant = gr.Radio(["both", "base", "refined"], value="both",
                                            label="Variant")
-                        pose = gr.Radio(["replay", "static"], value="replay", label="Pose")
+                        pose = gr.Radio(["replay", "static", "track"], value="replay",
+                                        label="Pose")
                         blink = gr.Radio(["replay", "auto"], value="replay", label="Blink")
                         size = gr.Dropdown(SIZES, value="256", label="Size")
+                    with gr.Row():
+                        pose_file = gr.File(label="Pose track (.npz: R [frames, 3, 3], t "
+                                            "[frames, 3], e.g. a dataset's cameras.npz)",
+                                            file_types=[".npz"], type="filepath")
+                        pose_scale = gr.Slider(0, 2, value=1, step=0.1,
+                                               label="Head motion (0 still, 1 as is)")
                     go = gr.Button("Generate", variant="primary")
             with gr.Row():
                 base_video = gr.Video(label="without sync refinement (base)",
@@ -122,7 +131,8 @@ def build(studio: Studio) -> gr.Blocks:
             identity.change(show_identity, identity, [preview, about],
                             api_visibility="undocumented")
             demo.load(show_identity, identity, [preview, about], api_visibility="undocumented")
-            go.click(generate, [identity, audio, variant, pose, blink, size],
+            go.click(generate, [identity, audio, variant, pose, blink, size, pose_file,
+                                pose_scale],
                      [base_video, refined_video, combined, summary], api_name="generate")
         with gr.Tab("Compare"):
             gr.Markdown("The same speech through two identities or runs (for example a full "

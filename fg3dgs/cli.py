@@ -274,8 +274,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(f"fg3dgs eval: error: {exc}", file=sys.stderr)
         return 2
     print(f"validation frames: {m['frames']} at {m['size']}x{m['size']}")
-    print(f"PSNR {m['psnr']:.2f} dB (head {m['psnr_head']:.2f} dB)  SSIM {m['ssim']:.4f}  "
-          f"LMD {m['lmd_px']:.2f} px")
+    print(f"PSNR {m['psnr']:.2f} dB (head {m['psnr_head']:.2f}, jaw band "
+          f"{m['psnr_jaw_band']:.2f}, mouth {m['psnr_mouth']:.2f} dB)  SSIM {m['ssim']:.4f}  "
+          f"LMD {m['lmd_px']:.2f} px  jitter {m['jitter_px']:.3f} px (real frames "
+          f"{m['jitter_real_px']:.3f})")
     for k in ("lpips", "fid"):
         if not m[k]["available"]:
             print(f"{k.upper()}: unavailable ({m[k]['reason']})")

@@ -205,3 +205,25 @@ def test_cross_eval_on_a_clip_the_identity_never_saw(tmp_path, capsys):
         assert (run / "eval" / f).is_file()
     assert main(["eval", str(run)]) == 2
     assert "give --data" in capsys.readouterr().err
+
+
+def test_studio_takes_an_uploaded_track_and_never_a_server_path(tmp_path):
+    from fg3dgs.pipeline.studio import Studio
+
+    st = Studio(workdir=tmp_path / "w")
+    with pytest.raises(ValueError, match="pose must be replay, static or track"):
+        st._options("base", "/etc/passwd", "replay", None, False)
+    with pytest.raises(ValueError, match="needs a pose track: upload"):
+        st._options("base", "track", "replay", None, False)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, R=np.full((3, 3, 3), np.nan), t=np.ones((3, 3)))
+    with pytest.raises(PoseTrackError, match="NaN"):
+        st._options("base", "track", "replay", None, False, bad)
+    head = st.head("astronaut-demo")
+    fr = head.replay.frames[:10]
+    good = tmp_path / "good.npz"
+    np.savez(good, R=head.track_R[fr], t=head.track_t[fr])
+    paths, res = st.speak("astronaut-demo", SPEECH, "base", "track", pose_file=good,
+                          pose_scale=0.5)
+    assert paths["base"].is_file() and res.frames == 70
+    st.close()

@@ -29,7 +29,7 @@ import numpy as np
 from ..io_utils import atomic_output, sha256
 from ..media import AUDIO_RATE, FPS, write_video
 from ..preprocess.dataset import Dataset, DatasetError
-from .regions import jaw_band, jitter, masked_psnr, mouth_box
+from .regions import jitter, mouth_box, region_psnrs
 
 HEAD_LABELS = (1, 2, 3, 4)       # face, eyes, mouth, rest of the head (preprocessing labels)
 SHEET_FRAMES = 10
@@ -158,19 +158,6 @@ def _measure(clip: CrossClip, renders: dict[str, np.ndarray], size: int, percept
     for v, render in renders.items():
         lm_r = landmarks(render)
         ok = ~np.isnan(lm_t[:, 0, 0]) & ~np.isnan(lm_r[:, 0, 0])
-        band, mouth, head, boxes = [], [], [], []
-        for k in range(n):
-            head.append(masked_psnr(truth[k], render[k], head_masks[k]))
-            band.append(masked_psnr(truth[k], render[k], jaw_band(
-                [lm_t[k], lm_r[k]], size)))
-            ref = lm_t[k] if ok[k] or np.isnan(lm_r[k, 0, 0]) else lm_r[k]
-            box = mouth_box(ref, size) if not np.isnan(ref[0, 0]) else None
-            boxes.append(box)
-            if box is not None:
-                y0, y1, x0, x1 = box
-                m = np.zeros((size, size), bool)
-                m[y0:y1, x0:x1] = True
-                mouth.append(masked_psnr(truth[k], render[k], m))
         mse = ((truth - render) ** 2).reshape(n, -1).mean(1)
         open_r = mouth_opening(lm_r)
         m = {
@@ -179,9 +166,7 @@ def _measure(clip: CrossClip, renders: dict[str, np.ndarray], size: int, percept
             "ssim": float(np.mean([structural_similarity(
                 t, r, channel_axis=2, data_range=1.0, gaussian_weights=True, sigma=1.5,
                 use_sample_covariance=False) for t, r in zip(truth, render)])),
-            "psnr_head": float(np.nanmean(head)),
-            "psnr_jaw_band": float(np.nanmean(band)),
-            "psnr_mouth": float(np.nanmean(mouth)) if mouth else float("nan"),
+            **region_psnrs(truth, render, lm_t, lm_r, head_masks),
             "lmd_px": float(np.linalg.norm(lips.mouth_points(to_ibug68(lm_t[ok]))
                                            - lips.mouth_points(to_ibug68(lm_r[ok])),
                                            axis=-1).mean()) if ok.any() else float("nan"),
@@ -199,7 +184,7 @@ def _measure(clip: CrossClip, renders: dict[str, np.ndarray], size: int, percept
             p = perceptual_metrics(perceptual, truth, render)["lpips"]
             m["lpips"] = p["value"] if p["available"] else None
             if p["available"]:
-                crops_t, crops_r = _mouth_crops(truth, render, boxes)
+                crops_t, crops_r = _mouth_crops(truth, render, lm_t, lm_r)
                 m["lpips_mouth"] = perceptual_metrics(perceptual, crops_t, crops_r
                                                       )["lpips"]["value"]
             else:
@@ -215,15 +200,17 @@ def _r(a: np.ndarray, b: np.ndarray) -> float:
         else float("nan")
 
 
-def _mouth_crops(truth, render, boxes, side: int = 96):
-    """Mouth boxes of both, resized to ``side`` pixels: [N, side, side, 3] each."""
+def _mouth_crops(truth, render, lm_t, lm_r, side: int = 96):
+    """The mouth boxes of both (around the real lips, or the render's), resized to ``side``
+    pixels: [N, side, side, 3] each."""
     import cv2
 
     t, r = [], []
-    for k, box in enumerate(boxes):
-        if box is None:
+    for k in range(len(truth)):
+        ref = lm_t[k] if not np.isnan(lm_t[k, 0, 0]) else lm_r[k]
+        if np.isnan(ref[0, 0]):
             continue
-        y0, y1, x0, x1 = box
+        y0, y1, x0, x1 = mouth_box(ref, truth.shape[1])
         t.append(cv2.resize(truth[k, y0:y1, x0:x1], (side, side), interpolation=cv2.INTER_AREA))
         r.append(cv2.resize(render[k, y0:y1, x0:x1], (side, side), interpolation=cv2.INTER_AREA))
     return np.stack(t), np.stack(r)

@@ -69,3 +69,25 @@ def jitter(landmarks: np.ndarray) -> float:
         return float("nan")
     per_point = np.sqrt((acc[ok] ** 2).sum(-1).mean(0))         # [468]
     return float(np.median(per_point))
+
+
+def region_psnrs(truth: np.ndarray, render: np.ndarray, lm_truth: np.ndarray,
+                 lm_render: np.ndarray, head: np.ndarray) -> dict[str, float]:
+    """Mean PSNR (dB) of frames [F, S, S, 3] in [0, 1] over the head (``head`` [F, S, S]
+    bool), the jaw-and-neck band (either video's jaw line, :func:`jaw_band`) and the mouth
+    box (around the real lips, the render's where the real face was not found;
+    :func:`mouth_box`). Landmarks [F, 478, 2], NaN where no face."""
+    size = truth.shape[1]
+    out: dict[str, list] = {"psnr_head": [], "psnr_jaw_band": [], "psnr_mouth": []}
+    for k in range(len(truth)):
+        out["psnr_head"].append(masked_psnr(truth[k], render[k], head[k]))
+        out["psnr_jaw_band"].append(masked_psnr(truth[k], render[k],
+                                                jaw_band([lm_truth[k], lm_render[k]], size)))
+        ref = lm_truth[k] if not np.isnan(lm_truth[k, 0, 0]) else lm_render[k]
+        if not np.isnan(ref[0, 0]):
+            y0, y1, x0, x1 = mouth_box(ref, size)
+            m = np.zeros((size, size), bool)
+            m[y0:y1, x0:x1] = True
+            out["psnr_mouth"].append(masked_psnr(truth[k], render[k], m))
+    return {k: float(np.nanmean(v)) if v and not np.isnan(v).all() else float("nan")
+            for k, v in out.items()}

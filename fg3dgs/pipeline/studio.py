@@ -156,7 +156,8 @@ class Studio:
                                   f"here is {self.limits.max_upload_mb:g} MB")
         return p
 
-    def _options(self, variant, pose, blink, size, scores) -> RenderOptions:
+    def _options(self, variant, pose, blink, size, scores, pose_file=None,
+                 pose_scale=1.0) -> RenderOptions:
         try:
             size = int(size) if size else None
         except (TypeError, ValueError):
@@ -164,8 +165,29 @@ class Studio:
         if size is not None and size > self.limits.max_size:
             raise ValueError(f"size {size} is over this server's limit of "
                              f"{self.limits.max_size}")
-        return RenderOptions(variant=variant, size=size, pose=pose, blink=blink,
+        return RenderOptions(variant=variant, size=size, pose=self._pose(pose, pose_file),
+                             pose_scale=float(pose_scale), blink=blink,
                              max_seconds=self.limits.max_seconds, sync_scores=scores)
+
+    def _pose(self, pose: str, pose_file) -> str:
+        """"replay" / "static", or for "track" the uploaded pose track's path, checked (a
+        request names a choice, never a path on the server)."""
+        from .pose_input import load_pose_track
+
+        if pose in ("replay", "static"):
+            return pose
+        if pose != "track":
+            raise ValueError(f"pose must be replay, static or track, got {pose!r}")
+        if not pose_file:
+            raise ValueError("pose 'track' needs a pose track: upload a .npz with R [frames, "
+                             "3, 3] and t [frames, 3] (e.g. a dataset's cameras.npz), or "
+                             "choose replay or static")
+        p = Path(pose_file)
+        if p.is_file() and p.stat().st_size > self.limits.max_upload_mb * 1e6:
+            raise ValueError(f"the pose track is {p.stat().st_size / 1e6:.0f} MB; the limit "
+                             f"here is {self.limits.max_upload_mb:g} MB")
+        load_pose_track(p)              # a bad track is refused before any rendering
+        return str(p)
 
     def _folder(self) -> Path:
         """A new folder for one request's videos; the oldest beyond ``keep_requests`` go."""
@@ -197,13 +219,15 @@ class Studio:
         return res
 
     def speak(self, identity: str, audio, variant: str = "both", pose: str = "replay",
-              blink: str = "replay", size=None, progress=None) -> tuple[dict, RenderResult]:
+              blink: str = "replay", size=None, progress=None, pose_file=None,
+              pose_scale: float = 1.0) -> tuple[dict, RenderResult]:
         """Render ``audio`` with the identity; returns (paths: "base" / "refined" / "both"
-        where rendered, the render result, with ``notes`` when the variant fell back)."""
+        where rendered, the render result, with ``notes`` when the variant fell back).
+        ``pose``: replay, static, or "track" for the uploaded ``pose_file``."""
         self.check_identity(identity)
         audio = self.check_upload(audio)
         variant, note = self._variant(identity, variant)
-        opts = self._options(variant, pose, blink, size, scores=True)
+        opts = self._options(variant, pose, blink, size, True, pose_file, pose_scale)
         folder = self._folder()
         names = ["base", "refined"] if variant == "both" else [variant]
         outputs = {v: folder / f"{v}.mp4" for v in names}
@@ -213,7 +237,8 @@ class Studio:
 
     def compare(self, identities: tuple[str, str], audio, variant: str = "refined",
                 pose: str = "replay", blink: str = "replay", size=None,
-                progress=None) -> list[tuple[Path, RenderResult]]:
+                progress=None, pose_file=None,
+                pose_scale: float = 1.0) -> list[tuple[Path, RenderResult]]:
         """The same speech through two identities (or runs): [(video, result)] * 2."""
         for key in identities:
             self.check_identity(key)
@@ -222,7 +247,7 @@ class Studio:
         out = []
         for k, key in enumerate(identities):
             v, note = self._variant(key, variant)
-            opts = self._options(v, pose, blink, size, scores=False)
+            opts = self._options(v, pose, blink, size, False, pose_file, pose_scale)
 
             def sub(frac, stage, k=k):
                 if progress:

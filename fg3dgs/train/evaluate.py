@@ -4,6 +4,8 @@ Metrics (at the identity's training size, full frames composited on the backgrou
 the frame's own torso, the field's self-reconstruction protocol):
 - PSNR, SSIM (Gaussian window, skimage) against the real frames, plus PSNR inside the head
   (pixels the real or the rendered head covers);
+- jitter: the landmarks' frame-to-frame shake, of the render and of the real frames
+  (:func:`fg3dgs.evaluate.regions.jitter`);
 - LMD: mean distance in pixels of the 20 lip landmarks (iBUG 48-67, from mediapipe's mesh)
   measured by mediapipe on rendered versus real frames;
 - LPIPS (v0.1, AlexNet) of each rendered frame against the real one, averaged, and FID
@@ -30,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..evaluate.regions import jitter, region_psnrs
 from ..facemesh import LEFT_IRIS, RIGHT_IRIS
 from ..io_utils import atomic_output
 from ..landmark_schemes import get_scheme, to_ibug68
@@ -265,13 +268,8 @@ def _evaluate_variant(model, info, ds: Dataset, synth_truth, backend, progress, 
                                                 use_sample_covariance=False)
                           for t, r in zip(truth, render)]))
     size = int(info["size"])
-    head_psnr = []
-    for k, i in enumerate(frames):
-        lab = TrainData._labels_at(ds, int(i), size)
-        m = np.isin(lab, (1, 2, 3, 4))
-        if m.any():
-            head_psnr.append(-10 * np.log10(max(((truth[k][m] - render[k][m]) ** 2).mean(),
-                                                1e-12)))
+    heads = np.stack([np.isin(TrainData._labels_at(ds, int(i), size), (1, 2, 3, 4))
+                      for i in frames])
     if "lm_t" not in shared:
         shared["lm_t"] = landmarks(truth)
     lm_t, lm_r = shared["lm_t"], landmarks(render)
@@ -282,8 +280,10 @@ def _evaluate_variant(model, info, ds: Dataset, synth_truth, backend, progress, 
         if ok.any() else float("nan")
     metrics = {
         "frames": int(len(frames)), "size": size,
-        "psnr": psnr, "ssim": ssim, "psnr_head": float(np.mean(head_psnr)),
+        "psnr": psnr, "ssim": ssim,
+        **region_psnrs(truth, render, lm_t, lm_r, heads),   # head, jaw-and-neck band, mouth
         "lmd_px": lmd, "lmd_frames": int(ok.sum()),
+        "jitter_px": jitter(lm_r), "jitter_real_px": jitter(lm_t),
         **perceptual_metrics(shared["perceptual"], truth, render, shared),
     }
     if synth_truth is not None:
