@@ -709,9 +709,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", help="the dataset the identity was trained on: measure its "
                     "validation frames")
     ev.add_argument("--cross", nargs="+", metavar="CLIP", help="clips of the same person the "
-                    "identity never saw (a folder from `fg3dgs synth`, preprocessed here, or "
-                    "a preprocessed dataset): render each with its own audio, poses, eyes "
-                    "and torso and compare with its frames (RUN/eval/cross.json)")
+                    "identity never saw (a video or a `fg3dgs synth` folder, preprocessed "
+                    "here; or a preprocessed dataset): render each with its own audio, "
+                    "poses, eyes and torso and compare with its frames "
+                    "(RUN/eval/cross.json)")
     ev.add_argument("--truth", help="synthetic clip folder: also compare mouth and blinks "
                                     "with its truth")
     ev.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)

@@ -48,31 +48,34 @@ class CrossClip:
 
 def open_cross_clip(path: str | Path, audio_features: str, size: int, cache: Path,
                     progress: bool = True) -> CrossClip:
-    """A preprocessed dataset folder, or a clip folder with ``video.mp4`` (a synthetic one
-    has ``truth.json`` too), preprocessed once into ``cache`` at ``size`` pixels."""
+    """A preprocessed dataset folder, a clip folder with ``video.mp4`` (a synthetic one has
+    ``truth.json`` too) or a video file; a video is preprocessed once into ``cache`` at
+    ``size`` pixels."""
     from ..preprocess.pipeline import PreprocessConfig, preprocess
     from ..synth.truth import load_truth
 
     path = Path(path)
+    video = path / "video.mp4" if path.is_dir() else path
     if (path / "manifest.json").is_file():
         ds = Dataset(path)
         src = Path(ds.manifest["source"]["path"]).parent
         truth = load_truth(src) if (src / "truth.json").is_file() else None
-    elif (path / "video.mp4").is_file():
-        key = sha256(path / "video.mp4")[:12]
-        out = cache / f"{path.name}-{key}-{size}"
+    elif video.is_file():
+        out = cache / f"{path.stem}-{sha256(video)[:12]}-{size}"
         if not (out / "manifest.json").is_file():
             cfg = PreprocessConfig(size=size, audio_features=(audio_features,),
                                    min_seconds=MIN_CLIP_SECONDS)
-            preprocess(path / "video.mp4", out, cfg, force=True, progress=progress)
+            preprocess(video, out, cfg, force=True, progress=progress)
         ds = Dataset(out)
-        truth = load_truth(path) if (path / "truth.json").is_file() else None
+        truth = load_truth(video.parent) if (video.parent / "truth.json").is_file() \
+            and video.name == "video.mp4" else None
     else:
-        raise DatasetError(f"{path} is neither a dataset (manifest.json) nor a clip folder "
-                           "(video.mp4); give a clip the identity never saw, e.g. one made "
-                           "by `fg3dgs synth --photo ... --out DIR`")
+        raise DatasetError(f"{path} is neither a dataset (manifest.json), a clip folder "
+                           "(video.mp4) nor a video file; give a clip of the person the "
+                           "identity never saw, e.g. one made by `fg3dgs synth --photo ... "
+                           "--out DIR`")
     ds.require_features(audio_features)
-    return CrossClip(path.name, ds, truth)
+    return CrossClip(path.stem, ds, truth)
 
 
 def cross_evaluate(run: str | Path, clips: list[str | Path], backend: str = "auto",

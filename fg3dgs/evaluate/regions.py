@@ -61,7 +61,9 @@ def jitter(landmarks: np.ndarray) -> float:
     over spans of three consecutive frames that all have a face. Steady or smoothly moving
     points score near 0; a point that trembles from frame to frame scores its amplitude.
     Compare a render with the real video of the same motion: both carry the landmark
-    tracker's own noise. NaN for fewer than three frames with faces in a row."""
+    tracker's own noise. (Landmark acceleration is what StableFace's Motion Stability
+    Index takes the reciprocal variance of; this is the acceleration itself.) NaN for fewer
+    than three frames with faces in a row."""
     lm = np.asarray(landmarks, np.float64)[:, :468]
     acc = lm[2:] - 2 * lm[1:-1] + lm[:-2]                     # [F-2, 468, 2]
     ok = ~np.isnan(acc).any((1, 2))
