@@ -29,7 +29,7 @@ import numpy as np
 from ..io_utils import atomic_output, sha256
 from ..media import AUDIO_RATE, FPS, write_video
 from ..preprocess.dataset import Dataset, DatasetError
-from .regions import jitter, mouth_box, region_psnrs
+from .regions import band_radius, jitter, mean_ssim, mouth_box, region_psnrs
 
 HEAD_LABELS = (1, 2, 3, 4)       # face, eyes, mouth, rest of the head (preprocessing labels)
 SHEET_FRAMES = 10
@@ -100,8 +100,7 @@ def cross_evaluate(run: str | Path, clips: list[str | Path], backend: str = "aut
         opened.append(clip)
     results = {}
     for clip in opened:
-        head = TalkingHead(run, device=device)
-        head.use_clip(clip.dataset)
+        head.use_clip(clip.dataset)         # replaces every per-clip state of the head
         names = tuple(head.variants)
         opts = RenderOptions(variant="both" if len(names) > 1 else names[0], backend=backend,
                              pose="replay", blink="replay")
@@ -121,7 +120,7 @@ def cross_evaluate(run: str | Path, clips: list[str | Path], backend: str = "aut
                 for k, x in results[next(iter(results))][v].items()
                 if isinstance(x, float)} for v in variants}
     report = {"clips": results, "mean": mean, "size": size,
-              "band_radius_px": _band_radius(size)}
+              "band_radius_px": band_radius(size)}
     val = out_dir / "metrics.json"
     if val.is_file():
         m = json.loads(val.read_text())
@@ -132,17 +131,9 @@ def cross_evaluate(run: str | Path, clips: list[str | Path], backend: str = "aut
     return report
 
 
-def _band_radius(size: int) -> int:
-    from .regions import band_radius
-
-    return band_radius(size)
-
-
 def _measure(clip: CrossClip, renders: dict[str, np.ndarray], size: int, perceptual
              ) -> tuple[dict, dict]:
     """(variant -> metrics, what the sheet needs) of renders [F, S, S, 3] float."""
-    from skimage.metrics import structural_similarity
-
     from ..landmark_schemes import get_scheme, to_ibug68
     from ..train.data import TrainData
     from ..train.evaluate import landmarks, mouth_opening
@@ -166,9 +157,7 @@ def _measure(clip: CrossClip, renders: dict[str, np.ndarray], size: int, percept
         m = {
             "frames": int(n),
             "psnr": float(np.mean(-10 * np.log10(np.maximum(mse, 1e-12)))),
-            "ssim": float(np.mean([structural_similarity(
-                t, r, channel_axis=2, data_range=1.0, gaussian_weights=True, sigma=1.5,
-                use_sample_covariance=False) for t, r in zip(truth, render)])),
+            "ssim": mean_ssim(truth, render),
             **region_psnrs(truth, render, lm_t, lm_r, head_masks),
             "lmd_px": float(np.linalg.norm(lips.mouth_points(to_ibug68(lm_t[ok]))
                                            - lips.mouth_points(to_ibug68(lm_r[ok])),

@@ -93,3 +93,14 @@ def region_psnrs(truth: np.ndarray, render: np.ndarray, lm_truth: np.ndarray,
             out["psnr_mouth"].append(masked_psnr(truth[k], render[k], m))
     return {k: float(np.nanmean(v)) if v and not np.isnan(v).all() else float("nan")
             for k, v in out.items()}
+
+
+def mean_ssim(truth: np.ndarray, render: np.ndarray) -> float:
+    """Mean SSIM of frames [F, H, W, 3] in [0, 1] (Gaussian window, sigma 1.5, as the
+    field reports it)."""
+    from skimage.metrics import structural_similarity
+
+    return float(np.mean([structural_similarity(t, r, channel_axis=2, data_range=1.0,
+                                                gaussian_weights=True, sigma=1.5,
+                                                use_sample_covariance=False)
+                          for t, r in zip(truth, render)]))

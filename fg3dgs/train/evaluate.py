@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..evaluate.regions import jitter, region_psnrs
+from ..evaluate.regions import jitter, mean_ssim, region_psnrs
 from ..facemesh import LEFT_IRIS, RIGHT_IRIS
 from ..io_utils import atomic_output
 from ..landmark_schemes import get_scheme, to_ibug68
@@ -256,17 +256,12 @@ def _evaluate_variant(model, info, ds: Dataset, synth_truth, backend, progress, 
     """Metrics of the model's current variant. ``shared`` holds what is the same for every
     variant (the clip's audio, SyncNet or None and its path, the LPIPS / FID networks; filled
     on the first call: the real frames' landmarks, sync scores and Inception features)."""
-    from skimage.metrics import structural_similarity
-
     frames = np.arange(*ds.manifest["split"]["validation"])
     truth, render = render_dataset_frames(model, info, ds, frames, backend=backend,
                                           progress=progress)
     mse = ((truth - render) ** 2).reshape(len(frames), -1).mean(1)
     psnr = float(np.mean(-10 * np.log10(np.maximum(mse, 1e-12))))
-    ssim = float(np.mean([structural_similarity(t, r, channel_axis=2, data_range=1.0,
-                                                gaussian_weights=True, sigma=1.5,
-                                                use_sample_covariance=False)
-                          for t, r in zip(truth, render)]))
+    ssim = mean_ssim(truth, render)
     size = int(info["size"])
     heads = np.stack([np.isin(TrainData._labels_at(ds, int(i), size), (1, 2, 3, 4))
                       for i in frames])
