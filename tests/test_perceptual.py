@@ -341,6 +341,8 @@ def test_cli_eval_options(tmp_path, monkeypatch, capsys, hub_at):
     def fake(run, data, truth, **kw):
         seen.update(kw)
         return {"frames": 10, "size": 64, "psnr": 30.0, "psnr_head": 28.0, "ssim": 0.9,
+                "psnr_jaw_band": 29.0, "psnr_mouth": 27.0, "jitter_px": 0.5,
+                "jitter_real_px": 0.6,
                 "lmd_px": 1.0, "lpips": lp, "fid": na, "sync_expert": {"source": "fg3dgs"},
                 "lse": na}
 

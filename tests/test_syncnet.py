@@ -236,6 +236,8 @@ def test_eval_prints_lse_when_available(tmp_path, monkeypatch, capsys):
     def fake(run, data, truth, syncnet=None, **kw):
         seen["syncnet"] = syncnet
         return {"frames": 10, "size": 64, "psnr": 30.0, "psnr_head": 28.0, "ssim": 0.9,
+                "psnr_jaw_band": 29.0, "psnr_mouth": 27.0, "jitter_px": 0.5,
+                "jitter_real_px": 0.6,
                 "lmd_px": 1.0, "lpips": na, "fid": na, "sync_expert": {"source": "fg3dgs"},
                 "lse": lse, "lse_real_frames": {**lse, "LSE-C": 8.0}}
 

@@ -125,7 +125,7 @@ def test_app_studio_falls_back_to_the_base_variant(run, data, tmp_path):
     assert not ra.notes and "has no lip-sync refinement" in rb.notes[0]
     # a failed request leaves no folder behind
     before = sorted(tmp_path.iterdir())
-    with pytest.raises(ValueError, match="pose must be one of replay, static"):
+    with pytest.raises(ValueError, match="pose must be replay, static or track, got 'walk'"):
         st.speak(str(run), speech, "base", pose="walk", size=64)
     assert sorted(tmp_path.iterdir()) == before
     st.warm_up(str(run)).join()
