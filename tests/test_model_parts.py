@@ -259,7 +259,8 @@ def test_densify_clones_splits_prunes_and_keeps_adam_state_aligned():
     torch.manual_seed(0)
     n = 6
     gs = GaussianSet(torch.randn(n, 3), torch.rand(n, 3), 1,
-                     torch.tensor([0.001, 0.001, 0.05, 0.05, 0.001, 0.001]))
+                     torch.tensor([0.001, 0.001, 0.05, 0.05, 0.001, 0.001]),
+                     rigid=torch.tensor([True, False, True, False, False, True]))
     gs.opacity_logits.data[5] = -10                  # transparent: pruned
     opt = torch.optim.Adam([{"name": f"r.{k}", "params": [getattr(gs, k)], "lr": 1e-3}
                             for k in ("means", "quats", "log_scales", "opacity_logits", "sh")])
@@ -279,6 +280,8 @@ def test_densify_clones_splits_prunes_and_keeps_adam_state_aligned():
     assert st.shape == (7, 3) and torch.equal(st[:4], marker[[0, 1, 3, 4]])
     assert float(st[4:].abs().sum()) == 0
     assert opt.param_groups[0]["params"][0] is gs.means
+    # the rigid flags travel with their rows: kept 0, 1, 3, 4; clone of 0; halves of 2
+    assert gs.rigid.tolist() == [True, False, False, False, True, True, True]
 
 
 def test_lip_shapes_ignore_head_position_roll_and_scale():
@@ -299,3 +302,71 @@ def test_lip_shapes_ignore_head_position_roll_and_scale():
     assert np.allclose(t.mean(0), 0, atol=1e-6) and np.allclose(t.std(0, ddof=1), 1, atol=1e-6)
     held = lip_targets(np.concatenate([base, opened]), IBUG68, np.arange(6), components=4)
     assert not np.allclose(held[6:].mean(0), 0, atol=1e-3)   # unseen rows are not refitted
+
+
+def test_rigid_gaussians_keep_their_place_under_any_drive():
+    """The mouth set's rigid Gaussians (upper teeth) get no delta from the mouth network,
+    whatever the speech; the others move."""
+    from fg3dgs.model.config import ModelConfig
+    from fg3dgs.model.hash_encoding import HashConfig
+    from fg3dgs.model.identity import FG3DGS
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(sh_degree=0, hash=HashConfig(levels=2, log2_table=8, max_resolution=32))
+    sets = {r: GaussianSet(torch.rand(12, 3) * 0.1, torch.rand(12, 3), 0, 0.01,
+                           rigid=(torch.arange(12) % 3 == 0) if r == "mouth" else None)
+            for r in cfg.regions}
+    model = FG3DGS(cfg, sets, [0.0] * 3, [0.1] * 3)
+    for p in model.nets["mouth"].out.parameters():       # a network that moves everything
+        torch.nn.init.normal_(p, std=0.5)
+    drive = model.drive(torch.randn(2, AUDIO_CONTEXT, 16, 80), torch.randn(2, 5, 3))
+    means = model.deform("mouth", drive)[0]
+    rigid = sets["mouth"].rigid
+    canonical = sets["mouth"].means.detach()
+    assert torch.equal(means[:, rigid].detach(), canonical[rigid].expand(2, -1, -1))
+    assert (means[:, ~rigid] - canonical[~rigid]).abs().amax(-1).min() > 0
+
+
+def test_initial_upper_teeth_are_the_rigid_points_behind_and_above_the_lips():
+    from fg3dgs.model.init_points import (LOWER_INNER_LIP, MOUTH_DEPTH, UPPER_INNER_LIP,
+                                          initial_points)
+    from fg3dgs.synth.face import build_rig
+    from fg3dgs.synth.photo import detect_face, load_photo
+
+    photo = load_photo("builtin:astronaut")
+    canonical = build_rig(photo, detect_face(photo)).rest[:478].astype(np.float64)
+    counts = {"face": 50, "eyes": 20, "mouth": 400, "head_rest": 0}
+    img, lab = np.full((64, 64, 3), 0.5, np.float32), np.zeros((64, 64), np.uint8)
+    K = np.array([[80.0, 0, 32], [0, 80.0, 32], [0, 0, 1]])
+    pts = initial_points(canonical, [(img, lab, np.eye(3), np.array([0, 0, 0.5]), K)], counts)
+    for name in ("face", "eyes", "head_rest"):
+        assert not pts[name][2].any()
+    p, _, rigid = pts["mouth"]
+    meet = 0.5 * (canonical[UPPER_INNER_LIP, 1] + canonical[LOWER_INNER_LIP, 1])
+    assert 0.1 * len(p) < rigid.sum() < 0.55 * len(p)       # of the back half, the upper part
+    assert (p[rigid, 1] < meet).all()
+    front = p[~rigid & (p[:, 1] < meet)]          # the upper lip's own points move
+    # the rigid ones lie behind them (head space: z points away from the camera)
+    assert len(front) and p[rigid, 2].mean() > front[:, 2].mean() + 0.5 * MOUTH_DEPTH
+
+
+def test_rigid_flags_are_saved_and_identities_without_them_load_with_none(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from fg3dgs.model.config import ModelConfig
+    from fg3dgs.model.hash_encoding import HashConfig
+    from fg3dgs.model.identity import FG3DGS
+    from fg3dgs.model.io import WEIGHTS, load_identity, save_identity
+
+    cfg = ModelConfig(sh_degree=0, hash=HashConfig(levels=2, log2_table=8, max_resolution=32))
+    sets = {r: GaussianSet(torch.rand(5, 3), torch.rand(5, 3), 0, 0.01,
+                           rigid=torch.tensor([1, 0, 1, 0, 0]) if r == "mouth" else None)
+            for r in cfg.regions}
+    save_identity(FG3DGS(cfg, sets, [0.0] * 3, [1.0] * 3), tmp_path, {}, {})
+    model, _, _ = load_identity(tmp_path)
+    assert model.gaussians["mouth"].rigid.tolist() == [True, False, True, False, False]
+    tensors = load_file(str(tmp_path / WEIGHTS))          # as written before rigid flags
+    save_file({k: v for k, v in tensors.items() if not k.endswith(".rigid")},
+              str(tmp_path / WEIGHTS))
+    model, _, _ = load_identity(tmp_path, verify=False)
+    assert not any(model.gaussians[r].rigid.any() for r in cfg.regions)

@@ -1,7 +1,9 @@
 """One region's 3D Gaussians in canonical head space, and densification as a strategy object.
 
 Parameters follow DESIGN.md section 4: means [N, 3], quaternions (w, x, y, z) [N, 4], log
-scales [N, 3], opacity logits [N], SH coefficients [N, (d + 1)^2, 3] (DC first).
+scales [N, 3], opacity logits [N], SH coefficients [N, (d + 1)^2, 3] (DC first). A buffer
+``rigid`` [N] bool marks Gaussians that move with the head only, never with the region's
+deformation network: the mouth set's upper teeth (the skull carries them, not the jaw).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ PARAMS = ("means", "quats", "log_scales", "opacity_logits", "sh")
 
 class GaussianSet(nn.Module):
     def __init__(self, means: torch.Tensor, colors: torch.Tensor, sh_degree: int,
-                 scale: torch.Tensor | float, opacity: float = 0.5):
+                 scale: torch.Tensor | float, opacity: float = 0.5,
+                 rigid: torch.Tensor | None = None):
         """means [N, 3]; colors [N, 3] in [0, 1]; scale: initial std per Gaussian [N] or one
-        value (metres)."""
+        value (metres); rigid [N] bool (default none)."""
         super().__init__()
         N = means.shape[0]
         self.sh_degree = sh_degree
@@ -35,6 +38,8 @@ class GaussianSet(nn.Module):
         self.log_scales = nn.Parameter(log_s[:, None].repeat(1, 3))
         self.opacity_logits = nn.Parameter(torch.logit(torch.full((N,), opacity)))
         self.sh = nn.Parameter(sh)
+        self.register_buffer("rigid", torch.zeros(N, dtype=torch.bool) if rigid is None
+                             else torch.as_tensor(rigid, dtype=torch.bool).clone())
 
     @classmethod
     def empty(cls, n: int, sh_degree: int) -> "GaussianSet":
@@ -50,8 +55,16 @@ class GaussianSet(nn.Module):
                 torch.sigmoid(self.opacity_logits), self.sh)
 
     def replace(self, keep: torch.Tensor | None = None, extra: dict | None = None):
-        """Keep the rows ``keep`` [N] bool and append ``extra`` rows (name -> tensor);
-        returns the new parameters so the strategy can rebuild the optimiser state."""
+        """Keep the rows ``keep`` [N] bool and append ``extra`` rows (name -> tensor; its
+        "rigid" flags default to False); returns the new parameters so the strategy can
+        rebuild the optimiser state."""
+        rigid = self.rigid if keep is None else self.rigid[keep]
+        if extra is not None:
+            add = extra.get("rigid")
+            if add is None:
+                add = rigid.new_zeros(len(extra["means"]))
+            rigid = torch.cat([rigid, add.to(rigid)])
+        self.rigid = rigid
         new = {}
         for name in PARAMS:
             p = getattr(self, name).data
@@ -131,7 +144,7 @@ class DensifyStrategy:
                 hot &= grad > thr
             small = scales <= c.percent_dense * self.extent
             clone, split = hot & small, hot & ~small
-            extra = {n: [] for n in PARAMS}
+            extra = {n: [] for n in (*PARAMS, "rigid")}
             if clone.any():
                 for n in extra:
                     extra[n].append(getattr(gs, n).data[clone])
@@ -146,6 +159,7 @@ class DensifyStrategy:
                         torch.tensor(1.6)))
                     extra["opacity_logits"].append(gs.opacity_logits.data[split])
                     extra["sh"].append(gs.sh.data[split])
+                    extra["rigid"].append(gs.rigid[split])
             extra = {n: torch.cat(v) if v else getattr(gs, n).data[:0] for n, v in
                      extra.items()}
             keep = ~split

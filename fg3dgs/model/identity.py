@@ -163,6 +163,11 @@ class FG3DGS(nn.Module):
         else:
             dmu, ds, dq = self._run(net)(h, drive["f_a"], drive["f_e"])
         B = dmu.shape[0]
+        # rigid Gaussians (upper teeth) keep their canonical place: no delta at all
+        moves = (~gs.rigid)[None, :, None].to(dmu.dtype)
+        dmu = dmu * moves
+        ds = None if ds is None else ds * moves
+        dq = None if dq is None else dq * moves
         means = means[None] + dmu
         quats = quats[None].expand(B, -1, -1) if dq is None else quats[None] + dq
         scales = scales[None].expand(B, -1, -1) if ds is None else \

@@ -1,7 +1,9 @@
 """Initial Gaussians per region from a dataset: points on the canonical face mesh (face, eye
 and mouth triangles, the eye and mouth openings filled, a layer behind the lips for the
 mouth's inside), plus points on a head-sized ellipsoid shell that land on hair / ears / neck
-pixels, coloured from the frames."""
+pixels, coloured from the frames. The inside layer's upper half is the upper teeth: rigid
+with the head (the skull carries them), while the lips, the lower teeth and the tongue
+follow the mouth network."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from ..facemesh import (LABEL_EYES, LABEL_FACE, LABEL_HEAD, LABEL_MOUTH, region_
                         region_points)
 
 MOUTH_DEPTH = 0.008      # m: the mouth's inside sits this far behind the lip opening
+UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14      # mediapipe face mesh: the inner lips' middle
 
 
 def sample_triangles(pts: np.ndarray, tris: np.ndarray, n: int,
@@ -39,21 +42,26 @@ def initial_points(canonical: np.ndarray, frames, counts: dict[str, int], seed: 
         frames: list of (image [H, W, 3] float, labels [H, W], R [3, 3], t [3], K [3, 3])
             sample frames used to colour points and to find the hair / ears / neck.
         counts: region ("face", "eyes", "mouth", "head_rest") -> number of points.
-    Returns: region -> (points [N, 3], colours [N, 3]); "head_rest" points belong to the
-    face set (they move rigidly with the head).
+    Returns: region -> (points [N, 3], colours [N, 3], rigid [N] bool: the upper teeth);
+    "head_rest" points belong to the face set (they move rigidly with the head).
     """
     rng = np.random.default_rng(seed)
     _, tris, labels = region_mesh(canonical[:, :2])
     verts = region_points(canonical)      # + the mouth centre, in 3D
-    out = {}
+    out, rigid = {}, {}
     for name, label in (("face", LABEL_FACE), ("eyes", LABEL_EYES), ("mouth", LABEL_MOUTH)):
         p = sample_triangles(verts, tris[labels == label], counts[name], rng)
+        rigid[name] = np.zeros(len(p), bool)
         if name == "mouth":    # half on the lips and opening, half behind: teeth, tongue
             back = rng.random(len(p)) < 0.5
             p[back, 2] += MOUTH_DEPTH * rng.uniform(0.5, 1.5, back.sum())
+            # above the line where the inner lips meet (head space: y points down)
+            rigid[name] = back & (p[:, 1] < 0.5 * (canonical[UPPER_INNER_LIP, 1]
+                                                   + canonical[LOWER_INNER_LIP, 1]))
         out[name] = p
     out["head_rest"] = _head_shell(canonical, frames, counts["head_rest"], rng)
-    return {k: (v.astype(np.float32), _colours(v, frames)) for k, v in out.items()}
+    rigid["head_rest"] = np.zeros(len(out["head_rest"]), bool)
+    return {k: (v.astype(np.float32), _colours(v, frames), rigid[k]) for k, v in out.items()}
 
 
 def _head_shell(canonical: np.ndarray, frames, n: int, rng) -> np.ndarray:

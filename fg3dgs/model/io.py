@@ -173,6 +173,9 @@ def load_identity(path: str | Path, verify: bool = True
     want = model.state_dict()
     extras = {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}
     got = {k: v for k, v in tensors.items() if not k.startswith("extra.")}
+    for k in set(want) - set(got):
+        if k.endswith(".rigid"):        # identities from before rigid Gaussians: none
+            got[k] = want[k]
     missing = sorted(set(want) - set(got))
     unexpected = sorted(set(got) - set(want))
     if missing or unexpected:

@@ -108,12 +108,12 @@ def initial_model(ds: Dataset, data: TrainData, cfg: TrainConfig) -> tuple[FG3DG
     groups = {"face": ["face", "head_rest"], "eyes": ["eyes"], "mouth": ["mouth"],
               "head": ["face", "head_rest", "eyes", "mouth"]}
     sets = {}
-    allp = np.concatenate([p for p, _ in pts.values()])
+    allp = np.concatenate([p for p, _, _ in pts.values()])
     for r in cfg.model.regions:
-        p = np.concatenate([pts[k][0] for k in groups[r]])
-        c = np.concatenate([pts[k][1] for k in groups[r]])
+        p, c, rigid = (np.concatenate([pts[k][i] for k in groups[r]]) for i in range(3))
         sets[r] = GaussianSet(torch.from_numpy(p), torch.from_numpy(c), cfg.model.sh_degree,
-                              torch.from_numpy(_knn_scale(p)), opacity=0.5)
+                              torch.from_numpy(_knn_scale(p)), opacity=0.5,
+                              rigid=torch.from_numpy(rigid))
     lo, hi = allp.min(0), allp.max(0)
     pad = 0.15 * (hi - lo)
     model = FG3DGS(cfg.model, sets, (lo - pad).tolist(), (hi + pad).tolist())
