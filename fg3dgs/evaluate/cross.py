@@ -29,7 +29,7 @@ import numpy as np
 from ..io_utils import atomic_output, sha256
 from ..media import AUDIO_RATE, FPS, write_video
 from ..preprocess.dataset import Dataset, DatasetError
-from .regions import band_radius, jitter, mean_ssim, mouth_box, region_psnrs
+from .regions import band_radius, jitter, lips_lmd, mean_ssim, mouth_box, region_psnrs
 
 HEAD_LABELS = (1, 2, 3, 4)       # face, eyes, mouth, rest of the head (preprocessing labels)
 SHEET_FRAMES = 10
@@ -134,7 +134,6 @@ def cross_evaluate(run: str | Path, clips: list[str | Path], backend: str = "aut
 def _measure(clip: CrossClip, renders: dict[str, np.ndarray], size: int, perceptual
              ) -> tuple[dict, dict]:
     """(variant -> metrics, what the sheet needs) of renders [F, S, S, 3] float."""
-    from ..landmark_schemes import get_scheme, to_ibug68
     from ..train.data import TrainData
     from ..train.evaluate import landmarks, mouth_opening
 
@@ -144,7 +143,6 @@ def _measure(clip: CrossClip, renders: dict[str, np.ndarray], size: int, percept
     head_masks = np.isin(data.labels, HEAD_LABELS)
     lm_t = landmarks(truth)
     open_t = mouth_opening(lm_t)
-    lips = get_scheme("ibug-68")
     jaw_true = None
     if clip.truth is not None:
         jaw_true = np.asarray(clip.truth.arrays["visemes"])[:n, 0]
@@ -159,9 +157,7 @@ def _measure(clip: CrossClip, renders: dict[str, np.ndarray], size: int, percept
             "psnr": float(np.mean(-10 * np.log10(np.maximum(mse, 1e-12)))),
             "ssim": mean_ssim(truth, render),
             **region_psnrs(truth, render, lm_t, lm_r, head_masks),
-            "lmd_px": float(np.linalg.norm(lips.mouth_points(to_ibug68(lm_t[ok]))
-                                           - lips.mouth_points(to_ibug68(lm_r[ok])),
-                                           axis=-1).mean()) if ok.any() else float("nan"),
+            "lmd_px": lips_lmd(lm_t, lm_r, ok),
             "opening_r_real": _r(open_r[ok], open_t[ok]),
             "jitter_px": jitter(lm_r),
             "jitter_real_px": jitter(lm_t),

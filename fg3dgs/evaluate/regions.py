@@ -104,3 +104,13 @@ def mean_ssim(truth: np.ndarray, render: np.ndarray) -> float:
                                                 gaussian_weights=True, sigma=1.5,
                                                 use_sample_covariance=False)
                           for t, r in zip(truth, render)]))
+
+
+def lips_lmd(lm_truth: np.ndarray, lm_render: np.ndarray, ok: np.ndarray) -> float:
+    """LMD: mean distance (px) of the 20 lip points of landmarks [F, 478, 2] between truth
+    and render over the frames ``ok`` [F] where both have a face; NaN without one."""
+    if not ok.any():
+        return float("nan")
+    lips = get_scheme("ibug-68")
+    return float(np.linalg.norm(lips.mouth_points(to_ibug68(lm_truth[ok]))
+                                - lips.mouth_points(to_ibug68(lm_render[ok])), axis=-1).mean())

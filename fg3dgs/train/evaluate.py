@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..evaluate.regions import jitter, mean_ssim, region_psnrs
+from ..evaluate.regions import jitter, lips_lmd, mean_ssim, region_psnrs
 from ..facemesh import LEFT_IRIS, RIGHT_IRIS
 from ..io_utils import atomic_output
-from ..landmark_schemes import get_scheme, to_ibug68
+from ..landmark_schemes import get_scheme
 from ..media import AUDIO_RATE, FPS, read_audio, write_video
 from ..model.io import load_identity
 from ..pipeline.motion import pingpong
@@ -269,10 +269,7 @@ def _evaluate_variant(model, info, ds: Dataset, synth_truth, backend, progress, 
         shared["lm_t"] = landmarks(truth)
     lm_t, lm_r = shared["lm_t"], landmarks(render)
     ok = ~np.isnan(lm_t[:, 0, 0]) & ~np.isnan(lm_r[:, 0, 0])
-    mouth = get_scheme("ibug-68")
-    lmd = float(np.linalg.norm(mouth.mouth_points(to_ibug68(lm_t[ok]))
-                               - mouth.mouth_points(to_ibug68(lm_r[ok])), axis=-1).mean()) \
-        if ok.any() else float("nan")
+    lmd = lips_lmd(lm_t, lm_r, ok)
     metrics = {
         "frames": int(len(frames)), "size": size,
         "psnr": psnr, "ssim": ssim,
