@@ -648,9 +648,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--force", action="store_true", help="start over in an existing --out")
     tr.add_argument("--size", type=image_size, help="training image size (preset's by default)")
     tr.add_argument("--iterations", help="STATIC,DEFORM,FUSION[,HRPA] iteration counts")
-    tr.add_argument("--stage", choices=["hrpa"],
-                    help="rerun this stage of the finished run in --out from its start "
-                         "(hrpa: the lip-sync refinement, e.g. with another --expert)")
+    tr.add_argument("--stage", choices=["fusion", "hrpa"],
+                    help="rerun this stage of the finished run in --out from its start, "
+                         "the stages after it too (fusion: the whole-frame stage, e.g. with "
+                         "a newer loss; hrpa: the lip-sync refinement, e.g. with another "
+                         "--expert)")
     tr.add_argument("--expert", help="sync expert for HRPA: ours (.safetensors), Wav2Lip's "
                                      "lipsync_expert.pth, or hf://OWNER/REPO/FILE "
                                      "(default: checkpoints/sync_expert.safetensors)")

@@ -132,6 +132,19 @@ def test_weighted_photometric_of_a_padded_batch_is_the_sum_of_the_images_losses(
                                atol=1e-15, rtol=1e-9)
 
 
+def test_masked_l1_is_the_mean_error_over_the_masked_pixels():
+    from fg3dgs.train.losses import masked_l1
+
+    gen = torch.Generator().manual_seed(3)
+    x, t = (torch.rand(2, 5, 6, 3, dtype=torch.float64, generator=gen) for _ in range(2))
+    m = torch.zeros(2, 5, 6, 1, dtype=torch.float64)
+    m[0, 1:3, 2:5] = 1
+    m[1, 4, 0] = 1
+    sel = m[..., 0].bool()
+    torch.testing.assert_close(masked_l1(x, t, m), (x - t).abs()[sel].mean())
+    assert masked_l1(x, t, torch.zeros_like(m)).item() == 0.0
+
+
 def test_ssim_filter_is_its_own_adjoint():
     """The written-out backward blurs the gradient maps with the forward's filter: right
     only because the zero-padded filter by a symmetric window is self-adjoint."""

@@ -8,7 +8,8 @@ from fg3dgs.media import MediaError, write_video
 from fg3dgs.landmark_schemes import get_scheme, to_ibug68
 from fg3dgs.preprocess.landmarks import (FaceTrackError, MeshReader, smooth_landmarks,
                                          track_faces)
-from fg3dgs.preprocess.masks import PolygonMasker, RegionMasker, make_masker, masks_from_labels
+from fg3dgs.preprocess.masks import (PolygonMasker, RegionMasker, inner_lip_loop, make_masker,
+                                     masks_from_labels, mouth_interior)
 from fg3dgs.preprocess.pose import estimate_poses, rotation_errors
 from fg3dgs.preprocess.video import iter_frames, probe_video
 from fg3dgs.synth.clip import SynthConfig, generate
@@ -131,6 +132,21 @@ def test_masks_and_pose_against_truth(clip):
     poses = estimate_poses(pts, 256, 256)
     err = rotation_errors(poses.R, truth.arrays["R"].astype(np.float64))
     assert np.median(err) < 1.5 and np.percentile(err, 95) < 4.0
+
+
+def test_mouth_interior_fills_the_inner_lips_and_grows_over_their_edge():
+    """Inside the loop, and the grown ring just outside it; nothing further out. A closed
+    mouth (the loop flat on one line) still marks the lips' meeting line."""
+    square = np.array([[10, 10], [20, 10], [20, 16], [10, 16]], np.float64)
+    flat = np.array([[8, 24], [16, 24.2], [24, 24], [16, 23.8]])
+    m = mouth_interior(np.stack([square, flat]), 32, grow=1.5)
+    assert m.shape == (2, 32, 32) and m.dtype == bool
+    assert m[0, 11:16, 11:20].all() and m[0, 13, 8] and m[0, 18, 15]       # inside, ring
+    assert not m[0, 13, 6] and not m[0, 20, 15] and not m[0, :6].any()       # beyond it
+    assert m[1, 24, 9:24].all() and not m[1, 28].any() and not m[1, :20].any()
+    assert not mouth_interior(np.stack([square]), 32, grow=0)[0, 13, 8]
+    assert len(inner_lip_loop(478)) == 20 and 13 in inner_lip_loop(478)      # mesh mouth hole
+    assert inner_lip_loop(68) == list(range(60, 68))
 
 
 def test_68_point_layout_pose_and_masks_against_truth(clip):

@@ -191,6 +191,27 @@ def test_resume_continues_exactly(data, tmp_path, monkeypatch):
         assert torch.allclose(a[k], b[k], atol=1e-6), k
 
 
+def test_rerun_fusion_of_a_run_from_before_rigid_gaussians(data, tmp_path):
+    """`train --stage fusion` reruns the finished run's fusion stage (e.g. with a newer loss),
+    also for a state saved before the Gaussians had rigid flags (none rigid then)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    run = tmp_path / "r"
+    train(data / "data", run, tiny((6, 4, 4)), progress=False)
+    state = run / "train_state.safetensors"
+    with safe_open(str(state), "pt") as f:
+        meta = f.metadata()
+    tensors = {k: v for k, v in load_file(str(state)).items() if not k.endswith(".rigid")}
+    save_file(tensors, str(state), metadata=meta)
+    before = load_file(str(run / "identity.safetensors"))
+    assert main(["train", str(data / "data"), "--out", str(run), "--stage", "fusion",
+                 "--quiet"]) == 0
+    after = load_file(str(run / "identity.safetensors"))
+    assert not torch.equal(before["gaussians.mouth.sh"], after["gaussians.mouth.sh"])
+    assert not after["gaussians.mouth.rigid"].any()
+
+
 @pytest.mark.parametrize("flag", ["--no-region-split", "--no-frequency-aware"])
 def test_ablation_switches_train(data, tmp_path, flag, monkeypatch, capsys):
     import fg3dgs.train.config as C

@@ -42,6 +42,14 @@ def build_model(cfg: ModelConfig, counts: dict[str, int]) -> FG3DGS:
     return FG3DGS(cfg, gs, [0.0] * 3, [1.0] * 3)
 
 
+def with_default_buffers(model: FG3DGS, state: dict[str, torch.Tensor]) -> dict:
+    """``state`` with the buffers that states from before them lack taken from ``model``
+    (its defaults): ``.rigid`` flags (identities and runs from before rigid Gaussians have
+    none rigid)."""
+    want = model.state_dict()
+    return {**{k: want[k] for k in set(want) - set(state) if k.endswith(".rigid")}, **state}
+
+
 def save_identity(model: FG3DGS, run: str | Path, extras: dict[str, np.ndarray],
                   meta: dict, half: bool = False) -> Path:
     """Write RUN/identity.safetensors + RUN/identity.json. ``extras``: arrays stored beside
@@ -172,10 +180,8 @@ def load_identity(path: str | Path, verify: bool = True
     model = build_model(cfg, counts)
     want = model.state_dict()
     extras = {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}
-    got = {k: v for k, v in tensors.items() if not k.startswith("extra.")}
-    for k in set(want) - set(got):
-        if k.endswith(".rigid"):        # identities from before rigid Gaussians: none
-            got[k] = want[k]
+    got = with_default_buffers(model, {k: v for k, v in tensors.items()
+                                       if not k.startswith("extra.")})
     missing = sorted(set(want) - set(got))
     unexpected = sorted(set(got) - set(want))
     if missing or unexpected:

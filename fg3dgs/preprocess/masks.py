@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..facemesh import LABEL_EYES, LABEL_FACE, LABEL_MOUTH, region_mesh, region_points
+from ..facemesh import (LABEL_EYES, LABEL_FACE, LABEL_MOUTH, mesh_loops, region_mesh,
+                        region_points)
 from ..landmark_schemes import IBUG68, scheme_for
 from ..synth.raster import render
 
@@ -71,6 +72,33 @@ class PolygonMasker:
                  + np.outer(d @ normal, normal) * self.LID_WIDEN[1], LABEL_EYES)
         fill(p[48:60], LABEL_MOUTH)
         return lab
+
+
+def inner_lip_loop(n_points: int) -> list[int]:
+    """The landmark indices of the inner lip contour, in order around the mouth, for a
+    layout of ``n_points`` (the mesh's mouth hole for mediapipe's 478, 60-67 for iBUG 68)."""
+    if scheme_for(np.zeros((n_points, 2))) is IBUG68:
+        return list(IBUG68.inner_lips)
+    return mesh_loops()["mouth"]
+
+
+def mouth_interior(loops: np.ndarray, size: int, grow: float = 1.5) -> np.ndarray:
+    """[B, size, size] bool: inside each inner lip contour ``loops`` [B, L, 2] (pixels of a
+    ``size`` image), grown by ``grow`` px so the lips' inner edge counts. The mouth's inside
+    (teeth, tongue, the dark) is where an under-opened or blurred mouth errs most; the
+    trainer weights it (``TrainConfig.mouth_interior``). A closed mouth leaves the thin band
+    along the lips' meeting line."""
+    import cv2
+
+    out = np.zeros((len(loops), size, size), np.uint8)
+    r = max(int(np.ceil(grow)), 0)
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    for k, loop in enumerate(np.asarray(loops, np.float64)):
+        cv2.fillPoly(out[k], [np.round(loop * 16).astype(np.int32)], 1, lineType=cv2.LINE_8,
+                     shift=4)
+        if r:
+            out[k] = cv2.dilate(out[k], disk)
+    return out.astype(bool)
 
 
 def make_masker(reference: np.ndarray):

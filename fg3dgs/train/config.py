@@ -31,6 +31,10 @@ class TrainConfig:
     dssim: float = 0.2
     alpha_weight: float = 0.5       # region alpha vs. its mask (stages 1-2), keeps regions apart
     fusion_alpha_weight: float = 0.05
+    # fusion: L1 inside the inner lips (their mean, preprocess.masks.mouth_interior) beside
+    # the frame's loss: the open mouth is a few hundred of the frame's pixels, and there an
+    # under-opened or blurred mouth errs most
+    mouth_interior: float = 1.0
     window_margin: int = 24         # px around the eyes / mouth rendered in stages 1-2
     lpips: float = 0.5              # fusion: LPIPS on random patches (where its weights load)
     lpips_patch: int = 64           # side (px) of those square patches (the frame's if smaller)

@@ -12,6 +12,7 @@ from ..device import to_device
 from ..model.encoders import AUDIO_CONTEXT, AUDIO_WINDOW, EXPR_CONTEXT
 from ..model.identity import REGION_LABELS
 from ..preprocess.dataset import Dataset
+from ..preprocess.masks import inner_lip_loop, mouth_interior
 from .audio_variants import AudioVariantConfig, augmented_feature_sets
 
 
@@ -105,6 +106,9 @@ class TrainData:
         self.K = ds.K.astype(np.float32).copy()
         self.K[:2] *= scale
         self.viewmats = np.stack([ds.viewmat(int(i)) for i in idx]).astype(np.float32)
+        lm = np.asarray(ds.landmarks)
+        self.inner_lips = (lm[idx][:, inner_lip_loop(lm.shape[1]), :2] * scale).astype(
+            np.float32)                                                  # [N, L, 2]
 
         def load(i):
             img = iio.imread(ds.path / "frames" / f"{i:06d}.jpg")
@@ -160,7 +164,8 @@ class TrainData:
               variants: np.ndarray | None = None) -> dict:
         """Tensors on ``device`` for the rows ``ks`` (positions in this set, not dataset frame
         numbers), driven by the feature sets ``variants`` (see :meth:`audio`). Images travel
-        as uint8 and become float there."""
+        as uint8 and become float there; "interior" [B, S, S, 1] is 1 inside the inner lips
+        (:func:`~fg3dgs.preprocess.masks.mouth_interior`)."""
         frames = self.index[ks]
         img = to_device(self.images[ks], device).float() / 255.0
         lab = to_device(self.labels[ks], device).long()
@@ -173,7 +178,9 @@ class TrainData:
         head = region_mask(lab, "head")[..., 0].bool()
         canvas = torch.where(head[..., None], self._plates[key][None], img)
         canvas = fill_under_chin(canvas, head, int(round(NECK_FILL * self.size)))
+        inside = mouth_interior(self.inner_lips[ks], self.size, 1.5 * self.size / 256)
         return {"frames": frames, "image": img, "labels": lab, "canvas": canvas,
+                "interior": to_device(inside[..., None], device).float(),
                 "viewmats": to_device(self.viewmats[ks], device),
                 "audio": to_device(self.audio(frames, variants), device),
                 "expression": to_device(expr_windows(self.expression, frames), device)}

@@ -110,6 +110,12 @@ def photometric(render: torch.Tensor, target: torch.Tensor, dssim: float = 0.2,
     return _Photometric.apply(render, target, dssim, weight)
 
 
+def masked_l1(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean |render - target| over the pixels of ``mask`` [B, H, W, 1] (images [B, H, W, C]);
+    0 where the mask is empty."""
+    return ((render - target).abs() * mask).sum() / (mask.sum() * render.shape[-1]).clamp_min(1)
+
+
 def padded_batch(images: list[torch.Tensor]) -> torch.Tensor:
     """Image batches [B_i, h_i, w_i, C] -> one [sum B_i, H, W, C], each zero-padded at its
     bottom and right to the largest height and width."""

@@ -38,7 +38,7 @@ from ..model.fusion import fuse
 from ..model.gaussians import PARAMS, DensifyStrategy, GaussianSet
 from ..model.identity import FG3DGS, REGION_LABELS
 from ..model.init_points import initial_points
-from ..model.io import build_model, save_identity
+from ..model.io import build_model, save_identity, with_default_buffers
 from ..options import size_problem
 from ..pipeline.replay import write_replay
 from ..preprocess.dataset import Dataset
@@ -46,7 +46,8 @@ from . import CUDA_GRAPH_MODES
 from .audio_variants import AudioVariantConfig, draw_variants
 from .config import STAGES, TrainConfig, preset
 from .data import TrainData, region_masks
-from .losses import compiled_photometric, mean_weights, padded_batch, photometric, psnr_tensor
+from .losses import (compiled_photometric, masked_l1, mean_weights, padded_batch, photometric,
+                     psnr_tensor)
 from .mouth_prior import LipHead, lip_targets
 
 STATE = "train_state.safetensors"
@@ -611,6 +612,8 @@ class Trainer:
             if self.lpips_net is not None:
                 loss = loss + self._lpips_loss(out, img)
             loss = loss + c.fusion_alpha_weight * self._alpha_l1(renders, b["labels"])
+            if c.mouth_interior > 0:
+                loss = loss + c.mouth_interior * masked_l1(out, img, b["interior"])
             psnr = psnr_tensor(out.detach(), img) if quality else None
         else:
             loss, psnr = self._region_loss(renders, img, b["labels"], windows, quality)
@@ -792,7 +795,8 @@ class Trainer:
         self.stage_seconds = meta.get("stage_seconds", {})
         self.lpips_info = meta.get("lpips")
         self.model = build_model(self.cfg.model, meta["counts"])
-        self.model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
+        self.model.load_state_dict(with_default_buffers(
+            self.model, {k[6:]: v for k, v in t.items() if k.startswith("model.")}))
         self.model.to(self.device)
         head = {k[9:]: v for k, v in t.items() if k.startswith("lip_head.")}
         if head:                        # (runs from before the prior have none)
