@@ -129,6 +129,14 @@ def test_masks_and_pose_against_truth(clip):
         for k in ious:
             ious[k].append((got[k] & want[k]).sum() / max(1, (got[k] | want[k]).sum()))
     assert np.mean(ious["mouth"]) > 0.8 and np.mean(ious["eyes"]) > 0.7
+    # the mouth's inside lies within the true mouth and grows as the true jaw opens
+    inside = mouth_interior(pts[:, inner_lip_loop(pts.shape[1]), :2], 256)
+    within = [(inside[i] & truth.masks(i)["mouth"]).sum() / max(1, inside[i].sum())
+              for i in range(0, truth.n_frames, 4)]
+    assert np.median(within) > 0.9
+    jaw = truth.arrays["visemes"][:, 0]
+    area = inside.sum((1, 2))
+    assert np.corrcoef(jaw, area)[0, 1] > 0.6
     poses = estimate_poses(pts, 256, 256)
     err = rotation_errors(poses.R, truth.arrays["R"].astype(np.float64))
     assert np.median(err) < 1.5 and np.percentile(err, 95) < 4.0
