@@ -181,6 +181,30 @@ def test_regions_and_jitter():
     assert jitter(steady) < 1e-9 and jitter(shaky) == pytest.approx(2.0 * np.sqrt(2), rel=1e-6)
 
 
+def test_teeth_are_the_white_inside_the_lips_and_agreement_counts_them():
+    from fg3dgs.evaluate.regions import teeth_agreement
+    from fg3dgs.preprocess.masks import inner_lip_loop, teeth
+
+    loop = inner_lip_loop(478)
+    lm = np.full((2, 478, 2), 50.0)                    # an open mouth, 60 x 24 px at 256
+    t = np.linspace(0, 2 * np.pi, len(loop), endpoint=False)
+    lm[:, loop] = np.stack([128 + 30 * np.cos(t), 128 + 12 * np.sin(t)], 1)
+    img = np.zeros((2, 256, 256, 3))
+    img[:, 120:126, 100:156] = 0.95                   # a white bar inside the lips
+    img[:, 130:134, 110:146] = (0.8, 0.2, 0.2)        # a red tongue: not teeth
+    img[:, 40:60, 40:60] = 1.0                         # white outside the lips: not teeth
+    got = teeth(img, lm[:, loop])
+    assert got.shape == (2, 256, 256)
+    assert got[0, 120:126, 110:146].all() and not got[0, 130:134].any() and not got[0, :60].any()
+    none = img.copy()
+    none[:, 120:126] = 0.05                            # a render without teeth
+    m = teeth_agreement(img, img, lm, lm)
+    assert m["teeth_frames"] == 2 and m["teeth_shown"] == 1.0 and m["teeth_iou"] == 1.0
+    m = teeth_agreement(img, none, lm, lm)
+    assert m["teeth_shown"] == 0.0 and m["teeth_iou"] == 0.0
+    assert teeth_agreement(none, img, lm, lm)["teeth_frames"] == 0
+
+
 def test_cross_eval_on_a_clip_the_identity_never_saw(tmp_path, capsys):
     """A new synthetic clip of the demo photo: rendered with its own audio, poses and torso,
     the head lands on the real one, and the report has every measure."""
@@ -200,6 +224,7 @@ def test_cross_eval_on_a_clip_the_identity_never_saw(tmp_path, capsys):
     assert m["psnr_head"] > 22 and m["lmd_px"] < 4          # the head is where the real one is
     assert m["psnr_jaw_band"] > 20 and m["psnr_mouth"] > 20
     assert 0.3 < m["jitter_ratio"] < 3
+    assert 0 <= m["teeth_frames"] <= m["frames"]
     assert set(report["clips"]["clip"]) == {"base", "refined"}
     for f in ("cross-clip.mp4", "cross-clip-widest.png"):
         assert (run / "eval" / f).is_file()

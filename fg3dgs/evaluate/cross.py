@@ -12,6 +12,7 @@ labels), over the jaw-and-neck band (pixels within 2 % of the frame of the face'
 outline in the truth or in the render, where a replayed torso meets the jaw) and over the
 mouth box (a square around the truth's lips); LMD of the lips; the rendered mouth opening's
 Pearson r against the real frames' and, for a synthetic clip, against its jaw_open track;
+whether the render's teeth show where the truth's do (:func:`regions.teeth_agreement`);
 the landmark jitter of the render and of the real video (:func:`regions.jitter`); LPIPS
 of the frame and of the mouth box where its weights exist. Writes ``RUN/eval/cross.json``,
 and per clip ``cross-NAME.mp4`` (truth | variants) and ``cross-NAME-widest.png`` (the ten
@@ -29,7 +30,8 @@ import numpy as np
 from ..io_utils import atomic_output, sha256
 from ..media import AUDIO_RATE, FPS, write_video
 from ..preprocess.dataset import Dataset, DatasetError
-from .regions import band_radius, jitter, lips_lmd, mean_ssim, mouth_box, region_psnrs
+from .regions import (band_radius, jitter, lips_lmd, mean_ssim, mouth_box, region_psnrs,
+                      teeth_agreement)
 
 HEAD_LABELS = (1, 2, 3, 4)       # face, eyes, mouth, rest of the head (preprocessing labels)
 SHEET_FRAMES = 10
@@ -158,6 +160,7 @@ def _measure(clip: CrossClip, renders: dict[str, np.ndarray], size: int, percept
             "ssim": mean_ssim(truth, render),
             **region_psnrs(truth, render, lm_t, lm_r, head_masks),
             "lmd_px": lips_lmd(lm_t, lm_r, ok),
+            **teeth_agreement(truth, render, lm_t, lm_r),
             "opening_r_real": _r(open_r[ok], open_t[ok]),
             "jitter_px": jitter(lm_r),
             "jitter_real_px": jitter(lm_t),

@@ -114,3 +114,30 @@ def lips_lmd(lm_truth: np.ndarray, lm_render: np.ndarray, ok: np.ndarray) -> flo
     lips = get_scheme("ibug-68")
     return float(np.linalg.norm(lips.mouth_points(to_ibug68(lm_truth[ok]))
                                 - lips.mouth_points(to_ibug68(lm_render[ok])), axis=-1).mean())
+
+
+def teeth_agreement(truth: np.ndarray, render: np.ndarray, lm_truth: np.ndarray,
+                    lm_render: np.ndarray, min_px: float = 20.0) -> dict[str, float]:
+    """Do the render's teeth show where the truth's do? Frames [F, S, S, 3] in [0, 1], each
+    video's teeth from its own landmarks [F, 478, 2] (:func:`~fg3dgs.preprocess.masks.teeth`).
+    Over the frames whose truth shows at least ``min_px`` (at 256 px, scaled by area) of
+    teeth: the share where the render shows that much too, and the mean IoU of the two
+    videos' teeth (NaN where the truth never shows them)."""
+    from ..preprocess.masks import inner_lip_loop, teeth
+
+    S = truth.shape[1]
+    need = min_px * (S / 256) ** 2
+    ok = ~np.isnan(lm_truth[:, 0, 0]) & ~np.isnan(lm_render[:, 0, 0])
+    out = {"teeth_frames": 0, "teeth_shown": float("nan"), "teeth_iou": float("nan")}
+    if not ok.any():
+        return out
+    loop = inner_lip_loop(lm_truth.shape[1])
+    t = teeth(truth[ok], lm_truth[ok][:, loop, :2])
+    r = teeth(render[ok], lm_render[ok][:, loop, :2])
+    shows = t.sum((1, 2)) >= need
+    out["teeth_frames"] = int(shows.sum())
+    if shows.any():
+        out["teeth_shown"] = float((r.sum((1, 2))[shows] >= need).mean())
+        out["teeth_iou"] = float(np.mean((t & r)[shows].sum((1, 2))
+                                         / (t | r)[shows].sum((1, 2))))
+    return out

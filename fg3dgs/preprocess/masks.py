@@ -101,6 +101,26 @@ def mouth_interior(loops: np.ndarray, size: int, grow: float = 1.5) -> np.ndarra
     return out.astype(bool)
 
 
+TEETH_MIN_VALUE, TEETH_MAX_SATURATION = 0.75, 0.15    # HSV: near-white inside the lips
+
+
+def teeth(images: np.ndarray, loops: np.ndarray) -> np.ndarray:
+    """[B, H, W] bool: the teeth of frames ``images`` [B, H, W, 3] (float in [0, 1] or uint8)
+    with inner lip contours ``loops`` [B, L, 2]: the near-white pixels (HSV value >= 0.75,
+    saturation <= 0.15) inside the lips, where the lips, the tongue and the dark of the
+    mouth are coloured or dark. (Upper and lower teeth are not told apart: a slightly open
+    mouth shows the upper ones on both sides of any line through the lips.)"""
+    import cv2
+
+    imgs = np.asarray(images)
+    if imgs.dtype != np.uint8:
+        imgs = (np.clip(imgs, 0, 1) * 255).round().astype(np.uint8)
+    inside = mouth_interior(loops, imgs.shape[1], grow=0)
+    hsv = np.stack([cv2.cvtColor(np.ascontiguousarray(im), cv2.COLOR_RGB2HSV) for im in imgs])
+    white = (hsv[..., 2] >= TEETH_MIN_VALUE * 255) & (hsv[..., 1] <= TEETH_MAX_SATURATION * 255)
+    return inside & white
+
+
 def make_masker(reference: np.ndarray):
     """The masker for a clip's landmark layout, given reference landmarks [P, 2+]."""
     if scheme_for(reference) is IBUG68:
