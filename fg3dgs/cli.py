@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -241,7 +242,7 @@ def _cross_line(m: dict) -> str:
     if "opening_jaw_r" in m:
         line += f" (jaw_open {m['opening_jaw_r']:.3f})"
     line += f"  jitter {m['jitter_px']:.3f} px ({m['jitter_ratio']:.2f}x the real video's)"
-    if m.get("teeth_shown", float("nan")) == m.get("teeth_shown"):      # (NaN: none shown)
+    if not math.isnan(m.get("teeth_shown", math.nan)):        # NaN: the truth shows none
         line += f"  teeth shown {m['teeth_shown']:.0%} (IoU {m['teeth_iou']:.2f})"
     if m.get("lpips") is not None:
         line += f"  LPIPS {m['lpips']:.4f} (mouth {m['lpips_mouth']:.4f})"

@@ -369,16 +369,18 @@ class _Data:
         self.img = torch.rand(1, 64, 64, 3, generator=gen)
         self.labels = torch.zeros(1, 64, 64, dtype=torch.long)
         self.labels[:, 16:48, 16:48] = 1
-        self.interior = torch.zeros(1, 64, 64, 1)
-        self.interior[:, 36:42, 24:40] = 1                   # an open mouth
+        self.inside = torch.zeros(1, 64, 64, 1)
+        self.inside[:, 36:42, 24:40] = 1                     # an open mouth
 
     def __len__(self):
         return 4
 
     def batch(self, ks, device, variants=None):
         return {"image": self.img, "canvas": torch.zeros_like(self.img),
-                "labels": self.labels, "interior": self.interior, "audio": None,
-                "expression": None, "viewmats": None}
+                "labels": self.labels, "audio": None, "expression": None, "viewmats": None}
+
+    def interior(self, ks, device):
+        return self.inside
 
 
 class _Model:

@@ -160,12 +160,17 @@ class TrainData:
         """Frame i's label map [size, size]."""
         return _resize(ds.labels(i), size, nearest=True)
 
+    def interior(self, ks: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+        """[B, S, S, 1] float: 1 inside the inner lips of the rows ``ks``
+        (:func:`~fg3dgs.preprocess.masks.mouth_interior`), drawn only where a loss asks."""
+        inside = mouth_interior(self.inner_lips[ks], self.size, 1.5 * self.size / 256)
+        return to_device(inside[..., None], device).float()
+
     def batch(self, ks: np.ndarray, device: torch.device | str = "cpu",
               variants: np.ndarray | None = None) -> dict:
         """Tensors on ``device`` for the rows ``ks`` (positions in this set, not dataset frame
         numbers), driven by the feature sets ``variants`` (see :meth:`audio`). Images travel
-        as uint8 and become float there; "interior" [B, S, S, 1] is 1 inside the inner lips
-        (:func:`~fg3dgs.preprocess.masks.mouth_interior`)."""
+        as uint8 and become float there."""
         frames = self.index[ks]
         img = to_device(self.images[ks], device).float() / 255.0
         lab = to_device(self.labels[ks], device).long()
@@ -178,9 +183,7 @@ class TrainData:
         head = region_mask(lab, "head")[..., 0].bool()
         canvas = torch.where(head[..., None], self._plates[key][None], img)
         canvas = fill_under_chin(canvas, head, int(round(NECK_FILL * self.size)))
-        inside = mouth_interior(self.inner_lips[ks], self.size, 1.5 * self.size / 256)
         return {"frames": frames, "image": img, "labels": lab, "canvas": canvas,
-                "interior": to_device(inside[..., None], device).float(),
                 "viewmats": to_device(self.viewmats[ks], device),
                 "audio": to_device(self.audio(frames, variants), device),
                 "expression": to_device(expr_windows(self.expression, frames), device)}

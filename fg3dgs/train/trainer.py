@@ -613,7 +613,8 @@ class Trainer:
                 loss = loss + self._lpips_loss(out, img)
             loss = loss + c.fusion_alpha_weight * self._alpha_l1(renders, b["labels"])
             if c.mouth_interior > 0:
-                loss = loss + c.mouth_interior * masked_l1(out, img, b["interior"])
+                loss = loss + c.mouth_interior * masked_l1(out, img,
+                                                           self.data.interior(ks, self.device))
             psnr = psnr_tensor(out.detach(), img) if quality else None
         else:
             loss, psnr = self._region_loss(renders, img, b["labels"], windows, quality)
