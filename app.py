@@ -19,8 +19,8 @@ import gradio as gr
 
 from fg3dgs.media import MediaError
 from fg3dgs.model.io import IdentityError
+from fg3dgs.model.replay import ReplayError
 from fg3dgs.pipeline import AudioInputError
-from fg3dgs.pipeline.replay import ReplayError
 from fg3dgs.pipeline.studio import Limits, Studio, examples, exit_on_signals, report
 from fg3dgs.zoo import ZooError
 

@@ -22,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .media import AUDIO_RATE
 from .spectrum import mel_filters, stft_magnitude
 
 RATE = 50                 # feature frames per second
 HOP = 320                 # samples per feature frame at 16 kHz
-SAMPLE_RATE = 16000
+SAMPLE_RATE = AUDIO_RATE
 EXTRACTORS = ("mel", "artic", "hubert", "wav2vec2")
 DEFAULT_MODELS = {
     "hubert": "facebook/hubert-large-ls960-ft",      # ER-NeRF, TalkingGaussian, InsTaG

@@ -12,8 +12,7 @@ import warnings
 from pathlib import Path
 
 from . import __version__
-from .arguments import (finite, image_size, output_file, pose_scale, pose_source, positive,
-                        whole_number)
+from .arguments import image_size, output_file, pose_scale, pose_source, positive, whole_number
 from .options import BACKENDS, POSE_ENDS
 from .train import COMPILE_MODES, PRESETS, parse_iterations
 
@@ -181,7 +180,13 @@ def _cmd_refine(args: argparse.Namespace) -> int:
     over = {k: v for k, v in (("iterations", args.iterations), ("expert", args.expert),
                               ("hrpa_other_voices", args.other_voices),
                               ("hrpa_other_minutes", args.other_minutes),
-                              ("backend", args.backend)) if v is not None}
+                              ("backend", args.backend),
+                              ("lr_hrpa_adapter", args.adapter_lr)) if v is not None}
+    if args.adapter:
+        over["hrpa_adapter"] = True
+    elif args.adapter_lr is not None:
+        print("fg3dgs refine: error: --adapter-lr needs --adapter", file=sys.stderr)
+        return 2
     if not 0 <= over.get("hrpa_other_voices", 0) <= 1:
         print("fg3dgs refine: error: --other-voices is a share of the steps, 0 to 1",
               file=sys.stderr)
@@ -204,10 +209,10 @@ def _lse_text(s: dict) -> str:
 def _cross_eval(args: argparse.Namespace) -> int:
     from .evaluate.cross import cross_evaluate
     from .model.io import IdentityError
+    from .model.replay import ReplayError
     from .perceptual import PerceptualWeightsError
     from .perceptual.metrics import load_perceptual
     from .pipeline.pose_input import PoseTrackError
-    from .pipeline.replay import ReplayError
     from .preprocess.dataset import DatasetError
     from .preprocess.pipeline import PreprocessError
     from .synth.truth import TruthError
@@ -250,13 +255,13 @@ def _cross_line(m: dict) -> str:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate.validation import evaluate
+    from .media import MediaError
     from .model.io import IdentityError
     from .perceptual import PerceptualWeightsError
     from .preprocess.dataset import DatasetError
-    from .media import MediaError
     from .sync import ExpertError
     from .synth.truth import TruthError
-    from .train.evaluate import evaluate
 
     if not args.data and not args.cross:
         print("fg3dgs eval: error: give --data (the identity's own dataset: its validation "
@@ -453,8 +458,8 @@ def _cmd_render(args: argparse.Namespace, then_sheet: str | None = None,
         print(f"fg3dgs {name}: error: {exc}", file=sys.stderr)
         return 2
     from .model.io import IdentityError
+    from .model.replay import ReplayError
     from .pipeline import RenderOptions, TalkingHead
-    from .pipeline.replay import ReplayError
     from .zoo import ZooError
 
     try:
@@ -701,6 +706,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="minutes of other voices' speech to make for it (default 4)")
     rf.add_argument("--expert", help="sync expert (default: the identity's training one, "
                                      "else checkpoints/sync_expert.safetensors)")
+    rf.add_argument("--adapter", action="store_true",
+                    help="learn only a small adapter of the refined mouth's audio features "
+                         "(a filter over the feature frames, a gain and mixing of the "
+                         "articulators) instead of its network and colours: the expert can "
+                         "change when and how far the mouth moves, not what it looks like")
+    rf.add_argument("--adapter-lr", type=positive, metavar="LR",
+                    help="learning rate of that adapter (default 2e-3)")
     rf.add_argument("--backend", choices=BACKENDS, help=BACKEND_HELP)
     rf.add_argument("--force", action="store_true", help="replace an existing --out")
     rf.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -1,6 +1,6 @@
 """Audio and video files through the ffmpeg binary that imageio-ffmpeg ships.
 
-Audio inside the project is mono float32 at 16 kHz (DESIGN.md section 4). Video is 25 fps
+Audio inside the project is mono float32 at 16 kHz (docs/design.md). Video is 25 fps
 H.264 (yuv420p) with AAC audio in MP4. Every writer works on a temporary file and moves it
 into place only when complete.
 """
@@ -159,7 +159,7 @@ class VideoWriter:
             pass
         self._tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, exc_type, *rest) -> None:

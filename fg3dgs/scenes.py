@@ -1,6 +1,6 @@
 """Synthetic Gaussian scenes: the head-like benchmark scene.
 
-World space is the canonical head space (DESIGN.md section 4): OpenCV axes, x right, y down,
+World space is the canonical head space (docs/design.md): OpenCV axes, x right, y down,
 z away from the viewer; the face looks towards -z, where the camera sits.
 """
 
@@ -10,7 +10,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-
 
 
 @dataclass
@@ -37,13 +36,13 @@ class GaussianScene:
     def __len__(self) -> int:
         return self.means.shape[0]
 
-    def requires_grad_(self, flag: bool = True) -> "GaussianScene":
+    def requires_grad_(self, flag: bool = True) -> GaussianScene:
         for t in (self.means, self.quats, self.scales, self.opacities, self.colors):
             t.requires_grad_(flag)
         return self
 
 
-# Head-sized ellipsoid (metres) and viewing set-up of the benchmark scene (issue 2).
+# Head-sized ellipsoid (metres) and viewing set-up of the benchmark scene.
 HEAD_RADII = (0.085, 0.115, 0.100)
 VIEW_DISTANCE = 0.55
 FOCAL_PER_WIDTH = 1.2

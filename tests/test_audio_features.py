@@ -27,8 +27,13 @@ def test_mel_is_50hz_and_aligned():
 
 
 def _tiny_model(folder, kind):
-    from transformers import (HubertConfig, HubertModel, Wav2Vec2Config,
-                              Wav2Vec2FeatureExtractor, Wav2Vec2Model)
+    from transformers import (
+        HubertConfig,
+        HubertModel,
+        Wav2Vec2Config,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2Model,
+    )
     common = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                   intermediate_size=24, conv_dim=(16,) * 7, num_conv_pos_embeddings=16,
                   num_conv_pos_embedding_groups=2)

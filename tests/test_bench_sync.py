@@ -6,9 +6,17 @@ import numpy as np
 import pytest
 
 from fg3dgs.bench import speech_panel as sp
-from fg3dgs.bench.sync import (ClipResult, best_lag, format_refinement, format_table,
-                               frame_envelope, group_summary, pearson, refinement_check,
-                               summaries)
+from fg3dgs.bench.sync import (
+    ClipResult,
+    best_lag,
+    format_refinement,
+    format_table,
+    frame_envelope,
+    group_summary,
+    pearson,
+    refinement_check,
+    summaries,
+)
 from fg3dgs.media import AUDIO_RATE, FPS
 
 
@@ -145,4 +153,5 @@ def test_the_mouth_does_not_lag_the_training_clips_own_speech():
         assert m["detect"] > 0.9 and m["jaw_lag"] == 0, (v, m)
         assert m["jaw_r"] > 0.6, (v, m)
         assert m["motion"] == pytest.approx(m["opening_std"] / 0.05)
-        assert np.isfinite(m["ours_C"]) and abs(m["ours_offset"]) <= 15
+        # our expert finds the identity's own training speech in sync with its mouth
+        assert m["ours_C"] > 0 and abs(m["ours_offset"]) <= 1, (v, m)

@@ -7,8 +7,14 @@ import pytest
 import torch
 
 from fg3dgs.audio_features import AudioFeatureError, extract, log_mel, n_frames
-from fg3dgs.frontend import (ArticulationNet, FrontendConfig, FrontendError, articulation,
-                             load_frontend, save_frontend)
+from fg3dgs.frontend import (
+    ArticulationNet,
+    FrontendConfig,
+    FrontendError,
+    articulation,
+    load_frontend,
+    save_frontend,
+)
 from fg3dgs.frontend import augment as aug
 
 SR = 16000

@@ -6,11 +6,11 @@ CI machines have no GPU, so it is skipped there.
 
 import pytest
 import torch
+from rasterize_cases import KINDS, Case, make_case
 
 from fg3dgs.render import rasterize
 from fg3dgs.render.gsplat_backend import gsplat_status
 from fg3dgs.scenes import frontal_camera, head_scene
-from rasterize_cases import KINDS, Case, make_case
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not gsplat_status()[0], reason=gsplat_status()[1])]

@@ -14,8 +14,14 @@ import torch
 from fg3dgs.io_utils import sha256
 from fg3dgs.model.config import ModelConfig
 from fg3dgs.model.hash_encoding import HashConfig
-from fg3dgs.model.io import (HASHED, IdentityError, build_model, load_identity,
-                             record_file_hashes, save_identity)
+from fg3dgs.model.io import (
+    HASHED,
+    IdentityError,
+    build_model,
+    load_identity,
+    record_file_hashes,
+    save_identity,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "checkpoints" / "identities" / "astronaut-demo"

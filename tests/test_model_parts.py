@@ -10,7 +10,7 @@ from fg3dgs.model.encoders import AUDIO_CONTEXT, AudioEncoder, ExpressionEncoder
 from fg3dgs.model.fusion import fuse
 from fg3dgs.model.gaussians import DensifyConfig, DensifyStrategy, GaussianSet
 from fg3dgs.model.hash_encoding import HashConfig, TriPlaneHash, reference_encode
-from fg3dgs.train.data import audio_windows
+from fg3dgs.model.windows import audio_windows
 from fg3dgs.train.losses import ssim, ssim_map
 
 
@@ -105,8 +105,7 @@ def test_weighted_photometric_of_a_padded_batch_is_the_sum_of_the_images_losses(
     weights 1 / (pixels) inside each, the loss and its gradients are those of the two
     separate calls (SSIM pads with zeros itself); the written-out backward equals autograd
     of the weighted formula and passes gradcheck."""
-    from fg3dgs.train.losses import (mean_weights, padded_batch, photometric,
-                                     photometric_reference)
+    from fg3dgs.train.losses import mean_weights, padded_batch, photometric, photometric_reference
 
     gen = torch.Generator().manual_seed(8)
     shapes = [(2, 13, 21), (2, 19, 9)]
@@ -341,8 +340,12 @@ def test_rigid_gaussians_keep_their_place_under_any_drive():
 
 
 def test_initial_upper_teeth_are_the_rigid_points_behind_and_above_the_lips():
-    from fg3dgs.model.init_points import (LOWER_INNER_LIP, MOUTH_DEPTH, UPPER_INNER_LIP,
-                                          initial_points)
+    from fg3dgs.model.init_points import (
+        LOWER_INNER_LIP,
+        MOUTH_DEPTH,
+        UPPER_INNER_LIP,
+        initial_points,
+    )
     from fg3dgs.synth.face import build_rig
     from fg3dgs.synth.photo import detect_face, load_photo
 
@@ -383,3 +386,27 @@ def test_rigid_flags_are_saved_and_identities_without_them_load_with_none(tmp_pa
               str(tmp_path / WEIGHTS))
     model, _, _ = load_identity(tmp_path, verify=False)
     assert not any(model.gaussians[r].rigid.any() for r in cfg.regions)
+
+
+def test_feature_adapter_starts_as_the_identity_and_matches_a_loop_reference():
+    """FeatureAdapter: the identity when new; otherwise each frame's features are the
+    replicate-padded depthwise filter's output, then mixed and shifted."""
+    from fg3dgs.model.encoders import FeatureAdapter
+
+    torch.manual_seed(0)
+    w = torch.randn(2, 3, 16, 5)
+    ad = FeatureAdapter(5, taps=5)
+    assert torch.equal(ad(w), w)
+    with torch.no_grad():
+        for p in ad.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    got = ad(w)
+    want = torch.empty_like(w)
+    k, M, b = ad.kernel.detach(), ad.mix.detach(), ad.bias.detach()
+    for i in range(16):
+        filt = torch.zeros(2, 3, 5)
+        for j in range(5):
+            src = min(max(i + j - 2, 0), 15)
+            filt += k[:, j] * w[:, :, src]
+        want[:, :, i] = filt @ M + b
+    assert torch.allclose(got, want, atol=1e-5)

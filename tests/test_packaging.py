@@ -4,9 +4,10 @@ from an installed copy (not only from a checkout)."""
 import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,9 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from fg3dgs.perceptual import (LPIPS, PerceptualWeightsError, WeightsUnavailable,
-                               frechet_distance, frechet_distance_of_features,
-                               load_fid_inception, load_lpips)
+from fg3dgs.perceptual import (
+    LPIPS,
+    PerceptualWeightsError,
+    WeightsUnavailable,
+    frechet_distance,
+    frechet_distance_of_features,
+    load_fid_inception,
+    load_lpips,
+)
 from fg3dgs.perceptual import fid as fid_module
 from fg3dgs.perceptual import lpips as lpips_module
 from fg3dgs.perceptual.inception import FIDInceptionV3
@@ -240,7 +246,8 @@ def test_fid_of_image_sets(files):
     f_real = fid_module.inception_features(net, real, batch=2, size=75)
     assert f_real.shape == (4, 2048) and np.isfinite(f_real).all() and f_real.std() > 0
     assert abs(fid_module.fid(real, real, net, size=75)) < 1e-6
-    assert fid_module.fid(real, fake, net, size=75) > 0
+    near = np.clip(real * 0.9 + 0.05, 0, 1)          # FID grows with the distance
+    assert fid_module.fid(real, fake, net, size=75) > fid_module.fid(real, near, net, size=75)
     with pytest.raises(ValueError, match="at least 75"):
         net.pool3(torch.zeros(1, 3, 64, 64), size=64)
 
@@ -295,7 +302,9 @@ def test_eval_entries_with_weights(files, monkeypatch):
     assert m["lpips"]["available"] is True and m["lpips"]["value"] > 0
     assert m["lpips"]["weights"] == {"backbone": str(files.backbone), "linear": str(files.linear)}
     assert m["lpips"]["frames"] == 3 and m["fid"]["available"] is True
-    assert m["fid"]["value"] > 0 and m["fid"]["weights"] == str(files.fid)
+    assert m["fid"]["value"] == pytest.approx(fid_module.fid(truth, render, nets.fid, size=75),
+                                              rel=1e-4)
+    assert m["fid"]["weights"] == str(files.fid)
     assert shared["fid_truth"].shape == (3, 2048)
     same = perceptual_metrics(nets, truth, truth, shared)
     assert same["lpips"]["value"] == 0 and abs(same["fid"]["value"]) < 1e-6
@@ -324,7 +333,7 @@ def test_eval_entries_without_weights(hub_at, tmp_path, files):
 
 
 def test_cli_eval_options(tmp_path, monkeypatch, capsys, hub_at):
-    import fg3dgs.train.evaluate as ev
+    import fg3dgs.evaluate.validation as ev
     from fg3dgs.cli import main
     from fg3dgs.zoo.export import _metrics_table
 

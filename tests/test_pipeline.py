@@ -190,7 +190,7 @@ def test_variants_share_the_regions_they_have_in_common(head):
     import torch
     with AudioInput(SPEECH) as a:
         fr, rows, imgs = next(head.frames(a, RenderOptions(variant="both", batch=3)))
-        from fg3dgs.train.data import audio_window_index, expr_windows
+        from fg3dgs.model.windows import audio_window_index, expr_windows
         from fg3dgs.pipeline.motion import plan_motion
         plan = plan_motion(a.frames, len(head.replay), head.track_expression,
                            head.replay.frames)
@@ -226,6 +226,7 @@ def test_regions_share_one_sh_evaluation(head):
     """The model evaluates the SH colours of all regions in one call; each region's image
     is the one rasterize_frames gives from that region's own SH coefficients."""
     import torch
+
     from fg3dgs.render import rasterize_frames
 
     m = head.model

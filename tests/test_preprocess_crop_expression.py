@@ -1,11 +1,10 @@
 """The clip crop with its intrinsics, and expression features."""
 
 import numpy as np
-
-from fg3dgs.preprocess.crop import crop_intrinsics, crop_points, portrait_crop
 import pytest
 
 from fg3dgs.landmark_schemes import get_scheme
+from fg3dgs.preprocess.crop import crop_intrinsics, crop_points, portrait_crop
 from fg3dgs.preprocess.expression import normalise_expression, raw_expression
 
 

@@ -2,8 +2,13 @@
 
 import numpy as np
 
-from fg3dgs.preprocess.pose import (_umeyama, canonical_shape, estimate_poses,
-                                    rotation_errors, smooth_rotations)
+from fg3dgs.preprocess.pose import (
+    _umeyama,
+    canonical_shape,
+    estimate_poses,
+    rotation_errors,
+    smooth_rotations,
+)
 from fg3dgs.synth.motion import rotation
 
 

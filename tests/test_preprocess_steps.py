@@ -4,12 +4,17 @@ import numpy as np
 import pytest
 
 from fg3dgs.facemesh import mirror_permutation
-from fg3dgs.media import MediaError, write_video
 from fg3dgs.landmark_schemes import get_scheme, to_ibug68
-from fg3dgs.preprocess.landmarks import (FaceTrackError, MeshReader, smooth_landmarks,
-                                         track_faces)
-from fg3dgs.preprocess.masks import (PolygonMasker, RegionMasker, inner_lip_loop, make_masker,
-                                     masks_from_labels, mouth_interior)
+from fg3dgs.media import MediaError, write_video
+from fg3dgs.preprocess.landmarks import FaceTrackError, MeshReader, smooth_landmarks, track_faces
+from fg3dgs.preprocess.masks import (
+    PolygonMasker,
+    RegionMasker,
+    inner_lip_loop,
+    make_masker,
+    masks_from_labels,
+    mouth_interior,
+)
 from fg3dgs.preprocess.pose import estimate_poses, rotation_errors
 from fg3dgs.preprocess.video import iter_frames, probe_video
 from fg3dgs.synth.clip import SynthConfig, generate

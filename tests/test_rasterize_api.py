@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from rasterize_cases import make_case
 
 from fg3dgs.render import RasterizeInputError, rasterize, resolve_backend, sh_to_rgb
 from fg3dgs.render.api import camera_centres
-from rasterize_cases import make_case
 
 
 def _args(case):

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from rasterize_cases import KINDS, make_case
 
 from fg3dgs.render import rasterize
 from fg3dgs.render.reference import rasterize_reference
-from rasterize_cases import KINDS, make_case
 
 SEEDS = (0, 1, 2)
 

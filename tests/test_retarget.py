@@ -67,7 +67,7 @@ def test_retarget_keeps_everything_but_the_audio_encoder(tmp_path, monkeypatch):
 
 def test_match_spread_restores_the_targets_spread_without_reordering():
     from fg3dgs.model.encoders import AudioEncoder
-    from fg3dgs.train.data import audio_windows
+    from fg3dgs.model.windows import audio_windows
     from fg3dgs.train.spread import match_spread
 
     torch.manual_seed(0)

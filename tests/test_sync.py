@@ -177,8 +177,7 @@ def test_offset_protocol_finds_a_known_shift(shift):
 
 
 def test_heldout_material_is_disjoint():
-    from fg3dgs.sync.data import (HELDOUT_VARIANTS, TRAIN_VARIANTS, make_clips,
-                                  split_sentences)
+    from fg3dgs.sync.data import HELDOUT_VARIANTS, TRAIN_VARIANTS, make_clips, split_sentences
     from fg3dgs.sync.train import WindowSampler, clip_crops
 
     assert not set(split_sentences(True)) & set(split_sentences(False))
@@ -210,8 +209,8 @@ def test_speak_writes_heldout_speech(tmp_path, capsys):
 def test_wide_voice_draw_spans_accents_and_languages_but_never_the_benchmark():
     import random
 
-    from fg3dgs.synth.speech import BENCH_VARIANTS, OTHER_LANGUAGES, SPEAKER_VOICES
     from fg3dgs.sync.data import HELDOUT_VARIANTS, TRAIN_VARIANTS, random_voice
+    from fg3dgs.synth.speech import BENCH_VARIANTS, OTHER_LANGUAGES, SPEAKER_VOICES
 
     rng = random.Random(0)
     train = [random_voice(rng, False, "wide") for _ in range(300)]

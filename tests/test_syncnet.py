@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from fg3dgs.sync import ExpertError, SyncNet, load_syncnet, lse_scores
-from fg3dgs.sync.syncnet import (mfcc, scores_from_embeddings, syncnet_crops, syncnet_mfcc)
+from fg3dgs.sync.syncnet import mfcc, scores_from_embeddings, syncnet_crops, syncnet_mfcc
 
 
 def _published_shapes(counters: bool = True) -> dict[str, tuple]:
@@ -198,15 +198,20 @@ def test_lse_with_random_weights_on_a_short_clip(weights):
     boxes = np.tile([24.0, 22.0, 18.0], (11, 1))
     audio = rng.uniform(-0.2, 0.2, 11 * 640).astype(np.float32)
     s = lse_scores(net, frames, boxes, audio)
-    assert -15 <= s.offset <= 15 and s.confidence >= 0 and s.distance > 0
-    assert np.isfinite(s.distances).all()
+    # SyncNet's protocol: the offset is the nearest shift, LSE-D its distance, LSE-C the
+    # median distance minus the nearest
+    assert np.isfinite(s.distances).all() and s.distances.shape == (31,)
+    assert s.offset == int(np.argmin(s.distances)) - 15
+    assert s.distance == pytest.approx(float(s.distances.min()))
+    assert s.confidence == pytest.approx(float(np.median(s.distances) - s.distances.min()))
     with pytest.raises(ValueError, match="at least 6 frames"):
         lse_scores(net, frames[:5], boxes[:5], audio)
 
 
 def test_eval_helper_and_cli(weights, tmp_path, capsys):
     from fg3dgs.cli import main
-    from fg3dgs.train.evaluate import UNAVAILABLE, _lse
+    from fg3dgs.evaluate.validation import UNAVAILABLE, _lse
+    from fg3dgs.sync.crops import face_boxes, smooth_boxes
 
     assert "--syncnet PATH/TO/syncnet_v2.model" in UNAVAILABLE["lse"]
     rng = np.random.default_rng(2)
@@ -216,8 +221,14 @@ def test_eval_helper_and_cli(weights, tmp_path, capsys):
     ds = SimpleNamespace(manifest={"size": 96}, landmarks=rng.uniform(28, 68, (n, 68, 2)))
     frames = rng.uniform(0, 1, (n, 48, 48, 3)).astype(np.float32)
     audio = rng.uniform(-0.2, 0.2, n * 640).astype(np.float32)
-    out = _lse(load_syncnet(weights), frames, lm, ds, np.arange(n), 48, audio)
-    assert set(out) == {"LSE-C", "LSE-D", "offset"} and out["LSE-C"] >= 0
+    net = load_syncnet(weights)
+    out = _lse(net, frames, lm, ds, np.arange(n), 48, audio)
+    # the crops' boxes come from the render's landmarks, and from the dataset's where the
+    # render has no face (frame 2): a missing face must not move the crop elsewhere
+    boxes = smooth_boxes(face_boxes(np.where(np.isnan(lm), ds.landmarks * 0.5, lm)))
+    s = lse_scores(net, frames, boxes, audio)
+    assert out == {"LSE-C": round(s.confidence, 4), "LSE-D": round(s.distance, 4),
+                   "offset": s.offset}
     # a SyncNet file that does not load stops eval before anything else, with exit code 2
     (tmp_path / "bad.model").write_text("nope")
     assert main(["eval", str(tmp_path / "run"), "--data", str(tmp_path / "data"),
@@ -226,7 +237,7 @@ def test_eval_helper_and_cli(weights, tmp_path, capsys):
 
 
 def test_eval_prints_lse_when_available(tmp_path, monkeypatch, capsys):
-    import fg3dgs.train.evaluate as ev
+    import fg3dgs.evaluate.validation as ev
     from fg3dgs.cli import main
 
     lse = {"available": True, "LSE-C": 7.25, "LSE-D": 6.5, "offset": 1, "weights": "w.model"}

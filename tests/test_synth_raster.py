@@ -3,8 +3,14 @@
 import numpy as np
 import pytest
 
-from fg3dgs.synth.raster import (downsample, downsample_labels, downsample_labels_reference,
-                                 downsample_reference, rasterize_reference, render)
+from fg3dgs.synth.raster import (
+    downsample,
+    downsample_labels,
+    downsample_labels_reference,
+    downsample_reference,
+    rasterize_reference,
+    render,
+)
 
 
 def _scene(seed, n=40, size=(37, 29)):

@@ -4,8 +4,16 @@ import numpy as np
 import pytest
 
 from fg3dgs.synth.corpus import pick_sentences, sentences
-from fg3dgs.synth.speech import (PAUSE, SAMPLE_RATE, SPEAKER_VOICES, SpeechError, Voice,
-                                 english_voices, synthesize, voice_for_seed)
+from fg3dgs.synth.speech import (
+    PAUSE,
+    SAMPLE_RATE,
+    SPEAKER_VOICES,
+    SpeechError,
+    Voice,
+    english_voices,
+    synthesize,
+    voice_for_seed,
+)
 from fg3dgs.synth.visemes import is_known
 
 TEXT = "Bob bought five blue shoes. Where would we go, father?"

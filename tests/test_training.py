@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from fg3dgs.cli import main
+from fg3dgs.evaluate.validation import render_dataset_frames
 from fg3dgs.model.hash_encoding import HashConfig
 from fg3dgs.model.io import IdentityError, load_identity
+from fg3dgs.model.windows import audio_window_index
 from fg3dgs.preprocess.pipeline import PreprocessConfig, preprocess
 from fg3dgs.synth.clip import SynthConfig, generate
 from fg3dgs.train.config import preset
-from fg3dgs.train.data import audio_window_index
-from fg3dgs.train.evaluate import render_dataset_frames
-from fg3dgs.train.trainer import TrainError, Trainer, train
+from fg3dgs.train.trainer import Trainer, TrainError, train
 
 
 @pytest.fixture(scope="module")
@@ -134,9 +134,9 @@ def test_app_studio_falls_back_to_the_base_variant(run, data, tmp_path):
 def test_folders_sizes_and_datasets_are_checked_first(run, data, tmp_path):
     from dataclasses import replace
 
+    from fg3dgs.evaluate.validation import _check_trained_on
     from fg3dgs.preprocess.dataset import Dataset, DatasetError
     from fg3dgs.preprocess.pipeline import PreprocessError
-    from fg3dgs.train.evaluate import _check_trained_on
 
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "notes.md").write_text("mine")
@@ -284,7 +284,7 @@ def test_eval_scores_sync_with_an_expert_and_new_audio(run, data, tmp_path, caps
                  "--expert", str(expert), "--audio", str(data / "synth" / "audio.wav")]) == 0
     m = json.loads((run / "eval" / "metrics.json").read_text())
     assert set(m["sync"]) == {"expert-C", "expert-D", "expert-offset"}
-    assert abs(m["sync"]["expert-offset"]) <= 15 and m["sync"]["expert-C"] >= 0
+    assert isinstance(m["sync"]["expert-offset"], int) and np.isfinite(m["sync"]["expert-C"])
     assert "audio.wav" in m["sync_new_audio"] and m["sync_expert"]["source"] == "fg3dgs"
     assert m["lse"]["available"] is False
     out = capsys.readouterr().out
@@ -304,8 +304,8 @@ def test_hrpa_is_skipped_with_a_warning_when_no_expert_ships(data, tmp_path, mon
 def test_zoo_export_makes_a_hub_ready_folder(run, data, tmp_path):
     import hashlib
 
+    from fg3dgs.model.replay import INDEX, VIDEO
     from fg3dgs.pipeline import TalkingHead
-    from fg3dgs.pipeline.replay import INDEX, VIDEO
 
     out = tmp_path / "export"
     assert main(["zoo", "export", str(run), "--out", str(out), "--id", "tiny",
@@ -442,9 +442,9 @@ def test_one_off_work_is_counted_as_a_run_does_it(data, tmp_path, monkeypatch):
 def test_windowed_regions_share_one_loss_call(data, tmp_path):
     """Stages 1-2: the eye and mouth windows go through the loss in one padded, weighted
     call; the loss and its gradients are those of one call per region."""
+    from fg3dgs.train.data import region_mask
     from fg3dgs.train.losses import photometric_reference
     from fg3dgs.train.trainer import region_window
-    from fg3dgs.train.data import region_mask
 
     t = Trainer(data / "data", tmp_path / "r", tiny((2, 2, 2)), progress=False)
     t.stage, t.step = "deform", 0
@@ -464,7 +464,7 @@ def test_windowed_regions_share_one_loss_call(data, tmp_path):
                                  windows=windows, colour=False)
     for r in renders:
         assert torch.equal(raw[r][0], renders[r][0]) and torch.equal(raw[r][1], renders[r][1])
-    want = 0.0
+    want, want_psnr = 0.0, 0.0
     for r, (rgb, a) in renders.items():
         mask = region_mask(b["labels"], r)
         target = b["image"] * mask
@@ -473,8 +473,9 @@ def test_windowed_regions_share_one_loss_call(data, tmp_path):
             mask, target = (x[:, y0:y0 + h, x0:x0 + w] for x in (mask, target))
         want = want + photometric_reference(rgb, target, c.dssim) \
             + c.alpha_weight * (a - mask).abs().mean()
+        want_psnr += -10 * np.log10(float(((rgb.detach() - target) ** 2).mean())) / len(renders)
     torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
-    assert float(psnr) > 0
+    assert float(psnr) == pytest.approx(want_psnr, abs=1e-3)    # the mean of the regions'
     # fusion's alpha term: the regions' full-frame alphas in one term, the sum of their own
     full = t.model.render_regions(drive, b["viewmats"], t.K, c.size, c.size, "cpu")
     torch.testing.assert_close(
@@ -769,6 +770,41 @@ def test_refine_runs_hrpa_alone_on_an_identity_with_other_voices(run, data, tmp_
     assert main(["refine", str(run), "--data", str(data / "data"), "--out", str(out),
                  "--other-voices", "2"]) == 2
     assert "--other-voices is a share" in capsys.readouterr().err
+
+
+def test_hrpa_adapter_mode_learns_only_the_refined_feature_adapter(run, data, tmp_path,
+                                                                   capsys):
+    """TrainConfig.hrpa_adapter: the refined branch is the base mouth network and colours as
+    they were, read through a learned FeatureAdapter; it saves, reloads and renders apart."""
+    from fg3dgs.preprocess.dataset import Dataset
+    from fg3dgs.sync import ExpertConfig, SyncExpert, save_expert
+
+    torch.manual_seed(0)
+    expert = tmp_path / "expert.safetensors"
+    save_expert(SyncExpert(ExpertConfig(width=0.125)), expert)
+    out = tmp_path / "r"
+    assert main(["refine", str(run), "--data", str(data / "data"), "--out", str(out),
+                 "--iterations", "3", "--expert", str(expert), "--adapter",
+                 "--adapter-lr", "0.05", "--quiet"]) == 0
+    old, _, _ = load_identity(run)
+    new, info, _ = load_identity(out)
+    assert info["config"]["refined_adapter"] is True and new.variants == ("base", "refined")
+    a, b = old.state_dict(), new.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("refined."))
+    for k in b:
+        if k.startswith("refined.net."):
+            assert torch.equal(b[k], b[k.replace("refined.net.", "nets.mouth.")]), k
+        elif k.startswith("refined.colour."):
+            assert torch.equal(b[k], b[k.replace("refined.colour.", "colour.")]), k
+    assert not torch.equal(b["refined.adapter.mix"], torch.eye(b["refined.adapter.mix"].shape[0]))
+    ds = Dataset(data / "data")
+    frames = np.arange(4)
+    _, base = render_dataset_frames(new.set_variant("base"), info, ds, frames)
+    _, refined = render_dataset_frames(new.set_variant("refined"), info, ds, frames)
+    assert np.abs(refined - base).max() > 1e-5
+    assert main(["refine", str(run), "--data", str(data / "data"), "--out", str(out),
+                 "--adapter-lr", "0.01"]) == 2
+    assert "--adapter-lr needs --adapter" in capsys.readouterr().err
 
 
 def install_tiny_frontend(tmp_path, monkeypatch):

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from hub_server import HubServer
 
 from fg3dgs.zoo import ZooError, find, load_zoo, pull
 from fg3dgs.zoo.manifest import REQUIRED_FILES
-from hub_server import HubServer
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "checkpoints" / "identities" / "astronaut-demo"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of the README's "GPU" section, in one go, on a CUDA machine with gsplat:
+# The GPU checks of docs/benchmarks.md and docs/rasterizer.md, in one go, on a CUDA machine with gsplat:
 #   tools/gpu_checks.sh OUTDIR [build] [tests] [render] [pipeline] [train=DATASET]
 #                              [paperrun=DATASET]
 # (no step names: build tests render pipeline). train= times the paper preset's stages;

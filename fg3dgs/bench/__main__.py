@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -25,6 +23,7 @@ import time
 from ..arguments import image_size, output_file, positive, whole_number
 from ..options import BACKENDS
 from ..train import COMPILE_MODES, PRESETS, STAGES, parse_iterations
+from .machine import describe_machine
 
 
 def _status_mb(field: str) -> float:
@@ -94,22 +93,6 @@ def _measure_one(backend: str, size: int, n: int, repeats: int, warmup: int) -> 
     return {"backend": backend, "size": size, "n": n, **times, "peak_mb": peak}
 
 
-def _machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f
-                       if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    desc = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
-    if torch.cuda.is_available():
-        desc += f", GPU {torch.cuda.get_device_name(0)}"
-    return desc
-
-
 def _render(args: argparse.Namespace) -> int:
     import torch
 
@@ -124,7 +107,7 @@ def _render(args: argparse.Namespace) -> int:
                 return 1
             print(f"# gsplat rows skipped: {why}")
             backends.remove("gsplat")
-    print(f"# machine: {_machine()}")
+    print(f"# machine: {describe_machine()}")
     print(f"# head-like scene, medians of {args.repeats} repeats after {args.warmup} warm-up; "
           f"threads: torch {torch.get_num_threads()}")
     header = "| backend | resolution | N | forward ms | forward+backward ms | peak memory MB |"
@@ -147,7 +130,7 @@ def _render(args: argparse.Namespace) -> int:
                       f"{r['forward_backward_ms']:.1f} | {r['peak_mb']:.0f} |", flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": _machine(), "rows": rows}, f, indent=2)
+            json.dump({"machine": describe_machine(), "rows": rows}, f, indent=2)
     return 0
 
 

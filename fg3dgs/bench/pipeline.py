@@ -23,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..media import AUDIO_RATE
+from .machine import describe_machine
+
 PAPER_COUNTS = {"face": 65_000, "eyes": 12_000, "mouth": 23_000}
 
 
@@ -35,7 +38,7 @@ def speech(seconds: float, folder: Path) -> Path:
     if not clips:
         raise SystemExit("no example clips in assets/examples")
     audio = np.concatenate(clips)
-    n = int(seconds * 16000)
+    n = int(seconds * AUDIO_RATE)
     audio = np.tile(audio, n // len(audio) + 1)[:n]
     path = folder / f"speech_{seconds:g}s.wav"
     write_wav(path, audio)
@@ -47,7 +50,7 @@ def paper_size_identity(demo: Path, out: Path, seed: int = 0) -> Path:
     import torch
 
     from ..model.io import build_model, load_identity, record_file_hashes, save_identity
-    from ..pipeline.replay import INDEX, VIDEO
+    from ..model.replay import INDEX, VIDEO
     from ..train.config import preset
 
     model, info, extras = load_identity(demo)
@@ -132,7 +135,7 @@ def stream_latency(identity: Path, audio: Path, size: int, chunk_ms: int, backen
     device = "cuda" if backend == "gsplat" else "cpu"
     head = TalkingHead(identity, device=device)
     samples = read_audio(audio)
-    step = int(16000 * chunk_ms / 1000)
+    step = int(AUDIO_RATE * chunk_ms / 1000)
     chunks = [samples[i:i + step] for i in range(0, len(samples), step)]
     opts = RenderOptions(variant=_refined_or_base(head), size=size, backend=backend,
                          batch=batch)
@@ -152,7 +155,6 @@ def stream_latency(identity: Path, audio: Path, size: int, chunk_ms: int, backen
 
 
 def run(args) -> int:
-    from ..bench.__main__ import _machine
     from ..io_utils import checkpoints_dir
     from ..render.gsplat_backend import gsplat_status
 
@@ -168,7 +170,7 @@ def run(args) -> int:
             return 1
         else:
             print(f"# gsplat rows skipped: {why}")
-    print(f"# machine: {_machine()}")
+    print(f"# machine: {describe_machine()}")
     print(f"# {args.seconds:g} s of speech to H.264 + AAC, variant refined (base for an "
           "identity without it), medians of "
           f"{args.repeats} runs after one warm-up; stage times in ms per frame (encode: time "
@@ -211,6 +213,6 @@ def run(args) -> int:
                     print(f"| {name} | 256x256 | {backend} | {s['latency_ms_median']:.0f} / "
                           f"{s['latency_ms_max']:.0f} | {s['fps']:.1f} |", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": _machine(), "rows": rows},
+        Path(args.json).write_text(json.dumps({"machine": describe_machine(), "rows": rows},
                                               indent=2))
     return 0

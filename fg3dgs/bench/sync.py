@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..media import AUDIO_RATE, FPS
+from .machine import describe_machine
 from .speech_panel import PanelClip
 
 MAX_LAG = 4
@@ -281,7 +282,6 @@ def load_experts(judge: str | None) -> dict:
 
 
 def run(args) -> int:
-    from ..bench.__main__ import _machine
     from ..pipeline.talking_head import TalkingHead
     from .speech_panel import PanelError, fetch_speech, load_panel
 
@@ -308,7 +308,7 @@ def run(args) -> int:
     head = TalkingHead.load(args.identity)
     ref, ref_from = reference_std(head.info, args.reference_video, args.reference_synth)
     experts = load_experts(args.judge)
-    print(f"# machine: {_machine()}")
+    print(f"# machine: {describe_machine()}")
     print(f"# identity {args.identity}, {len(panel)} clips ({args.clips}), variants "
           f"{', '.join(head.variants)}; reference opening std "
           f"{'-' if ref is None else f'{ref:.4f}'} ({ref_from})")
@@ -329,7 +329,7 @@ def run(args) -> int:
             print(f"# {part}:\n" + format_refinement(c))
     if args.json:
         Path(args.json).write_text(json.dumps({
-            "machine": _machine(), "identity": str(args.identity), "reference_std": ref,
+            "machine": describe_machine(), "identity": str(args.identity), "reference_std": ref,
             "reference_from": ref_from,
             "clips": [r.__dict__ for r in results], "groups": parts,
             "refined_vs_base": check}, indent=2))

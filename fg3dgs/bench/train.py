@@ -35,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .machine import describe_machine
+
 
 def grow_to_cap(trainer, seed: int = 0) -> dict[str, int]:
     """Resample every region of ``trainer.model`` to its densification cap (with jitter)."""
@@ -130,10 +132,9 @@ def _lpips_for_timing(trainer, stand_in: bool = True) -> str:
 def run(args) -> int:
     import torch
 
-    from ..bench.__main__ import _machine
     from ..bench.ops import OpCounter
     from ..train.config import STAGES, preset
-    from ..train.trainer import TrainError, Trainer
+    from ..train.trainer import Trainer, TrainError
 
     cfg = preset(args.preset, backend=args.backend, compile="inductor" if args.compile else "",
                  compile_mode=args.compile or "default")
@@ -152,7 +153,7 @@ def run(args) -> int:
         counts = grow_to_cap(tr) if args.grow else {r: len(g) for r, g in
                                                      tr.model.gaussians.items()}
         sync = torch.cuda.synchronize if tr.device.type == "cuda" else (lambda: None)
-        print(f"# machine: {_machine()}")
+        print(f"# machine: {describe_machine()}")
         how = "grown to the densification cap" if args.grow else "as initialised"
         print(f"# preset {cfg.preset} at {cfg.size}x{cfg.size}, batch {cfg.batch}, "
               f"device {tr.device}, Gaussians {counts} ({how}); "
@@ -243,7 +244,7 @@ def run(args) -> int:
                 print(f"{k:6d}  {where}")
     if args.json:
         Path(args.json).write_text(json.dumps(
-            {"machine": _machine(), "preset": cfg.preset, "size": cfg.size,
+            {"machine": describe_machine(), "preset": cfg.preset, "size": cfg.size,
              "batch": cfg.batch, "device": str(tr.device), "gaussians": counts,
              "grown": args.grow, "rows": rows,
              "projected_minutes": total if whole else None,

@@ -30,8 +30,15 @@ import numpy as np
 from ..io_utils import atomic_output, sha256
 from ..media import AUDIO_RATE, FPS, write_video
 from ..preprocess.dataset import Dataset, DatasetError
-from .regions import (band_radius, jitter, lips_lmd, mean_ssim, mouth_box, region_psnrs,
-                      teeth_agreement)
+from .regions import (
+    band_radius,
+    jitter,
+    lips_lmd,
+    mean_ssim,
+    mouth_box,
+    region_psnrs,
+    teeth_agreement,
+)
 
 HEAD_LABELS = (1, 2, 3, 4)       # face, eyes, mouth, rest of the head (preprocessing labels)
 SHEET_FRAMES = 10
@@ -137,7 +144,7 @@ def _measure(clip: CrossClip, renders: dict[str, np.ndarray], size: int, percept
              ) -> tuple[dict, dict]:
     """(variant -> metrics, what the sheet needs) of renders [F, S, S, 3] float."""
     from ..train.data import TrainData
-    from ..train.evaluate import landmarks, mouth_opening
+    from .validation import landmarks, mouth_opening
 
     n = len(next(iter(renders.values())))
     data = TrainData(clip.dataset, size, frames=np.arange(n))

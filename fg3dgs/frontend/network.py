@@ -47,7 +47,7 @@ class FrontendConfig:
         return {**asdict(self), "dilations": list(self.dilations)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FrontendConfig":
+    def from_dict(cls, d: dict) -> FrontendConfig:
         return cls(**{**d, "dilations": tuple(d["dilations"])})
 
     @property

@@ -22,6 +22,8 @@ class ModelConfig:
     region_split: bool = True      # False: one Gaussian set and network ("head")
     frequency_aware: bool = True   # False: plain MLP deltas for all regions
     refined: bool = False          # holds the HRPA-refined mouth branch beside the base one
+    refined_adapter: bool = False  # the refined mouth reads its features through an
+                                   # adapter (encoders.FeatureAdapter)
     init_counts: dict = field(default_factory=lambda: {
         "face": 6000, "eyes": 800, "mouth": 1500, "head_rest": 3000})
 
@@ -38,7 +40,7 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         d = dict(d)
         d["hash"] = HashConfig(**d["hash"])
         return cls(**d)

@@ -1,4 +1,4 @@
-"""Per-region deformation networks (DESIGN.md section 2).
+"""Per-region deformation networks (docs/design.md).
 
 All take the H3 features h [N, Dh] of the region's canonical Gaussians and the driving
 features of B frames, and return deltas for each (frame, Gaussian): mean [B, N, 3] and, for

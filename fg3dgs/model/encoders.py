@@ -49,3 +49,30 @@ class ExpressionEncoder(nn.Module):
     def forward(self, windows: torch.Tensor):
         tokens = self.mlp(windows)
         return tokens[:, windows.shape[1] // 2], tokens
+
+
+class FeatureAdapter(nn.Module):
+    """A small correction of the audio features the refined mouth is driven by:
+    windows [B, CTX, W, D] -> [B, CTX, W, D], a depthwise filter over the W feature frames
+    (``taps`` of them: timing), a D x D mixing (gain of each articulator and their
+    couplings) and a bias. It starts as the identity. HRPA's adapter mode learns only this:
+    a few dozen numbers that can change when and how far the mouth moves with each feature,
+    but not what a mouth looks like, so the sync expert cannot push the pixels towards what
+    it alone rewards."""
+
+    def __init__(self, dim: int, taps: int = 5):
+        super().__init__()
+        kernel = torch.zeros(dim, taps)
+        kernel[:, taps // 2] = 1.0
+        self.kernel = nn.Parameter(kernel)                  # [D, taps]
+        self.mix = nn.Parameter(torch.eye(dim))             # [D, D]
+        self.bias = nn.Parameter(torch.zeros(dim))          # [D]
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        B, T, W, D = windows.shape
+        taps = self.kernel.shape[1]
+        x = windows.reshape(B * T, W, D).transpose(1, 2)                    # [BT, D, W]
+        x = nn.functional.pad(x, (taps // 2, taps - 1 - taps // 2), mode="replicate")
+        x = nn.functional.conv1d(x, self.kernel[:, None], groups=D)         # [BT, D, W]
+        x = x.transpose(1, 2) @ self.mix + self.bias                        # [BT, W, D]
+        return x.reshape(B, T, W, D)

@@ -1,4 +1,4 @@
-"""Stage 3 fusion: the region renders composited in image space (DESIGN.md section 2)."""
+"""Stage 3 fusion: the region renders composited in image space (docs/design.md)."""
 
 from __future__ import annotations
 

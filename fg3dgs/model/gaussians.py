@@ -1,6 +1,6 @@
 """One region's 3D Gaussians in canonical head space, and densification as a strategy object.
 
-Parameters follow DESIGN.md section 4: means [N, 3], quaternions (w, x, y, z) [N, 4], log
+Parameters follow docs/design.md: means [N, 3], quaternions (w, x, y, z) [N, 4], log
 scales [N, 3], opacity logits [N], SH coefficients [N, (d + 1)^2, 3] (DC first). A buffer
 ``rigid`` [N] bool marks Gaussians that move with the head only, never with the region's
 deformation network: the mouth set's upper teeth (the skull carries them, not the jaw).
@@ -42,7 +42,7 @@ class GaussianSet(nn.Module):
                              else torch.as_tensor(rigid, dtype=torch.bool).clone())
 
     @classmethod
-    def empty(cls, n: int, sh_degree: int) -> "GaussianSet":
+    def empty(cls, n: int, sh_degree: int) -> GaussianSet:
         """A set of n placeholder Gaussians to load a state dict into."""
         return cls(torch.zeros(n, 3), torch.zeros(n, 3), sh_degree, 1.0)
 

@@ -1,4 +1,4 @@
-"""H3: the tri-plane multiresolution hash encoder (DESIGN.md section 2), in plain PyTorch.
+"""H3: the tri-plane multiresolution hash encoder (docs/design.md), in plain PyTorch.
 
 A point in the head's bounding box is projected onto the xy, yz and xz planes; on each plane
 ``levels`` grids of growing resolution each hold a small table of learnable features

@@ -1,5 +1,5 @@
 """The FG-3DGS model of one identity: region Gaussians, H3 encoders, driving encoders,
-deformation networks and colour corrections (DESIGN.md section 2)."""
+deformation networks and colour corrections (docs/design.md)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from ..render.api import camera_centres
 from ..timing import NO_CLOCK
 from .config import ModelConfig
 from .deformation import GatedCrossAttentionDeform, PlainDeform, RegionAttentionDeform
-from .encoders import AudioEncoder, ExpressionEncoder
+from .encoders import AudioEncoder, ExpressionEncoder, FeatureAdapter
 from .fusion import ColourCorrection, fuse
 from .gaussians import GaussianSet
 from .hash_encoding import TriPlaneHash
 
-# Which region labels (DESIGN / dataset) each Gaussian set is fitted to.
+# Which region labels (docs/design.md, dataset) each Gaussian set is fitted to.
 REGION_LABELS = {"face": (1, 4), "eyes": (2,), "mouth": (3,), "head": (1, 2, 3, 4)}
 
 
@@ -78,7 +78,7 @@ class FG3DGS(nn.Module):
         self._h_cache = None
         self._h_cache = {r: self.features(r) for r in self.cfg.regions}
 
-    def for_inference(self, device: torch.device | str = "cpu") -> "FG3DGS":
+    def for_inference(self, device: torch.device | str = "cpu") -> FG3DGS:
         """Cache the H3 encodings (computed on the CPU) and move everything to ``device``."""
         self.freeze_features()
         self.to(device)
@@ -91,15 +91,20 @@ class FG3DGS(nn.Module):
         return ("base", "refined") if self.refined is not None else ("base",)
 
     def _refined_branch(self) -> nn.ModuleDict:
-        return nn.ModuleDict({"net": copy.deepcopy(self.nets[self.cfg.refined_region]),
-                              "colour": copy.deepcopy(self.colour)})
+        branch = {"net": copy.deepcopy(self.nets[self.cfg.refined_region]),
+                  "colour": copy.deepcopy(self.colour)}
+        if self.cfg.refined_adapter:
+            branch["adapter"] = FeatureAdapter(self.cfg.audio_in_dim)
+        return nn.ModuleDict(branch)
 
-    def add_refined(self):
-        """Start the refined branch as a copy of the current mouth network and colours."""
+    def add_refined(self, adapter: bool = False):
+        """Start the refined branch as a copy of the current mouth network and colours
+        (``adapter``: with an identity :class:`FeatureAdapter` on the mouth's features)."""
+        self.cfg.refined_adapter = adapter
         self.refined = self._refined_branch()
         self.cfg.refined = True
 
-    def set_variant(self, variant: str) -> "FG3DGS":
+    def set_variant(self, variant: str) -> FG3DGS:
         """Render the base model or the HRPA-refined one from now on."""
         if variant not in self.variants:
             raise ValueError(f"this identity has no {variant!r} variant; it has "
@@ -144,7 +149,8 @@ class FG3DGS(nn.Module):
         """audio_windows [B, 8, 16, D]; expr_windows [B, 5, E] -> encoded driving features."""
         f_a, tok_a = self._run(self.audio)(audio_windows)
         f_e, tok_e = self._run(self.expression)(expr_windows)
-        return {"f_a": f_a, "tok_a": tok_a, "f_e": f_e, "tok_e": tok_e}
+        return {"f_a": f_a, "tok_a": tok_a, "f_e": f_e, "tok_e": tok_e,
+                "audio": audio_windows}     # (re-encoded through a refined adapter)
 
     def deform(self, region: str, drive: dict | None):
         """Gaussians of a region for B frames: means [B, N, 3], quats [B, N, 4],
@@ -156,12 +162,14 @@ class FG3DGS(nn.Module):
             return means, quats, scales, opac, sh
         h = self.features(region)
         net = self._net(region)
+        f_a, tok_a = drive["f_a"], drive["tok_a"]
+        if net is not self.nets[region] and "adapter" in self.refined:
+            f_a, tok_a = self._run(self.audio)(self.refined["adapter"](drive["audio"]))
         if isinstance(net, GatedCrossAttentionDeform):
-            f, tok = (drive["f_a"], drive["tok_a"]) if region == "mouth" else \
-                (drive["f_e"], drive["tok_e"])
+            f, tok = (f_a, tok_a) if region == "mouth" else (drive["f_e"], drive["tok_e"])
             dmu, ds, dq = self._run(net)(h, f, tok)
         else:
-            dmu, ds, dq = self._run(net)(h, drive["f_a"], drive["f_e"])
+            dmu, ds, dq = self._run(net)(h, f_a, drive["f_e"])
         B = dmu.shape[0]
         # rigid Gaussians (upper teeth) keep their canonical place: no delta at all
         moves = (~gs.rigid)[None, :, None].to(dmu.dtype)

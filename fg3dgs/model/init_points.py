@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..facemesh import (LABEL_EYES, LABEL_FACE, LABEL_HEAD, LABEL_MOUTH, region_mesh,
-                        region_points)
+from ..facemesh import LABEL_EYES, LABEL_FACE, LABEL_HEAD, LABEL_MOUTH, region_mesh, region_points
 
 MOUTH_DEPTH = 0.008      # m: the mouth's inside sits this far behind the lip opening
 UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14      # mediapipe face mesh: the inner lips' middle

@@ -24,10 +24,10 @@ from ..io_utils import atomic_output, sha256
 from .config import ModelConfig
 from .gaussians import GaussianSet
 from .identity import FG3DGS
+from .replay import INDEX as REPLAY_INDEX
 
 FORMAT_VERSION = 1
 WEIGHTS, META = "identity.safetensors", "identity.json"
-REPLAY_INDEX = "replay.safetensors"          # fg3dgs.pipeline.replay.INDEX
 HASHED = (WEIGHTS, REPLAY_INDEX)             # the weight files identity.json records
 _HEX64 = frozenset("0123456789abcdef")
 

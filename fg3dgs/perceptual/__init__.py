@@ -6,8 +6,13 @@ where it belongs and how to obtain it, and the metric is reported unavailable.
 (The FID of two image sets is :func:`fg3dgs.perceptual.fid.fid`; it is not re-exported here,
 where the name ``fid`` is its module's.)"""
 
-from .fid import (default_weights as default_fid_weights, frechet_distance,
-                  frechet_distance_of_features, inception_features, load_fid_inception)
+from .fid import default_weights as default_fid_weights
+from .fid import (
+    frechet_distance,
+    frechet_distance_of_features,
+    inception_features,
+    load_fid_inception,
+)
 from .inception import FIDInceptionV3
 from .lpips import LPIPS, default_backbone, default_linear, load_lpips
 from .weights import PerceptualWeightsError, WeightsUnavailable, hub_checkpoints

@@ -89,7 +89,7 @@ class AudioInput:
         self.frames = max(1, -(-self.samples // SAMPLES_PER_FRAME))
         self.feature_frames = n_frames(self.samples)
 
-    def __enter__(self) -> "AudioInput":
+    def __enter__(self) -> AudioInput:
         return self
 
     def __exit__(self, *exc) -> None:

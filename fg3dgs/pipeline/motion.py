@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..media import FPS
+
 POSES = ("replay", "static")      # or the path of a pose track (pose_input)
 BLINKS = ("replay", "auto")
 # a blink every 2-6 s, closing over 4 frames (160 ms): fraction of the way to shut
@@ -34,7 +36,7 @@ class MotionPlan:
     t: np.ndarray | None = None
 
 
-def blink_curve(n: int, rng: np.random.Generator, fps: int = 25) -> np.ndarray:
+def blink_curve(n: int, rng: np.random.Generator, fps: int = FPS) -> np.ndarray:
     """[n] in [0, 1]: how far the eyes are shut at each frame, blinks at random intervals."""
     out = np.zeros(n)
     t = rng.uniform(0.5, BLINK_EVERY_S[1]) * fps

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..options import POSE_ENDS
+
 ROTATION_TOLERANCE = 1e-2          # |R^T R - I| (float16 / float32 tracks pass, shears do not)
 
 

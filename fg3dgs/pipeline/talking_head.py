@@ -22,17 +22,24 @@ import numpy as np
 import torch
 
 from ..audio_features import HOP, n_frames
-from ..media import VideoWriter
+from ..media import AUDIO_RATE, VideoWriter
 from ..model.encoders import AUDIO_CONTEXT, AUDIO_WINDOW
 from ..model.io import load_identity
+from ..model.replay import Replay, open_replay
+from ..model.windows import audio_window_index, expr_windows
 from ..options import BACKENDS, size_problem
 from ..timing import StageClock
-from ..train.data import audio_window_index, expr_windows
 from .audio_input import SAMPLES_PER_FRAME, AudioInput, AudioInputError, Silence
 from .motion import BLINKS, POSES, MotionPlan, plan_motion
-from .pose_input import (POSE_ENDS, extend, load_pose_track, nearest_rows, reference_pose,
-                         scale_motion, to_identity_space)
-from .replay import Replay, open_replay
+from .pose_input import (
+    POSE_ENDS,
+    extend,
+    load_pose_track,
+    nearest_rows,
+    reference_pose,
+    scale_motion,
+    to_identity_space,
+)
 
 VARIANTS = ("base", "refined", "both")
 LABELS = {"base": "base", "refined": "refined (HRPA lip sync)"}
@@ -172,7 +179,7 @@ class TalkingHead:
 
     @classmethod
     def load(cls, identity: str | Path, device: str | torch.device | None = None,
-             verify: bool = True) -> "TalkingHead":
+             verify: bool = True) -> TalkingHead:
         """From a run folder, or a zoo identity id (pulled from the Hub when needed)."""
         from ..zoo import resolve_identity
 
@@ -181,7 +188,7 @@ class TalkingHead:
     @property
     def default_batch(self) -> int:
         """Frames per call when the options leave it open: 32 on a GPU (the batch of the
-        README's GPU measurements; not tuned further), 8 on the CPU."""
+        docs/benchmarks.md's GPU measurements; not tuned further), 8 on the CPU."""
         return 32 if self.device.type == "cuda" else 8
 
     @property
@@ -221,8 +228,8 @@ class TalkingHead:
         its end the clip plays back and forth). This is how ``fg3dgs eval --cross`` puts a
         render beside a clip's real frames."""
         from ..preprocess.dataset import Dataset
+        from ..train.replay_writer import replay_from_dataset
         from .pose_input import PoseTrack
-        from .replay import replay_from_dataset
 
         ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
         K = np.asarray(ds.K, np.float64).copy()
@@ -513,7 +520,7 @@ class TalkingHead:
         opened = audio if isinstance(audio, AudioInput) else None
         with contextlib.nullcontext(opened) if opened else \
                 AudioInput(audio, opts.max_seconds) as speech:
-            step = max(1, int(16000 * chunk_ms / 1000))
+            step = max(1, int(AUDIO_RATE * chunk_ms / 1000))
 
             def chunks():
                 for s0 in range(0, speech.samples, step):

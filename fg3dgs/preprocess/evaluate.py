@@ -1,4 +1,4 @@
-"""Measure a preprocessed synthetic clip against the generator's truth (issue 4's targets).
+"""Measure a preprocessed synthetic clip against the generator's truth, against the preprocessing's accuracy targets.
 
 The preprocessing never reads the truth; this compares afterwards, in the dataset's crop:
 head rotation (up to the constant rotation between the two head spaces), landmark error over

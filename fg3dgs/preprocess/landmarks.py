@@ -45,7 +45,7 @@ class MeshReader:
     its errors on the two sides of a face differ. On the synthetic subject the average lowers
     the landmark error with glasses (1.62 -> 1.32 % IOD) and the lid bias behind them (eye
     mask IoU 0.837 -> 0.854), and costs a little on the photo without (0.890 -> 0.874; the
-    README has the table). The mirrored reading runs in a thread beside the plain one.
+    docs/data.md has the table). The mirrored reading runs in a thread beside the plain one.
     """
 
     MATCH = 0.1      # a mirrored face further than this many IODs (median) is another face

@@ -1,4 +1,4 @@
-"""Region masks from face landmarks: face, eyes, mouth (DESIGN.md section 2, our choice).
+"""Region masks from face landmarks: face, eyes, mouth (docs/design.md, our choice).
 
 The regions are those of :mod:`fg3dgs.facemesh` (the same definition the synthetic subject's
 truth uses): mediapipe's mesh triangles classified as face skin, eyes (openings and the first
@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..facemesh import (LABEL_EYES, LABEL_FACE, LABEL_MOUTH, mesh_loops, region_mesh,
-                        region_points)
+from ..facemesh import LABEL_EYES, LABEL_FACE, LABEL_MOUTH, mesh_loops, region_mesh, region_points
 from ..landmark_schemes import IBUG68, scheme_for
 from ..synth.raster import render
 

@@ -1,4 +1,4 @@
-"""``fg3dgs preprocess``: a portrait video to a training set (DESIGN.md section 3).
+"""``fg3dgs preprocess``: a portrait video to a training set (docs/design.md).
 
 Two streaming passes over the video (memory stays bounded whatever its length):
 1. landmarks on the whole frame (downscaled for speed), gap filling, smoothing; then the one

@@ -17,7 +17,7 @@
 3. Per-frame pose (rotation, translation) by PnP with that focal length, started from the
    Procrustes rotation, then a light centred temporal smoothing.
 
-World space is the canonical head space (DESIGN.md section 4): X_camera = R @ X_head + t.
+World space is the canonical head space (docs/design.md): X_camera = R @ X_head + t.
 """
 
 from __future__ import annotations

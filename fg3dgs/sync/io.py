@@ -98,7 +98,7 @@ def load_expert(spec: str | Path | None = None) -> tuple[SyncExpert, dict]:
     """
     path = checkpoints_dir() / DEFAULT_EXPERT if spec is None else _resolve(str(spec))
     if not path.is_file():
-        hint = (" (the shipped expert; rebuild it with the command in the README)"
+        hint = (" (the shipped expert; rebuild it with the command in docs/lipsync.md)"
                 if spec is None else "")
         raise ExpertError(f"sync expert not found: {path}{hint}")
     if path.suffix == ".safetensors":

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from .audio import mel_windows
-from .expert import T_FRAMES, SyncExpert
 from .crops import stack_windows
+from .expert import T_FRAMES, SyncExpert
 
 MAX_SHIFT = 15
 

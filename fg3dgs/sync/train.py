@@ -53,7 +53,7 @@ class Augment:
     blur_p: float = 0.3
     flip_p: float = 0.5
 
-    def scaled(self, k: float) -> "Augment":
+    def scaled(self, k: float) -> Augment:
         """This augmentation at strength k (0: none, 1: as configured)."""
         return Augment(scale=(1 + k * (self.scale[0] - 1), 1 + k * (self.scale[1] - 1)),
                        shift=k * self.shift, brightness=k * self.brightness,

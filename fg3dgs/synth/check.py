@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..media import read_audio
 from ..face_observer import eye_openness, lip_opening, track_video
 from ..facemesh import LEFT_IRIS, RIGHT_IRIS
+from ..media import AUDIO_RATE, read_audio
 from .speech import PAUSE
 from .truth import load_truth
 
-# Thresholds of issue 3's "Done when".
+# Thresholds a synthetic clip must meet to be usable as ground truth.
 MIN_DETECTION = 0.99
 MIN_LIP_R = 0.9
 MAX_LANDMARK_ERROR = 0.02
@@ -77,7 +77,7 @@ class ClipCheck:
 
 
 def _audio_onsets(audio: np.ndarray, starts: np.ndarray, symbols: np.ndarray,
-                  ends: np.ndarray, sr: int = 16000) -> float:
+                  ends: np.ndarray, sr: int = AUDIO_RATE) -> float:
     """Worst |speech onset - phoneme start| after pauses longer than 80 ms."""
     env = np.sqrt(np.convolve(audio ** 2, np.ones(80) / 80, mode="same"))
     thresh = 0.02 * env.max()
@@ -123,7 +123,7 @@ def check_clip(folder: str | Path) -> ClipCheck:
     return ClipCheck(frames=n, detection_rate=float(found.mean()), lip_r=lip_r,
                      landmark_error=float(np.median(err)) if err.size else float("inf"),
                      blink_frames=int(blink.sum()), blink_ratio=ratio, blink_floor=floor,
-                     audio_onset_error_s=onset, audio_lag_s=lag / 16000)
+                     audio_onset_error_s=onset, audio_lag_s=lag / AUDIO_RATE)
 
 
 def _lag_fft(x: np.ndarray, y: np.ndarray) -> int:

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..facemesh import N_LANDMARKS, N_MESH_VERTICES
 from ..io_utils import atomic_directory
 from ..media import AUDIO_RATE, FPS, write_video, write_wav
 from ..options import size_problem
 from . import corpus
 from .face import Expression, FaceRig, build_rig
 from .motion import MotionConfig, blink_track, head_motion
-from ..facemesh import N_LANDMARKS, N_MESH_VERTICES
 from .photo import PhotoError, detect_face, load_photo, person_mask
 from .raster import downsample, downsample_labels, render
 from .speech import Speech, SpeechError, Voice, synthesize, voice_for_seed

@@ -20,9 +20,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..facemesh import (LABEL_BACKGROUND, LABEL_EYES, LABEL_HEAD, LABEL_MOUTH,
-                        MOUTH_L, MOUTH_R, N_MESH_VERTICES, mesh_loops,
-                        mesh_triangles, split_lids, triangle_regions)
+from ..facemesh import (
+    LABEL_BACKGROUND,
+    LABEL_EYES,
+    LABEL_HEAD,
+    LABEL_MOUTH,
+    MOUTH_L,
+    MOUTH_R,
+    N_MESH_VERTICES,
+    mesh_loops,
+    mesh_triangles,
+    split_lids,
+    triangle_regions,
+)
 from .photo import FaceLandmarks
 
 HEAD_DISTANCE = 0.6          # m, photo camera to face

@@ -24,7 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 16000           # the project's audio rate (DESIGN.md section 4)
+from ..media import AUDIO_RATE
+
+SAMPLE_RATE = AUDIO_RATE     # the project's audio rate
 PAUSE = "_"                   # symbol of silent stretches
 
 # speak_lib.h constants.
@@ -96,7 +98,7 @@ class Voice:
         return self.name if not self.variant else f"{self.name}+{self.variant}"
 
     @classmethod
-    def parse(cls, spec: str) -> "Voice":
+    def parse(cls, spec: str) -> Voice:
         """"en-us" or "en-us+f3"."""
         name, _, variant = spec.partition("+")
         return cls(name=name, variant=variant or None)

@@ -49,6 +49,8 @@ class TrainConfig:
     sync_weight: float = 0.03       # HRPA: the sync expert's loss beside the fusion loss
     hrpa_crop_l1: float = 1.0       # HRPA: L1 of the expert's mouth crops vs the real ones
     lr_hrpa_net: float = 1e-4       # HRPA: the refined mouth network
+    hrpa_adapter: bool = False      # HRPA learns only a feature adapter of the refined mouth
+    lr_hrpa_adapter: float = 2e-3   # HRPA: that adapter
     hrpa_other_voices: float = 0.0  # HRPA: share of steps driven by other voices (sync only)
     hrpa_other_minutes: float = 4.0     # HRPA: minutes of other voices' speech made for it
     expert: str | None = None       # HRPA's sync expert (None: the shipped one)
@@ -59,7 +61,7 @@ class TrainConfig:
     seed: int = 0
     backend: str = "auto"
     # torch.compile backend ("inductor") for the networks and the photometric loss's
-    # pointwise parts; "" runs eagerly (see README, "Real time": a step on a GPU is bound
+    # pointwise parts; "" runs eagerly (see docs/benchmarks.md: a step on a GPU is bound
     # by kernel launches)
     compile: str = ""
     compile_mode: str = "default"   # torch.compile's mode: "reduce-overhead" adds CUDA graphs
@@ -88,7 +90,7 @@ class TrainConfig:
         return out
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         # Fields added since the run started take its preset's values.
         d = {"lip_prior": 0.0, **d}     # runs from before the lip prior go on without it
         d = {"audio_copies": 0, **d}    # and those from before voice-varied audio without it

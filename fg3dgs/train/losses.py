@@ -206,7 +206,7 @@ class _Photometric(torch.autograd.Function):
         return torch.addcmul(gx, d.sign(), l1), None, None, None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def compiled_photometric(backend: str = "inductor", mode: str = "default"):
     """:func:`photometric` with its pointwise parts (the moments before the filter, the SSIM
     formula and the L1 after it) each compiled into a few fused kernels by torch.compile.

@@ -34,9 +34,9 @@ import torch
 
 from ..frontend.train import concordance
 from ..model.encoders import AudioEncoder
+from ..model.windows import audio_windows
 from ..preprocess.dataset import Dataset
 from .audio_tune import AudioTuneConfig, tune_audio_path
-from .data import audio_windows
 from .spread import driving_features, match_spread
 
 

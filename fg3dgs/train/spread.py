@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..model.encoders import AudioEncoder
-from .data import audio_windows
+from ..model.windows import audio_windows
 
 
 @torch.no_grad()

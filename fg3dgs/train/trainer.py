@@ -1,4 +1,4 @@
-"""``fg3dgs train``: the three stages of FG-3DGS (DESIGN.md section 2) on a dataset.
+"""``fg3dgs train``: the three stages of FG-3DGS (docs/design.md) on a dataset.
 
 1. static: each region's Gaussians fitted to the frames masked to that region (L1 + 0.2
    D-SSIM, plus the region's alpha against its mask so regions stay apart), with 3DGS
@@ -34,21 +34,29 @@ import torch
 from ..audio_features import feature_model
 from ..device import to_device
 from ..io_utils import atomic_output
+from ..media import FPS
 from ..model.fusion import fuse
 from ..model.gaussians import PARAMS, DensifyStrategy, GaussianSet
 from ..model.identity import FG3DGS, REGION_LABELS
 from ..model.init_points import initial_points
 from ..model.io import build_model, save_identity, with_default_buffers
+from ..model.windows import audio_windows
 from ..options import size_problem
-from ..pipeline.replay import write_replay
 from ..preprocess.dataset import Dataset
 from . import CUDA_GRAPH_MODES
 from .audio_variants import AudioVariantConfig, draw_variants
 from .config import STAGES, TrainConfig, preset
 from .data import TrainData, region_masks
-from .losses import (compiled_photometric, masked_l1, mean_weights, padded_batch, photometric,
-                     psnr_tensor)
+from .losses import (
+    compiled_photometric,
+    masked_l1,
+    mean_weights,
+    padded_batch,
+    photometric,
+    psnr_tensor,
+)
 from .mouth_prior import LipHead, lip_targets
+from .replay_writer import write_replay
 
 STATE = "train_state.safetensors"
 
@@ -182,7 +190,7 @@ class Trainer:
     @classmethod
     def refine_identity(cls, identity: str | Path, dataset: str | Path, run: str | Path,
                         progress: bool = True, force: bool = False,
-                        **overrides) -> "Trainer":
+                        **overrides) -> Trainer:
         """A run of the HRPA stage alone on a trained identity (its Gaussians, networks and
         audio encoder as they are; the refined branch starts again from the base one), on
         the dataset it was trained on, for an identity without its training run (a
@@ -267,6 +275,7 @@ class Trainer:
         drive = self.model.drive(torch.cat([b["audio"], w]), b["expression"])
         lip = self._lip_l1(drive["f_a"][B:], ks)
         drive["f_a"], drive["tok_a"] = drive["f_a"][:B], drive["tok_a"][:B]
+        drive["audio"] = drive["audio"][:B]
         return drive, lip
 
     def _lip_warmup(self, steps: int | None = None):
@@ -319,7 +328,10 @@ class Trainer:
         if stage == "fusion":
             groups.append({"name": "colour", "params": list(m.colour.parameters()),
                            "lr": c.lr_colour})
-        if stage == "hrpa":     # only the refined mouth learns: network and colour correction
+        if stage == "hrpa" and m.cfg.refined_adapter:   # only the features' adapter learns
+            groups = [{"name": "refined.adapter", "params": list(m.refined["adapter"].parameters()),
+                       "lr": c.lr_hrpa_adapter}]
+        elif stage == "hrpa":   # only the refined mouth learns: network and colour correction
             mouth = m.cfg.refined_region
             groups = [{"name": "refined.net", "params": list(m.refined["net"].parameters()),
                        "lr": c.lr_hrpa_net},
@@ -443,7 +455,7 @@ class Trainer:
         from ..sync.crops import face_boxes
 
         if self.model.refined is None or self.step == 0:   # (re)start from the base branch
-            self.model.add_refined()
+            self.model.add_refined(adapter=self.cfg.hrpa_adapter)
         self.model.set_variant("refined")
         self._load_expert()
         self.sync_mel = sync_mel(self.ds.audio())
@@ -465,7 +477,6 @@ class Trainer:
         from ..sync.audio import mel_windows
         from ..sync.crops import mouth_crops, stack_windows
         from ..sync.expert import T_FRAMES
-        from .data import audio_windows
         from .other_voices import draw_window
 
         c = self.cfg
@@ -734,7 +745,7 @@ class Trainer:
                                             self.stage_seconds.items()}},
                 "metrics": {"train_psnr_last": float(np.mean(last)) if last else None},
                 "variants": list(self.model.variants),
-                "track": {"fps": 25, "frames": len(self.ds)}}
+                "track": {"fps": FPS, "frames": len(self.ds)}}
         if self.lpips_info is not None:
             meta["lpips"] = self.lpips_info
         if getattr(self, "hrpa_skipped", None):

@@ -17,8 +17,9 @@ import numpy as np
 
 from ..io_utils import atomic_directory, sha256
 from ..model.io import META, WEIGHTS, load_identity, record_file_hashes, save_identity
-from ..pipeline.replay import INDEX, VIDEO, write_replay
+from ..model.replay import INDEX, VIDEO
 from ..train import STAGES
+from ..train.replay_writer import write_replay
 from .manifest import ZooError
 
 PREVIEW = "preview.png"

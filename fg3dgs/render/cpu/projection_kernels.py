@@ -17,8 +17,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ..projection import (ALPHA_THRESHOLD, EPS2D, FAR_PLANE, FOV_MARGIN, NEAR_PLANE,
-                          RADIUS_EXTEND)
+from ..projection import ALPHA_THRESHOLD, EPS2D, FAR_PLANE, FOV_MARGIN, NEAR_PLANE, RADIUS_EXTEND
 
 
 @njit(cache=True, inline="always")

@@ -32,17 +32,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..evaluate.regions import jitter, lips_lmd, mean_ssim, region_psnrs
 from ..facemesh import LEFT_IRIS, RIGHT_IRIS
 from ..io_utils import atomic_output
 from ..landmark_schemes import get_scheme
 from ..media import AUDIO_RATE, FPS, read_audio, write_video
 from ..model.io import load_identity
+from ..model.windows import audio_windows
+from ..perceptual.metrics import load_perceptual, perceptual_metrics
 from ..pipeline.motion import pingpong
 from ..preprocess.dataset import Dataset, DatasetError
 from ..synth.truth import load_truth
-from ..perceptual.metrics import load_perceptual, perceptual_metrics
-from .data import TrainData
+from ..train.data import TrainData
+from .regions import jitter, lips_lmd, mean_ssim, region_psnrs
 
 UNAVAILABLE = {
     "lse": "LSE-C / LSE-D need SyncNet's published weights (syncnet_v2.model from "
@@ -117,7 +118,6 @@ def render_with_audio(model, info, ds: Dataset, audio: np.ndarray, replay: np.nd
     speaking ``audio`` (16 kHz mono), with head pose, expression and torso replayed from
     dataset frames ``replay`` (ping-pong). F = the audio's length in video frames."""
     from ..audio_features import extract
-    from .data import audio_windows
 
     size = int(info["size"])
     n = max(1, -(-len(audio) * FPS // AUDIO_RATE))

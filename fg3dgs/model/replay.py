@@ -1,4 +1,4 @@
-"""The replay track of an identity: what a new speech is rendered over.
+"""The replay track of an identity, part of its format: what a new speech is rendered over.
 
 Audio drives the face; the rest of the frame (torso, background) and, by default, the head
 pose and the eye state are replayed from a stretch of the training clip. A run folder keeps
@@ -6,18 +6,19 @@ that stretch as ``replay.mp4`` (the canvas: each frame with its head replaced by
 background plate, H.264 4:4:4)
 and ``replay.safetensors`` (which track frames it shows, and their face boxes for the mouth
 crops of the sync scores). The poses and expression come from the identity's own track.
+This module reads the track; :mod:`fg3dgs.train.replay_writer` makes it from a dataset.
 """
 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..io_utils import atomic_output, sha256
+from ..io_utils import sha256
 
 VIDEO, INDEX = "replay.mp4", "replay.safetensors"
 DEFAULT_SECONDS = 16.0
@@ -25,61 +26,6 @@ DEFAULT_SECONDS = 16.0
 
 class ReplayError(ValueError):
     """A replay track that is missing, damaged or does not fit its identity."""
-
-
-def write_replay(run: str | Path, dataset, size: int, seconds: float = DEFAULT_SECONDS,
-                 start: int = 0) -> Path:
-    """Write RUN/replay.mp4 + RUN/replay.safetensors from ``seconds`` of the dataset's
-    training frames from ``start`` on, at ``size`` pixels (the identity's size). When RUN
-    holds an identity.json, its record of the files' sha256 is updated."""
-    from safetensors.torch import save_file
-    import torch
-
-    from ..media import write_video
-    from ..preprocess.dataset import Dataset
-    from ..sync.crops import face_boxes
-
-    ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
-    train = ds.split("train")
-    n = max(1, min(int(round(seconds * 25)), len(train) - start))
-    if start < 0 or start >= len(train):
-        raise ReplayError(f"replay start {start} is outside the {len(train)} training frames")
-    frames = np.asarray(train[start:start + n])
-    run = Path(run)
-
-    write_video(run / VIDEO, canvases(ds, size, frames), crf=12, pix_fmt="yuv444p")
-    boxes = face_boxes(np.asarray(ds.landmarks)[frames]) * (size / ds.manifest["size"])
-    with atomic_output(run / INDEX) as tmp:
-        save_file({"frames": torch.from_numpy(frames.astype(np.int64)),
-                   "boxes": torch.from_numpy(boxes.astype(np.float32))}, str(tmp),
-                  metadata={"video": VIDEO, "video_sha256": sha256(run / VIDEO),
-                            "size": str(size)})
-    from ..model.io import record_file_hashes
-
-    record_file_hashes(run)       # identity.json records the new index's sha256
-    return run / VIDEO
-
-
-def canvases(ds, size: int, frames: np.ndarray) -> Iterator[np.ndarray]:
-    """The canvases [S, S, 3] uint8 of dataset frames: each frame with its head replaced by
-    the background plate, at ``size`` pixels."""
-    from ..train.data import TrainData
-
-    for a in range(0, len(frames), 32):
-        data = TrainData(ds, size, frames=frames[a:a + 32])
-        canvas = data.batch(np.arange(len(data)))["canvas"].numpy()
-        yield from (np.round(c * 255).clip(0, 255).astype(np.uint8) for c in canvas)
-
-
-def replay_from_dataset(ds, size: int) -> "Replay":
-    """Every frame of a dataset as a replay track (in memory): another clip's own torso
-    and background under the identity's head."""
-    from ..sync.crops import face_boxes
-
-    frames = np.arange(len(ds))
-    boxes = face_boxes(np.asarray(ds.landmarks)) * (size / ds.manifest["size"])
-    return Replay(frames, np.stack(list(canvases(ds, size, frames))),
-                  boxes.astype(np.float32))
 
 
 @dataclass
