@@ -7,7 +7,8 @@ import argparse
 import math
 import os
 
-from .options import size_problem
+from .options import POSES, size_problem
+from .pose_track import PoseTrackError, load_pose_track
 
 
 def image_size(text: str) -> int:
@@ -75,10 +76,6 @@ def output_file(*suffixes: str):
 
 def pose_source(text: str) -> str:
     """replay, static, or a pose track file (checked here, before anything heavy loads)."""
-    # (numpy only; imported here so that other commands' argument parsing skips it)
-    from .pipeline.motion import POSES
-    from .pipeline.pose_input import PoseTrackError, load_pose_track
-
     if text in POSES:
         return text
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -17,6 +18,19 @@ def sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def read_versioned_json(path: Path, version: int, error: type[Exception]) -> dict:
+    """The JSON object of ``path``, whose ``format_version`` must be ``version``; ``error``
+    (the caller's error type) says what is wrong otherwise."""
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise error(f"{path} is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict) or data.get("format_version") != version:
+        found = data.get("format_version") if isinstance(data, dict) else None
+        raise error(f"{path} has format version {found}; this fg3dgs reads version {version}")
+    return data
 
 
 def _shipped(name: str, env: str) -> Path:

@@ -4,6 +4,14 @@ that the command line can check its arguments before importing anything heavy.""
 # The rasterization backends
 BACKENDS = ("auto", "cpu", "gsplat")
 
+# What a render shows: the base mouth, the lip-sync-refined one, or both side by side
+VARIANTS = ("base", "refined", "both")
+
+# Head motion: replay the identity's track, hold its central pose (or give a pose track file);
+# eye blinks: replay the track's, or blink at random moments
+POSES = ("replay", "static")
+BLINKS = ("replay", "auto")
+
 # A pose track shorter than the speech: keep its last pose, or walk it back and forth
 POSE_ENDS = ("hold", "loop")
 

@@ -187,7 +187,7 @@ def test_pipeline_bench_times_the_front_end(tmp_path, capsys):
 def test_interrupts_and_warnings_read_as_one_line(monkeypatch, capsys, tmp_path):
     import warnings
 
-    import fg3dgs.cli as cli
+    from fg3dgs.cli import render as render_cli
 
     python_format = warnings.formatwarning
 
@@ -195,7 +195,7 @@ def test_interrupts_and_warnings_read_as_one_line(monkeypatch, capsys, tmp_path)
         sys.stderr.write(warnings.formatwarning("the head is shy", UserWarning, "x.py", 1))
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_cmd_demo", demo)
+    monkeypatch.setattr(render_cli, "run_demo", demo)
     assert main(["demo", "--out", str(tmp_path / "d.mp4")]) == 130
     err = capsys.readouterr().err
     assert "fg3dgs: warning: the head is shy\n" in err and "x.py" not in err

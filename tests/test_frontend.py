@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from fg3dgs.audio_features import AudioFeatureError, extract, log_mel, n_frames
+from fg3dgs.audio_features import AudioFeatureError, extract
 from fg3dgs.frontend import (
     ArticulationNet,
     FrontendConfig,
@@ -16,6 +16,7 @@ from fg3dgs.frontend import (
     save_frontend,
 )
 from fg3dgs.frontend import augment as aug
+from fg3dgs.mel import log_mel, n_frames
 
 SR = 16000
 

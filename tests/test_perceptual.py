@@ -335,7 +335,7 @@ def test_eval_entries_without_weights(hub_at, tmp_path, files):
 def test_cli_eval_options(tmp_path, monkeypatch, capsys, hub_at):
     import fg3dgs.evaluate.validation as ev
     from fg3dgs.cli import main
-    from fg3dgs.zoo.export import _metrics_table
+    from fg3dgs.pipeline.export import _metrics_table
 
     hub_at(tmp_path)
     assert main(["eval", str(tmp_path / "run"), "--data", str(tmp_path / "data"),
@@ -439,21 +439,21 @@ def test_fusion_loss_adds_lpips_on_patches_when_its_weights_are_there(files, hub
     monkeypatch.setattr(LPIPS, "forward", lambda self, x0, x1, f=LPIPS.forward:
                         calls["forward"].append(tuple(x0.shape)) or f(self, x0, x1))
     with_lpips = _fusion_trainer()
-    with_lpips._start_lpips()
-    with_lpips._start_lpips()                     # once per run
+    with_lpips.start_lpips()
+    with_lpips.start_lpips()                     # once per run
     assert calls["load"] == 1 and with_lpips.lpips_info["used"] is True
     assert with_lpips.lpips_info["weights"]["backbone"] == str(files.backbone)
-    loss_with, _ = with_lpips._one_step()
+    loss_with, _ = with_lpips.step_once()
     assert calls["forward"] == [(2, 3, 32, 32)]    # 2 patches of 32 px, one LPIPS call
 
     hub_at(tmp_path)                              # no weights: a warning, nothing else changes
     without = _fusion_trainer()
     with pytest.warns(UserWarning, match="without its LPIPS term"):
-        without._start_lpips()
-    without._start_lpips()
+        without.start_lpips()
+    without.start_lpips()
     assert without.lpips_net is None and without.lpips_info["used"] is False
     assert "alexnet-owt-7be5be79.pth" in without.lpips_info["reason"]
-    loss_without, _ = without._one_step()
+    loss_without, _ = without.step_once()
     assert len(calls["forward"]) == 1
     # the same batch (the generators agree up to the patch corners): the difference is the term
     assert loss_with > loss_without

@@ -12,16 +12,8 @@ from scipy.spatial.transform import Rotation
 from fg3dgs.cli import main
 from fg3dgs.evaluate.regions import jaw_band, jitter, masked_psnr, mouth_box
 from fg3dgs.pipeline import AudioInput, RenderOptions, TalkingHead
-from fg3dgs.pipeline.pose_input import (
-    PoseTrack,
-    PoseTrackError,
-    check_pose_arrays,
-    extend,
-    load_pose_track,
-    nearest_rows,
-    scale_motion,
-    to_identity_space,
-)
+from fg3dgs.pipeline.pose_input import extend, nearest_rows, scale_motion, to_identity_space
+from fg3dgs.pose_track import PoseTrack, PoseTrackError, check_pose_arrays, load_pose_track
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "checkpoints" / "identities" / "astronaut-demo"

@@ -13,9 +13,8 @@ def test_retarget_keeps_everything_but_the_audio_encoder(tmp_path, monkeypatch):
     from fg3dgs.io_utils import checkpoints_dir
     from fg3dgs.media import write_wav
     from fg3dgs.model.io import load_identity
-    from fg3dgs.pipeline import TalkingHead
+    from fg3dgs.pipeline import RenderOptions, TalkingHead
     from fg3dgs.pipeline.audio_input import AudioInput
-    from fg3dgs.pipeline.talking_head import RenderOptions
     from fg3dgs.synth.speech import synthesize, voice_for_seed
     from fg3dgs.train.retarget import RetargetConfig, retarget
 

@@ -5,7 +5,7 @@ import pytest
 
 librosa = pytest.importorskip("librosa")
 
-from fg3dgs.audio_features import MelConfig, log_mel, n_frames  # noqa: E402
+from fg3dgs.mel import MelConfig, log_mel, n_frames  # noqa: E402
 from fg3dgs.spectrum import mel_filters, stft_magnitude  # noqa: E402
 from fg3dgs.sync.audio import SyncMelConfig, sync_mel  # noqa: E402
 

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
+from fg3dgs.media import AUDIO_RATE
 from fg3dgs.synth.corpus import pick_sentences, sentences
 from fg3dgs.synth.speech import (
     PAUSE,
-    SAMPLE_RATE,
     SPEAKER_VOICES,
     SpeechError,
     Voice,
@@ -25,7 +25,7 @@ def speech():
 
 
 def test_audio_and_phonemes_tile_the_utterance(speech):
-    assert speech.audio.dtype == np.float32 and speech.sample_rate == SAMPLE_RATE
+    assert speech.audio.dtype == np.float32 and speech.sample_rate == AUDIO_RATE
     assert 2.0 < speech.duration < 6.0
     ph = speech.phonemes
     assert ph[0].start == 0.0 and ph[0].symbol == PAUSE

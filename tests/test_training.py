@@ -58,8 +58,8 @@ def test_loss_falls_and_outputs_are_written(run):
     per = state["train"]["stage_seconds"]
     assert list(per) == ["static", "deform", "fusion"] and min(per.values()) > 0
     assert sum(per.values()) <= state["train"]["seconds"]
-    from fg3dgs.train.trainer import _read_state
-    hist = _read_state(run / "train_state.safetensors")["meta"]["history"]
+    from fg3dgs.train.checkpoint import read_state
+    hist = read_state(run / "train_state.safetensors")["meta"]["history"]
     static = [h[2] for h in hist if h[0] == "static"]
     assert np.mean(static[-5:]) < 0.85 * np.mean(static[:5])
 
@@ -166,7 +166,7 @@ def test_resume_continues_exactly(data, tmp_path, monkeypatch):
     cfg = tiny((10, 6, 4))
     train(data / "data", tmp_path / "straight", cfg, progress=False)
     calls = {"n": 0}
-    original = Trainer._one_step
+    original = Trainer.step_once
 
     def interrupt_at_13(self, *args, **kwargs):
         calls["n"] += 1
@@ -174,10 +174,10 @@ def test_resume_continues_exactly(data, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Trainer, "_one_step", interrupt_at_13)
+    monkeypatch.setattr(Trainer, "step_once", interrupt_at_13)
     with pytest.raises(KeyboardInterrupt):
         train(data / "data", tmp_path / "resumed", tiny((10, 6, 4)), progress=False)
-    monkeypatch.setattr(Trainer, "_one_step", original)
+    monkeypatch.setattr(Trainer, "step_once", original)
     with pytest.raises(TrainError, match="--resume"):
         train(data / "data", tmp_path / "resumed", tiny((10, 6, 4)), progress=False)
     train(data / "data", tmp_path / "resumed", resume=True, progress=False)
@@ -404,6 +404,7 @@ def test_one_off_work_is_counted_as_a_run_does_it(data, tmp_path, monkeypatch):
     real run does."""
     from fg3dgs.model.gaussians import DensifyStrategy
     from fg3dgs.train.config import STAGES
+    from fg3dgs.train.mouth_prior import LipPrior
 
     seen = {}
 
@@ -427,13 +428,26 @@ def test_one_off_work_is_counted_as_a_run_does_it(data, tmp_path, monkeypatch):
             passes.add(step)
         return changed
     monkeypatch.setattr(DensifyStrategy, "step", densify)
-    for name, method in (("preview", "write_preview"), ("checkpoint", "save_state"),
-                         ("lip-prior warm-up step", "_lip_loss")):
+    lip = {"stages": set(), "steps": 0}         # warm-up steps: the prior's loss alone
+    warm_up, lip_loss = Trainer.warm_up_lip_prior, LipPrior.loss
+
+    def warming_up(self, *a, **k):
+        lip["stages"].add(self.stage)
+        return warm_up(self, *a, **k)
+
+    def lip_step(self, *a, **k):
+        lip["steps"] += 1
+        return lip_loss(self, *a, **k)
+    monkeypatch.setattr(Trainer, "warm_up_lip_prior", warming_up)
+    monkeypatch.setattr(LipPrior, "loss", lip_step)
+    for name, method in (("preview", "write_preview"), ("checkpoint", "save_state")):
         monkeypatch.setattr(Trainer, method, counting(name, getattr(Trainer, method)))
     cfg = tiny((13, 9, 6), lip_warmup=3)
     cfg.preview_every = 4
     train(data / "data", tmp_path / "r", cfg, progress=False)
     seen["static"]["densification pass"] = len(passes)
+    assert lip["stages"] == {"deform"}
+    seen["deform"]["lip-prior warm-up step"] = lip["steps"]
     assert seen == cfg.one_offs()
     assert cfg.one_offs()["static"] == {"preview": 4, "checkpoint": 3,
                                         "densification pass": 2}
@@ -442,13 +456,12 @@ def test_one_off_work_is_counted_as_a_run_does_it(data, tmp_path, monkeypatch):
 def test_windowed_regions_share_one_loss_call(data, tmp_path):
     """Stages 1-2: the eye and mouth windows go through the loss in one padded, weighted
     call; the loss and its gradients are those of one call per region."""
-    from fg3dgs.train.data import region_mask
+    from fg3dgs.train.data import region_mask, region_window
     from fg3dgs.train.losses import photometric_reference
-    from fg3dgs.train.trainer import region_window
+    from fg3dgs.train.stage_losses import alpha_l1, region_loss
 
     t = Trainer(data / "data", tmp_path / "r", tiny((2, 2, 2)), progress=False)
-    t.stage, t.step = "deform", 0
-    t._new_stage_state()
+    t.start_stage("deform")
     c = t.cfg
     ks = np.array([3, 11])
     b = t.data.batch(ks, t.device)
@@ -458,7 +471,7 @@ def test_windowed_regions_share_one_loss_call(data, tmp_path):
     drive = t.model.drive(b["audio"], b["expression"])
     renders = t.model.render_regions(drive, b["viewmats"], t.K, c.size, c.size, "cpu",
                                      windows=windows)
-    got, psnr = t._region_loss(renders, b["image"], b["labels"], windows, True)
+    got, psnr = region_loss(renders, b["image"], b["labels"], windows, True, c, t.image_loss)
     # stages 1-2 render without the colour corrections: at their identity start, the same
     raw = t.model.render_regions(drive, b["viewmats"], t.K, c.size, c.size, "cpu",
                                  windows=windows, colour=False)
@@ -479,7 +492,7 @@ def test_windowed_regions_share_one_loss_call(data, tmp_path):
     # fusion's alpha term: the regions' full-frame alphas in one term, the sum of their own
     full = t.model.render_regions(drive, b["viewmats"], t.K, c.size, c.size, "cpu")
     torch.testing.assert_close(
-        Trainer._alpha_l1(full, b["labels"]),
+        alpha_l1(full, b["labels"]),
         sum((a - region_mask(b["labels"], r)).abs().mean() for r, (_, a) in full.items()))
     params = [p for p in t.model.parameters() if p.requires_grad]
     nonzero = 0
@@ -498,16 +511,16 @@ def test_lip_prior_teaches_the_audio_encoder_the_lips(data, tmp_path):
     encoder (and its head): the Gaussians and the deformation networks stay as they were."""
     t = Trainer(data / "data", tmp_path / "r", tiny((2, 2, 2), lip_warmup=300, lip_batch=16),
                 progress=False)
-    t.stage, t.step = "deform", 0
-    t._new_stage_state()
+    t.start_stage("deform")
     assert t.lip_warmup_due
     before_nets = {k: v.clone() for k, v in t.model.nets.state_dict().items()}
     torch.manual_seed(0)
     with torch.no_grad():
-        start = np.mean([float(t._lip_loss()) for _ in range(8)])
-    t._lip_warmup()
+        start = np.mean([float(t.lip_prior.loss(t.model, t.rng)) for _ in range(8)])
+    t.warm_up_lip_prior()
+    assert not t.lip_warmup_due
     with torch.no_grad():
-        end = np.mean([float(t._lip_loss()) for _ in range(8)])
+        end = np.mean([float(t.lip_prior.loss(t.model, t.rng)) for _ in range(8)])
     assert end < 0.8 * start
     for k, v in t.model.nets.state_dict().items():
         assert torch.equal(v, before_nets[k]), k
@@ -553,12 +566,11 @@ def test_training_steps_never_wait_for_the_device(data, tmp_path):
     on the host (the loss is read only at log and checkpoint steps)."""
     tr = Trainer(data / "data", tmp_path / "run", tiny((4, 4, 4)), progress=False)
     for stage in ("static", "deform", "fusion"):
-        tr.stage, tr.step = stage, 0
-        tr._new_stage_state()
-        tr._one_step()
+        tr.start_stage(stage)
+        tr.step_once()
         tr.step = 5          # a densification step in the static stage
         with _HostWaits() as spy:
-            loss, quality = tr._one_step()
+            loss, quality = tr.step_once()
         assert spy.hits == [], (stage, spy.hits)
         assert isinstance(loss, torch.Tensor) and np.isfinite(float(loss))
 
@@ -709,9 +721,9 @@ def test_training_frames_hear_voice_varied_copies_of_the_clip(data, tmp_path):
     assert np.array_equal(w[0], t.data.audio(frames)[0])
     for k in (1, 2):
         assert np.array_equal(w[k], sets[k][idx[k]])
-    assert t._variants(5) is not None
+    assert t.feature_variants(5) is not None
     t.cfg.audio_copies = 0                  # runs without copies draw nothing
-    assert t._variants(5) is None
+    assert t.feature_variants(5) is None
 
 
 @pytest.mark.parametrize("args, want", [([], 4), (["--audio-copies", "0"], 0)])
@@ -744,14 +756,14 @@ def test_refine_runs_hrpa_alone_on_an_identity_with_other_voices(run, data, tmp_
     t = Trainer.refine_identity(run, data / "data", tmp_path / "r", progress=False,
                                 iterations=2, expert=str(expert), hrpa_other_voices=1.0,
                                 hrpa_other_minutes=0.05)
-    assert t.stage == "hrpa" and t.other_voices
+    assert t.stage == "hrpa" and t.hrpa.other_voices
 
-    def no_photometric(self):
+    def no_photometric(*args, **kwargs):
         raise AssertionError("a step on another voice has no true frame to compare with")
 
     with monkeypatch.context() as m:
-        m.setattr(Trainer, "_photometric", property(no_photometric))
-        t._one_step()
+        m.setattr(Trainer, "image_loss", property(lambda self: no_photometric))
+        t.step_once()
 
     out = tmp_path / "cli"
     assert main(["refine", str(run), "--data", str(data / "data"), "--out", str(out),

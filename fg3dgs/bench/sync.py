@@ -96,9 +96,9 @@ def measure_clip(head, clip: PanelClip, experts: dict, reference_std: float | No
     from ..face_observer import lip_opening, track_landmarks
     from ..media import write_wav
     from ..pipeline.audio_input import AudioInput
-    from ..pipeline.talking_head import RenderOptions
+    from ..pipeline.render_options import RenderOptions
     from ..sync.audio import sync_mel
-    from ..sync.metrics import sync_scores
+    from ..sync.metrics import frame_mouth_crops, sync_scores
 
     variants = head.variants
     opts = RenderOptions(variant="both" if len(variants) > 1 else "base", size=size)
@@ -112,7 +112,7 @@ def measure_clip(head, clip: PanelClip, experts: dict, reference_std: float | No
             for _, rows, imgs in head.frames(speech, opts):
                 for v in variants:
                     frames[v].append(imgs[v])
-                    crops[v].append(head._mouth_crops(imgs[v], head.replay.boxes[rows] * scale))
+                    crops[v].append(frame_mouth_crops(imgs[v], head.replay.boxes[rows] * scale))
             n = speech.frames
     env = frame_envelope(clip.audio, n)
     mel = sync_mel(clip.audio)

@@ -63,7 +63,7 @@ def grow_to_cap(trainer, seed: int = 0) -> dict[str, int]:
 def _steps(trainer, k: int):
     """``k`` training steps as the loop runs them between log steps."""
     for _ in range(k):
-        trainer._one_step(quality=False)
+        trainer.step_once(quality=False)
 
 
 PROFILE_STEPS = 10
@@ -95,8 +95,8 @@ def _timed(fn, sync) -> float:
 
 def _lip_step_s(trainer, sync, steps: int) -> float:
     """Seconds per warm-up step of the lip prior (after two untimed ones)."""
-    trainer._lip_warmup(steps=2)
-    return _timed(lambda: trainer._lip_warmup(steps=steps), sync) / steps
+    trainer.warm_up_lip_prior(steps=2)
+    return _timed(lambda: trainer.warm_up_lip_prior(steps=steps), sync) / steps
 
 
 def _densify_pass_s(trainer, sync) -> float:
@@ -105,8 +105,7 @@ def _densify_pass_s(trainer, sync) -> float:
     due = trainer.cfg.densify.due_steps(trainer.cfg.iterations["static"])[0]
 
     def one_pass():
-        for r, strat in trainer.densify.items():
-            strat.step(due, trainer.model.gaussians[r], trainer.opt)
+        trainer.densify.run_pass(due, trainer.model.gaussians, trainer.opt)
         trainer.model.invalidate()
     return _timed(one_pass, sync)
 
@@ -169,10 +168,9 @@ def run(args) -> int:
             n = cfg.iterations.get(stage, 0)
             if n <= 0 or (args.stages and stage not in args.stages):
                 continue
-            tr.stage, tr.step = stage, 0
-            once.append(("stage set-up", stage, 1, _timed(tr._new_stage_state, sync)))
-            if tr.lip_warmup_due:               # timed on its own, not inside the warm-up
-                tr.lip_warmup_due = False
+            once.append(("stage set-up", stage, 1,
+                         _timed(lambda: tr.start_stage(stage), sync)))
+            if tr.lip_warmup_due:   # timed on its own (which clears it), not in the first step
                 once.append(("lip-prior warm-up step", stage,
                              plan[stage]["lip-prior warm-up step"],
                              _lip_step_s(tr, sync, args.steps)))
@@ -182,12 +180,12 @@ def run(args) -> int:
             warm_s = _timed(lambda: _steps(tr, args.warmup), sync)
             if args.sync_debug and tr.device.type == "cuda":
                 torch.cuda.set_sync_debug_mode("warn")
-                tr._one_step(quality=False)
+                tr.step_once(quality=False)
                 torch.cuda.set_sync_debug_mode("default")
             ops = None
             if not cfg.compile:
                 with OpCounter(by_source=bool(args.op_sources)) as counted:
-                    tr._one_step(quality=False)
+                    tr.step_once(quality=False)
                 ops = counted.total
                 if args.op_sources:
                     sources.append((stage, counted))

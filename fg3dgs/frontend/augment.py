@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..audio_features import SAMPLE_RATE, MelConfig, log_mel_of_power, power_spectrogram
+from ..media import AUDIO_RATE
+from ..mel import MelConfig, log_mel_of_power, power_spectrogram
 from ..spectrum import warp_frequency
 
 
@@ -37,7 +38,7 @@ def log_mel_warped(audio: np.ndarray, alpha: float = 1.0,
                    cfg: MelConfig = MelConfig()) -> np.ndarray:
     """[T, 80] log-mel of ``audio`` with the spectrum's frequency axis scaled by ``alpha``
     (> 1 moves formants up, as a shorter vocal tract); alpha = 1 is
-    :func:`fg3dgs.audio_features.log_mel`."""
+    :func:`fg3dgs.mel.log_mel`."""
     power = warp_frequency(power_spectrogram(audio, cfg), alpha)
     return log_mel_of_power(power, cfg)
 
@@ -47,7 +48,7 @@ def _coloured_noise(n: int, rng: np.random.Generator, kind: str) -> np.ndarray:
     if kind == "white":
         return white
     spec = np.fft.rfft(white)
-    f = np.maximum(np.fft.rfftfreq(n, 1 / SAMPLE_RATE), 20.0)
+    f = np.maximum(np.fft.rfftfreq(n, 1 / AUDIO_RATE), 20.0)
     spec /= f ** (0.5 if kind == "pink" else 1.0)
     return np.fft.irfft(spec, n)
 
@@ -74,10 +75,10 @@ def reverberate(audio: np.ndarray, rt60: float, rng: np.random.Generator,
     drawn from -3..10 dB, rooms to close microphones) under the direct sound's energy."""
     from scipy.signal import fftconvolve
 
-    n = int(min(rt60, 1.2) * SAMPLE_RATE)
-    t = np.arange(n) / SAMPLE_RATE
+    n = int(min(rt60, 1.2) * AUDIO_RATE)
+    t = np.arange(n) / AUDIO_RATE
     tail = rng.normal(size=n) * np.exp(-6.9 * t / rt60)
-    tail[: int(0.002 * SAMPLE_RATE)] = 0.0
+    tail[: int(0.002 * AUDIO_RATE)] = 0.0
     drr = rng.uniform(-3.0, 10.0) if drr_db is None else drr_db
     ir = tail * np.sqrt(10 ** (-drr / 10) / (np.sum(tail ** 2) + 1e-12))
     ir[0] = 1.0
@@ -89,7 +90,7 @@ def telephone(audio: np.ndarray) -> np.ndarray:
     """300-3400 Hz through an 8 kHz channel and back to 16 kHz (zero-phase filters)."""
     from scipy.signal import butter, resample_poly, sosfiltfilt
 
-    sos = butter(4, [300, 3400], btype="band", fs=SAMPLE_RATE, output="sos")
+    sos = butter(4, [300, 3400], btype="band", fs=AUDIO_RATE, output="sos")
     narrow = resample_poly(sosfiltfilt(sos, audio), 1, 2)
     return resample_poly(narrow, 2, 1)[: len(audio)].astype(np.float32)
 
@@ -104,11 +105,11 @@ def codec(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     else:
         fmt, args = "ogg", ["-c:a", "libopus", "-b:a", f"{rng.choice([12, 16, 24, 32])}k"]
     pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes()
-    enc = subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "s16le", "-ar", str(SAMPLE_RATE),
+    enc = subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "s16le", "-ar", str(AUDIO_RATE),
                           "-ac", "1", "-i", "-", *args, "-f", fmt, "-"],
                          input=pcm, capture_output=True, check=True).stdout
     dec = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", "-", "-f", "s16le", "-ac", "1",
-                          "-ar", str(SAMPLE_RATE), "-"], input=enc, capture_output=True,
+                          "-ar", str(AUDIO_RATE), "-"], input=enc, capture_output=True,
                          check=True).stdout
     out = np.frombuffer(dec, np.int16).astype(np.float32) / 32768.0
     return _align(out, audio)

@@ -1,7 +1,7 @@
 """The speech front-end: any voice's log-mel -> per-frame articulation at 50 Hz.
 
 A small dilated 1D convolution network over the log-mel frames of
-:func:`fg3dgs.audio_features.log_mel` predicts the four mouth parameters that drive the
+:func:`fg3dgs.mel.log_mel` predicts the four mouth parameters that drive the
 synthetic generator (:data:`fg3dgs.synth.visemes.PARAMS`: jaw open, lip spread, lip round,
 lip closure) at each feature frame, plus whether the frame is speech. Trained on many voices
 with augmentation (:mod:`fg3dgs.frontend.train`), it is meant not to care who speaks: an
@@ -145,7 +145,7 @@ _LOADED: dict[str, ArticulationNet] = {}
 
 def articulation(audio: np.ndarray, path: str | Path | None = None) -> np.ndarray:
     """[T, 5] front-end outputs of 16 kHz mono audio, T = feature frames (50 Hz)."""
-    from ..audio_features import log_mel
+    from ..mel import log_mel
 
     return articulation_of_mel(log_mel(audio), path)
 

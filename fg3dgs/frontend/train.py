@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio_features import HOP, RATE, SAMPLE_RATE, n_frames
+from ..media import AUDIO_RATE
+from ..mel import HOP, RATE, n_frames
 from .augment import AugmentConfig, augment, log_mel_warped
 from .network import OUTPUTS, ArticulationNet, FrontendConfig, save_frontend
 
@@ -216,7 +217,7 @@ def train_frontend(cfg: FrontendTrainConfig, out: str | Path, progress: bool = T
     t_train = time.perf_counter() - t0 - t_speech - t_feats
     report = {
         "config": asdict(cfg),
-        "training_seconds_of_speech": round(sum(len(a) for a, _ in train_mat) / SAMPLE_RATE),
+        "training_seconds_of_speech": round(sum(len(a) for a, _ in train_mat) / AUDIO_RATE),
         "utterances": len(train_mat),
         "heldout": {"utterances": len(held_mat), "voices": "variants " +
                     ", ".join(HELDOUT_VARIANTS) + " (English accents), held-out sentences",

@@ -115,6 +115,19 @@ class DensifyStrategy:
         self.grad_sum = torch.zeros(n, device=device)
         self.count = torch.zeros(n, device=device)
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The gradient statistics since the last pass, ``grad_sum`` and ``count`` [N] (empty
+        before the first observation)."""
+        if self.grad_sum is None:
+            return {}
+        return {"grad_sum": self.grad_sum, "count": self.count}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]):
+        """Take the statistics of :meth:`state_dict` back (as they are: move them to the
+        set's device first); an empty state leaves them as they were."""
+        if "grad_sum" in state:
+            self.grad_sum, self.count = state["grad_sum"], state["count"]
+
     def observe(self, gs: GaussianSet, means2d: torch.Tensor, width: int, height: int):
         """Accumulate after backward; ``means2d`` [C, N, 2] retained from the render."""
         if self.grad_sum is None or len(self.grad_sum) != len(gs):
@@ -171,6 +184,46 @@ class DensifyStrategy:
                 gs.opacity_logits.data.clamp_(max=float(torch.logit(torch.tensor(0.01))))
         self._reset(len(gs), gs.means.device)
         return True
+
+
+class DensifyRegions:
+    """Densification of a model's regions as one strategy object: a :class:`DensifyStrategy`
+    per region (each with its optimiser groups named ``region + "." + param``), whose
+    statistics :meth:`state_dict` gives as ``"<region>.grad_sum"`` / ``"<region>.count"``
+    for an exact resume."""
+
+    def __init__(self, cfg: DensifyConfig, extent: float, regions):
+        self.strategies = {r: DensifyStrategy(cfg, extent, r) for r in regions}
+
+    def step_post_backward(self, step: int, gaussians: dict[str, GaussianSet],
+                           means2d: dict[str, list[torch.Tensor]],
+                           optimizer: torch.optim.Optimizer, width: int, height: int) -> bool:
+        """After a step's backward: accumulate each region's ``means2d`` ([C, N, 2] each,
+        retained from its renders), then densify / prune where ``step`` (1-based) is due.
+        True when a set changed (the model's caches are then stale)."""
+        changed = False
+        for r, strat in self.strategies.items():
+            for m in means2d[r]:
+                strat.observe(gaussians[r], m, width, height)
+            changed |= strat.step(step, gaussians[r], optimizer)
+        return changed
+
+    def run_pass(self, step: int, gaussians: dict[str, GaussianSet],
+                 optimizer: torch.optim.Optimizer) -> bool:
+        """One pass over every region at ``step`` with the statistics gathered so far."""
+        changed = False
+        for r, strat in self.strategies.items():
+            changed |= strat.step(step, gaussians[r], optimizer)
+        return changed
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {f"{r}.{k}": v for r, s in self.strategies.items()
+                for k, v in s.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]):
+        for r, s in self.strategies.items():
+            s.load_state_dict({k[len(r) + 1:]: v for k, v in state.items()
+                               if k.startswith(r + ".")})
 
 
 def _rotate(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

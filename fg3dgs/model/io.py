@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..io_utils import atomic_output, sha256
+from ..io_utils import atomic_output, read_versioned_json, sha256
 from .config import ModelConfig
 from .gaussians import GaussianSet
 from .identity import FG3DGS
@@ -157,13 +157,7 @@ def load_identity(path: str | Path, verify: bool = True
         if not p.is_file():
             raise IdentityError(f"{run} is not an identity: {p.name} is missing (a trained "
                                 "run folder holds identity.json and identity.safetensors)")
-    try:
-        info = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise IdentityError(f"{meta_path} is not valid JSON ({exc})") from exc
-    if info.get("format_version") != FORMAT_VERSION:
-        raise IdentityError(f"{meta_path} has format version {info.get('format_version')}; "
-                            f"this fg3dgs reads version {FORMAT_VERSION}")
+    info = read_versioned_json(meta_path, FORMAT_VERSION, IdentityError)
     try:
         cfg = ModelConfig.from_dict(info["config"])
         counts = {r: int(info["counts"][r]) for r in cfg.regions}

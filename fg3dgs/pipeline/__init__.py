@@ -10,8 +10,12 @@ __all__ = ["AudioInput", "AudioInputError", "RenderOptions", "RenderResult", "Ta
 
 
 def __getattr__(name: str):
-    if name in ("RenderOptions", "RenderResult", "TalkingHead", "side_by_side"):
+    if name in ("RenderOptions", "RenderResult", "side_by_side"):   # (torch-free)
+        from . import render_options
+
+        return getattr(render_options, name)
+    if name == "TalkingHead":                                       # (imports torch)
         from . import talking_head
 
-        return getattr(talking_head, name)
+        return talking_head.TalkingHead
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

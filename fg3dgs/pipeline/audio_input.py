@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio_features import CONTEXT_FRAMES, HOP, extract, n_frames
+from ..audio_features import CONTEXT_FRAMES, extract
 from ..media import AUDIO_RATE, FPS, ffmpeg_exe
+from ..mel import HOP, n_frames
 
 SILENCE_PEAK = 1e-3          # -60 dBFS: quieter than this everywhere is silence
 SAMPLES_PER_FRAME = AUDIO_RATE // FPS
@@ -134,3 +135,13 @@ class Silence:
         # at least a second, so the FFT window fits; every frame of silence is the same
         n = max(self.samples, AUDIO_RATE)
         return extract(np.zeros(n, np.float32), name, model_id)[k0:k1]
+
+
+def mono_float_chunk(chunk) -> np.ndarray:
+    """A streamed chunk as float32 samples [S]; other layouts are refused, not misread."""
+    a = np.asarray(chunk)
+    if a.ndim != 1 or a.dtype.kind != "f":
+        raise AudioInputError(f"stream chunks must be 1-D float arrays of 16 kHz mono samples "
+                              f"in [-1, 1], got {a.dtype} of shape {a.shape} (downmix stereo "
+                              "with x.mean(1); scale int16 by 1 / 32768)")
+    return a.astype(np.float32, copy=False)

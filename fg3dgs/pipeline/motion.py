@@ -9,9 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..media import FPS
+from ..options import BLINKS, POSES
 
-POSES = ("replay", "static")      # or the path of a pose track (pose_input)
-BLINKS = ("replay", "auto")
 # a blink every 2-6 s, closing over 4 frames (160 ms): fraction of the way to shut
 BLINK_EVERY_S = (2.0, 6.0)
 BLINK_SHAPE = np.array([0.5, 1.0, 0.6, 0.2])

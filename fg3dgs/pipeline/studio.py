@@ -1,5 +1,5 @@
 """What the web app does, without the UI: the identities on offer, loaded heads kept warm,
-speech checked against the upload limits, renders of both variants into a session folder,
+speech checked against the upload limits, renders of both variants into a folder per visitor,
 and a short report. ``app.py`` only lays this out in Gradio.
 
 The app's own work folder, ``fg3dgs-app-*``, is made in ``$FG3DGS_APP_TMP`` (default: the
@@ -27,7 +27,8 @@ from ..io_utils import assets_dir
 from ..model.io import IdentityError
 from ..train import STAGES
 from .audio_input import AudioInputError
-from .talking_head import RenderOptions, RenderResult, TalkingHead
+from .render_options import RenderOptions, RenderResult
+from .talking_head import TalkingHead
 
 WORK_PARENT_ENV = "FG3DGS_APP_TMP"     # where the app's work folder goes
 
@@ -172,7 +173,7 @@ class Studio:
     def _pose(self, pose: str, pose_file) -> str:
         """"replay" / "static", or for "track" the uploaded pose track's path, checked (a
         request names a choice, never a path on the server)."""
-        from .pose_input import load_pose_track
+        from ..pose_track import load_pose_track
 
         if pose in ("replay", "static"):
             return pose

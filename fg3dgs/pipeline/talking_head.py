@@ -1,5 +1,5 @@
-"""The render pipeline: an identity speaking any audio (one class, used by the command line
-and the app).
+"""The render pipeline: an identity speaking any audio (used by the command line and the app;
+what is asked and what comes back: :mod:`fg3dgs.pipeline.render_options`).
 
 Per chunk of audio: features of that chunk only; per batch of frames: the audio and
 expression encoders, the deformation of each region from the cached H3 encodings, the
@@ -11,129 +11,32 @@ HRPA-``refined`` mouth) share everything but the mouth network and the colour co
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..audio_features import HOP, n_frames
 from ..media import AUDIO_RATE, VideoWriter
-from ..model.encoders import AUDIO_CONTEXT, AUDIO_WINDOW
 from ..model.io import load_identity
 from ..model.replay import Replay, open_replay
 from ..model.windows import audio_window_index, expr_windows
-from ..options import BACKENDS, size_problem
+from ..options import POSES, VARIANTS
+from ..pose_track import load_pose_track
+from ..sync.metrics import frame_mouth_crops, variant_sync_scores
 from ..timing import StageClock
-from .audio_input import SAMPLES_PER_FRAME, AudioInput, AudioInputError, Silence
-from .motion import BLINKS, POSES, MotionPlan, plan_motion
-from .pose_input import (
-    POSE_ENDS,
-    extend,
-    load_pose_track,
-    nearest_rows,
-    reference_pose,
-    scale_motion,
-    to_identity_space,
-)
-
-VARIANTS = ("base", "refined", "both")
-LABELS = {"base": "base", "refined": "refined (HRPA lip sync)"}
+from .audio_input import AudioInput, Silence
+from .motion import MotionPlan, plan_motion
+from .pose_input import extend, nearest_rows, reference_pose, scale_motion, to_identity_space
+from .render_options import RenderOptions, RenderResult, side_by_side
+from .streaming import SpeechStream
 
 Progress = Callable[[float, str], None]
-FIRST_BATCH = 2          # streaming: frames in the first batch after each audio chunk
 ENCODE_QUEUE = 64        # GPU: frames queued for ffmpeg's feeding thread
-
-
-@dataclass
-class RenderOptions:
-    variant: str = "both"            # base | refined | both (side by side)
-    size: int | None = None          # output side in pixels; default the identity's
-    pose: str = "replay"             # replay | static | the path of a pose track (.npz)
-    pose_scale: float = 1.0          # head motion about its central pose: 0 still, 2 double
-    pose_end: str = "hold"           # a pose track shorter than the speech: hold | loop
-    blink: str = "replay"            # replay | auto
-    backend: str = "auto"            # auto | cpu | gsplat
-    batch: int | None = None         # frames per network / rasterizer call (None: per device)
-    chunk_frames: int = 250          # video frames per audio chunk (bounded memory)
-    seed: int = 0                    # auto blinks
-    max_seconds: float | None = None  # refuse longer speech
-    sync_scores: bool = False        # expert-C / D / offset of each variant
-    expert: str | None = None        # sync expert for the scores (default: the shipped one)
-
-    def check(self, variants: tuple[str, ...]) -> None:
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got "
-                             f"{self.variant!r}")
-        if self.variant != "base" and "refined" not in variants:
-            raise ValueError(f"this identity has no refined (HRPA) branch, only "
-                             f"{', '.join(variants)}; use variant 'base' (--variant base)")
-        if str(self.pose) not in POSES and not Path(self.pose).exists():
-            raise ValueError(f"pose must be {', '.join(POSES)} or a pose track file; "
-                             f"{str(self.pose)!r} is neither")
-        if not (np.isfinite(self.pose_scale) and 0 <= self.pose_scale <= 4):
-            raise ValueError(f"pose_scale must be from 0 (still) to 4, got {self.pose_scale}")
-        for name, value, allowed in (("blink", self.blink, BLINKS), ("pose_end", self.pose_end,
-                                     POSE_ENDS), ("backend", self.backend, BACKENDS)):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-        if self.size is not None and (why := size_problem(self.size)):
-            raise ValueError(why)
-        if (self.batch is not None and self.batch < 1) or self.chunk_frames < 1:
-            raise ValueError("batch and chunk_frames must be at least 1")
-
-
-def _mono_float(chunk) -> np.ndarray:
-    """A streamed chunk as float32 samples [S]; other layouts are refused, not misread."""
-    a = np.asarray(chunk)
-    if a.ndim != 1 or a.dtype.kind != "f":
-        raise AudioInputError(f"stream chunks must be 1-D float arrays of 16 kHz mono samples "
-                              f"in [-1, 1], got {a.dtype} of shape {a.shape} (downmix stereo "
-                              "with x.mean(1); scale int16 by 1 / 32768)")
-    return a.astype(np.float32, copy=False)
-
-
-@dataclass
-class RenderResult:
-    videos: dict[str, Path]          # "base" / "refined" / "both" -> MP4 written
-    frames: int                      # video frames (= ceil(audio length * 25))
-    audio_seconds: float
-    render_seconds: float            # wall time of the whole render, encoding included
-    backend: str
-    size: int
-    sync: dict[str, dict] = field(default_factory=dict)   # variant -> expert-C / D / offset
-    timings: dict[str, float] = field(default_factory=dict)
-    latency_ms: dict[str, float] = field(default_factory=dict)  # streaming: chunk -> frame
-    notes: list[str] = field(default_factory=list)   # for people: what differs from the ask
-
-    @property
-    def fps(self) -> float:
-        """Rendering speed, frames per second of wall time (the videos play at 25)."""
-        return self.frames / max(self.render_seconds, 1e-9)
-
-
-def side_by_side(images: dict[str, np.ndarray]) -> np.ndarray:
-    """Frames [..., H, W, 3] uint8 per variant -> [..., H, W * k, 3] with each labelled."""
-    import cv2
-
-    out = []
-    for name, img in images.items():
-        img = np.ascontiguousarray(img).copy()
-        flat = img.reshape(-1, *img.shape[-3:])
-        h = flat.shape[1]
-        scale = max(0.35, h / 640)
-        thick = max(1, int(round(scale * 2)))
-        (tw, th), base = cv2.getTextSize(LABELS[name], cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-        for f in flat:
-            cv2.rectangle(f, (0, 0), (tw + 8, th + base + 8), (0, 0, 0), -1)
-            cv2.putText(f, LABELS[name], (4, th + 4), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                        (255, 255, 255), thick, cv2.LINE_AA)
-        out.append(img)
-    return np.concatenate(out, axis=-2)
 
 
 class TalkingHead:
@@ -227,9 +130,9 @@ class TalkingHead:
         space) and eye states, frame for frame (``pose="replay"``, ``blink="replay"``; past
         its end the clip plays back and forth). This is how ``fg3dgs eval --cross`` puts a
         render beside a clip's real frames."""
+        from ..pose_track import PoseTrack
         from ..preprocess.dataset import Dataset
         from ..train.replay_writer import replay_from_dataset
-        from .pose_input import PoseTrack
 
         ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
         K = np.asarray(ds.K, np.float64).copy()
@@ -337,86 +240,17 @@ class TalkingHead:
                                                    plan, fr, names, size, K, opts.backend,
                                                    clock)
 
-    @torch.no_grad()
     def stream(self, chunks: Iterable[np.ndarray], opts: RenderOptions | None = None,
                timestamps: bool = False) -> Iterator:
         """Live use: consume speech as chunks of 16 kHz mono float samples (any sizes) and
         yield frames [B, S, S, 3] uint8 (the variant of ``opts``; "both" side by side) as
-        soon as the audio they need has arrived: a frame needs about 0.3 s of audio after
-        its start (its feature window and its neighbours'). The frames equal those of an
-        offline render of the whole speech. Memory stays bounded: old audio is dropped.
-        With ``timestamps``, yields (perf_counter time at which the chunk that made the batch
-        ready was taken, or None after the first batch of that chunk; frames)."""
-        from ..audio_features import CONTEXT_FRAMES, extract
-
-        opts = opts or RenderOptions(variant="refined")
-        names, size, K = self._setup(opts)
-        batch = opts.batch or self.default_batch
-        feat = self.info["audio_features"]
-        margin = CONTEXT_FRAMES[feat]
-        clock = self.clock()
-        buf, buf0, received, done = np.zeros(0, np.float32), 0, 0, 0
-        big = 1 << 40                         # "the clip has not ended yet"
-        lead = int(audio_window_index(big, np.array([0])).max())   # frame f needs 2f + lead
-
-        def features(k0: int, k1: int, total: int | None) -> np.ndarray:
-            """Feature frames [k0, k1) from the buffered audio (``total`` samples once the
-            speech has ended: the true end, as an offline render sees it)."""
-            a = max(0, k0 - margin)
-            b = (k1 + margin) * HOP if total is None else total
-            return extract(buf[a * HOP - buf0:b - buf0], feat)[k0 - a:k1 - a]
-
-        plan = None
-
-        def plan_for(n: int):
-            """The motion plan, grown by doubling (plans are prefix-consistent, so a longer
-            one gives the same first n frames; amortised O(1) per frame)."""
-            nonlocal plan
-            if plan is None or len(plan.replay) < n:
-                n = max(n, 2 * len(plan.replay) if plan is not None else 256)
-                plan = self._plan(n, opts)
-            return plan
-
-        def emit(f1: int, total: int | None):
-            nonlocal done
-            n_feat = big if total is None else n_frames(total)
-            # a small first batch: the first frame of a chunk comes out soon
-            starts = [done] + list(range(done + min(FIRST_BATCH, batch), f1, batch))
-            for a, b in zip(starts, starts[1:] + [f1]):
-                if a >= f1:
-                    break
-                fr = np.arange(a, min(f1, b))
-                idx = audio_window_index(n_feat, fr)
-                k0, k1 = int(idx.min()), int(idx.max()) + 1
-                with clock("audio features"):
-                    block = features(k0, k1, total)
-                # expression neighbours reach 2 frames ahead; at the end they clamp to the
-                # last frame, as offline
-                n_plan = -(-total // SAMPLES_PER_FRAME) if total is not None else fr[-1] + 3
-                plan = plan_for(n_plan)
-                expr = expr_windows(plan.expression[:n_plan], fr)
-                imgs = self._render_batch(block[idx - k0], expr, plan, fr, names, size, K,
-                                          opts.backend, clock)
-                done = int(fr[-1]) + 1
-                yield side_by_side(imgs) if len(names) > 1 else imgs[names[0]]
-
-        for chunk in chunks:
+        soon as the audio they need has arrived (see :class:`SpeechStream`, which this
+        drives). With ``timestamps``, yields (perf_counter time at which the chunk that made
+        the batch ready was taken, or None after the first batch of that chunk; frames)."""
+        live = SpeechStream(self, opts or RenderOptions(variant="refined"))
+        for chunk in itertools.chain(chunks, [None]):
             handed = time.perf_counter()
-            chunk = _mono_float(chunk)
-            buf = np.concatenate([buf, chunk])
-            received += len(chunk)
-            # frames [done, ready) have their whole feature window (and its margin) here
-            ready = max(0, (received // HOP - lead - 1 - margin) // 2 + 1)
-            for out in emit(ready, None):
-                yield (handed, out) if timestamps else out
-                handed = None
-            keep = max(0, (2 * done - 2 * (AUDIO_CONTEXT // 2) - AUDIO_WINDOW // 2 - margin)
-                       * HOP)
-            if keep > buf0:
-                buf, buf0 = buf[keep - buf0:], keep
-        if received:
-            handed = time.perf_counter()
-            for out in emit(-(-received // SAMPLES_PER_FRAME), received):
+            for out in live.push(chunk) if chunk is not None else live.finish():
                 yield (handed, out) if timestamps else out
                 handed = None
 
@@ -481,7 +315,7 @@ class TalkingHead:
                             for f in batch:
                                 w.write(f)
                     for v in crops:
-                        crops[v].append(self._mouth_crops(
+                        crops[v].append(frame_mouth_crops(
                             imgs[v], self.replay.boxes[rows] * (size / self.size)))
                     progress(fr[-1] / speech.frames, f"rendering frame {fr[-1] + 1} of "
                              f"{speech.frames}")
@@ -496,7 +330,7 @@ class TalkingHead:
             sync = {}
             if crops:
                 progress(1.0, "scoring lip sync")
-                sync = self._sync(crops, speech.audio(), opts.expert)
+                sync = variant_sync_scores(crops, speech.audio(), opts.expert)
             n, secs = speech.frames, speech.seconds
         from ..render.api import resolve_backend
         return RenderResult({k: Path(p) for k, p in outputs.items()}, n, secs,
@@ -539,30 +373,3 @@ class TalkingHead:
                             resolve_backend(opts.backend, self.device), size,
                             latency_ms={"median": statistics.median(lat), "max": max(lat),
                                         "chunk": chunk_ms})
-
-    @staticmethod
-    def _mouth_crops(frames: np.ndarray, boxes: np.ndarray) -> torch.Tensor:
-        from ..sync.crops import mouth_crops
-
-        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
-        return mouth_crops(x, torch.from_numpy(np.asarray(boxes, np.float32))).half()
-
-    @staticmethod
-    def _sync(crops: dict[str, list], audio: np.ndarray, expert_spec: str | None) -> dict:
-        from ..sync.audio import sync_mel
-        from ..sync.io import ExpertError, load_expert
-        from ..sync.metrics import sync_scores
-
-        try:
-            expert, _ = load_expert(expert_spec)
-        except ExpertError as exc:
-            return {v: {"unavailable": str(exc)} for v in crops}
-        mel = sync_mel(audio)
-        out = {}
-        for v, parts in crops.items():
-            c = torch.cat(parts).float()
-            if len(c) < 5:
-                out[v] = {"unavailable": "fewer than 5 frames"}
-                continue
-            out[v] = sync_scores(expert, c, mel).as_dict("expert")
-        return out

@@ -80,3 +80,35 @@ def score_frames(expert: SyncExpert, frames: np.ndarray, boxes: np.ndarray,
         crops = torch.cat([mouth_crops(x[a:a + 64], torch.from_numpy(boxes[a:a + 64]).float())
                            for a in range(0, len(x), 64)])
     return sync_scores(expert, crops, mel)
+
+
+def frame_mouth_crops(frames: np.ndarray, boxes: np.ndarray) -> torch.Tensor:
+    """Rendered frames [F, H, W, 3] uint8 and their face boxes [F, 3] -> the expert's mouth
+    crops, float16 (kept per batch while a long render goes on)."""
+    from .crops import mouth_crops
+
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
+    return mouth_crops(x, torch.from_numpy(np.asarray(boxes, np.float32))).half()
+
+
+def variant_sync_scores(crops: dict[str, list[torch.Tensor]], audio: np.ndarray,
+                        expert_spec: str | None) -> dict[str, dict]:
+    """Expert-C / D / offset of each variant's mouth crops (:func:`frame_mouth_crops`,
+    batch by batch) against their speech [S] (16 kHz); an expert that cannot be loaded or
+    fewer than 5 frames are reported unavailable, with the reason."""
+    from .audio import sync_mel
+    from .io import ExpertError, load_expert
+
+    try:
+        expert, _ = load_expert(expert_spec)
+    except ExpertError as exc:
+        return {v: {"unavailable": str(exc)} for v in crops}
+    mel = sync_mel(audio)
+    out = {}
+    for v, parts in crops.items():
+        c = torch.cat(parts).float()
+        if len(c) < 5:
+            out[v] = {"unavailable": "fewer than 5 frames"}
+            continue
+        out[v] = sync_scores(expert, c, mel).as_dict("expert")
+    return out

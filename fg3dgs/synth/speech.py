@@ -26,7 +26,6 @@ import numpy as np
 
 from ..media import AUDIO_RATE
 
-SAMPLE_RATE = AUDIO_RATE     # the project's audio rate
 PAUSE = "_"                   # symbol of silent stretches
 
 # speak_lib.h constants.
@@ -112,7 +111,7 @@ class Speech:
     phonemes: list[Phoneme]
     text: str
     voice: Voice
-    sample_rate: int = SAMPLE_RATE
+    sample_rate: int = AUDIO_RATE
     words: list[tuple[float, int]] = field(default_factory=list)  # (start s, text offset)
 
     @property
@@ -370,11 +369,11 @@ def _check_request(text: str, voice: Voice) -> None:
 
 
 def _speech(text: str, voice: Voice, raw: np.ndarray, events: list, rate: int) -> Speech:
-    audio = _resample(raw.astype(np.float32) / 32768.0, rate, SAMPLE_RATE)
+    audio = _resample(raw.astype(np.float32) / 32768.0, rate, AUDIO_RATE)
     if not np.any(np.abs(audio) > 1e-3):
         raise SpeechError(f"eSpeak said nothing for {text!r}: there are no words in it; give "
                           "some words")
-    duration = len(audio) / SAMPLE_RATE
+    duration = len(audio) / AUDIO_RATE
     # (language switches such as "(en)" are events too, not phonemes)
     starts = [(sample / rate, name) for kind, sample, name, _ in events
               if kind == _EVENT_PHONEME and not name.startswith("(")]

@@ -6,6 +6,11 @@ STAGES = ("static", "deform", "fusion", "hrpa")
 PRESETS = ("cpu", "paper")     # config.preset's names
 
 
+class TrainError(ValueError):
+    """A run that cannot start or resume (the message says why). Here, not in trainer.py:
+    the modules the trainer is made of raise it too."""
+
+
 def parse_iterations(text: str) -> dict[str, int]:
     """"STATIC,DEFORM,FUSION[,HRPA]" (the command line's --iterations) -> stage -> count;
     ValueError saying the expected form otherwise."""

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..audio_features import SAMPLE_RATE, extract
+from ..audio_features import extract
 from ..frontend.augment import AugmentConfig, augment, log_mel_warped
+from ..media import AUDIO_RATE
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def augmented_feature_sets(audio: np.ndarray, clean: np.ndarray, name: str,
     sets = [np.asarray(clean, np.float32)]
     for _ in range(cfg.copies):
         # babble of the same voice saying something else: the clip shifted by 3-20 s
-        other = np.roll(audio, int(rng.integers(3 * SAMPLE_RATE, 20 * SAMPLE_RATE)))
+        other = np.roll(audio, int(rng.integers(3 * AUDIO_RATE, 20 * AUDIO_RATE)))
         x, alpha = augment(audio, rng, aug, other=other)
         f = features_of_augmented(x, alpha, name, model_id).astype(np.float32)
         if len(f) < T:

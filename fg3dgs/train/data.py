@@ -13,7 +13,7 @@ from ..model.identity import REGION_LABELS
 from ..model.windows import audio_window_index, audio_windows, expr_windows
 from ..preprocess.dataset import Dataset
 from ..preprocess.masks import inner_lip_loop, mouth_interior
-from .audio_variants import AudioVariantConfig, augmented_feature_sets
+from .audio_variants import AudioVariantConfig, augmented_feature_sets, draw_variants
 
 
 def _resize(img: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
@@ -43,6 +43,29 @@ def region_mask(labels: torch.Tensor, region: str) -> torch.Tensor:
 def region_masks(labels: torch.Tensor, regions: tuple[str, ...]) -> torch.Tensor:
     """[B, H, W, R] float masks of ``regions`` (the channels in that order), in one lookup."""
     return _mask_table(tuple(regions), labels.device)[labels]
+
+
+def region_window(labels: np.ndarray, region: str, margin: int) -> tuple[int, int, int, int]:
+    """(x0, y0, w, h): the region's bounding box over the batch's label maps [B, H, W] plus
+    a margin, clipped to the image (the whole image when the region is absent). It reads the
+    host's copy of the labels: reading them on a GPU would make the CPU wait for it."""
+    H, W = labels.shape[1:]
+    m = np.isin(labels, REGION_LABELS[region]).any(0)
+    ys, xs = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
+    if len(ys) == 0:
+        return 0, 0, W, H
+    y0, y1 = max(0, int(ys[0]) - margin), min(H, int(ys[-1]) + 1 + margin)
+    x0, x1 = max(0, int(xs[0]) - margin), min(W, int(xs[-1]) + 1 + margin)
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def row_variants(rng: np.random.Generator, n: int, copies: int, p: float) -> np.ndarray | None:
+    """[n] which feature set drives each of n rows (:meth:`TrainData.audio`); None, the clean
+    one for all, without augmented copies: such runs draw nothing, so their random sequence
+    stays as it was before the copies existed."""
+    if copies <= 0 or p <= 0:
+        return None
+    return draw_variants(rng, n, copies, p)
 
 
 NECK_FILL = 0.06      # of the image side: how far the neck shows through up under the chin

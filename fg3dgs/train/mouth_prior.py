@@ -17,7 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..landmark_schemes import LandmarkScheme
+from ..device import to_device
+from ..landmark_schemes import LandmarkScheme, scheme_for
+from ..model.identity import FG3DGS
+from ..preprocess.dataset import Dataset
+from .config import TrainConfig
+from .data import TrainData, row_variants
 
 
 def lip_shapes(landmarks: np.ndarray, scheme: LandmarkScheme) -> np.ndarray:
@@ -60,3 +65,61 @@ class LipHead(nn.Module):
 
     def forward(self, f_a: torch.Tensor) -> torch.Tensor:
         return self.linear(f_a)
+
+
+class LipPrior:
+    """A run's lip prior: the lip targets of its training frames [F_train, K], the head, and
+    the loss on ``lip_batch`` random training frames per step. The run's NumPy generator is
+    passed to each call (a resume replaces it)."""
+
+    def __init__(self, ds: Dataset, data: TrainData, cfg: TrainConfig, device: torch.device):
+        self.cfg, self.data, self.device = cfg, data, device
+        lm = np.asarray(ds.landmarks)
+        target = lip_targets(lm, scheme_for(lm), data.index, cfg.lip_components)
+        self.target = torch.from_numpy(target[data.index]).to(device)
+        with torch.random.fork_rng(devices=[]):      # its own seed: runs stay reproducible
+            torch.manual_seed(cfg.seed + 1)
+            self.head = LipHead(cfg.model.audio_dim, target.shape[1]).to(device)
+
+    def windows(self, rng: np.random.Generator) -> tuple[np.ndarray, torch.Tensor]:
+        """``lip_batch`` random training rows and their audio windows, on the device."""
+        c = self.cfg
+        ks = rng.integers(0, len(self.data), c.lip_batch)
+        variants = row_variants(rng, len(ks), c.audio_copies, c.audio_augment_p)
+        return ks, to_device(self.data.audio(self.data.index[ks], variants), self.device)
+
+    def l1(self, f_a: torch.Tensor, ks: np.ndarray) -> torch.Tensor:
+        """L1 of the head's prediction from f_a [len(ks), D] against rows ks' lips."""
+        return (self.head(f_a) - self.target[ks]).abs().mean()
+
+    def loss(self, model: FG3DGS, rng: np.random.Generator) -> torch.Tensor:
+        """The prior's L1 on ``lip_batch`` random training rows, through the model's audio
+        encoder alone."""
+        ks, w = self.windows(rng)
+        return self.l1(model.audio(w)[0], ks)
+
+    def drive(self, model: FG3DGS, b: dict, rng: np.random.Generator) -> tuple[dict, torch.Tensor]:
+        """The step's driving features of batch ``b`` and the prior's loss: the prior's audio
+        windows go through the encoder in the same call as the step's (fewer launches)."""
+        ks, w = self.windows(rng)
+        B = b["audio"].shape[0]
+        drive = model.drive(torch.cat([b["audio"], w]), b["expression"])
+        lip = self.l1(drive["f_a"][B:], ks)
+        drive["f_a"], drive["tok_a"] = drive["f_a"][:B], drive["tok_a"][:B]
+        drive["audio"] = drive["audio"][:B]
+        return drive, lip
+
+    def warm_up(self, model: FG3DGS, rng: np.random.Generator, steps: int,
+                progress: bool = False):
+        """The audio encoder and the head on the prior alone for ``steps`` steps (before the
+        deform stage: the encoder starts from features that carry the lips)."""
+        from tqdm import tqdm
+
+        opt = torch.optim.Adam(list(model.audio.parameters()) + list(self.head.parameters()),
+                               lr=self.cfg.lr_face_net)
+        for _ in tqdm(range(steps), desc="lip prior", unit="it", leave=False,
+                      disable=not progress):
+            loss = self.loss(model, rng)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()

@@ -86,39 +86,14 @@ def _r2(pred: torch.Tensor, target: torch.Tensor) -> float:
     return float(1 - ((pred - target) ** 2).sum() / ((target - target.mean(0)) ** 2).sum())
 
 
-def retarget(run: str | Path, speech: list[str | Path], out: str | Path,
-             cfg: RetargetConfig = RetargetConfig(), progress: bool = True,
-             force: bool = False, data: str | Path | None = None,
-             tune: AudioTuneConfig = AudioTuneConfig()) -> dict:
-    """Write a copy of identity ``run`` at ``out`` whose audio encoder reads ``cfg.features``;
-    returns the report (also in out/identity.json under "retarget"). With ``data`` (the
-    identity's preprocessed dataset, with ``cfg.features`` features) the new encoder and the
-    mouth network are then tuned on its frames (:mod:`.audio_tune`) and an HRPA-refined
-    branch, made for the old mouth network, is dropped. ``speech`` may then be empty: the
-    dataset's audio is the identity's own voice."""
-    from tqdm import tqdm
-
+def _material(model, speech: list, old_name: str, cfg: RetargetConfig,
+              rng: np.random.Generator) -> tuple[list, list, list]:
+    """The distillation's material from each speech file: inputs [(new features [T, D],
+    video frames [F])], targets [the old encoder's driving features [F, 1 + CTX, d]] of the
+    first ``1 - heldout`` of it (clean, then each augmented copy), and the held-out rest as
+    (copy k, features, frames, targets)."""
+    from ..audio_features import extract
     from ..media import read_audio
-    from ..model.io import load_identity, save_identity
-
-    run, out = Path(run), Path(out)
-    if out.exists() and not force:
-        raise ValueError(f"{out} exists; pass --force to replace it")
-    model, info, extras = load_identity(run)
-    old_name = info["audio_features"]
-    if old_name == cfg.features:
-        raise ValueError(f"{run} already reads {cfg.features!r} features")
-    ds = None
-    if data is not None:
-        ds = Dataset(data)
-        ds.require_features(cfg.features)
-        speech = list(speech) or [ds.path / "audio.wav"]
-    if not speech:
-        raise ValueError("no speech in the identity's voice: give its training clip's audio "
-                         "(--speech) or its dataset (--data)")
-    t0 = time.perf_counter()
-    rng = np.random.default_rng(cfg.seed)
-    from ..audio_features import extract, feature_model
 
     train_x, train_y, held = [], [], []
     for path in speech:
@@ -133,9 +108,17 @@ def retarget(run: str | Path, speech: list[str | Path], out: str | Path,
             train_x.append((feats, frames[:cut]))
             train_y.append(target[:cut])
             held.append((k, feats, frames[cut:], target[cut:]))
-    D = train_x[0][0].shape[1]
+    return train_x, train_y, held
+
+
+def _distil(train_x: list, train_y: list, D: int, audio_dim: int, cfg: RetargetConfig,
+            rng: np.random.Generator, progress: bool) -> AudioEncoder:
+    """A new encoder on D-channel features, trained on random windows of the material
+    (files drawn by length) to give the targets (:func:`distill_loss`); in eval mode."""
+    from tqdm import tqdm
+
     torch.manual_seed(cfg.seed)
-    enc = AudioEncoder(D, model.cfg.audio_dim)
+    enc = AudioEncoder(D, audio_dim)
     opt = torch.optim.AdamW(enc.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps,
                                                 pct_start=0.1)
@@ -158,23 +141,85 @@ def retarget(run: str | Path, speech: list[str | Path], out: str | Path,
         opt.step()
         sched.step()
         bar.set_postfix(loss=f"{loss.item():.4f}")
-    enc.eval()
+    return enc.eval()
+
+
+@torch.no_grad()
+def _heldout_r2(enc: AudioEncoder, held: list, copies: int) -> dict:
+    """The report's ``heldout_r2_clean`` / ``heldout_r2_augmented``: R^2 of f_a and the
+    tokens, and f_a's spread against the targets', on the held-out material."""
+    report = {}
+    for kind, ks in (("clean", {0}), ("augmented", set(range(1, copies + 1)))):
+        rows = [h for h in held if h[0] in ks]
+        if not rows or not len(rows[0][2]):
+            continue
+        pred = torch.cat([driving_features(enc, f, fr) for _, f, fr, _ in rows])
+        tgt = torch.cat([t for *_, t in rows])
+        report[f"heldout_r2_{kind}"] = {
+            "f_a": round(_r2(pred[:, 0], tgt[:, 0]), 4),
+            "tokens": round(_r2(pred[:, 1:].flatten(0, 1), tgt[:, 1:].flatten(0, 1)), 4),
+            "spread": round(float((pred[:, 0].std(0) / tgt[:, 0].std(0)).median()), 4)}
+    return report
+
+
+def _write_copy(run: Path, out: Path, model, extras: dict, meta: dict, half: bool):
+    """The identity at ``out`` (replaced whole, through ``out.partial``): ``run``'s other
+    files copied, the model and ``meta`` saved."""
+    from ..model.io import save_identity
+
+    tmp = out.with_name(out.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    for f in run.iterdir():
+        if f.name not in ("identity.safetensors", "identity.json") and f.is_file():
+            shutil.copy2(f, tmp / f.name)
+    save_identity(model, tmp, {k: v.numpy() for k, v in extras.items()}, meta,
+                  half=half)                    # (hashes the copied replay too)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+
+
+def retarget(run: str | Path, speech: list[str | Path], out: str | Path,
+             cfg: RetargetConfig = RetargetConfig(), progress: bool = True,
+             force: bool = False, data: str | Path | None = None,
+             tune: AudioTuneConfig = AudioTuneConfig()) -> dict:
+    """Write a copy of identity ``run`` at ``out`` whose audio encoder reads ``cfg.features``;
+    returns the report (also in out/identity.json under "retarget"). With ``data`` (the
+    identity's preprocessed dataset, with ``cfg.features`` features) the new encoder and the
+    mouth network are then tuned on its frames (:mod:`.audio_tune`) and an HRPA-refined
+    branch, made for the old mouth network, is dropped. ``speech`` may then be empty: the
+    dataset's audio is the identity's own voice."""
+    from ..audio_features import feature_model
+    from ..model.io import load_identity
+
+    run, out = Path(run), Path(out)
+    if out.exists() and not force:
+        raise ValueError(f"{out} exists; pass --force to replace it")
+    model, info, extras = load_identity(run)
+    old_name = info["audio_features"]
+    if old_name == cfg.features:
+        raise ValueError(f"{run} already reads {cfg.features!r} features")
+    ds = None
+    if data is not None:
+        ds = Dataset(data)
+        ds.require_features(cfg.features)
+        speech = list(speech) or [ds.path / "audio.wav"]
+    if not speech:
+        raise ValueError("no speech in the identity's voice: give its training clip's audio "
+                         "(--speech) or its dataset (--data)")
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(cfg.seed)
+    train_x, train_y, held = _material(model, speech, old_name, cfg, rng)
+    D = train_x[0][0].shape[1]
+    enc = _distil(train_x, train_y, D, model.cfg.audio_dim, cfg, rng, progress)
     report = {"config": asdict(cfg), "from": old_name, "speech": [str(p) for p in speech]}
     if cfg.match_spread:
         gain = match_spread(enc, train_x, train_y)
         report["spread_gain_median"] = round(float(gain.median()), 4)
     report["seconds"] = round(time.perf_counter() - t0)
-    with torch.no_grad():
-        for kind, ks in (("clean", {0}), ("augmented", set(range(1, cfg.copies + 1)))):
-            rows = [h for h in held if h[0] in ks]
-            if not rows or not len(rows[0][2]):
-                continue
-            pred = torch.cat([driving_features(enc, f, fr) for _, f, fr, _ in rows])
-            tgt = torch.cat([t for *_, t in rows])
-            report[f"heldout_r2_{kind}"] = {
-                "f_a": round(_r2(pred[:, 0], tgt[:, 0]), 4),
-                "tokens": round(_r2(pred[:, 1:].flatten(0, 1), tgt[:, 1:].flatten(0, 1)), 4),
-                "spread": round(float((pred[:, 0].std(0) / tgt[:, 0].std(0)).median()), 4)}
+    report.update(_heldout_r2(enc, held, cfg.copies))
     model.audio = enc
     model.cfg.audio_features = cfg.features
     model.cfg.audio_in_dim = D
@@ -190,17 +235,6 @@ def retarget(run: str | Path, speech: list[str | Path], out: str | Path,
             meta["variants"] = ["base"]
             meta.pop("hrpa", None)
             report["tune"]["refined_branch_dropped"] = True
-    tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    for f in run.iterdir():
-        if f.name not in ("identity.safetensors", "identity.json") and f.is_file():
-            shutil.copy2(f, tmp / f.name)
-    save_identity(model, tmp, {k: v.numpy() for k, v in extras.items()}, meta,
-                  half=info.get("dtype") == "float16")       # (hashes the copied replay too)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    _write_copy(run, out, model, extras, meta, info.get("dtype") == "float16")
     (out / "retarget.json").write_text(json.dumps(report, indent=2))
     return report

@@ -9,13 +9,12 @@ manifest) or a Hub repository pinned to a commit with the sha256 of every file
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..io_utils import checkpoints_dir
+from ..io_utils import checkpoints_dir, read_versioned_json
 
 MANIFEST = "zoo.json"
 FORMAT_VERSION = 1
@@ -87,13 +86,7 @@ def load_zoo(path: str | Path | None = None) -> list[ZooEntry]:
     path = Path(path) if path is not None else manifest_path()
     if not path.is_file():
         raise ZooError(f"no zoo manifest at {path}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ZooError(f"{path} is not valid JSON ({exc})") from exc
-    if data.get("format_version") != FORMAT_VERSION:
-        raise ZooError(f"{path} has format version {data.get('format_version')}; this "
-                       f"fg3dgs reads version {FORMAT_VERSION}")
+    data = read_versioned_json(path, FORMAT_VERSION, ZooError)
     entries = [_entry(d, path.parent, str(path)) for d in data.get("identities", [])]
     ids = [e.id for e in entries]
     if len(set(ids)) != len(ids):

@@ -18,9 +18,12 @@ import numpy as np
 from ..io_utils import atomic_directory, sha256
 from ..model.io import META, WEIGHTS, load_identity, record_file_hashes, save_identity
 from ..model.replay import INDEX, VIDEO
+from ..preprocess.dataset import Dataset
 from ..train import STAGES
 from ..train.replay_writer import write_replay
-from .manifest import ZooError
+from ..zoo.manifest import ZooError
+from .pose_input import canonical_for_track
+from .talking_head import TalkingHead
 
 PREVIEW = "preview.png"
 
@@ -128,9 +131,6 @@ def _canonical_from(dataset: str | Path, track_R: np.ndarray) -> dict[str, np.nd
     """{"canonical": [P, 3]} for an identity exported without its head space's landmarks,
     from the dataset of the same video (pose tracks from other clips need it); nothing
     when the dataset is of another video or has none."""
-    from ..pipeline.pose_input import canonical_for_track
-    from ..preprocess.dataset import Dataset
-
     ds = Dataset(dataset)
     if ds.canonical is None or len(ds.R) != len(track_R):
         return {}
@@ -145,7 +145,6 @@ def export_identity(run: str | Path, out: str | Path, info: ExportInfo,
                     force: bool = False) -> dict:
     """Write the folder (``force``: replace an existing one; it is removed); returns the zoo
     entry (with the files' sha256)."""
-    from ..pipeline.talking_head import TalkingHead
 
     run, out = Path(run), Path(out)
     if out.exists() and not (out.is_dir() and not any(out.iterdir())) and not force:

@@ -1,0 +1,99 @@
+"""The ``fg3dgs`` command line: a module per group of commands, each adding its parsers
+(``add_*``) and running them (``run_*``); here the parser, the one error handler and the
+console script."""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import gc
+import os
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .. import __version__
+from . import data, evaluate, render, train, zoo
+from .errors import CommandError, for_the_user
+from .parser import CommandParser
+
+# The commands in the order ``fg3dgs --help`` lists them
+COMMANDS = (render.add_demo, data.add_synth, data.add_preprocess, train.add_train,
+            train.add_refine, evaluate.add_eval, train.add_train_sync, train.add_train_audio,
+            train.add_retarget, data.add_speak, render.add_render, zoo.add_zoo,
+            data.add_synth_check)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fg3dgs", description="FG-3DGS: audio-driven 3D Gaussian talking heads. Train an "
+        "identity from a portrait video (synth / preprocess / train / eval), render it "
+        "speaking any audio (render), or pull one from the model zoo (zoo).",
+        epilog="Each command has its own --help. The web app: python app.py in a checkout "
+        "of the repository (it is also the Hugging Face Space).")
+    parser.add_argument("--version", action="version", version=f"fg3dgs {__version__}")
+    # reports: the built-in errors a command adds to the package's own (errors.for_the_user)
+    parser.set_defaults(reports=())
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        _check_backend(args)
+        with _one_line_warnings():
+            return args.func(args)
+    except KeyboardInterrupt:          # (train catches its own: it saves the state first)
+        print(f"\nfg3dgs {args.command}: interrupted; unfinished outputs were not kept",
+              file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if not for_the_user(exc, args.reports):
+            raise
+        print(f"fg3dgs {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _check_backend(args: argparse.Namespace) -> None:
+    if getattr(args, "backend", None) == "gsplat":
+        # torch comes with the gsplat backend: only a command that asks for it pays
+        from ..render.gsplat_backend import gsplat_status
+
+        ok, why = gsplat_status()
+        if not ok:
+            raise CommandError(f"--backend gsplat is unavailable here: {why}; use --backend "
+                               "cpu (or auto)")
+
+
+@contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """Warnings as one line for people, not Python's "file:line: Category" and source line
+    (the caller's format is restored after)."""
+    python_format = warnings.formatwarning
+    warnings.formatwarning = lambda message, *_a, **_k: f"fg3dgs: warning: {message}\n"
+    try:
+        yield
+    finally:
+        warnings.formatwarning = python_format
+
+
+def run() -> None:
+    """The ``fg3dgs`` console script: :func:`main`, then exit. The objects alive at the end
+    are frozen out of the garbage collector first: the interpreter's last collection over
+    torch's and numba's objects would add about a second to every command. When only daemon
+    threads are left, the exit handlers run and the process ends without the interpreter's
+    teardown of every module (about 0.3 s more after a render, all of it in freeing torch's,
+    numba's and LLVM's state, which the process's end frees anyway)."""
+    code = main()
+    gc.freeze()
+    if all(t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        atexit._run_exitfuncs()        # what sys.exit would run: temporary folders, logging
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code or 0)
+    sys.exit(code)

@@ -1,0 +1,5 @@
+"""``python -m fg3dgs.cli``: the command line, as ``python -m fg3dgs``."""
+
+from . import run
+
+run()
