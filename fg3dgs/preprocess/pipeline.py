@@ -89,12 +89,49 @@ def _head_split(labels: np.ndarray, person: np.ndarray, jaw: np.ndarray) -> np.n
 def preprocess(video: str | os.PathLike, out_dir: str | os.PathLike,
                cfg: PreprocessConfig = PreprocessConfig(), force: bool = False,
                progress: bool = True) -> Path:
-    import cv2
-    import imageio.v3 as iio
-    import mediapipe as mp
-    from tqdm import tqdm
-
     video, out = Path(video), Path(out_dir)
+    info, fa_model = _check_inputs(video, out, cfg, force)
+    timings = {}
+    start = time.perf_counter()
+    points, track = _track_landmarks(video, info, cfg, fa_model, progress)
+    F = len(points)
+    timings["landmarks_s"] = time.perf_counter() - start
+
+    scheme = scheme_for(points)
+    crop = portrait_crop(points)
+    pts = crop_points(points, crop, cfg.size)
+    poses = estimate_poses(pts, cfg.size, cfg.size, focal=cfg.focal)
+    expression = normalise_expression(raw_expression(pts))
+
+    with atomic_directory(out) as tmp:
+        t2 = time.perf_counter()
+        _write_frames_and_plate(tmp, video, info, crop, pts, scheme, cfg, progress)
+        timings["frames_s"] = time.perf_counter() - t2
+
+        audio = read_audio(video)
+        audio = np.pad(audio, (0, max(0, F * AUDIO_RATE // FPS - len(audio))))
+        audio = audio[: F * AUDIO_RATE // FPS]
+        write_wav(tmp / "audio.wav", audio)
+        t3 = time.perf_counter()
+        for name in cfg.audio_features:
+            cached_features(tmp / "features", audio, name, cfg.models.get(name))
+        timings["audio_features_s"] = time.perf_counter() - t3
+
+        np.save(tmp / "landmarks.npy", pts.astype(np.float32))
+        np.save(tmp / "expression.npy", expression)
+        np.savez(tmp / "cameras.npz", R=poses.R.astype(np.float32),
+                 t=poses.t.astype(np.float32), K=poses.K.astype(np.float32),
+                 canonical=poses.canonical.astype(np.float32),
+                 reprojection_px=poses.reprojection_px.astype(np.float32))
+        timings["total_s"] = time.perf_counter() - start
+        manifest = _manifest(video, info, cfg, F, crop, scheme, poses, track, timings)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return out
+
+
+def _check_inputs(video: Path, out: Path, cfg: PreprocessConfig, force: bool):
+    """(the video's info, the face-alignment model or None), or PreprocessError before any
+    work: a taken output folder, a bad size, a missing model, no sound, too short."""
     if out.exists() and not force:
         raise PreprocessError(f"{out} already exists; choose another --out or pass --force")
     if why := size_problem(cfg.size):
@@ -125,12 +162,15 @@ def preprocess(video: str | os.PathLike, out_dir: str | os.PathLike,
         raise PreprocessError(f"{video} lasts {info.duration:.1f} s; at least "
                               f"{cfg.min_seconds:.0f} s of talking are needed (minutes work "
                               "best)")
-    timings = {}
-    start = time.perf_counter()
+    return info, fa_model
 
-    # Pass 1: landmarks on the (downscaled) whole frame.
-    # Sources larger than track_max_side are letterboxed to a square and scaled down, so
-    # coordinates map back by one scale and offset.
+
+def _track_landmarks(video: Path, info, cfg: PreprocessConfig, fa_model, progress: bool):
+    """Pass 1: (smoothed landmarks [F, P, 3] in source pixels, the track with its gaps), on
+    the (downscaled) whole frame. Sources larger than track_max_side are letterboxed to a
+    square and scaled down, so coordinates map back by one scale and offset."""
+    from tqdm import tqdm
+
     big = max(info.width, info.height)
     downscale = big > cfg.track_max_side
     ox, oy = (info.width - big) // 2, (info.height - big) // 2
@@ -149,102 +189,86 @@ def preprocess(video: str | os.PathLike, out_dir: str | os.PathLike,
         s = big / cfg.track_max_side
         points[..., :2] = points[..., :2] * s + np.array([ox, oy])
         points[..., 2] *= s
-    points = smooth_landmarks(points).astype(np.float64)
-    F = len(points)
-    timings["landmarks_s"] = time.perf_counter() - start
+    return smooth_landmarks(points).astype(np.float64), track
 
-    scheme = scheme_for(points)
-    crop = portrait_crop(points)
-    pts = crop_points(points, crop, cfg.size)
-    poses = estimate_poses(pts, cfg.size, cfg.size, focal=cfg.focal)
-    expression = normalise_expression(raw_expression(pts))
 
-    with atomic_directory(out) as tmp:
-        (tmp / "frames").mkdir()
-        (tmp / "labels").mkdir()
-        # Pass 2: cropped frames, label maps, background plate.
-        t2 = time.perf_counter()
-        masker = make_masker(np.median(pts, axis=0))
-        # Crop pixels outside the source frame (padded black) are never person or head.
-        src = crop[0] + (np.arange(cfg.size) + 0.5) * crop[2] / cfg.size, \
-            crop[1] + (np.arange(cfg.size) + 0.5) * crop[2] / cfg.size
-        inside = ((src[1] >= 0) & (src[1] < info.height))[:, None] & \
-            ((src[0] >= 0) & (src[0] < info.width))[None]
-        bg_sum = np.zeros((cfg.size, cfg.size, 3), np.float64)
-        bg_count = np.zeros((cfg.size, cfg.size), np.float64)
-        bar = tqdm(total=F, unit="frame", desc="frames", disable=not progress)
-        n = 0
-        with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
-            for i, frame in enumerate(iter_frames(video, info, crop=crop, size=cfg.size)):
-                if i >= F:
-                    break
-                prob = seg.process(frame).segmentation_mask
-                person = (prob > 0.5) & inside
-                labels = masker(pts[i], cfg.size, cfg.size)
-                labels = _head_split(labels, person, pts[i, list(scheme.jaw), :2])
-                labels[~inside] = 0
-                iio.imwrite(tmp / "frames" / f"{i:06d}.jpg", frame, quality=cfg.jpeg_quality)
-                iio.imwrite(tmp / "labels" / f"{i:06d}.png", labels)
-                # The plate takes only confident background, away from the person's edge.
-                free = cv2.erode(((prob < PLATE_MAX_PERSON) & (labels == 0)).astype(np.uint8),
-                                 PLATE_ERODE) > 0
-                bg_sum[free] += frame[free]
-                bg_count[free] += 1
-                n += 1
-                bar.update(1)
-        bar.close()
-        if n < F:
-            raise PreprocessError(f"{video}: the second pass read {n} frames, the first {F}; "
-                                  "the file may be damaged")
-        seen = bg_count > 0
-        plate = np.zeros_like(bg_sum)
-        plate[seen] = bg_sum[seen] / bg_count[seen, None]
-        plate = plate.clip(0, 255).astype(np.uint8)
-        if (~seen).any():   # never-seen background (behind the person): inpaint it
-            plate = cv2.inpaint(plate, (~seen).astype(np.uint8), 5, cv2.INPAINT_TELEA)
-        iio.imwrite(tmp / "background.png", plate)
-        timings["frames_s"] = time.perf_counter() - t2
+def _write_frames_and_plate(tmp: Path, video: Path, info, crop, pts: np.ndarray, scheme,
+                            cfg: PreprocessConfig, progress: bool) -> None:
+    """Pass 2: the cropped frames, their label maps and the background plate into ``tmp``."""
+    import cv2
+    import imageio.v3 as iio
+    import mediapipe as mp
+    from tqdm import tqdm
 
-        audio = read_audio(video)
-        audio = np.pad(audio, (0, max(0, F * AUDIO_RATE // FPS - len(audio))))
-        audio = audio[: F * AUDIO_RATE // FPS]
-        write_wav(tmp / "audio.wav", audio)
-        t3 = time.perf_counter()
-        for name in cfg.audio_features:
-            cached_features(tmp / "features", audio, name, cfg.models.get(name))
-        timings["audio_features_s"] = time.perf_counter() - t3
+    F = len(pts)
+    (tmp / "frames").mkdir()
+    (tmp / "labels").mkdir()
+    masker = make_masker(np.median(pts, axis=0))
+    # Crop pixels outside the source frame (padded black) are never person or head.
+    src = crop[0] + (np.arange(cfg.size) + 0.5) * crop[2] / cfg.size, \
+        crop[1] + (np.arange(cfg.size) + 0.5) * crop[2] / cfg.size
+    inside = ((src[1] >= 0) & (src[1] < info.height))[:, None] & \
+        ((src[0] >= 0) & (src[0] < info.width))[None]
+    bg_sum = np.zeros((cfg.size, cfg.size, 3), np.float64)
+    bg_count = np.zeros((cfg.size, cfg.size), np.float64)
+    bar = tqdm(total=F, unit="frame", desc="frames", disable=not progress)
+    n = 0
+    with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
+        for i, frame in enumerate(iter_frames(video, info, crop=crop, size=cfg.size)):
+            if i >= F:
+                break
+            prob = seg.process(frame).segmentation_mask
+            person = (prob > 0.5) & inside
+            labels = masker(pts[i], cfg.size, cfg.size)
+            labels = _head_split(labels, person, pts[i, list(scheme.jaw), :2])
+            labels[~inside] = 0
+            iio.imwrite(tmp / "frames" / f"{i:06d}.jpg", frame, quality=cfg.jpeg_quality)
+            iio.imwrite(tmp / "labels" / f"{i:06d}.png", labels)
+            # The plate takes only confident background, away from the person's edge.
+            free = cv2.erode(((prob < PLATE_MAX_PERSON) & (labels == 0)).astype(np.uint8),
+                             PLATE_ERODE) > 0
+            bg_sum[free] += frame[free]
+            bg_count[free] += 1
+            n += 1
+            bar.update(1)
+    bar.close()
+    if n < F:
+        raise PreprocessError(f"{video}: the second pass read {n} frames, the first {F}; "
+                              "the file may be damaged")
+    seen = bg_count > 0
+    plate = np.zeros_like(bg_sum)
+    plate[seen] = bg_sum[seen] / bg_count[seen, None]
+    plate = plate.clip(0, 255).astype(np.uint8)
+    if (~seen).any():   # never-seen background (behind the person): inpaint it
+        plate = cv2.inpaint(plate, (~seen).astype(np.uint8), 5, cv2.INPAINT_TELEA)
+    iio.imwrite(tmp / "background.png", plate)
 
-        np.save(tmp / "landmarks.npy", pts.astype(np.float32))
-        np.save(tmp / "expression.npy", expression)
-        np.savez(tmp / "cameras.npz", R=poses.R.astype(np.float32),
-                 t=poses.t.astype(np.float32), K=poses.K.astype(np.float32),
-                 canonical=poses.canonical.astype(np.float32),
-                 reprojection_px=poses.reprojection_px.astype(np.float32))
-        n_val = max(1, int(round(F * VALIDATION_FRACTION)))
-        timings["total_s"] = time.perf_counter() - start
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "source": {"path": str(video), "sha256": sha256(video), "width": info.width,
-                       "height": info.height, "fps": info.fps, "duration_s": info.duration},
-            "frames": F, "fps": FPS, "size": cfg.size,
-            "crop": {"x0": crop[0], "y0": crop[1], "side": crop[2]},
-            "landmarker": LANDMARKERS[cfg.landmarker],
-            "landmark_scheme": scheme.name,
-            "focal": {"px": float(poses.K[0, 0]), "source": poses.focal_source},
-            "interpolated_gaps": [[a, b] for a, b in track.gaps],
-            "split": {"train": [0, F - n_val], "validation": [F - n_val, F]},
-            "audio": {"file": "audio.wav", "rate": AUDIO_RATE,
-                      "features": {name: f"features/{name}.npy" for name in cfg.audio_features}},
-            "expression": list(EXPRESSION_NAMES),
-            "labels": {"0": "background", "1": "face", "2": "eyes", "3": "mouth",
-                       "4": "head (hair, ears, neck above the chin)", "6": "torso"},
-            "camera": "OpenCV; world = canonical head space; X_cam = R X + t; K of the crop",
-            "config": asdict(cfg),
-            "versions": _versions(),
-            "timings": timings,
-        }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return out
+
+def _manifest(video: Path, info, cfg: PreprocessConfig, F: int, crop, scheme, poses, track,
+              timings: dict) -> dict:
+    """manifest.json: what the dataset holds and how it was made."""
+    n_val = max(1, int(round(F * VALIDATION_FRACTION)))
+    return {
+        "format_version": FORMAT_VERSION,
+        "source": {"path": str(video), "sha256": sha256(video), "width": info.width,
+                   "height": info.height, "fps": info.fps, "duration_s": info.duration},
+        "frames": F, "fps": FPS, "size": cfg.size,
+        "crop": {"x0": crop[0], "y0": crop[1], "side": crop[2]},
+        "landmarker": LANDMARKERS[cfg.landmarker],
+        "landmark_scheme": scheme.name,
+        "focal": {"px": float(poses.K[0, 0]), "source": poses.focal_source},
+        "interpolated_gaps": [[a, b] for a, b in track.gaps],
+        "split": {"train": [0, F - n_val], "validation": [F - n_val, F]},
+        "audio": {"file": "audio.wav", "rate": AUDIO_RATE,
+                  "features": {name: f"features/{name}.npy" for name in cfg.audio_features}},
+        "expression": list(EXPRESSION_NAMES),
+        "labels": {"0": "background", "1": "face", "2": "eyes", "3": "mouth",
+                   "4": "head (hair, ears, neck above the chin)", "6": "torso"},
+        "camera": "OpenCV; world = canonical head space; X_cam = R X + t; K of the crop",
+        "config": asdict(cfg),
+        "versions": _versions(),
+        "timings": timings,
+    }
 
 
 def _versions() -> dict:
