@@ -240,7 +240,8 @@ def test_regions_share_one_sh_evaluation(head):
             means, quats, scales, opac, sh = m.deform(r, drive)
             rgb, alpha, _ = rasterize_frames(means, quats, scales, opac, sh, view, K, 256, 256,
                                              sh_degree=m.cfg.sh_degree, backend="cpu")
-            torch.testing.assert_close(out[r][0], m._colour(r)(rgb, alpha), atol=1e-5, rtol=0)
+            torch.testing.assert_close(out[r][0], m._colour(r, m.variant)(rgb, alpha), atol=1e-5,
+                                       rtol=0)
             torch.testing.assert_close(out[r][1], alpha, atol=1e-6, rtol=0)
             assert out[r][1].max() > 0.5                # the region is in the picture
 
@@ -419,3 +420,33 @@ def test_shipped_identities_render_the_same_frames_bit_for_bit(identity):
         assert frames.shape == (16, 256, 256, 3) and frames.dtype == np.uint8
         assert hashlib.sha256(frames.tobytes()).hexdigest()[:16] == \
             RENDER_HASHES[(identity, v)], (identity, v)
+
+
+def test_threads_render_one_head_in_different_variants_at_once(head):
+    """Rendering leaves the model's state alone (the variant is an argument), so the app's
+    requests share a head without a lock: the frames equal those rendered one at a time."""
+    import threading
+
+    def render(variant: str) -> np.ndarray:
+        with AudioInput(SPEECH) as a:
+            opts = RenderOptions(variant=variant, chunk_frames=8, batch=4)
+            for _, _, x in head.frames(a, opts):
+                return x[variant]
+
+    alone = {v: render(v) for v in ("base", "refined")}
+    got, errors = {}, []
+
+    def work(v):
+        try:
+            for _ in range(3):
+                np.testing.assert_array_equal(render(v), alone[v])
+            got[v] = True
+        except Exception as exc:     # noqa: BLE001 - reported below
+            errors.append((v, exc))
+    threads = [threading.Thread(target=work, args=(v,)) for v in ("base", "refined", "base")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and set(got) == {"base", "refined"}, errors
+    assert head.model.variant == "base" and not np.array_equal(alone["base"], alone["refined"])

@@ -105,15 +105,17 @@ class FG3DGS(nn.Module):
         self.cfg.refined = True
 
     def set_variant(self, variant: str) -> FG3DGS:
-        """Render the base model or the HRPA-refined one from now on."""
+        """Render the base model or the HRPA-refined one from now on, where a call names no
+        ``variant`` (training; rendering names it per call, so that threads can share a
+        model)."""
         if variant not in self.variants:
             raise ValueError(f"this identity has no {variant!r} variant; it has "
                              f"{', '.join(self.variants)}")
         self.variant = variant
         return self
 
-    def _net(self, region: str) -> nn.Module:
-        if self.variant == "refined" and region == self.cfg.refined_region:
+    def _net(self, region: str, variant: str) -> nn.Module:
+        if variant == "refined" and region == self.cfg.refined_region:
             return self.refined["net"]
         return self.nets[region]
 
@@ -140,9 +142,8 @@ class FG3DGS(nn.Module):
             return module
         return pair[1]
 
-    def _colour(self, region: str) -> nn.Module:
-        return self.refined["colour"][region] if self.variant == "refined" \
-            else self.colour[region]
+    def _colour(self, region: str, variant: str) -> nn.Module:
+        return self.refined["colour"][region] if variant == "refined" else self.colour[region]
 
     # -- deformation --------------------------------------------------------------------
     def drive(self, audio_windows: torch.Tensor, expr_windows: torch.Tensor) -> dict:
@@ -152,16 +153,16 @@ class FG3DGS(nn.Module):
         return {"f_a": f_a, "tok_a": tok_a, "f_e": f_e, "tok_e": tok_e,
                 "audio": audio_windows}     # (re-encoded through a refined adapter)
 
-    def deform(self, region: str, drive: dict | None):
+    def deform(self, region: str, drive: dict | None, variant: str | None = None):
         """Gaussians of a region for B frames: means [B, N, 3], quats [B, N, 4],
         scales [B, N, 3] (or [N, ...] when drive is None: the static set), opacities [N],
-        SH [N, K, 3]."""
+        SH [N, K, 3]. ``variant``: base or refined (default: :meth:`set_variant`'s)."""
         gs = self.gaussians[region]
         means, quats, scales, opac, sh = gs.activated()
         if drive is None:
             return means, quats, scales, opac, sh
         h = self.features(region)
-        net = self._net(region)
+        net = self._net(region, variant or self.variant)
         f_a, tok_a = drive["f_a"], drive["tok_a"]
         if net is not self.nets[region] and "adapter" in self.refined:
             f_a, tok_a = self._run(self.audio)(self.refined["adapter"](drive["audio"]))
@@ -186,7 +187,7 @@ class FG3DGS(nn.Module):
     def render_regions(self, drive: dict | None, viewmats: torch.Tensor, K: torch.Tensor,
                        width: int, height: int, backend: str = "auto",
                        keep_means2d: bool = False, windows: dict | None = None,
-                       colour: bool = True):
+                       colour: bool = True, variant: str | None = None):
         """Per region: (rgb [B, H, W, 3] colour-corrected, premultiplied; alpha [B, H, W, 1]),
         plus the screen-space means per region and frame when ``keep_means2d``.
         viewmats [B, 4, 4]; K [3, 3]. ``windows``: region -> (x0, y0, w, h) renders only
@@ -194,7 +195,8 @@ class FG3DGS(nn.Module):
         ``colour=False``: without the colour corrections (stages 1-2 fit the regions before
         fusion learns them)."""
         raw = self._rasterize_regions(self.cfg.regions, drive, viewmats, K, width, height,
-                                      backend, keep_means2d, windows, colour=colour)
+                                      backend, keep_means2d, windows, colour=colour,
+                                      variant=variant)
         out = {r: (rgb, alpha) for r, (rgb, alpha, _) in raw.items()}
         return (out, {r: m2d for r, (_, _, m2d) in raw.items()}) if keep_means2d else out
 
@@ -211,23 +213,24 @@ class FG3DGS(nn.Module):
 
     def _rasterize_regions(self, regions, drive: dict | None, viewmats, K, width, height,
                            backend, keep_means2d=False, windows=None, clock=None,
-                           colour: bool = False) -> dict:
+                           colour: bool = False, variant: str | None = None) -> dict:
         """region -> (rgb [B, h, w, 3] premultiplied, alpha [B, h, w, 1], screen-space means
         per frame when ``keep_means2d``, else []) for each of ``regions``. ``colour``: with
-        the current variant's colour corrections, applied to the Gaussians' colours (the
+        the variant's colour corrections, applied to the Gaussians' colours (the
         same image as applying them to the render, see :class:`ColourCorrection`).
         ``windows``: as for :meth:`render_regions`; ``clock``: a :class:`StageClock` that
         is told where the time goes."""
         if not regions:
             return {}
         clock = clock or NO_CLOCK
+        variant = variant or self.variant
         with clock("networks"):
-            parts = {r: self.deform(r, drive) for r in regions}
+            parts = {r: self.deform(r, drive, variant) for r in regions}
         out = {}
         with clock("rasterize"):
             cols = self._colours(parts, viewmats)
             if colour:
-                cols = {r: self._colour(r)(c, 1.0) for r, c in cols.items()}
+                cols = {r: self._colour(r, variant)(c, 1.0) for r, c in cols.items()}
             Ks = _window_intrinsics(K, {r: w for r, w in (windows or {}).items()
                                         if r in parts})
             for r, (means, quats, scales, opac, _) in parts.items():
@@ -254,28 +257,28 @@ class FG3DGS(nn.Module):
         """variant -> fused frames [B, H, W, 3]. The regions whose network the variants
         share are deformed and rasterized once. The colour corrections go into the
         Gaussians' colours (cheaper than correcting renders) unless a shared region's
-        correction differs between the variants; then they are applied to the renders."""
+        correction differs between the variants; then they are applied to the renders. The
+        model's state is not touched: threads may render one model at once."""
         clock = clock or NO_CLOCK
+        for v in variants:
+            if v not in self.variants:
+                raise ValueError(f"this identity has no {v!r} variant; it has "
+                                 f"{', '.join(self.variants)}")
         fold = self._shared_colours_agree(variants)
         raw, out = {}, {}
-        current = self.variant
-        try:
-            for v in variants:
-                self.set_variant(v)
-                keys = {r: (r, v if r == self.cfg.refined_region else "shared")
-                        for r in self.cfg.regions}
-                todo = [r for r, key in keys.items() if key not in raw]
-                for r, res in self._rasterize_regions(todo, drive, viewmats, K, width,
-                                                      height, backend, clock=clock,
-                                                      colour=fold).items():
-                    raw[keys[r]] = res[:2]
-                with clock("fusion"):
-                    regions = {r: raw[key] if fold else
-                               (self._colour(r)(*raw[key]), raw[key][1])
-                               for r, key in keys.items()}
-                    out[v] = fuse(regions, canvas)
-        finally:
-            self.set_variant(current)
+        for v in variants:
+            keys = {r: (r, v if r == self.cfg.refined_region else "shared")
+                    for r in self.cfg.regions}
+            todo = [r for r, key in keys.items() if key not in raw]
+            for r, res in self._rasterize_regions(todo, drive, viewmats, K, width, height,
+                                                  backend, clock=clock, colour=fold,
+                                                  variant=v).items():
+                raw[keys[r]] = res[:2]
+            with clock("fusion"):
+                regions = {r: raw[key] if fold else
+                           (self._colour(r, v)(*raw[key]), raw[key][1])
+                           for r, key in keys.items()}
+                out[v] = fuse(regions, canvas)
         return out
 
     def _shared_colours_agree(self, variants: tuple[str, ...]) -> bool:
@@ -288,9 +291,11 @@ class FG3DGS(nn.Module):
                    for a, b in zip(self.colour[r].parameters(),
                                    self.refined["colour"][r].parameters()))
 
-    def render(self, drive, viewmats, K, width, height, canvas, backend="auto"):
+    def render(self, drive, viewmats, K, width, height, canvas, backend="auto",
+               variant: str | None = None):
         """Fused frames [B, H, W, 3] over canvas [B, H, W, 3]."""
-        return fuse(self.render_regions(drive, viewmats, K, width, height, backend), canvas)
+        return fuse(self.render_regions(drive, viewmats, K, width, height, backend,
+                                        variant=variant), canvas)
 
 
 def _window_intrinsics(K: torch.Tensor, windows: dict) -> dict:

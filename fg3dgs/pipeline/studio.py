@@ -66,8 +66,7 @@ class Studio:
             atexit.register(self.close)
         self.workdir = Path(workdir)
         self._heads: OrderedDict[str, TalkingHead] = OrderedDict()
-        self._lock = threading.Lock()
-        self._busy: dict[str, threading.Lock] = {}     # one render per head at a time
+        self._lock = threading.Lock()                  # the loaded heads
 
     def close(self) -> None:
         """Remove the work folder if this studio made it; a given ``workdir`` stays. Safe to
@@ -107,15 +106,9 @@ class Studio:
         return key
 
     def _render(self, key: str, *args, **kw) -> RenderResult:
-        """``TalkingHead.render`` on a shared head; a head renders one request at a time
-        (its variant switch is state), different heads in parallel."""
-        head = self.head(key)
-        with self._busy_lock(key):
-            return head.render(*args, **kw)
-
-    def _busy_lock(self, key: str) -> threading.Lock:
-        with self._lock:
-            return self._busy.setdefault(key, threading.Lock())
+        """``TalkingHead.render`` on a shared head: rendering leaves the head's state as it
+        was (the variant is an argument), so requests run in parallel, on one head too."""
+        return self.head(key).render(*args, **kw)
 
     def warm_up(self, key: str) -> threading.Thread:
         """Load ``key`` and render one still in the background, so that the first request
@@ -125,9 +118,7 @@ class Studio:
         one still."""
         def run():
             try:
-                head = self.head(key)
-                with self._busy_lock(key):
-                    head.still()
+                self.head(key).still()
             except Exception:       # noqa: BLE001 - the first request reports any problem
                 pass
         thread = threading.Thread(target=run, name="fg3dgs-warm-up")
