@@ -3,9 +3,11 @@
 import numpy as np
 import pytest
 
-from fg3dgs.synth.face import CHIN, MOUTH_L, MOUTH_R, Expression, build_rig
+from fg3dgs.facemesh import MOUTH_L, MOUTH_R
+from fg3dgs.synth.face import Expression, build_rig
 from fg3dgs.synth.motion import MotionConfig, blink_track, head_motion
 from fg3dgs.synth.photo import detect_face, load_photo
+from fg3dgs.synth.rig_parts import CHIN
 from fg3dgs.synth.speech import Phoneme
 
 

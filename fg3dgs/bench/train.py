@@ -131,7 +131,6 @@ def _lpips_for_timing(trainer, stand_in: bool = True) -> str:
 def run(args) -> int:
     import torch
 
-    from ..bench.ops import OpCounter
     from ..train.config import STAGES, preset
     from ..train.trainer import Trainer, TrainError
 
@@ -152,68 +151,18 @@ def run(args) -> int:
         counts = grow_to_cap(tr) if args.grow else {r: len(g) for r, g in
                                                      tr.model.gaussians.items()}
         sync = torch.cuda.synchronize if tr.device.type == "cuda" else (lambda: None)
-        print(f"# machine: {describe_machine()}")
-        how = "grown to the densification cap" if args.grow else "as initialised"
-        print(f"# preset {cfg.preset} at {cfg.size}x{cfg.size}, batch {cfg.batch}, "
-              f"device {tr.device}, Gaussians {counts} ({how}); "
-              f"{args.steps} timed steps per stage after {args.warmup}"
-              + (f", networks and loss compiled (torch.compile, mode {cfg.compile_mode})"
-                 if cfg.compile else ""))
-        print("| stage | iterations in the preset | ms per iteration (median of 5 blocks) | "
-              "iterations/s | projected minutes | tensor ops per step |")
-        print("|---|---|---|---|---|---|")
+        _print_header(tr, cfg, counts, args)
         rows, total, sources, profiles = [], 0.0, [], []
         plan, once, lpips = cfg.one_offs(), [], None       # once: (work, stage, times, s)
         for stage in STAGES:
             n = cfg.iterations.get(stage, 0)
             if n <= 0 or (args.stages and stage not in args.stages):
                 continue
-            once.append(("stage set-up", stage, 1,
-                         _timed(lambda: tr.start_stage(stage), sync)))
-            if tr.lip_warmup_due:   # timed on its own (which clears it), not in the first step
-                once.append(("lip-prior warm-up step", stage,
-                             plan[stage]["lip-prior warm-up step"],
-                             _lip_step_s(tr, sync, args.steps)))
-            if stage == "fusion":
-                lpips = _lpips_for_timing(tr, stand_in=not args.lpips_as_run)
-            # with --compile: mostly compiling
-            warm_s = _timed(lambda: _steps(tr, args.warmup), sync)
-            if args.sync_debug and tr.device.type == "cuda":
-                torch.cuda.set_sync_debug_mode("warn")
-                tr.step_once(quality=False)
-                torch.cuda.set_sync_debug_mode("default")
-            ops = None
-            if not cfg.compile:
-                with OpCounter(by_source=bool(args.op_sources)) as counted:
-                    tr.step_once(quality=False)
-                ops = counted.total
-                if args.op_sources:
-                    sources.append((stage, counted))
-            if stage in args.profile:
-                profiles.append((stage, _profile(tr, sync)))
-            per = max(1, args.steps // 5)
-            blocks = [_timed(lambda: _steps(tr, per), sync) / per for _ in range(5)]
-            ms = 1000 * statistics.median(blocks)
-            minutes = n * ms / 1000 / 60
-            total += minutes
-            rows.append({"stage": stage, "iterations": n, "ms_per_iteration": ms,
-                         "iterations_per_s": 1000 / ms, "projected_minutes": minutes,
-                         "ops_per_step": ops, "warmup_s": warm_s,
-                         # (with --no-grow a densification pass may have added some)
-                         "gaussians": {r: len(g) for r, g in tr.model.gaussians.items()}})
-            print(f"| {stage} | {n} | {ms:.1f} | {1000 / ms:.1f} | {minutes:.1f} | "
-                  f"{'-' if ops is None else ops} |", flush=True)
-            if cfg.compile:
-                once.append(("compiling", stage, 1, max(0.0, warm_s - args.warmup * ms / 1000)))
-            once.append(("preview", stage, plan[stage]["preview"],
-                         _timed(tr.write_preview, sync)))
-            once.append(("checkpoint", stage, plan[stage]["checkpoint"],
-                         _timed(tr.save_state, sync)))
-            if plan[stage].get("densification pass"):
-                once.append(("densification pass", stage, plan[stage]["densification pass"],
-                             _densify_pass_s(tr, sync)))
-                if args.grow:                   # (a pass may prune) back to the cap
-                    grow_to_cap(tr)
+            row, lp = _measure_stage(tr, cfg, stage, n, plan[stage], args, sync, once,
+                                     sources, profiles)
+            lpips = lp or lpips
+            rows.append(row)
+            total += row["projected_minutes"]
         whole = not args.stages or all(s in args.stages for s in STAGES
                                        if cfg.iterations.get(s, 0) > 0)
         if whole:
@@ -222,15 +171,7 @@ def run(args) -> int:
             once.append(("export (identity, replay track)", "", 1, _timed(tr.export, sync)))
         if lpips:
             print(f"# fusion timed with its LPIPS term: {lpips}")
-        extra = sum(k * s for _, _, k, s in once) / 60
-        print("\n# one-off work: timed once, times how often the preset does it\n"
-              "| work | stage | times | seconds each | minutes |\n|---|---|---|---|---|")
-        for work, stage, k, sec in once:
-            print(f"| {work} | {stage} | {k} | {sec:.3g} | {k * sec / 60:.2f} |")
-        print(f"| all one-off work | | | | {extra:.1f} |")
-        if whole:
-            print(f"# the whole run: {total:.1f} min of steps + {extra:.1f} min of one-off "
-                  f"work = {total + extra:.1f} min")
+        extra = _print_one_offs(once, total if whole else None)
         if cfg.compile:
             print("# warm-up (compiling) per stage: " + ", ".join(
                 f"{r['stage']} {r['warmup_s']:.0f} s" for r in rows))
@@ -254,3 +195,83 @@ def run(args) -> int:
              "peak_gpu_mb": (torch.cuda.max_memory_allocated() / 2 ** 20
                              if tr.device.type == "cuda" else None)}, indent=2) + "\n")
     return 0
+
+
+def _print_header(tr, cfg, counts: dict, args) -> None:
+    print(f"# machine: {describe_machine()}")
+    how = "grown to the densification cap" if args.grow else "as initialised"
+    print(f"# preset {cfg.preset} at {cfg.size}x{cfg.size}, batch {cfg.batch}, "
+          f"device {tr.device}, Gaussians {counts} ({how}); "
+          f"{args.steps} timed steps per stage after {args.warmup}"
+          + (f", networks and loss compiled (torch.compile, mode {cfg.compile_mode})"
+             if cfg.compile else ""))
+    print("| stage | iterations in the preset | ms per iteration (median of 5 blocks) | "
+          "iterations/s | projected minutes | tensor ops per step |")
+    print("|---|---|---|---|---|---|")
+
+
+def _measure_stage(tr, cfg, stage: str, n: int, plan: dict, args, sync, once: list,
+                   sources: list, profiles: list) -> tuple[dict, str | None]:
+    """Time one stage's steps (printing its row) and its one-off work (appended to
+    ``once``); returns (its row, fusion's LPIPS note or None)."""
+    import torch
+
+    from ..bench.ops import OpCounter
+
+    lpips = None
+    once.append(("stage set-up", stage, 1, _timed(lambda: tr.start_stage(stage), sync)))
+    if tr.lip_warmup_due:   # timed on its own (which clears it), not in the first step
+        once.append(("lip-prior warm-up step", stage, plan["lip-prior warm-up step"],
+                     _lip_step_s(tr, sync, args.steps)))
+    if stage == "fusion":
+        lpips = _lpips_for_timing(tr, stand_in=not args.lpips_as_run)
+    warm_s = _timed(lambda: _steps(tr, args.warmup), sync)      # with --compile: compiling
+    if args.sync_debug and tr.device.type == "cuda":
+        torch.cuda.set_sync_debug_mode("warn")
+        tr.step_once(quality=False)
+        torch.cuda.set_sync_debug_mode("default")
+    ops = None
+    if not cfg.compile:
+        with OpCounter(by_source=bool(args.op_sources)) as counted:
+            tr.step_once(quality=False)
+        ops = counted.total
+        if args.op_sources:
+            sources.append((stage, counted))
+    if stage in args.profile:
+        profiles.append((stage, _profile(tr, sync)))
+    per = max(1, args.steps // 5)
+    blocks = [_timed(lambda: _steps(tr, per), sync) / per for _ in range(5)]
+    ms = 1000 * statistics.median(blocks)
+    minutes = n * ms / 1000 / 60
+    row = {"stage": stage, "iterations": n, "ms_per_iteration": ms,
+           "iterations_per_s": 1000 / ms, "projected_minutes": minutes,
+           "ops_per_step": ops, "warmup_s": warm_s,
+           # (with --no-grow a densification pass may have added some)
+           "gaussians": {r: len(g) for r, g in tr.model.gaussians.items()}}
+    print(f"| {stage} | {n} | {ms:.1f} | {1000 / ms:.1f} | {minutes:.1f} | "
+          f"{'-' if ops is None else ops} |", flush=True)
+    if cfg.compile:
+        once.append(("compiling", stage, 1, max(0.0, warm_s - args.warmup * ms / 1000)))
+    once.append(("preview", stage, plan["preview"], _timed(tr.write_preview, sync)))
+    once.append(("checkpoint", stage, plan["checkpoint"], _timed(tr.save_state, sync)))
+    if plan.get("densification pass"):
+        once.append(("densification pass", stage, plan["densification pass"],
+                     _densify_pass_s(tr, sync)))
+        if args.grow:                   # (a pass may prune) back to the cap
+            grow_to_cap(tr)
+    return row, lpips
+
+
+def _print_one_offs(once: list, steps_minutes: float | None) -> float:
+    """Print the one-off work's table (and the whole run's projection where every stage
+    was timed); returns its minutes."""
+    extra = sum(k * s for _, _, k, s in once) / 60
+    print("\n# one-off work: timed once, times how often the preset does it\n"
+          "| work | stage | times | seconds each | minutes |\n|---|---|---|---|---|")
+    for work, stage, k, sec in once:
+        print(f"| {work} | {stage} | {k} | {sec:.3g} | {k * sec / 60:.2f} |")
+    print(f"| all one-off work | | | | {extra:.1f} |")
+    if steps_minutes is not None:
+        print(f"# the whole run: {steps_minutes:.1f} min of steps + {extra:.1f} min of "
+              f"one-off work = {steps_minutes + extra:.1f} min")
+    return extra
