@@ -201,12 +201,10 @@ class DensifyRegions:
         """After a step's backward: accumulate each region's ``means2d`` ([C, N, 2] each,
         retained from its renders), then densify / prune where ``step`` (1-based) is due.
         True when a set changed (the model's caches are then stale)."""
-        changed = False
         for r, strat in self.strategies.items():
             for m in means2d[r]:
                 strat.observe(gaussians[r], m, width, height)
-            changed |= strat.step(step, gaussians[r], optimizer)
-        return changed
+        return self.run_pass(step, gaussians, optimizer)
 
     def run_pass(self, step: int, gaussians: dict[str, GaussianSet],
                  optimizer: torch.optim.Optimizer) -> bool:

@@ -108,11 +108,14 @@ class FG3DGS(nn.Module):
         """Render the base model or the HRPA-refined one from now on, where a call names no
         ``variant`` (training; rendering names it per call, so that threads can share a
         model)."""
+        self._check_variant(variant)
+        self.variant = variant
+        return self
+
+    def _check_variant(self, variant: str):
         if variant not in self.variants:
             raise ValueError(f"this identity has no {variant!r} variant; it has "
                              f"{', '.join(self.variants)}")
-        self.variant = variant
-        return self
 
     def _net(self, region: str, variant: str) -> nn.Module:
         if variant == "refined" and region == self.cfg.refined_region:
@@ -261,9 +264,7 @@ class FG3DGS(nn.Module):
         model's state is not touched: threads may render one model at once."""
         clock = clock or NO_CLOCK
         for v in variants:
-            if v not in self.variants:
-                raise ValueError(f"this identity has no {v!r} variant; it has "
-                                 f"{', '.join(self.variants)}")
+            self._check_variant(v)
         fold = self._shared_colours_agree(variants)
         raw, out = {}, {}
         for v in variants:

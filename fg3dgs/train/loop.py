@@ -17,7 +17,7 @@ from . import STAGES, TrainError
 from .checkpoint import STATE
 
 
-class StageClock:
+class StageSeconds:
     """Adds the wall time since the last call (or its start) to a stage's entry of
     ``seconds`` (the run's ``stage_seconds``: kept across resumes, written to
     identity.json)."""
@@ -42,7 +42,7 @@ def run_schedule(trainer) -> Path:
     done = sum(its.get(s, 0) for s in STAGES[:STAGES.index(trainer.stage)])
     bar = tqdm(total=total, initial=done + trainer.step, unit="it", desc=trainer.stage,
                disable=not trainer.progress, dynamic_ncols=True)
-    clock = StageClock(trainer.stage_seconds)
+    clock = StageSeconds(trainer.stage_seconds)
     try:
         while True:
             run_stage(trainer, bar, clock)
@@ -66,7 +66,7 @@ def run_schedule(trainer) -> Path:
     return trainer.export()
 
 
-def run_stage(trainer, bar, clock: StageClock):
+def run_stage(trainer, bar, clock: StageSeconds):
     """The current stage's remaining steps. The loss is read on log and checkpoint steps
     only: the only waits for the device."""
     c, n = trainer.cfg, trainer.cfg.iterations[trainer.stage]
