@@ -190,3 +190,23 @@ def test_awkward_inputs_give_finite_articulation(tmp_path, kind):
             assert len(out) == speech.feature_frames
     assert out.shape[1] == 5 and np.isfinite(out).all()
     assert (out >= 0).all() and (out <= 1).all()
+
+
+def test_the_default_front_end_follows_the_checkpoints_folder(tmp_path, monkeypatch):
+    """The default front-end is cached per resolved file: a checkpoints folder set later
+    ($FG3DGS_CHECKPOINTS) gets its own front-end, not the one loaded before."""
+    from fg3dgs.frontend import ArticulationNet, FrontendConfig, articulation, save_frontend
+
+    audio = np.random.default_rng(0).uniform(-0.3, 0.3, 8000).astype(np.float32)
+    outs = []
+    for seed in (0, 1):
+        ckpt = tmp_path / f"ckpt{seed}"
+        ckpt.mkdir()
+        torch.manual_seed(seed)
+        save_frontend(ArticulationNet(FrontendConfig(width=16)),
+                      ckpt / "speech_frontend.safetensors")
+        monkeypatch.setenv("FG3DGS_CHECKPOINTS", str(ckpt))
+        outs.append(articulation(audio))
+    assert not np.allclose(outs[0], outs[1])
+    monkeypatch.setenv("FG3DGS_CHECKPOINTS", str(tmp_path / "ckpt0"))
+    np.testing.assert_array_equal(articulation(audio), outs[0])

@@ -153,8 +153,10 @@ def articulation(audio: np.ndarray, path: str | Path | None = None) -> np.ndarra
 @torch.no_grad()
 def articulation_of_mel(mel: np.ndarray, path: str | Path | None = None) -> np.ndarray:
     """[T, 5] front-end outputs of log-mel frames [T, 80] (the front-end at ``path``,
-    default the shipped one, loaded once per process)."""
-    key = str(path or "")
+    default the shipped one, loaded once per process and file: the key is the resolved
+    path, so a checkpoints folder set later ($FG3DGS_CHECKPOINTS) is not served the
+    front-end of the one before)."""
+    key = str(Path(path) if path else checkpoints_dir() / DEFAULT_FILE)
     if key not in _LOADED:
-        _LOADED[key] = load_frontend(path)[0]
+        _LOADED[key] = load_frontend(key)[0]
     return _LOADED[key](torch.from_numpy(mel)[None])[0].numpy().astype(np.float32)
