@@ -191,11 +191,13 @@ def test_interrupts_and_warnings_read_as_one_line(monkeypatch, capsys, tmp_path)
 
     python_format = warnings.formatwarning
 
-    def demo(args):
+    def speech(path):
         sys.stderr.write(warnings.formatwarning("the head is shy", UserWarning, "x.py", 1))
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(render_cli, "run_demo", demo)
+    # the first call of demo's render (render_cli.COMMANDS holds run_demo itself, so
+    # patching the module's name would not reach the parser)
+    monkeypatch.setattr(render_cli, "AudioInput", speech)
     assert main(["demo", "--out", str(tmp_path / "d.mp4")]) == 130
     err = capsys.readouterr().err
     assert "fg3dgs: warning: the head is shy\n" in err and "x.py" not in err

@@ -1,6 +1,6 @@
-"""The ``fg3dgs`` command line: a module per group of commands, each adding its parsers
-(``add_*``) and running them (``run_*``); here the parser, the one error handler and the
-console script."""
+"""The ``fg3dgs`` command line: a module per group of commands, each declaring its
+commands (``COMMANDS``: :class:`~.parser.Command`) and running them (``run_*``); here the
+parser, the one error handler and the console script."""
 
 from __future__ import annotations
 
@@ -17,13 +17,18 @@ from contextlib import contextmanager
 from .. import __version__
 from . import data, evaluate, render, train, zoo
 from .errors import CommandError, for_the_user
-from .parser import CommandParser
+from .parser import Command, CommandParser
 
-# The commands in the order ``fg3dgs --help`` lists them
-COMMANDS = (render.add_demo, data.add_synth, data.add_preprocess, train.add_train,
-            train.add_refine, evaluate.add_eval, train.add_train_sync, train.add_train_audio,
-            train.add_retarget, data.add_speak, render.add_render, zoo.add_zoo,
-            data.add_synth_check)
+# The order ``fg3dgs --help`` lists the commands in, which is not the modules': a command
+# missing here stops the parser being built (ORDER.index), so none is left out unseen
+ORDER = ("demo", "synth", "preprocess", "train", "refine", "eval", "train-sync", "train-audio",
+         "retarget", "speak", "render", "zoo", "synth-check")
+
+
+def commands() -> list[Command]:
+    """Every command, in :data:`ORDER`."""
+    return sorted((c for m in (data, evaluate, render, train, zoo) for c in m.COMMANDS),
+                  key=lambda c: ORDER.index(c.name))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,11 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Each command has its own --help. The web app: python app.py in a checkout "
         "of the repository (it is also the Hugging Face Space).")
     parser.add_argument("--version", action="version", version=f"fg3dgs {__version__}")
-    # reports: the built-in errors a command adds to the package's own (errors.for_the_user)
-    parser.set_defaults(reports=())
     sub = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
-    for add in COMMANDS:
-        add(sub)
+    for command in commands():
+        command.register(sub)
     return parser
 
 

@@ -14,15 +14,7 @@ from ..synth.check import as_dict, check_clip
 from ..synth.sheet import contact_sheet
 from ..synth.speech import synthesize
 from .errors import CommandError
-
-
-def add_synth(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("synth", options=_synth_options,
-                       help="make a synthetic talking-head clip with ground truth",
-                       description="Speak text (or corpus sentences) with eSpeak NG and "
-                       "animate a face photo to it. Writes DIR/video.mp4 (H.264 + AAC, 25 "
-                       "fps), DIR/audio.wav (16 kHz), DIR/truth.npz and DIR/truth.json.")
-    p.set_defaults(func=run_synth)
+from .parser import Command
 
 
 def _synth_options(p: argparse.ArgumentParser) -> None:
@@ -55,6 +47,11 @@ def _synth_options(p: argparse.ArgumentParser) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    """make a synthetic talking-head clip with ground truth
+
+    Speak text (or corpus sentences) with eSpeak NG and animate a face photo to it. Writes
+    DIR/video.mp4 (H.264 + AAC, 25 fps), DIR/audio.wav (16 kHz), DIR/truth.npz and
+    DIR/truth.json."""
     from ..synth.clip import SynthConfig, generate
 
     text = args.text
@@ -73,13 +70,6 @@ def run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_synth_check(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("synth-check", options=_synth_check_options,
-                       help="measure a synthetic clip against its truth with mediapipe "
-                            "(exit 1 if a target is missed)")
-    p.set_defaults(func=run_synth_check)
-
-
 def _synth_check_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir")
     p.add_argument("--json", type=output_file(".json"),
@@ -89,6 +79,8 @@ def _synth_check_options(p: argparse.ArgumentParser) -> None:
 
 
 def run_synth_check(args: argparse.Namespace) -> int:
+    """measure a synthetic clip against its truth with mediapipe (exit 1 if a target is
+    missed)"""
     result = check_clip(args.dir)
     if args.sheet:
         print(f"wrote {contact_sheet(args.dir, args.sheet)}")
@@ -97,15 +89,6 @@ def run_synth_check(args: argparse.Namespace) -> int:
         with atomic_output(args.json) as tmp:
             tmp.write_text(json.dumps(as_dict(result), indent=2) + "\n")
     return 0 if all(result.passed().values()) else 1
-
-
-def add_speak(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("speak", options=_speak_options,
-                       help="synthesise test speech (a WAV) with a random voice",
-                       description="Corpus sentences (or --text) spoken by a random eSpeak "
-                       "voice. --held-out draws voices and sentences from the set the sync "
-                       "expert never trains on, to test lip sync on unseen speech.")
-    p.set_defaults(func=run_speak)
 
 
 def _speak_options(p: argparse.ArgumentParser) -> None:
@@ -120,6 +103,11 @@ def _speak_options(p: argparse.ArgumentParser) -> None:
 
 
 def run_speak(args: argparse.Namespace) -> int:
+    """synthesise test speech (a WAV) with a random voice
+
+    Corpus sentences (or --text) spoken by a random eSpeak voice. --held-out draws voices
+    and sentences from the set the sync expert never trains on, to test lip sync on unseen
+    speech."""
     from ..sync.data import random_voice, split_sentences  # torch comes with it
 
     rng = random.Random(args.seed)
@@ -135,16 +123,6 @@ def run_speak(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}: {speech.duration:.1f} s, voice {speech.voice.espeak_name} "
           f"(rate {speech.voice.rate}, pitch {speech.voice.pitch}): {text}")
     return 0
-
-
-def add_preprocess(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("preprocess", options=_preprocess_options,
-                       help="turn a portrait video into a training set",
-                       description="Landmarks, one portrait crop, head-pose cameras, region "
-                       "masks, expression and audio features, written to DATASET. The video "
-                       "needs one person talking, with sound, for at least 10 s (minutes "
-                       "are better).")
-    p.set_defaults(func=run_preprocess)
 
 
 def _preprocess_options(p: argparse.ArgumentParser) -> None:
@@ -176,6 +154,11 @@ def _preprocess_options(p: argparse.ArgumentParser) -> None:
 
 
 def run_preprocess(args: argparse.Namespace) -> int:
+    """turn a portrait video into a training set
+
+    Landmarks, one portrait crop, head-pose cameras, region masks, expression and audio
+    features, written to DATASET. The video needs one person talking, with sound, for at least
+    10 s (minutes are better)."""
     from ..preprocess.pipeline import PreprocessConfig, preprocess
 
     names = tuple(n.strip() for n in args.audio_features.split(",") if n.strip())
@@ -189,3 +172,9 @@ def run_preprocess(args: argparse.Namespace) -> int:
         from ..preprocess.preview import preview_sheet
         print(f"wrote {preview_sheet(out, out / 'preview.png')}")
     return 0
+
+
+COMMANDS = (Command("synth", run_synth, _synth_options),
+            Command("synth-check", run_synth_check, _synth_check_options),
+            Command("speak", run_speak, _speak_options),
+            Command("preprocess", run_preprocess, _preprocess_options))

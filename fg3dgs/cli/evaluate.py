@@ -9,16 +9,7 @@ from pathlib import Path
 
 from ..options import BACKENDS
 from .errors import CommandError
-from .parser import BACKEND_HELP
-
-
-def add_eval(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", options=_eval_options,
-                       help="measure a trained identity on its validation frames",
-                       description="PSNR, SSIM, LMD, LPIPS and FID on the dataset's "
-                       "validation frames (LPIPS / FID reported unavailable without their "
-                       "weights); writes RUN/eval/metrics.json and RUN/eval/validation.mp4.")
-    p.set_defaults(func=run_eval)
+from .parser import BACKEND_HELP, Command
 
 
 def _eval_options(p: argparse.ArgumentParser) -> None:
@@ -53,6 +44,11 @@ def _eval_options(p: argparse.ArgumentParser) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    """measure a trained identity on its validation frames
+
+    PSNR, SSIM, LMD, LPIPS and FID on the dataset's validation frames (LPIPS / FID reported
+    unavailable without their weights); writes RUN/eval/metrics.json and
+    RUN/eval/validation.mp4."""
     if not args.data and not args.cross:
         raise CommandError("give --data (the identity's own dataset: its validation frames) "
                            "or --cross (clips it never saw), or both")
@@ -164,3 +160,6 @@ def _cross_line(m: dict) -> str:
     if m.get("lpips") is not None:
         line += f"  LPIPS {m['lpips']:.4f} (mouth {m['lpips_mouth']:.4f})"
     return line
+
+
+COMMANDS = (Command("eval", run_eval, _eval_options),)

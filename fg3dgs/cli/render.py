@@ -18,7 +18,7 @@ from ..pipeline.render_options import RenderOptions
 from ..pipeline.sheet import video_sheet
 from ..timing import process_age
 from .errors import CommandError
-from .parser import BACKEND_HELP, add_run_flags
+from .parser import BACKEND_HELP, Command, add_run_flags
 
 if TYPE_CHECKING:
     from ..pipeline import RenderResult
@@ -26,14 +26,6 @@ if TYPE_CHECKING:
 # render's options that demo leaves out: demo renders with render's defaults of them
 RENDER_ONLY = ("size", "pose", "pose_scale", "pose_end", "blink", "batch", "seed", "scores",
                "stream", "chunk_ms")
-
-
-def add_render(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("render", options=_render_options,
-                       help="an identity speaking any audio, to an MP4",
-                       description="Render an identity (run folder or zoo id) speaking "
-                       "AUDIO (wav, mp3, flac, ogg, m4a or a video's sound) to H.264 + AAC.")
-    p.set_defaults(func=run_render, reports=(ValueError,))
 
 
 def _render_options(p: argparse.ArgumentParser) -> None:
@@ -72,17 +64,6 @@ def _render_options(p: argparse.ArgumentParser) -> None:
     add_run_flags(p)
 
 
-def add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", options=_demo_options,
-                       help="the shipped identity speaking an example: an MP4 and a contact "
-                            "sheet PNG (offline)",
-                       description="Render the shipped demo identity speaking a bundled "
-                       "example sentence, without (left) and with (right) the lip-sync "
-                       "refinement, to an MP4 and a contact-sheet PNG of 8 moments of it. "
-                       "Needs no download.")
-    p.set_defaults(func=run_demo, reports=(ValueError,))
-
-
 def _demo_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo.mp4", type=output_file(".mp4"),
                    help="output MP4 (default: demo.mp4)")
@@ -104,14 +85,26 @@ def _demo_options(p: argparse.ArgumentParser) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """The product in one command: the shipped identity speaking a bundled example."""
+    """the shipped identity speaking an example: an MP4 and a contact sheet PNG (offline)
+
+    Render the shipped demo identity speaking a bundled example sentence, without (left) and
+    with (right) the lip-sync refinement, to an MP4 and a contact-sheet PNG of 8 moments of
+    it. Needs no download."""
     args.audio = args.audio or str(assets_dir() / "examples" / "morning.wav")
     sheet = args.sheet or str(Path(args.out).with_suffix(".png"))
-    return run_render(args, then_sheet=sheet, prefer="both")
+    return _render(args, then_sheet=sheet, prefer="both")
 
 
-def run_render(args: argparse.Namespace, then_sheet: str | None = None,
-               prefer: str = "refined") -> int:
+def run_render(args: argparse.Namespace) -> int:
+    """an identity speaking any audio, to an MP4
+
+    Render an identity (run folder or zoo id) speaking AUDIO (wav, mp3, flac, ogg, m4a or a
+    video's sound) to H.264 + AAC."""
+    return _render(args)
+
+
+def _render(args: argparse.Namespace, then_sheet: str | None = None,
+            prefer: str = "refined") -> int:
     """render, and demo with ``then_sheet`` (a contact sheet of the video) and ``prefer``
     (the variant where the identity has the refined one and --variant is not given)."""
     if args.stream and args.scores:
@@ -168,3 +161,7 @@ def _print_details(args: argparse.Namespace, res: RenderResult, loaded: float) -
         other = res.render_seconds - sum(res.timings.values())
         print("  seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in split.items())
               + f", other {other:.2f}; {process_age():.2f} since the process started")
+
+
+COMMANDS = (Command("demo", run_demo, _demo_options, reports=(ValueError,)),
+            Command("render", run_render, _render_options, reports=(ValueError,)))

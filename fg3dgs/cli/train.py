@@ -18,16 +18,7 @@ from ..options import BACKENDS
 from ..train import COMPILE_MODES, PRESETS, parse_iterations
 from ..zoo import resolve_identity
 from .errors import CommandError
-from .parser import BACKEND_HELP
-
-
-def add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", options=_train_options,
-                       help="train an identity from a preprocessed dataset",
-                       description="The FG-3DGS stages (static, deform, fusion, hrpa); "
-                       "writes RUN/identity.safetensors + identity.json, previews and a "
-                       "loss curve. Ctrl-C saves the state; --resume continues exactly.")
-    p.set_defaults(func=run_train, reports=(ValueError,))
+from .parser import BACKEND_HELP, Command
 
 
 def _train_options(p: argparse.ArgumentParser) -> None:
@@ -70,6 +61,11 @@ def _train_options(p: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """train an identity from a preprocessed dataset
+
+    The FG-3DGS stages (static, deform, fusion, hrpa); writes RUN/identity.safetensors +
+    identity.json, previews and a loss curve. Ctrl-C saves the state; --resume continues
+    exactly."""
     # torch comes with the trainer and the config's presets
     from ..train.config import preset
     from ..train.trainer import train
@@ -136,18 +132,6 @@ def _dataset_size(folder: str) -> int | None:
         return None
 
 
-def add_refine(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("refine", options=_refine_options,
-                       help="run the lip-sync refinement (HRPA) again on an identity",
-                       description="HRPA alone on a trained identity (a re-targeted or "
-                       "downloaded one needs no training run): its refined branch starts "
-                       "again from the base one and learns from the sync expert on the "
-                       "identity's own frames, and with --other-voices also on speech in "
-                       "other voices (eSpeak NG voices, half of it augmented). Writes a new "
-                       "identity to --out.")
-    p.set_defaults(func=run_refine, reports=(ValueError,))
-
-
 def _refine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("identity", help="run folder or zoo id")
     p.add_argument("--data", required=True,
@@ -175,6 +159,12 @@ def _refine_options(p: argparse.ArgumentParser) -> None:
 
 
 def run_refine(args: argparse.Namespace) -> int:
+    """run the lip-sync refinement (HRPA) again on an identity
+
+    HRPA alone on a trained identity (a re-targeted or downloaded one needs no training run):
+    its refined branch starts again from the base one and learns from the sync expert on the
+    identity's own frames, and with --other-voices also on speech in other voices (eSpeak NG
+    voices, half of it augmented). Writes a new identity to --out."""
     from ..train.trainer import refine
 
     over = {k: v for k, v in (("iterations", args.iterations), ("expert", args.expert),
@@ -193,17 +183,6 @@ def run_refine(args: argparse.Namespace) -> int:
                  progress=not args.quiet, force=args.force, **over)
     print(f"wrote identity {out}/identity.safetensors in {time.perf_counter() - start:.0f} s")
     return 0
-
-
-def add_retarget(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("retarget", options=_retarget_options,
-                       help="give a trained identity another audio front-end (default artic) "
-                            "by distilling its audio encoder",
-                       description="A new audio encoder on the new features learns to give "
-                       "the driving features the identity's own encoder gives for the same "
-                       "speech (its training clip's audio; augmented copies too). Nothing "
-                       "is rendered; the Gaussians, networks and replay track are kept.")
-    p.set_defaults(func=run_retarget, reports=(ValueError, OSError))
 
 
 def _retarget_options(p: argparse.ArgumentParser) -> None:
@@ -232,6 +211,12 @@ def _retarget_options(p: argparse.ArgumentParser) -> None:
 
 
 def run_retarget(args: argparse.Namespace) -> int:
+    """give a trained identity another audio front-end (default artic) by distilling its
+    audio encoder
+
+    A new audio encoder on the new features learns to give the driving features the identity's
+    own encoder gives for the same speech (its training clip's audio; augmented copies too).
+    Nothing is rendered; the Gaussians, networks and replay track are kept."""
     from ..train.audio_tune import AudioTuneConfig
     from ..train.retarget import RetargetConfig, retarget
 
@@ -263,17 +248,6 @@ def run_retarget(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_train_sync(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train-sync", options=_train_sync_options,
-                       help="train the lip-sync expert on synthetic clips",
-                       description="Generates clips with the synthetic generator (many "
-                       "voices, rates and pitches, the built-in photos, colour / crop / "
-                       "scale augmentation, augmented copies of the audio), trains the "
-                       "expert and reports held-out pair accuracy and offset detection on "
-                       "unseen voices and sentences.")
-    p.set_defaults(func=run_train_sync, reports=(ValueError,))
-
-
 def _train_sync_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="folder for sync_expert.safetensors")
     p.add_argument("--identities", default="builtin:astronaut,builtin:hopper",
@@ -300,6 +274,12 @@ def _train_sync_options(p: argparse.ArgumentParser) -> None:
 
 
 def run_train_sync(args: argparse.Namespace) -> int:
+    """train the lip-sync expert on synthetic clips
+
+    Generates clips with the synthetic generator (many voices, rates and pitches, the built-in
+    photos, colour / crop / scale augmentation, augmented copies of the audio), trains the
+    expert and reports held-out pair accuracy and offset detection on unseen voices and
+    sentences."""
     from ..sync.train import SyncTrainConfig, train_expert
 
     cfg = SyncTrainConfig(identities=tuple(args.identities.split(",")), minutes=args.minutes,
@@ -313,20 +293,6 @@ def run_train_sync(args: argparse.Namespace) -> int:
           f"{100 * h['offset_within_1']:.0f}% of clips")
     print(f"wrote {args.out}/sync_expert.safetensors and {args.out}/report.json")
     return 0
-
-
-def add_train_audio(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train-audio", options=_train_audio_options,
-                       help="train the speech front-end (any voice -> mouth articulation) "
-                            "on eSpeak speech",
-                       description="Speaks corpus sentences with many eSpeak NG voices, "
-                       "variants, rates and pitches, augments each (noise, reverberation, "
-                       "telephone band, codecs, level, clipping, vocal-tract warping) and "
-                       "trains the network behind --audio-features artic to predict the "
-                       "synthetic generator's jaw / spread / round / closure and speech "
-                       "activity at 50 Hz; reports its accuracy on voices and sentences it "
-                       "never saw.")
-    p.set_defaults(func=run_train_audio, reports=(ValueError,))
 
 
 def _train_audio_options(p: argparse.ArgumentParser) -> None:
@@ -347,6 +313,13 @@ def _train_audio_options(p: argparse.ArgumentParser) -> None:
 
 
 def run_train_audio(args: argparse.Namespace) -> int:
+    """train the speech front-end (any voice -> mouth articulation) on eSpeak speech
+
+    Speaks corpus sentences with many eSpeak NG voices, variants, rates and pitches, augments
+    each (noise, reverberation, telephone band, codecs, level, clipping, vocal-tract warping)
+    and trains the network behind --audio-features artic to predict the synthetic generator's
+    jaw / spread / round / closure and speech activity at 50 Hz; reports its accuracy on voices
+    and sentences it never saw."""
     from ..frontend.train import FrontendTrainConfig, train_frontend
 
     cfg = FrontendTrainConfig(minutes=args.minutes, copies=args.copies, steps=args.steps,
@@ -361,3 +334,10 @@ def run_train_audio(args: argparse.Namespace) -> int:
             + f"; speech/pause {100 * acc['speech']['accuracy']:.1f} % of frames")
     print(f"wrote {args.out}/speech_frontend.safetensors and {args.out}/report.json")
     return 0
+
+
+COMMANDS = (Command("train", run_train, _train_options, reports=(ValueError,)),
+            Command("refine", run_refine, _refine_options, reports=(ValueError,)),
+            Command("retarget", run_retarget, _retarget_options, reports=(ValueError, OSError)),
+            Command("train-sync", run_train_sync, _train_sync_options, reports=(ValueError,)),
+            Command("train-audio", run_train_audio, _train_audio_options, reports=(ValueError,)))

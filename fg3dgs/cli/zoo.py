@@ -7,12 +7,7 @@ from __future__ import annotations
 import argparse
 
 from ..zoo import find, load_zoo, pull
-
-
-def add_zoo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("zoo", options=_zoo_options,
-                       help="the model zoo: list, pull, export identities")
-    p.set_defaults(func=run_zoo, reports=(ValueError,))
+from .parser import Command
 
 
 def _zoo_options(p: argparse.ArgumentParser) -> None:
@@ -43,6 +38,7 @@ def _zoo_options(p: argparse.ArgumentParser) -> None:
 
 
 def run_zoo(args: argparse.Namespace) -> int:
+    """the model zoo: list, pull, export identities"""
     if args.zoo_cmd == "list":
         for e in load_zoo():
             print(f"{e.id:24s} {e.title} [{e.audio_features}; {e.license}] "
@@ -69,3 +65,6 @@ def _export(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}: model card README.md, identity, replay track, "
           f"preview; zoo_entry.json lists {len(entry['source']['files'])} files "
           "with their sha256")
+
+
+COMMANDS = (Command("zoo", run_zoo, _zoo_options, reports=(ValueError,)),)
