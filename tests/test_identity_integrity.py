@@ -14,14 +14,9 @@ import torch
 from fg3dgs.io_utils import sha256
 from fg3dgs.model.config import ModelConfig
 from fg3dgs.model.hash_encoding import HashConfig
-from fg3dgs.model.io import (
-    HASHED,
-    IdentityError,
-    build_model,
-    load_identity,
-    record_file_hashes,
-    save_identity,
-)
+from fg3dgs.model.identity import FG3DGS
+from fg3dgs.model.info import IdentityInfo
+from fg3dgs.model.io import HASHED, IdentityError, record_file_hashes
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "checkpoints" / "identities" / "astronaut-demo"
@@ -36,7 +31,7 @@ def _tiny_identity(run: Path, replay: bool = True, seed: int = 0) -> Path:
     cfg = ModelConfig(sh_degree=1, hash=HashConfig(levels=2, log2_table=8,
                                                    max_resolution=32),
                       hidden=16, attn_width=8, attn_heads=2, audio_dim=8, expr_dim=4)
-    model = build_model(cfg, {"face": 40, "eyes": 8, "mouth": 16})
+    model = FG3DGS.empty(cfg, {"face": 40, "eyes": 8, "mouth": 16})
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for k, v in model.state_dict().items():
@@ -46,7 +41,7 @@ def _tiny_identity(run: Path, replay: bool = True, seed: int = 0) -> Path:
               "track_R": np.tile(np.eye(3, dtype=np.float32), (4, 1, 1)),
               "track_t": np.zeros((4, 3), np.float32), "K": np.eye(3, dtype=np.float32),
               "expression": np.zeros((4, 3), np.float32)}
-    save_identity(model, run, extras, {"audio_features": "mel", "size": 8})
+    model.save_pretrained(run, extras, {"audio_features": "mel", "size": 8})
     if replay:
         save_file({"frames": torch.arange(4), "boxes": torch.rand(4, 3, generator=g)},
                   str(run / "replay.safetensors"), metadata={"video": "replay.mp4"})
@@ -76,7 +71,7 @@ def test_save_records_the_weight_files(tmp_path):
     assert set(files) == set(HASHED) == {"identity.safetensors", "replay.safetensors"}
     for f, h in files.items():
         assert sha256(run / f) == h
-    load_identity(run)                                # verifies, and passes
+    FG3DGS.from_pretrained(run)                                # verifies, and passes
     # without a replay index only the weights are recorded
     bare = _tiny_identity(tmp_path / "bare", replay=False)
     assert set(json.loads((bare / "identity.json").read_text())["files"]) == {
@@ -91,24 +86,24 @@ def test_finite_bit_flips_are_refused_naming_the_file(tmp_path, name):
     _flip_low_mantissa_bit(run / name)
     assert all(np.isfinite(v).all() for v in load_file(str(run / name)).values())
     with pytest.raises(IdentityError) as exc:
-        load_identity(run)
+        FG3DGS.from_pretrained(run)
     msg = str(exc.value)
     assert msg.startswith(f"{run / name} {MISMATCH}") and "\n" not in msg
     assert "re-export or re-download" in msg and "--no-verify" in msg
     # the same through identity.json or identity.safetensors as the path given
     with pytest.raises(IdentityError, match=MISMATCH):
-        load_identity(run / "identity.json")
-    model, info, extras = load_identity(run, verify=False)     # developers: no check
-    assert info["size"] == 8 and extras["K"].shape == (3, 3)
+        FG3DGS.from_pretrained(run / "identity.json")
+    model = FG3DGS.from_pretrained(run, verify=False)          # developers: no check
+    assert model.info.size == 8 and model.extras["K"].shape == (3, 3)
 
 
 def test_another_valid_weights_file_is_refused(tmp_path):
     run = _tiny_identity(tmp_path / "run")
     other = _tiny_identity(tmp_path / "other", seed=1)        # same layout, other values
     shutil.copy2(other / "identity.safetensors", run / "identity.safetensors")
-    load_identity(other)
+    FG3DGS.from_pretrained(other)
     with pytest.raises(IdentityError, match="identity.safetensors does not match"):
-        load_identity(run)
+        FG3DGS.from_pretrained(run)
 
 
 def test_identity_without_files_record_loads_unchecked(tmp_path):
@@ -117,14 +112,14 @@ def test_identity_without_files_record_loads_unchecked(tmp_path):
     del info["files"]                                 # written before fg3dgs recorded them
     (run / "identity.json").write_text(json.dumps(info, indent=2))
     _flip_low_mantissa_bit(run / "identity.safetensors")
-    _, loaded, _ = load_identity(run)                 # no record, no check, no error
-    assert "files" not in loaded
+    loaded = FG3DGS.from_pretrained(run).info         # no record, no check, no error
+    assert loaded.files is None and "files" not in loaded.to_dict()
 
 
 def test_listed_but_absent_replay_index_is_left_to_the_replay_loader(tmp_path):
     run = _tiny_identity(tmp_path / "run")
     (run / "replay.safetensors").unlink()             # a run copied without its track
-    load_identity(run)
+    FG3DGS.from_pretrained(run)
 
 
 def test_bad_files_record_is_refused(tmp_path):
@@ -134,14 +129,14 @@ def test_bad_files_record_is_refused(tmp_path):
                 {"../identity.safetensors": "0" * 64}):
         (run / "identity.json").write_text(json.dumps({**info, "files": bad}))
         with pytest.raises(IdentityError, match='invalid "files" record'):
-            load_identity(run)
+            FG3DGS.from_pretrained(run)
 
 
 def test_record_is_rewritten_when_a_file_changes(tmp_path):
     run = _tiny_identity(tmp_path / "run")
     _flip_low_mantissa_bit(run / "replay.safetensors")
-    record_file_hashes(run)                           # e.g. write_replay after save_identity
-    load_identity(run)
+    record_file_hashes(run)                           # e.g. write_replay after save_pretrained
+    FG3DGS.from_pretrained(run)
     assert not list(run.glob(".identity.*")), "no temporary file left behind"
 
 
@@ -150,5 +145,34 @@ def test_shipped_demo_identity_verifies():
     assert set(info["files"]) == {"identity.safetensors", "replay.safetensors"}
     for f, h in info["files"].items():
         assert sha256(DEMO / f) == h, f"{f} differs from its record in identity.json"
-    _, loaded, _ = load_identity(DEMO, verify=True)
-    assert loaded["files"] == info["files"]
+    loaded = FG3DGS.from_pretrained(DEMO, verify=True).info
+    assert loaded.files == info["files"]
+    assert isinstance(loaded, IdentityInfo) and loaded.to_dict()["files"] == info["files"]
+
+
+def test_save_pretrained_round_trip_keeps_every_record(tmp_path):
+    """from_pretrained -> save_pretrained -> from_pretrained gives the same tensors, extras
+    and identity.json, records a newer version wrote included."""
+    run = _tiny_identity(tmp_path / "run")
+    raw = json.loads((run / "identity.json").read_text())
+    (run / "identity.json").write_text(json.dumps({**raw, "future": {"x": [1, 2]}}))
+    a = FG3DGS.from_pretrained(run)
+    assert a.info.more == {"future": {"x": [1, 2]}} and a.path == run
+    (tmp_path / "copy").mkdir()
+    a.save_pretrained(tmp_path / "copy")
+    b = FG3DGS.from_pretrained(tmp_path / "copy")
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert all(torch.equal(a.extras[k], b.extras[k]) for k in a.extras)
+    assert b.info.meta() == a.info.meta() and b.info.more["future"] == {"x": [1, 2]}
+    assert b.info.files == {"identity.safetensors": sha256(tmp_path / "copy" /
+                                                            "identity.safetensors")}
+    with pytest.raises(IdentityError, match="invalid model config"):
+        IdentityInfo.from_dict({**raw, "size": "big"})
+
+
+def test_from_pretrained_takes_a_zoo_id():
+    model = FG3DGS.from_pretrained("astronaut-demo")
+    assert model.path.resolve() == DEMO.resolve() and model.info.size == 256
+    assert model.variants == ("base", "refined") and not model.training
+    assert not any(p.requires_grad for p in model.parameters())

@@ -372,19 +372,19 @@ def test_rigid_flags_are_saved_and_identities_without_them_load_with_none(tmp_pa
     from fg3dgs.model.config import ModelConfig
     from fg3dgs.model.hash_encoding import HashConfig
     from fg3dgs.model.identity import FG3DGS
-    from fg3dgs.model.io import WEIGHTS, load_identity, save_identity
+    from fg3dgs.model.io import WEIGHTS
 
     cfg = ModelConfig(sh_degree=0, hash=HashConfig(levels=2, log2_table=8, max_resolution=32))
     sets = {r: GaussianSet(torch.rand(5, 3), torch.rand(5, 3), 0, 0.01,
                            rigid=torch.tensor([1, 0, 1, 0, 0]) if r == "mouth" else None)
             for r in cfg.regions}
-    save_identity(FG3DGS(cfg, sets, [0.0] * 3, [1.0] * 3), tmp_path, {}, {})
-    model, _, _ = load_identity(tmp_path)
+    FG3DGS(cfg, sets, [0.0] * 3, [1.0] * 3).save_pretrained(tmp_path, {}, {"size": 8})
+    model = FG3DGS.from_pretrained(tmp_path)
     assert model.gaussians["mouth"].rigid.tolist() == [True, False, True, False, False]
     tensors = load_file(str(tmp_path / WEIGHTS))          # as written before rigid flags
     save_file({k: v for k, v in tensors.items() if not k.endswith(".rigid")},
               str(tmp_path / WEIGHTS))
-    model, _, _ = load_identity(tmp_path, verify=False)
+    model = FG3DGS.from_pretrained(tmp_path, verify=False)
     assert not any(model.gaussians[r].rigid.any() for r in cfg.regions)
 
 

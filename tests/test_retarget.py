@@ -12,7 +12,7 @@ def test_retarget_keeps_everything_but_the_audio_encoder(tmp_path, monkeypatch):
     from fg3dgs.frontend import ArticulationNet, FrontendConfig, save_frontend
     from fg3dgs.io_utils import checkpoints_dir
     from fg3dgs.media import write_wav
-    from fg3dgs.model.io import load_identity
+    from fg3dgs.model.identity import FG3DGS
     from fg3dgs.pipeline import RenderOptions, TalkingHead
     from fg3dgs.pipeline.audio_input import AudioInput
     from fg3dgs.synth.speech import synthesize, voice_for_seed
@@ -31,10 +31,11 @@ def test_retarget_keeps_everything_but_the_audio_encoder(tmp_path, monkeypatch):
     report = retarget(src, [tmp_path / "own.wav"], out,
                       RetargetConfig(steps=5, copies=1, batch=8), progress=False)
     assert set(report["heldout_r2_clean"]) == {"f_a", "tokens", "spread"}
-    old, old_info, _ = load_identity(src)
-    new, info, _ = load_identity(out)                     # verifies the recorded hashes
-    assert info["audio_features"] == "artic" and new.cfg.audio_in_dim == 5
-    assert info["retarget"]["from"] == "mel" and info["variants"] == old_info["variants"]
+    old = FG3DGS.from_pretrained(src)
+    new = FG3DGS.from_pretrained(out)                     # verifies the recorded hashes
+    info = new.info
+    assert info.audio_features == "artic" and new.cfg.audio_in_dim == 5
+    assert info.retarget["from"] == "mel" and info.variants == old.info.variants
     a, b = old.state_dict(), new.state_dict()
     kept = [k for k in a if not k.startswith("audio.")]
     assert kept and all(torch.equal(a[k], b[k]) for k in kept)
@@ -53,15 +54,15 @@ def test_retarget_keeps_everything_but_the_audio_encoder(tmp_path, monkeypatch):
     from fg3dgs.io_utils import sha256
     from fg3dgs.model.io import IdentityError
 
-    assert info["audio_model"] == \
+    assert info.audio_model == \
         f"speech front-end sha256 {sha256(ckpt / 'speech_frontend.safetensors')[:16]}"
     torch.manual_seed(1)
     save_frontend(ArticulationNet(FrontendConfig(width=16)), ckpt / "speech_frontend.safetensors")
     with pytest.raises(IdentityError, match="re-target"):
-        load_identity(out)
+        FG3DGS.from_pretrained(out)
     with pytest.raises(IdentityError, match="made for 'artic' features"):
         TalkingHead(out)
-    load_identity(out, verify=False)                        # developers may still open it
+    FG3DGS.from_pretrained(out, verify=False)                        # developers may still open it
 
 
 def test_match_spread_restores_the_targets_spread_without_reordering():

@@ -10,7 +10,8 @@ import torch
 from fg3dgs.cli import main
 from fg3dgs.evaluate.validation import render_dataset_frames
 from fg3dgs.model.hash_encoding import HashConfig
-from fg3dgs.model.io import IdentityError, load_identity
+from fg3dgs.model.identity import FG3DGS
+from fg3dgs.model.io import IdentityError
 from fg3dgs.model.windows import audio_window_index
 from fg3dgs.preprocess.pipeline import PreprocessConfig, preprocess
 from fg3dgs.synth.clip import SynthConfig, generate
@@ -68,7 +69,8 @@ def test_identity_reloads_to_identical_renders(run, data):
     from fg3dgs.preprocess.dataset import Dataset
 
     t = Trainer(data / "data", run, resume=True, progress=False)
-    model, info, extras = load_identity(run)
+    model = FG3DGS.from_pretrained(run)
+    info, extras = model.info, model.extras
     frames = np.array([3, 20, 40])
     ref = t.render_frames(frames)[1]
     _, got = render_dataset_frames(model, info, Dataset(data / "data"), frames)
@@ -81,24 +83,24 @@ def test_bad_checkpoints_are_refused(run, tmp_path):
     import shutil
 
     with pytest.raises(IdentityError, match="identity.json is missing"):
-        load_identity(tmp_path)
+        FG3DGS.from_pretrained(tmp_path)
     with pytest.raises(IdentityError, match="norun does not exist"):
-        load_identity(tmp_path / "norun")
+        FG3DGS.from_pretrained(tmp_path / "norun")
     bad = tmp_path / "bad"
     shutil.copytree(run, bad)
     meta = json.loads((bad / "identity.json").read_text())
     (bad / "identity.json").write_text(json.dumps({**meta, "format_version": 99}))
     with pytest.raises(IdentityError, match="format version 99"):
-        load_identity(bad)
+        FG3DGS.from_pretrained(bad)
     meta["counts"]["face"] += 1                        # config no longer fits the tensors
     (bad / "identity.json").write_text(json.dumps(meta))
     with pytest.raises(IdentityError, match="gaussians.face.means has shape"):
-        load_identity(bad)
+        FG3DGS.from_pretrained(bad)
     meta["counts"]["face"] -= 1
     (bad / "identity.json").write_text(json.dumps(meta))
     (bad / "identity.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(IdentityError, match="not a readable safetensors"):
-        load_identity(bad)
+        FG3DGS.from_pretrained(bad)
 
 
 def test_render_defaults_to_the_variant_the_identity_has(run, data, tmp_path, capsys):
@@ -148,16 +150,16 @@ def test_folders_sizes_and_datasets_are_checked_first(run, data, tmp_path):
         preprocess(data / "synth" / "video.mp4", tmp_path / "d", PreprocessConfig(size=7))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
     # eval: the identity's own dataset only
-    ds, info = Dataset(data / "data"), load_identity(run)[1]
+    ds, info = Dataset(data / "data"), FG3DGS.from_pretrained(run).info
     _check_trained_on(info, ds)
-    other = {**info, "train": {**info["train"], "dataset_video_sha256": "0" * 64}}
+    other = replace(info, train={**info.train, "dataset_video_sha256": "0" * 64})
     with pytest.raises(DatasetError, match="not the dataset this identity was trained on"):
         _check_trained_on(other, ds)
-    older = {**info, "train": {k: v for k, v in info["train"].items()
-                               if k != "dataset_video_sha256"}}
+    older = replace(info, train={k: v for k, v in info.train.items()
+                                 if k != "dataset_video_sha256"})
     _check_trained_on(older, ds)                   # before the sha256: by frame count
     with pytest.raises(DatasetError, match="frames, the identity's track has"):
-        _check_trained_on({**older, "track": {"fps": 25, "frames": len(ds) + 1}}, ds)
+        _check_trained_on(replace(older, track={"fps": 25, "frames": len(ds) + 1}), ds)
 
 
 def test_resume_continues_exactly(data, tmp_path, monkeypatch):
@@ -220,7 +222,7 @@ def test_ablation_switches_train(data, tmp_path, flag, monkeypatch, capsys):
     assert main(["train", str(data / "data"), "--out", str(tmp_path / "r"), flag,
                  "--quiet"]) == 0
     assert "(stages over the whole run: static " in capsys.readouterr().out
-    model, info, _ = load_identity(tmp_path / "r")
+    model = FG3DGS.from_pretrained(tmp_path / "r")
     if flag == "--no-region-split":
         assert list(model.gaussians) == ["head"]
     else:
@@ -248,11 +250,12 @@ def test_hrpa_refines_a_copy_of_the_mouth_branch(data, tmp_path):
     cfg.expert = str(expert)
     train(data / "data", tmp_path / "hrpa", cfg, progress=False)
     train(data / "data", tmp_path / "plain", tiny((10, 6, 4)), progress=False)
-    model, info, _ = load_identity(tmp_path / "hrpa")
-    plain, _, _ = load_identity(tmp_path / "plain")
+    model = FG3DGS.from_pretrained(tmp_path / "hrpa")
+    plain = FG3DGS.from_pretrained(tmp_path / "plain")
+    info = model.info
     assert model.variants == ("base", "refined") and plain.variants == ("base",)
-    assert info["variants"] == ["base", "refined"]
-    assert info["hrpa"]["expert"]["source"] == "fg3dgs" and info["hrpa"]["iterations"] == 3
+    assert info.variants == ["base", "refined"]
+    assert info.hrpa["expert"]["source"] == "fg3dgs" and info.hrpa["iterations"] == 3
     ds, frames = Dataset(data / "data"), np.array([5, 30])
     _, base = render_dataset_frames(model, info, ds, frames)
     _, ref = render_dataset_frames(plain, info, ds, frames)
@@ -297,8 +300,8 @@ def test_hrpa_is_skipped_with_a_warning_when_no_expert_ships(data, tmp_path, mon
     monkeypatch.setenv("FG3DGS_CHECKPOINTS", str(tmp_path / "empty"))
     with pytest.warns(UserWarning, match="HRPA will be skipped"):
         train(data / "data", tmp_path / "r", tiny((2, 2, 2, 5)), progress=False)
-    model, info, _ = load_identity(tmp_path / "r")
-    assert model.variants == ("base",) and "not found" in info["hrpa"]["skipped"]
+    model = FG3DGS.from_pretrained(tmp_path / "r")
+    assert model.variants == ("base",) and "not found" in model.info.hrpa["skipped"]
 
 
 def test_zoo_export_makes_a_hub_ready_folder(run, data, tmp_path):
@@ -643,8 +646,8 @@ def test_compiled_training_matches_eager(data, tmp_path, monkeypatch):
     # the audio encoder, the eye and mouth networks, the loss's pointwise parts
     for what in ("conv1d", "scaled_dot_product_attention", "cat", "truediv"):
         assert what in calls, what
-    a, _, _ = load_identity(runs[""])
-    b, _, _ = load_identity(runs["fg3dgs_test_spy"])
+    a = FG3DGS.from_pretrained(runs[""])
+    b = FG3DGS.from_pretrained(runs["fg3dgs_test_spy"])
     sa, sb = a.state_dict(), b.state_dict()
     assert sa.keys() == sb.keys() and any(k.startswith("refined.net.") for k in sa)
     # HRPA's two steps: Adam's normalised update turns a last-bit difference in the
@@ -769,12 +772,13 @@ def test_refine_runs_hrpa_alone_on_an_identity_with_other_voices(run, data, tmp_
     assert main(["refine", str(run), "--data", str(data / "data"), "--out", str(out),
                  "--iterations", "3", "--expert", str(expert), "--other-voices", "0.5",
                  "--other-minutes", "0.05", "--quiet"]) == 0
-    old, old_info, _ = load_identity(run)
-    new, info, _ = load_identity(out)
+    old = FG3DGS.from_pretrained(run)
+    new = FG3DGS.from_pretrained(out)
+    info = new.info
     assert new.variants == ("base", "refined")
-    assert info["hrpa"]["other_voices"] == 0.5 and info["hrpa"]["refined_from"] == str(run)
-    assert info["train"]["config"]["iterations"] == {**old_info["train"]["config"]
-                                                     ["iterations"], "hrpa": 3}
+    assert info.hrpa["other_voices"] == 0.5 and info.hrpa["refined_from"] == str(run)
+    assert info.train["config"]["iterations"] == {**old.info.train["config"]
+                                                  ["iterations"], "hrpa": 3}
     a, b = old.state_dict(), new.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("refined."))
     assert any(not torch.equal(b[k], b[k.replace("refined.net.", "nets.mouth.")])
@@ -798,9 +802,10 @@ def test_hrpa_adapter_mode_learns_only_the_refined_feature_adapter(run, data, tm
     assert main(["refine", str(run), "--data", str(data / "data"), "--out", str(out),
                  "--iterations", "3", "--expert", str(expert), "--adapter",
                  "--adapter-lr", "0.05", "--quiet"]) == 0
-    old, _, _ = load_identity(run)
-    new, info, _ = load_identity(out)
-    assert info["config"]["refined_adapter"] is True and new.variants == ("base", "refined")
+    old = FG3DGS.from_pretrained(run)
+    new = FG3DGS.from_pretrained(out)
+    info = new.info
+    assert info.config.refined_adapter is True and new.variants == ("base", "refined")
     a, b = old.state_dict(), new.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("refined."))
     for k in b:
@@ -865,7 +870,6 @@ def test_retarget_with_data_tunes_the_audio_path_on_the_frames(run, data, tmp_pa
     import shutil
 
     from fg3dgs.audio_features import extract
-    from fg3dgs.model.io import save_identity
     from fg3dgs.preprocess.dataset import Dataset
     from fg3dgs.train.audio_tune import AudioTuneConfig
     from fg3dgs.train.retarget import RetargetConfig, retarget
@@ -873,11 +877,10 @@ def test_retarget_with_data_tunes_the_audio_path_on_the_frames(run, data, tmp_pa
     install_tiny_frontend(tmp_path, monkeypatch)
     src = tmp_path / "src"                  # the tiny run with a refined branch beside base
     shutil.copytree(run, src)
-    model, info, extras = load_identity(src)
+    model = FG3DGS.from_pretrained(src)
     model.add_refined()
-    info = {k: v for k, v in info.items() if k not in ("config", "files", "counts")}
-    save_identity(model, src, {k: v.numpy() for k, v in extras.items()},
-                  {**info, "variants": ["base", "refined"], "hrpa": {"iterations": 1}})
+    model.save_pretrained(src, meta={**model.info.meta(), "variants": ["base", "refined"],
+                                     "hrpa": {"iterations": 1}})
     ds_dir = tmp_path / "ds"
     shutil.copytree(data / "data", ds_dir)
     assert main(["retarget", str(src), "--data", str(ds_dir), "--out", str(tmp_path / "x"),
@@ -896,9 +899,10 @@ def test_retarget_with_data_tunes_the_audio_path_on_the_frames(run, data, tmp_pa
     t = report["tune"]
     assert t["fit_after"] < t["fit_before"] and t["refined_branch_dropped"]
     assert t["voice_spread_gain_median"] > 0
-    old, _, _ = load_identity(src)
-    new, info, _ = load_identity(out)
-    assert info["variants"] == ["base"] and "hrpa" not in info and new.refined is None
+    old = FG3DGS.from_pretrained(src)
+    new = FG3DGS.from_pretrained(out)
+    info = new.info
+    assert info.variants == ["base"] and info.hrpa is None and new.refined is None
     a, b = old.state_dict(), new.state_dict()
     changed = {k for k in b if not torch.equal(a[k], b[k])}
     assert any(k.startswith("nets.mouth.") for k in changed)

@@ -49,14 +49,15 @@ def paper_size_identity(demo: Path, out: Path, seed: int = 0) -> Path:
     """A timing model of about 100k Gaussians with the paper's configuration."""
     import torch
 
-    from ..model.io import build_model, load_identity, record_file_hashes, save_identity
+    from ..model.identity import FG3DGS
+    from ..model.io import record_file_hashes
     from ..model.replay import INDEX, VIDEO
     from ..train.config import preset
 
-    model, info, extras = load_identity(demo)
+    model = FG3DGS.from_pretrained(demo)
     cfg = preset("paper").model
     cfg.refined = True
-    big = build_model(cfg, PAPER_COUNTS)
+    big = FG3DGS.empty(cfg, PAPER_COUNTS)
     g = torch.Generator().manual_seed(seed)
     k_sh = (cfg.sh_degree + 1) ** 2
     with torch.no_grad():
@@ -79,9 +80,7 @@ def paper_size_identity(demo: Path, out: Path, seed: int = 0) -> Path:
         for h in big.hash.values():
             h.bound_min.copy_(lo.values - 0.01)
             h.bound_max.copy_(hi.values + 0.01)
-    meta = {k: v for k, v in info.items()
-            if k not in ("format_version", "config", "counts", "dtype")}
-    save_identity(big, out, {k: v.numpy() for k, v in extras.items()}, meta)
+    big.save_pretrained(out, model.extras, model.info)
     for f in (VIDEO, INDEX):
         (out / f).write_bytes((demo / f).read_bytes())
     record_file_hashes(out)

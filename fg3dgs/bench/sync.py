@@ -27,11 +27,15 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..media import AUDIO_RATE, FPS
 from .machine import describe_machine
+
+if TYPE_CHECKING:
+    from ..model.info import IdentityInfo
 from .speech_panel import PanelClip
 
 MAX_LAG = 4
@@ -239,7 +243,7 @@ def format_table(results: list[ClipResult], parts: dict[str, dict]) -> str:
 
 
 # -- the command --------------------------------------------------------------------------
-def reference_std(info: dict, video: str | None, synth: str | None = None
+def reference_std(info: IdentityInfo, video: str | None, synth: str | None = None
                   ) -> tuple[float | None, str]:
     """The identity's opening std on its own real frames, and where it comes from:
     ``video`` (a video of them), ``synth`` ("SEED:SECONDS[:PHOTO]": the validation frames,
@@ -261,7 +265,7 @@ def reference_std(info: dict, video: str | None, synth: str | None = None
         o = lip_opening(track_landmarks(render_frames(cfg, range(first, n))))
         return float(np.nanstd(o)), (f"frames {first}-{n - 1} of fg3dgs synth --photo "
                                      f"{cfg.photo} --seconds {seconds} --seed {seed}")
-    rec = (info.get("observer") or {})
+    rec = info.observer or {}
     if rec.get("opening_std"):
         return float(rec["opening_std"]), rec.get("source", "identity.json")
     return None, ("unknown: the identity records no observer.opening_std and no "

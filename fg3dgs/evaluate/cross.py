@@ -98,10 +98,10 @@ def cross_evaluate(run: str | Path, clips: list[str | Path], backend: str = "aut
     out_dir = run / "eval"
     head = TalkingHead(run, device=device)
     info, size = head.info, head.size
-    trained_on = info.get("train", {}).get("dataset_video_sha256")
+    trained_on = info.train.get("dataset_video_sha256")
     opened = []
     for c in clips:
-        clip = open_cross_clip(c, info["audio_features"], size, out_dir / "cross-data",
+        clip = open_cross_clip(c, info.audio_features, size, out_dir / "cross-data",
                                progress)
         if trained_on and clip.dataset.manifest["source"]["sha256"] == trained_on:
             raise DatasetError(f"{c} is the clip this identity was trained on; --cross takes "

@@ -36,13 +36,13 @@ from ..facemesh import LEFT_IRIS, RIGHT_IRIS
 from ..io_utils import atomic_output
 from ..landmark_schemes import get_scheme
 from ..media import AUDIO_RATE, FPS, read_audio, write_video
-from ..model.io import load_identity
-from ..model.windows import audio_windows
+from ..model.info import IdentityInfo
 from ..perceptual.metrics import load_perceptual, perceptual_metrics
-from ..pipeline.motion import pingpong
+from ..pipeline import AudioInput, RenderOptions, TalkingHead
 from ..preprocess.dataset import Dataset, DatasetError
 from ..synth.truth import load_truth
 from ..train.data import TrainData
+from ..train.run_outputs import render_frames
 from .regions import jitter, lips_lmd, mean_ssim, region_psnrs
 
 UNAVAILABLE = {
@@ -92,49 +92,31 @@ def mouth_opening(lm: np.ndarray) -> np.ndarray:
 @torch.no_grad()
 def render_dataset_frames(model, info, ds: Dataset, frames: np.ndarray, batch: int = 8,
                           backend: str = "auto", progress: bool = False):
-    """(truth [F, S, S, 3], render [F, S, S, 3]) float arrays of dataset frames."""
+    """(truth [F, S, S, 3], render [F, S, S, 3]) float arrays of dataset frames, rendered
+    as training renders them (:func:`fg3dgs.train.run_outputs.render_frames`)."""
     from tqdm import tqdm
 
-    size = int(info["size"])
     model.freeze_features()
-    truth, out = [], []
-    for a in tqdm(range(0, len(frames), batch), desc="rendering", unit="batch",
-                  disable=not progress):
-        fr = frames[a:a + batch]
-        data = TrainData(ds, size, info["audio_features"], fr)
-        b = data.batch(np.arange(len(fr)))
-        drive = model.drive(b["audio"], b["expression"])
-        img = model.render(drive, b["viewmats"], torch.from_numpy(data.K), size, size,
-                           b["canvas"], backend)
-        truth.append(b["image"].numpy())
-        out.append(img.clamp(0, 1).numpy())
-    return np.concatenate(truth), np.concatenate(out)
+    parts = [render_frames(model, ds, info.size, info.audio_features, frames[a:a + batch],
+                           backend)
+             for a in tqdm(range(0, len(frames), batch), desc="rendering", unit="batch",
+                           disable=not progress)]
+    return np.concatenate([t for t, _ in parts]), np.concatenate([r for _, r in parts])
 
 
-@torch.no_grad()
-def render_with_audio(model, info, ds: Dataset, audio: np.ndarray, replay: np.ndarray,
-                      batch: int = 8, backend: str = "auto"):
+def render_with_audio(head: TalkingHead, ds: Dataset, speech: str | Path,
+                      replay: np.ndarray, variant: str, backend: str = "auto"):
     """(frames [F, S, S, 3] float, replayed dataset frame numbers [F]) of the identity
-    speaking ``audio`` (16 kHz mono), with head pose, expression and torso replayed from
-    dataset frames ``replay`` (ping-pong). F = the audio's length in video frames."""
-    from ..audio_features import extract
-
-    size = int(info["size"])
-    n = max(1, -(-len(audio) * FPS // AUDIO_RATE))
-    feats = extract(np.asarray(audio, np.float32), info["audio_features"])
-    order = pingpong(replay, n)
-    model.freeze_features()
-    out = []
-    for a in range(0, n, batch):
-        fr = order[a:a + batch]
-        data = TrainData(ds, size, info["audio_features"], fr)
-        b = data.batch(np.arange(len(fr)))
-        aw = torch.from_numpy(audio_windows(feats, np.arange(a, a + len(fr))))
-        drive = model.drive(aw, b["expression"])
-        img = model.render(drive, b["viewmats"], torch.from_numpy(data.K), size, size,
-                           b["canvas"], backend)
-        out.append(img.clamp(0, 1).numpy())
-    return np.concatenate(out), order
+    speaking the file ``speech``, with head pose, expression and torso replayed from dataset
+    frames ``replay`` (back and forth), rendered by the pipeline as ``fg3dgs render`` does.
+    F = the speech's length in video frames."""
+    head.use_clip(ds, replay)
+    opts = RenderOptions(variant=variant, pose="replay", blink="replay", backend=backend)
+    with AudioInput(speech) as audio:
+        parts = list(head.frames(audio, opts))
+    frames = np.concatenate([imgs[variant] for _, _, imgs in parts]).astype(np.float32) / 255
+    rows = np.concatenate([r for _, r, _ in parts])
+    return frames, head.replay.frames[rows]
 
 
 def _boxes(lm: np.ndarray, ds: Dataset, replayed: np.ndarray, size: int) -> np.ndarray:
@@ -191,7 +173,8 @@ def evaluate(run: str | Path, dataset: str | Path, truth_dir: str | Path | None 
         lse_net.cuda()
     perceptual = load_perceptual(lpips_backbone, lpips_linear, fid_weights,
                                  "cuda" if torch.cuda.is_available() else "cpu")
-    model, info, _extras = load_identity(run)
+    head = TalkingHead(run, device="cpu")      # (--audio clips render through it)
+    model, info = head.model, head.info
     ds = Dataset(dataset)
     _check_trained_on(info, ds)
     synth_truth = None if truth_dir is None else load_truth(truth_dir)   # fail before rendering
@@ -199,17 +182,15 @@ def evaluate(run: str | Path, dataset: str | Path, truth_dir: str | Path | None 
         sync_expert, expert_info = load_expert(expert)
     except ExpertError as exc:
         sync_expert, expert_info = None, {"unavailable": str(exc)}
-    clips = {}
-    for f in audio_files or []:
-        clips[Path(f).name] = read_audio(f)
+    clips = {Path(f).name: (f, read_audio(f)) for f in audio_files or []}
     results = {}
     shared = {"audio": read_audio(ds.path / "audio.wav"), "syncnet": lse_net,
               "syncnet_path": None if syncnet is None else str(syncnet),
               "perceptual": perceptual}
     for variant in model.variants:
         model.set_variant(variant)
-        results[variant] = _evaluate_variant(model, info, ds, synth_truth, backend, progress,
-                                             sync_expert, clips, shared)
+        results[variant] = _evaluate_variant(head, variant, ds, synth_truth, backend,
+                                             progress, sync_expert, clips, shared)
     arrays = {v: {k: r.pop(k) for k in ("_frames", "_truth", "_render")}
               for v, r in results.items()}
     metrics = dict(results["base"])
@@ -236,13 +217,13 @@ def evaluate(run: str | Path, dataset: str | Path, truth_dir: str | Path | None 
     return metrics
 
 
-def _check_trained_on(info: dict, ds: Dataset) -> None:
+def _check_trained_on(info: IdentityInfo, ds: Dataset) -> None:
     """DatasetError unless ``ds`` is made from the video the identity was trained on (its
     validation frames are frames of that video): by the video's sha256, or for identities
     from before that was recorded, by the number of frames."""
-    want = info.get("train", {}).get("dataset_video_sha256")
+    want = info.train.get("dataset_video_sha256")
     got = ds.manifest["source"]["sha256"]
-    frames = info.get("track", {}).get("frames")
+    frames = info.track.get("frames")
     if (want is not None and want != got) or (want is None and frames not in (None, len(ds))):
         raise DatasetError(f"{ds.path} is not the dataset this identity was trained on ("
                            + (f"its video's sha256 is {got[:12]}…, the identity's "
@@ -251,18 +232,20 @@ def _check_trained_on(info: dict, ds: Dataset) -> None:
                            + "); give --data the dataset it was trained on")
 
 
-def _evaluate_variant(model, info, ds: Dataset, synth_truth, backend, progress, expert,
-                      clips: dict, shared: dict) -> dict:
-    """Metrics of the model's current variant. ``shared`` holds what is the same for every
-    variant (the clip's audio, SyncNet or None and its path, the LPIPS / FID networks; filled
-    on the first call: the real frames' landmarks, sync scores and Inception features)."""
+def _evaluate_variant(head: TalkingHead, variant: str, ds: Dataset, synth_truth, backend,
+                      progress, expert, clips: dict, shared: dict) -> dict:
+    """Metrics of ``variant`` (the model's current one). ``shared`` holds what is the same
+    for every variant (the clip's audio, SyncNet or None and its path, the LPIPS / FID
+    networks; filled on the first call: the real frames' landmarks, sync scores and
+    Inception features)."""
+    model, info = head.model, head.info
     frames = np.arange(*ds.manifest["split"]["validation"])
     truth, render = render_dataset_frames(model, info, ds, frames, backend=backend,
                                           progress=progress)
     mse = ((truth - render) ** 2).reshape(len(frames), -1).mean(1)
     psnr = float(np.mean(-10 * np.log10(np.maximum(mse, 1e-12))))
     ssim = mean_ssim(truth, render)
-    size = int(info["size"])
+    size = info.size
     heads = np.stack([np.isin(TrainData._labels_at(ds, int(i), size), (1, 2, 3, 4))
                       for i in frames])
     if "lm_t" not in shared:
@@ -300,10 +283,10 @@ def _evaluate_variant(model, info, ds: Dataset, synth_truth, backend, progress, 
                                   **weights}
         metrics["lse_real_frames"] = shared["lse_real"]
     heard, heard_lse = {}, {}
-    for name, clip in clips.items():
+    for name, (path, clip) in clips.items():
         if expert is None and syncnet is None:
             break
-        out, replayed = render_with_audio(model, info, ds, clip, frames, backend=backend)
+        out, replayed = render_with_audio(head, ds, path, frames, variant, backend)
         lm_o = landmarks(out)
         if expert is not None:
             heard[name] = _sync(expert, out, lm_o, ds, replayed, size, clip).as_dict("expert")

@@ -4,6 +4,7 @@ deformation networks and colour corrections (docs/design.md)."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,6 +20,8 @@ from .encoders import AudioEncoder, ExpressionEncoder, FeatureAdapter
 from .fusion import ColourCorrection, fuse
 from .gaussians import GaussianSet
 from .hash_encoding import TriPlaneHash
+from .info import FORMAT_VERSION, IdentityInfo
+from .io import WEIGHTS, checked_state, read_identity, write_identity
 
 # Which region labels (docs/design.md, dataset) each Gaussian set is fitted to.
 REGION_LABELS = {"face": (1, 4), "eyes": (2,), "mouth": (3,), "head": (1, 2, 3, 4)}
@@ -53,6 +56,60 @@ class FG3DGS(nn.Module):
         self._plans: dict = {}
         self._h_cache: dict | None = None
         self._compiled: dict = {}       # id(module) -> (module, its torch.compile wrapper)
+        # what from_pretrained read beside the weights: identity.json, the extras (background
+        # plate "background" [H, W, 3], pose track "track_R" [F, 3, 3] / "track_t" [F, 3],
+        # intrinsics "K" [3, 3], "expression" [F, E], "canonical" landmarks) and the folder
+        self.info: IdentityInfo | None = None
+        self.extras: dict[str, torch.Tensor] = {}
+        self.path: Path | None = None
+
+    # -- loading and saving ---------------------------------------------------------------
+    @classmethod
+    def empty(cls, cfg: ModelConfig, counts: dict[str, int]) -> FG3DGS:
+        """A model of the right shapes (placeholder values) to load a state dict into."""
+        gs = {r: GaussianSet.empty(counts[r], cfg.sh_degree) for r in cfg.regions}
+        return cls(cfg, gs, [0.0] * 3, [1.0] * 3)
+
+    @classmethod
+    def from_pretrained(cls, identity: str | Path, verify: bool = True) -> FG3DGS:
+        """An identity in eval mode, without gradients: from a run folder (or its
+        identity.json / identity.safetensors), or a zoo id (pulled from the Hub when it is
+        not cached). ``verify``: check the weight files against the sha256 identity.json
+        records (False: developers editing weights in place). Raises
+        :class:`~fg3dgs.model.info.IdentityError` saying what does not fit."""
+        from ..zoo import resolve_identity
+
+        p = Path(identity)
+        if not (p.exists() or p.is_absolute() or len(p.parts) > 1 or
+                p.suffix in (".json", ".safetensors")):
+            p = resolve_identity(identity)        # a zoo id
+        run, info, weights, extras = read_identity(p, verify)
+        model = cls.empty(info.config, info.counts)
+        model.load_state_dict(checked_state(model.state_dict(), weights, run / WEIGHTS))
+        model.eval()
+        for q in model.parameters():
+            q.requires_grad_(False)
+        model.info, model.extras, model.path = info, extras, run
+        return model
+
+    def save_pretrained(self, run: str | Path, extras: dict | None = None,
+                        meta: IdentityInfo | dict | None = None, half: bool = False) -> Path:
+        """Write RUN/identity.safetensors + RUN/identity.json (the folder must exist).
+        ``extras``: arrays stored beside the weights (default: those it was loaded with);
+        ``meta``: identity.json's records beside the model's config and counts (an
+        :class:`IdentityInfo`, or a dict of its keys; default: those it was loaded with);
+        ``half``: weights in float16. The replay track is not written here
+        (:func:`fg3dgs.train.replay_writer.write_replay`)."""
+        extras = self.extras if extras is None else extras
+        meta = self.info if meta is None else meta
+        if isinstance(meta, IdentityInfo):
+            meta = meta.meta()
+        info = {"format_version": FORMAT_VERSION, "config": self.cfg.to_dict(),
+                "counts": {r: len(self.gaussians[r]) for r in self.cfg.regions},
+                **{k: v for k, v in (meta or {}).items() if k not in
+                   ("format_version", "config", "counts", "dtype", "files")}}
+        return write_identity(self.state_dict(), run,
+                              {k: np.asarray(v) for k, v in extras.items()}, info, half)
 
     # -- H3 features of the canonical Gaussians -----------------------------------------
     def invalidate(self):

@@ -21,53 +21,44 @@ import numpy as np
 import torch
 
 from ..io_utils import atomic_output, read_versioned_json, sha256
-from .config import ModelConfig
-from .gaussians import GaussianSet
-from .identity import FG3DGS
+from .info import FORMAT_VERSION, IdentityError, IdentityInfo
 from .replay import INDEX as REPLAY_INDEX
 
-FORMAT_VERSION = 1
+__all__ = ["FORMAT_VERSION", "IdentityError", "IdentityInfo", "META", "WEIGHTS",
+           "read_identity", "checked_state", "write_identity", "file_hashes",
+           "record_file_hashes"]
+
 WEIGHTS, META = "identity.safetensors", "identity.json"
 HASHED = (WEIGHTS, REPLAY_INDEX)             # the weight files identity.json records
 _HEX64 = frozenset("0123456789abcdef")
 
 
-class IdentityError(ValueError):
-    """A checkpoint that cannot be loaded (missing, wrong format, mismatched tensors)."""
-
-
-def build_model(cfg: ModelConfig, counts: dict[str, int]) -> FG3DGS:
-    """A model of the right shapes (placeholder values) to load a state dict into."""
-    gs = {r: GaussianSet.empty(counts[r], cfg.sh_degree) for r in cfg.regions}
-    return FG3DGS(cfg, gs, [0.0] * 3, [1.0] * 3)
-
-
-def with_default_buffers(model: FG3DGS, state: dict[str, torch.Tensor]) -> dict:
-    """``state`` with the buffers that states from before them lack taken from ``model``
-    (its defaults): ``.rigid`` flags (identities and runs from before rigid Gaussians have
-    none rigid)."""
-    want = model.state_dict()
+def with_default_buffers(want: dict[str, torch.Tensor], state: dict[str, torch.Tensor]
+                         ) -> dict:
+    """``state`` with the buffers that states from before them lack taken from ``want`` (a
+    model's state dict: its defaults): ``.rigid`` flags (identities and runs from before
+    rigid Gaussians have none rigid)."""
     return {**{k: want[k] for k in set(want) - set(state) if k.endswith(".rigid")}, **state}
 
 
-def save_identity(model: FG3DGS, run: str | Path, extras: dict[str, np.ndarray],
-                  meta: dict, half: bool = False) -> Path:
-    """Write RUN/identity.safetensors + RUN/identity.json. ``extras``: arrays stored beside
-    the weights under "extra." (background plate, pose and expression track); ``half``
-    stores the weights in float16."""
+def write_identity(state: dict[str, torch.Tensor], run: str | Path,
+                   extras: dict[str, np.ndarray], info: dict, half: bool = False) -> Path:
+    """Write RUN/identity.safetensors (``state``, a model's state dict) + RUN/identity.json
+    (``info``, :meth:`IdentityInfo.to_dict`'s keys; ``dtype`` and ``files`` are set here).
+    ``extras``: arrays stored beside the weights under "extra." (background plate, pose and
+    expression track); ``half`` stores the weights in float16."""
     from safetensors.torch import save_file
 
     run = Path(run)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     if half:
         tensors = {k: v.half() if v.is_floating_point() and not k.endswith("bound_min")
                    and not k.endswith("bound_max") else v for k, v in tensors.items()}
     for k, v in extras.items():
         tensors[f"extra.{k}"] = torch.from_numpy(np.array(v))
-    info = {"format_version": FORMAT_VERSION, "config": model.cfg.to_dict(),
-            "counts": {r: len(model.gaussians[r]) for r in model.cfg.regions},
-            "dtype": "float16" if half else "float32",
-            **{k: v for k, v in meta.items() if k != "files"}}
+    head = ("format_version", "config", "counts")
+    info = {**{k: info[k] for k in head}, "dtype": "float16" if half else "float32",
+            **{k: v for k, v in info.items() if k not in (*head, "dtype", "files")}}
     with atomic_output(run / WEIGHTS) as tmp:
         save_file(tensors, str(tmp), metadata={"format_version": str(FORMAT_VERSION)})
     info["files"] = file_hashes(run)
@@ -95,13 +86,12 @@ def record_file_hashes(run: str | Path) -> None:
         tmp.write_text(json.dumps(info, indent=2) + "\n")
 
 
-def verify_files(run: str | Path, info: dict) -> None:
+def verify_files(run: str | Path, files: dict | None) -> None:
     """Check each file that identity.json lists under "files" against its sha256; raise
     :class:`IdentityError` naming the first that differs. A listed file that is absent is
     left to the loaders (a run folder copied without its replay track still loads);
     an identity.json without "files" (written before fg3dgs recorded them) is not checked."""
     run = Path(run)
-    files = info.get("files")
     if files is None:
         return
     if not isinstance(files, dict) or not all(
@@ -118,32 +108,32 @@ def verify_files(run: str | Path, info: dict) -> None:
                                 "or pass --no-verify (developers)")
 
 
-def verify_feature_model(run: str | Path, info: dict) -> None:
+def verify_feature_model(run: str | Path, info: IdentityInfo) -> None:
     """Raise :class:`IdentityError` when the features the identity learnt (identity.json
     ``audio_model``) are not what this installation computes: another speech front-end
     would drive its mouth with numbers it never saw. Identities without the record load
     unchecked."""
     from ..audio_features import feature_model
 
-    want = info.get("audio_model")
+    want = info.audio_model
     if not want:
         return
-    have = feature_model(info.get("audio_features", "mel"))
+    have = feature_model(info.audio_features)
     if have != want:
         raise IdentityError(
-            f"{run} was made for {info.get('audio_features')!r} features from {want}, but "
+            f"{run} was made for {info.audio_features!r} features from {want}, but "
             f"this installation computes them with {have}; re-target the identity it came "
             "from to this front-end (`fg3dgs retarget`), or install the front-end it was "
             "made for")
 
 
-def load_identity(path: str | Path, verify: bool = True
-                  ) -> tuple[FG3DGS, dict, dict[str, torch.Tensor]]:
-    """(model in eval mode, identity.json contents, extras) from a run folder or its
-    identity.json / identity.safetensors. ``verify``: check every file identity.json lists
-    under "files" (the weights and the replay index) against its recorded sha256, once the
-    weights parse and before their tensors are checked; False skips it (developers, for a
-    deliberately edited file)."""
+def read_identity(path: str | Path, verify: bool = True
+                  ) -> tuple[Path, IdentityInfo, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(run folder, identity.json, weights, extras) of a run folder or its identity.json /
+    identity.safetensors. ``verify``: check every file identity.json lists under "files"
+    (the weights and the replay index) against its recorded sha256, once the weights parse
+    and before their tensors are checked (:func:`checked_state`); False skips it
+    (developers, for a deliberately edited file)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -157,40 +147,37 @@ def load_identity(path: str | Path, verify: bool = True
         if not p.is_file():
             raise IdentityError(f"{run} is not an identity: {p.name} is missing (a trained "
                                 "run folder holds identity.json and identity.safetensors)")
-    info = read_versioned_json(meta_path, FORMAT_VERSION, IdentityError)
-    try:
-        cfg = ModelConfig.from_dict(info["config"])
-        counts = {r: int(info["counts"][r]) for r in cfg.regions}
-    except (KeyError, TypeError, ValueError) as exc:
-        raise IdentityError(f"{meta_path} has an invalid model config ({exc!r})") from exc
+    raw = read_versioned_json(meta_path, FORMAT_VERSION, IdentityError)
+    info = IdentityInfo.from_dict(raw, str(meta_path))
     try:
         tensors = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise IdentityError(f"{weights_path} is not a readable safetensors file ({exc})") \
             from exc
     if verify:
-        verify_files(run, info)
+        verify_files(run, raw.get("files"))
         verify_feature_model(run, info)
-    model = build_model(cfg, counts)
-    want = model.state_dict()
     extras = {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}
-    got = with_default_buffers(model, {k: v for k, v in tensors.items()
-                                       if not k.startswith("extra.")})
+    weights = {k: v for k, v in tensors.items() if not k.startswith("extra.")}
+    return run, info, weights, extras
+
+
+def checked_state(want: dict[str, torch.Tensor], got: dict[str, torch.Tensor],
+                  where: str | Path) -> dict[str, torch.Tensor]:
+    """``got`` (weights read from ``where``) as a float32 state dict for a model whose state
+    dict is ``want``; :class:`IdentityError` on a missing, unexpected, misshapen or
+    non-finite tensor."""
+    got = with_default_buffers(want, got)
     missing = sorted(set(want) - set(got))
     unexpected = sorted(set(got) - set(want))
     if missing or unexpected:
-        raise IdentityError(f"{weights_path} does not match its config: missing "
+        raise IdentityError(f"{where} does not match its config: missing "
                             f"{missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected "
                             f"{unexpected[:5]}{'...' if len(unexpected) > 5 else ''}")
     for k, v in want.items():
         if tuple(got[k].shape) != tuple(v.shape):
-            raise IdentityError(f"{weights_path}: tensor {k} has shape "
+            raise IdentityError(f"{where}: tensor {k} has shape "
                                 f"{list(got[k].shape)}, the config needs {list(v.shape)}")
         if not torch.isfinite(got[k].float()).all():
-            raise IdentityError(f"{weights_path}: tensor {k} contains NaN or infinity")
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                           for k, v in got.items()})
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model, info, extras
+            raise IdentityError(f"{where}: tensor {k} contains NaN or infinity")
+    return {k: v.float() if v.is_floating_point() else v for k, v in got.items()}

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from ..io_utils import atomic_directory, sha256
-from ..model.io import META, WEIGHTS, load_identity, record_file_hashes, save_identity
+from ..model.identity import FG3DGS
+from ..model.info import IdentityInfo
+from ..model.io import META, WEIGHTS, record_file_hashes
 from ..model.replay import INDEX, VIDEO
 from ..preprocess.dataset import Dataset
 from ..train import STAGES
@@ -69,19 +71,19 @@ def _perceptual_text(metrics: dict) -> str:
     return "; ".join(parts)
 
 
-def model_card(info: ExportInfo, ident: dict, metrics: dict | None) -> str:
-    tr = ident.get("train", {})
+def model_card(info: ExportInfo, ident: IdentityInfo, metrics: dict | None) -> str:
+    tr = ident.train
     cfg = tr.get("config", {})
     its = cfg.get("iterations", {})
-    counts = ident.get("counts", {})
-    hrpa = ident.get("hrpa", {})
+    counts = ident.counts
+    hrpa = ident.hrpa or {}
     if "iterations" in hrpa:
         hrpa_text = (f"{hrpa['iterations']} iterations, sync weight {hrpa['sync_weight']}, "
                      f"expert: {hrpa.get('expert', {}).get('source')}")
     else:
         hrpa_text = "skipped" if hrpa else "not run"
     its = {k: its[k] for k in sorted(its, key=lambda k: STAGES.index(k) if k in STAGES else 9)}
-    if "refined" in ident.get("variants", ["base"]):
+    if "refined" in ident.variants:
         variants = ("Variants: base and refined (after the HRPA lip-sync refinement); "
                     "`--variant both` shows them side by side.")
         command = "--variant both"
@@ -106,7 +108,7 @@ tags:
 
 An identity for fg3dgs (FG-3DGS, "Toward Fine-Grained Facial Control in
 3D Talking Head Generation"): 3D Gaussians of the face, eyes and mouth in canonical head space
-with their frequency-aware deformation networks, driven by `{ident.get('audio_features')}`
+with their frequency-aware deformation networks, driven by `{ident.audio_features}`
 audio features. {variants}
 {licence}
 ```bash
@@ -115,11 +117,11 @@ fg3dgs render --identity {info.id} --audio speech.wav --out talking.mp4 {command
 
 ## Training
 
-- preset `{tr.get('preset')}` at {ident.get('size')}x{ident.get('size')}, SH degree
-  {ident.get('config', {}).get('sh_degree')}; iterations: {', '.join(f'{k} {v}' for k, v in its.items())}
+- preset `{tr.get('preset')}` at {ident.size}x{ident.size}, SH degree
+  {ident.config.sh_degree}; iterations: {', '.join(f'{k} {v}' for k, v in its.items())}
 - Gaussians: {', '.join(f'{k} {v}' for k, v in counts.items())}
 - HRPA: {hrpa_text}
-- training frames: {tr.get('frames')}; weights stored as {ident.get('dtype')}
+- training frames: {tr.get('frames')}; weights stored as {ident.dtype}
 
 ## Metrics
 
@@ -150,33 +152,32 @@ def export_identity(run: str | Path, out: str | Path, info: ExportInfo,
     if out.exists() and not (out.is_dir() and not any(out.iterdir())) and not force:
         raise ZooError(f"{out} already exists; choose another --out, or pass --force to "
                        "replace it (its contents are removed)")
-    model, ident, extras = load_identity(run)
+    model = FG3DGS.from_pretrained(run)
+    ident = model.info
     has_replay = (run / VIDEO).is_file() and (run / INDEX).is_file()
     if not has_replay and dataset is None:
         raise ZooError(f"{run} has no replay track ({VIDEO}); pass --data DATASET (the "
                        "dataset it was trained on) to write one")
-    extras = {k: v.numpy() for k, v in extras.items()}
+    extras = {k: v.numpy() for k, v in model.extras.items()}
     if "canonical" not in extras and dataset is not None:
         extras.update(_canonical_from(dataset, extras["track_R"]))
     with atomic_directory(out) as tmp:
-        meta = {k: v for k, v in ident.items()
-                if k not in ("format_version", "config", "counts", "dtype")}
-        save_identity(model, tmp, extras, meta, half=half)
+        model.save_pretrained(tmp, extras, half=half)
         if has_replay:
             for f in (VIDEO, INDEX):
                 shutil.copy2(run / f, tmp / f)
             record_file_hashes(tmp)  # identity.json: sha256 of the copied replay index too
         else:
-            write_replay(tmp, dataset, int(ident["size"]))   # (records it itself)
+            write_replay(tmp, dataset, ident.size)   # (records it itself)
         head = TalkingHead(tmp, device="cpu")
         head.save_preview(tmp / PREVIEW)
         metrics_path = run / "eval" / "metrics.json"
         metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
-        ident_out = json.loads((tmp / META).read_text())
+        ident_out = IdentityInfo.from_dict(json.loads((tmp / META).read_text()))
         (tmp / "README.md").write_text(model_card(info, ident_out, metrics))
         files = {f: sha256(tmp / f) for f in (META, WEIGHTS, VIDEO, INDEX, PREVIEW)}
         entry = {"id": info.id, "title": info.title, "description": info.description,
-                 "license": info.license, "audio_features": ident["audio_features"],
+                 "license": info.license, "audio_features": ident.audio_features,
                  "preview": PREVIEW,
                  "source": {"repo": "OWNER/NAME", "revision": "COMMIT-AFTER-UPLOAD",
                             "files": files}}

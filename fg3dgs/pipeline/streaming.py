@@ -35,7 +35,7 @@ class SpeechStream:
         self.head, self.opts = head, opts
         self.names, self.size, self.K = head._setup(opts)
         self.batch = opts.batch or head.default_batch
-        self.feature_kind = head.info["audio_features"]
+        self.feature_kind = head.info.audio_features
         self.margin = CONTEXT_FRAMES[self.feature_kind]
         self.clock = head.clock()
         self.buf = np.zeros(0, np.float32)    # audio kept, from sample buf0 on

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..media import AUDIO_RATE, VideoWriter
-from ..model.io import load_identity
+from ..model.identity import FG3DGS
 from ..model.replay import Replay, open_replay
 from ..model.windows import audio_window_index, expr_windows
 from ..options import POSES, VARIANTS
@@ -52,8 +52,9 @@ class TalkingHead:
         (rasterized by gsplat), else the CPU. ``verify``: check the weight files against
         the sha256 that identity.json records."""
         self.run = Path(run)
-        self.model, self.info, extras = load_identity(self.run, verify=verify)
-        self.size = int(self.info["size"])
+        self.model = FG3DGS.from_pretrained(self.run, verify=verify)
+        self.info, extras = self.model.info, self.model.extras
+        self.size = self.info.size
         self.K = extras["K"].float().numpy()
         self.track_R = extras["track_R"].numpy()
         self.track_t = extras["track_t"].numpy()
@@ -78,7 +79,7 @@ class TalkingHead:
                             np.full((n, 3), np.nan, np.float32))
         self.replay = replay
         self._gpu_canvas = None            # the replay canvases on the GPU (uint8)
-        Silence(25).features(self.info["audio_features"], 0, 4)  # warm the feature code
+        Silence(25).features(self.info.audio_features, 0, 4)  # warm the feature code
 
     @classmethod
     def load(cls, identity: str | Path, device: str | torch.device | None = None,
@@ -124,12 +125,13 @@ class TalkingHead:
         plan.R, plan.t = R.astype(np.float32), t.astype(np.float32)
         return plan
 
-    def use_clip(self, dataset) -> None:
+    def use_clip(self, dataset, frames: np.ndarray | None = None) -> None:
         """Speak over another clip of the person instead of the replay track: a preprocessed
         dataset's own torso and background, its head poses (moved into the identity's head
         space) and eye states, frame for frame (``pose="replay"``, ``blink="replay"``; past
-        its end the clip plays back and forth). This is how ``fg3dgs eval --cross`` puts a
-        render beside a clip's real frames."""
+        its end the clip plays back and forth). ``frames``: only these of its frames (e.g.
+        the identity's own validation frames). This is how ``fg3dgs eval`` puts a render
+        beside a clip's real frames."""
         from ..pose_track import PoseTrack
         from ..preprocess.dataset import Dataset
         from ..train.replay_writer import replay_from_dataset
@@ -141,7 +143,7 @@ class TalkingHead:
                           None if ds.canonical is None else np.asarray(ds.canonical),
                           str(ds.path))
         R, t = to_identity_space(track, self.canonical, K, self.size)
-        self.replay = replay_from_dataset(ds, self.size)
+        self.replay = replay_from_dataset(ds, self.size, frames)
         self.track_R, self.track_t = R.astype(np.float32), t.astype(np.float32)
         self.track_expression = np.asarray(ds.expression, np.float32)
         self.K = K.astype(np.float32)
@@ -224,7 +226,7 @@ class TalkingHead:
         names, size, K = self._setup(opts)
         batch = opts.batch or self.default_batch
         plan = self._plan(audio.frames, opts)
-        feat = self.info["audio_features"]
+        feat = self.info.audio_features
         clock = clock or self.clock()
         for c0 in range(0, audio.frames, opts.chunk_frames):
             c1 = min(audio.frames, c0 + opts.chunk_frames)

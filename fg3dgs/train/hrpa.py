@@ -20,6 +20,7 @@ import torch
 from ..device import to_device
 from ..model.fusion import fuse
 from ..model.identity import FG3DGS
+from ..model.info import IdentityInfo
 from ..model.windows import audio_windows
 from ..preprocess.dataset import Dataset
 from . import STAGES, TrainError
@@ -65,13 +66,13 @@ def check_expert(cfg: TrainConfig, device: torch.device) -> str | None:
     return None
 
 
-def refine_config(info: dict, model: FG3DGS, identity: str | Path, dataset: str | Path,
+def refine_config(info: IdentityInfo, model: FG3DGS, identity: str | Path, dataset: str | Path,
                   overrides: dict) -> TrainConfig:
     """The configuration of HRPA alone on a trained identity (``info``: its identity.json;
     ``overrides``: TrainConfig fields, ``iterations`` the HRPA stage's count): the identity's
     own training configuration with every other stage at 0 iterations."""
     try:
-        cfg = TrainConfig.from_dict(info["train"]["config"])
+        cfg = TrainConfig.from_dict(info.train["config"])
     except (KeyError, TypeError) as exc:
         raise TrainError(f"{identity} records no training configuration "
                          f"(identity.json train.config); it cannot be refined") from exc
@@ -86,17 +87,17 @@ def refine_config(info: dict, model: FG3DGS, identity: str | Path, dataset: str 
     return cfg
 
 
-def refined_records(info: dict, source: dict, cfg: TrainConfig, identity: str | Path,
+def refined_records(info: dict, source: IdentityInfo, cfg: TrainConfig, identity: str | Path,
                     seconds: int) -> dict:
     """identity.json of a refined identity (``info``, as the run exported it) with the
     ``source`` identity's records kept (training schedule, observer reference, re-targeting)
     and what was refined from what."""
-    info["train"]["config"]["iterations"] = {**source["train"]["config"]["iterations"],
+    info["train"]["config"]["iterations"] = {**source.train["config"]["iterations"],
                                              "hrpa": cfg.iterations["hrpa"]}
-    info["train"]["seconds"] = source["train"].get("seconds")
+    info["train"]["seconds"] = source.train.get("seconds")
     for key in ("observer", "retarget"):
-        if key in source:
-            info[key] = source[key]
+        if getattr(source, key) is not None:
+            info[key] = getattr(source, key)
     info["hrpa"] = {**info.get("hrpa", {}), "other_voices": cfg.hrpa_other_voices,
                     "other_minutes": cfg.hrpa_other_minutes, "refined_from": str(identity),
                     "seconds": seconds}

@@ -53,10 +53,10 @@ def canvases(ds, size: int, frames: np.ndarray) -> Iterator[np.ndarray]:
         yield from (np.round(c * 255).clip(0, 255).astype(np.uint8) for c in canvas)
 
 
-def replay_from_dataset(ds, size: int) -> Replay:
-    """Every frame of a dataset as a replay track (in memory): another clip's own torso
-    and background under the identity's head."""
-    frames = np.arange(len(ds))
-    boxes = face_boxes(np.asarray(ds.landmarks)) * (size / ds.manifest["size"])
+def replay_from_dataset(ds, size: int, frames: np.ndarray | None = None) -> Replay:
+    """A dataset's frames (``frames`` [F], default every one) as a replay track (in
+    memory): another clip's own torso and background under the identity's head."""
+    frames = np.arange(len(ds)) if frames is None else np.asarray(frames)
+    boxes = face_boxes(np.asarray(ds.landmarks)[frames]) * (size / ds.manifest["size"])
     return Replay(frames, np.stack(list(canvases(ds, size, frames))),
                   boxes.astype(np.float32))

@@ -34,6 +34,7 @@ import torch
 
 from ..frontend.train import concordance
 from ..model.encoders import AudioEncoder
+from ..model.identity import FG3DGS
 from ..model.windows import audio_windows
 from ..preprocess.dataset import Dataset
 from .audio_tune import AudioTuneConfig, tune_audio_path
@@ -165,8 +166,6 @@ def _heldout_r2(enc: AudioEncoder, held: list, copies: int) -> dict:
 def _write_copy(run: Path, out: Path, model, extras: dict, meta: dict, half: bool):
     """The identity at ``out`` (replaced whole, through ``out.partial``): ``run``'s other
     files copied, the model and ``meta`` saved."""
-    from ..model.io import save_identity
-
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -174,8 +173,7 @@ def _write_copy(run: Path, out: Path, model, extras: dict, meta: dict, half: boo
     for f in run.iterdir():
         if f.name not in ("identity.safetensors", "identity.json") and f.is_file():
             shutil.copy2(f, tmp / f.name)
-    save_identity(model, tmp, {k: v.numpy() for k, v in extras.items()}, meta,
-                  half=half)                    # (hashes the copied replay too)
+    model.save_pretrained(tmp, extras, meta, half=half)   # (hashes the copied replay too)
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
@@ -192,13 +190,13 @@ def retarget(run: str | Path, speech: list[str | Path], out: str | Path,
     branch, made for the old mouth network, is dropped. ``speech`` may then be empty: the
     dataset's audio is the identity's own voice."""
     from ..audio_features import feature_model
-    from ..model.io import load_identity
 
     run, out = Path(run), Path(out)
     if out.exists() and not force:
         raise ValueError(f"{out} exists; pass --force to replace it")
-    model, info, extras = load_identity(run)
-    old_name = info["audio_features"]
+    model = FG3DGS.from_pretrained(run)
+    info, extras = model.info, model.extras
+    old_name = info.audio_features
     if old_name == cfg.features:
         raise ValueError(f"{run} already reads {cfg.features!r} features")
     ds = None
@@ -223,18 +221,18 @@ def retarget(run: str | Path, speech: list[str | Path], out: str | Path,
     model.audio = enc
     model.cfg.audio_features = cfg.features
     model.cfg.audio_in_dim = D
-    meta = {k: v for k, v in info.items() if k not in ("config", "files", "counts")}
+    meta = info.meta()
     meta["audio_features"] = cfg.features
     meta["audio_model"] = feature_model(cfg.features)
     meta["retarget"] = report
     if ds is not None:
-        report["tune"] = tune_audio_path(model, ds, info["size"], tune, progress=progress)
+        report["tune"] = tune_audio_path(model, ds, info.size, tune, progress=progress)
         if model.refined is not None:          # made for the mouth network tuned above
             model.refined = None
             model.cfg.refined = False
             meta["variants"] = ["base"]
             meta.pop("hrpa", None)
             report["tune"]["refined_branch_dropped"] = True
-    _write_copy(run, out, model, extras, meta, info.get("dtype") == "float16")
+    _write_copy(run, out, model, extras, meta, info.dtype == "float16")
     (out / "retarget.json").write_text(json.dumps(report, indent=2))
     return report

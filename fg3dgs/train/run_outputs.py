@@ -15,7 +15,6 @@ from ..io_utils import atomic_output
 from ..media import FPS
 from ..model.fusion import fuse
 from ..model.identity import FG3DGS
-from ..model.io import save_identity
 from ..preprocess.dataset import Dataset
 from . import STAGES
 from .config import TrainConfig
@@ -24,15 +23,18 @@ from .replay_writer import write_replay
 
 
 @torch.no_grad()
-def render_frames(model: FG3DGS, ds: Dataset, cfg: TrainConfig, stage: str,
-                  frames: np.ndarray, K: torch.Tensor,
-                  device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """(truth, render) [n, S, S, 3] float of dataset frames [n] with the model as it is at
-    ``stage`` (undeformed in the static stage)."""
-    data = TrainData(ds, cfg.size, cfg.model.audio_features, frames)
+def render_frames(model: FG3DGS, ds: Dataset, size: int, features: str, frames: np.ndarray,
+                  backend: str = "auto", device: torch.device | str = "cpu",
+                  deformed: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(truth, render) [n, S, S, 3] float of dataset frames [n] at ``size``, driven by the
+    dataset's ``features`` of their own audio and expressions, over their own canvases: the
+    frames as training sees them (previews, and ``fg3dgs eval``'s validation frames).
+    ``deformed=False``: the canonical Gaussians (the static stage)."""
+    data = TrainData(ds, size, features, frames)
     b = data.batch(np.arange(len(frames)), device)
-    drive = None if stage == "static" else model.drive(b["audio"], b["expression"])
-    renders = model.render_regions(drive, b["viewmats"], K, cfg.size, cfg.size, cfg.backend)
+    drive = model.drive(b["audio"], b["expression"]) if deformed else None
+    K = torch.from_numpy(data.K).to(device)
+    renders = model.render_regions(drive, b["viewmats"], K, size, size, backend)
     return (b["image"].cpu().numpy(),
             fuse(renders, b["canvas"]).clamp(0, 1).cpu().numpy())
 
@@ -114,6 +116,6 @@ def export_identity(run: Path, model: FG3DGS, ds: Dataset, data: TrainData, size
               "expression": np.asarray(ds.expression, np.float32)}
     if ds.canonical is not None:     # the head space, for other clips' pose tracks
         extras["canonical"] = ds.canonical.astype(np.float32)
-    save_identity(model, run, extras, meta)
+    model.save_pretrained(run, extras, meta)
     write_replay(run, ds, size)      # torso and poses for new speech
     return run

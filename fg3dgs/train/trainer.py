@@ -40,7 +40,8 @@ import torch
 
 from ..model.fusion import fuse
 from ..model.gaussians import DensifyRegions
-from ..model.io import build_model, with_default_buffers
+from ..model.identity import FG3DGS
+from ..model.io import with_default_buffers
 from ..options import size_problem
 from ..preprocess.dataset import Dataset
 from . import CUDA_GRAPH_MODES, STAGES, TrainError, run_outputs
@@ -155,9 +156,8 @@ class Trainer:
         the dataset it was trained on, for an identity without its training run (a
         re-targeted or downloaded one). ``overrides``: TrainConfig fields (``iterations``
         is the HRPA stage's count)."""
-        from ..model.io import load_identity
-
-        model, info, _ = load_identity(identity)
+        model = FG3DGS.from_pretrained(identity)
+        info = model.info
         cfg = refine_config(info, model, identity, dataset, overrides)
         self = cls(dataset, run, cfg, progress=progress, force=force, start=False)
         self.source_info = info             # (what refine() keeps of the source's records)
@@ -347,8 +347,9 @@ class Trainer:
         self.history = meta["history"]
         self.stage_seconds = meta.get("stage_seconds", {})
         self.lpips_info = meta.get("lpips")
-        self.model = build_model(self.cfg.model, meta["counts"])
-        self.model.load_state_dict(with_default_buffers(self.model, unprefixed("model", t)))
+        self.model = FG3DGS.empty(self.cfg.model, meta["counts"])
+        self.model.load_state_dict(with_default_buffers(self.model.state_dict(),
+                                                        unprefixed("model", t)))
         self.model.to(self.device)
         head = unprefixed("lip_head", t)
         if head:                        # (runs from before the prior have none)
@@ -363,8 +364,10 @@ class Trainer:
     # -- outputs (:mod:`.run_outputs`) ----------------------------------------------------
     def render_frames(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(truth, render) [n, S, S, 3] float of dataset frames with the current model."""
-        return run_outputs.render_frames(self.model, self.ds, self.cfg, self.stage, frames,
-                                         self.K, self.device)
+        c = self.cfg
+        return run_outputs.render_frames(self.model, self.ds, c.size, c.model.audio_features,
+                                         frames, c.backend, self.device,
+                                         deformed=self.stage != "static")
 
     def write_preview(self):
         """``preview_<stage>.png``: the preview frames, truth beside render."""
