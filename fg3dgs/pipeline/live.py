@@ -1,0 +1,207 @@
+"""Live sessions: microphone audio in, frames out, for the app's Live tab and ``fg3dgs live``.
+
+A :class:`LiveSession` is one person talking to one head: it takes audio chunks as a
+browser or a sound card delivers them (any sample rate, mono or interleaved channels, int16 or
+float) and returns the frames they made ready, through its own :class:`SpeechStream`. When
+chunks reach it later than the speech they hold by more than ``LiveLimits.max_behind_ms``
+(they queued while the renderer was busy) it drops them until it has caught up: a jump in
+the speech, never a growing delay. A session ends
+after ``idle_seconds`` without audio or ``max_seconds`` in all. :class:`LiveHall` admits at
+most ``sessions`` at once and tells the next one to come back later (:class:`LiveBusy`)
+instead of slowing those it serves.
+
+Feeding chunks from any source::
+
+    hall = LiveHall(TalkingHead.load)
+    session = hall.open("astronaut-artic", "base")
+    for rate, samples in microphone():          # e.g. sounddevice.InputStream's callback
+        for frame in session.push(rate, samples):   # [S, S, 3] uint8
+            show(frame)
+    hall.close(session)
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+from scipy.signal import resample_poly
+
+from ..media import AUDIO_RATE
+from .audio_input import SAMPLES_PER_FRAME, AudioInputError
+from .render_options import RenderOptions
+from .streaming import SpeechStream
+
+CONTEXT = 64             # input samples kept between chunks for the resampling filter
+
+
+@dataclass(frozen=True)
+class LiveLimits:
+    """``sessions``: live sessions at once; ``idle_seconds``: no audio for this long ends a
+    session; ``max_seconds``: a session's longest; ``max_behind_ms``: chunks handed over
+    later than this after their speech are dropped."""
+
+    sessions: int = 1
+    idle_seconds: float = 30.0
+    max_seconds: float = 600.0
+    max_behind_ms: int = 500
+
+
+class LiveBusy(RuntimeError):
+    """Every live session this server allows is taken."""
+
+
+class LiveEnded(RuntimeError):
+    """The session ended (closed, idle or at its longest); open a new one."""
+
+
+def mono_float(samples) -> np.ndarray:
+    """A chunk as float32 mono samples [S]: int16 / int32 scaled to [-1, 1], channels
+    ([S, C], C <= 8, as browsers and sound cards interleave them) averaged."""
+    a = np.asarray(samples)
+    if a.dtype.kind == "i":
+        a = a / float(np.iinfo(a.dtype).max + 1)
+    elif a.dtype.kind != "f":
+        raise AudioInputError(f"audio chunks must be integer or float samples, got {a.dtype}")
+    if a.ndim == 2 and a.shape[1] <= 8:
+        a = a.mean(1)
+    if a.ndim != 1:
+        raise AudioInputError(f"audio chunks must be [samples] or [samples, channels], got "
+                              f"shape {a.shape}")
+    return a.astype(np.float32, copy=False)
+
+
+class Resampler:
+    """Chunks at ``rate`` to 16 kHz as if the whole stream were resampled at once (up to
+    the filter's end effects, which stay in the first few samples): input is taken in
+    blocks that start on the rate ratio's period, each filtered with the input before it and
+    some after it as context (about 2-10 ms of delay)."""
+
+    def __init__(self, rate: int):
+        if not 4000 <= rate <= 384000:
+            raise AudioInputError(f"a sample rate of {rate} Hz is not audio from a microphone")
+        ratio = Fraction(AUDIO_RATE, int(rate))
+        self.up, self.down = ratio.numerator, ratio.denominator
+        self.rate = rate
+        self.context = self.down * -(-CONTEXT // self.down)       # whole periods
+        self.left = np.zeros(0, np.float32)      # input before the pending samples
+        self.pending = np.zeros(0, np.float32)   # input not yet turned into output
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.up == self.down:
+            return x
+        self.pending = np.concatenate([self.pending, x])
+        block = (len(self.pending) - self.context) // self.down * self.down
+        if block <= 0:
+            return np.zeros(0, np.float32)
+        both = np.concatenate([self.left, self.pending])
+        y = resample_poly(both, self.up, self.down)
+        start = len(self.left) * self.up // self.down
+        out = y[start:start + block * self.up // self.down].astype(np.float32)
+        self.left = both[len(self.left) + block - self.context:len(self.left) + block]
+        self.pending = self.pending[block:]
+        return out
+
+
+class LiveSession:
+    """One live rendering (see the module note). ``now``: the clock (seconds)."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, head, opts: RenderOptions, limits: LiveLimits = LiveLimits(),
+                 now: Callable[[], float] = time.monotonic):
+        self.head, self.opts, self.limits, self.now = head, opts, limits, now
+        self.id = next(self._ids)
+        self.stream = SpeechStream(head, opts)
+        self.resampler: Resampler | None = None
+        self.started = self.last_audio = now()
+        self.closed = False
+        self.anchor: float | None = None    # the clock's time at which the speech began
+        self.taken = 0.0                    # seconds of speech taken (rendered or dropped)
+        self.frames_out = self.dropped_ms = 0
+        self.lag_ms = 0.0         # how late the last chunk was handed over
+        self.delay_ms = 0.0       # speech received but not yet in a frame, after the last push
+
+    @property
+    def ended(self) -> str | None:
+        """Why the session is over, or None while it runs."""
+        t = self.now()
+        if self.closed:
+            return "closed"
+        if t - self.last_audio > self.limits.idle_seconds:
+            return f"no audio for {self.limits.idle_seconds:g} s"
+        if t - self.started > self.limits.max_seconds:
+            return f"the longest a session may last ({self.limits.max_seconds:g} s)"
+        return None
+
+    def push(self, rate: int, samples) -> list[np.ndarray]:
+        """Take a chunk (``rate`` Hz, see :func:`mono_float`); return the frames
+        [S, S, 3] uint8 it made ready, in order (none when it was dropped)."""
+        why = self.ended
+        if why:
+            raise LiveEnded(f"the live session has ended ({why}); start a new one")
+        if self.resampler is None or self.resampler.rate != rate:
+            self.resampler = Resampler(rate)
+        x = self.resampler(mono_float(samples))
+        t, seconds = self.now(), len(x) / AUDIO_RATE
+        if self.anchor is None or t - self.last_audio > 1.0:
+            # a pause in delivery is not lateness: speech time restarts with this chunk,
+            # whose speech began its length before it arrived
+            self.anchor = t - self.taken - seconds
+        self.last_audio = t
+        self.taken += seconds
+        # speech that should have arrived by now but is only being handed over: the chunks
+        # queued while the renderer was busy
+        self.lag_ms = 1000 * ((t - self.anchor) - self.taken)
+        if self.lag_ms > self.limits.max_behind_ms:
+            self.dropped_ms += round(1000 * seconds)
+            return []
+        frames = [f for batch in self.stream.push(x) for f in batch]
+        self.frames_out += len(frames)
+        self.delay_ms = 1000 * (self.stream.received - self.stream.done *
+                                SAMPLES_PER_FRAME) / AUDIO_RATE
+        return frames
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class LiveHall:
+    """The live sessions of one server: at most ``limits.sessions`` at once, each over a
+    head from ``load(identity)`` (heads may be shared: rendering does not change them)."""
+
+    def __init__(self, load: Callable[[str], object], limits: LiveLimits = LiveLimits(),
+                 now: Callable[[], float] = time.monotonic):
+        self.load, self.limits, self.now = load, limits, now
+        self.sessions: dict[int, LiveSession] = {}
+        self._lock = threading.Lock()
+
+    def open(self, identity: str, variant: str = "base") -> LiveSession:
+        """A new session; :class:`LiveBusy` when every place is taken by a running one."""
+        with self._lock:
+            self._reap()
+            if len(self.sessions) >= self.limits.sessions:
+                n = self.limits.sessions
+                raise LiveBusy(f"busy: {n} live session{'s' if n > 1 else ''} already "
+                               "running, the most this server allows; try again in a minute")
+            head = self.load(identity)
+            s = LiveSession(head, RenderOptions(variant=variant), self.limits, self.now)
+            self.sessions[s.id] = s
+            return s
+
+    def close(self, session: LiveSession | int | None) -> None:
+        """End a session and free its place at once (a stop, a closed page)."""
+        with self._lock:
+            sid = session.id if isinstance(session, LiveSession) else session
+            s = self.sessions.pop(sid, None)
+            if s is not None:
+                s.close()
+
+    def _reap(self) -> None:
+        for sid in [sid for sid, s in self.sessions.items() if s.ended]:
+            self.sessions.pop(sid).close()

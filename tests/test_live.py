@@ -1,0 +1,160 @@
+"""Live sessions (fg3dgs.pipeline.live): microphone chunks at any rate to frames, the drop
+policy, the idle and length limits, and the session limit."""
+
+import numpy as np
+import pytest
+from scipy.signal import resample_poly
+
+from fg3dgs.pipeline import AudioInputError, RenderOptions, TalkingHead
+from fg3dgs.pipeline.live import (
+    LiveBusy,
+    LiveEnded,
+    LiveHall,
+    LiveLimits,
+    LiveSession,
+    Resampler,
+    mono_float,
+)
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture(scope="module")
+def head():
+    return TalkingHead.load("astronaut-demo", device="cpu")
+
+
+def _speechlike(rate: int, seconds: float) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    env = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)          # syllable-rate loudness
+    return (0.3 * env * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 900 * t))
+            ).astype(np.float32)
+
+
+@pytest.mark.parametrize("rate", [48000, 44100, 16000, 8000])
+def test_resampler_matches_resampling_the_whole_stream(rate):
+    x = _speechlike(rate, 1.5)
+    rng, r, out, i = np.random.default_rng(rate), Resampler(rate), [], 0
+    while i < len(x):
+        n = int(rng.integers(1, 4000))
+        out.append(r(x[i:i + n]))
+        i += n
+    y = np.concatenate(out)
+    g = np.gcd(16000, rate)
+    ref = resample_poly(x, 16000 // g, rate // g)
+    held = (r.context + r.down) * 16000 // rate + 1           # the context, a period at most
+    assert len(ref) - len(y) <= held and held <= 16000 * 0.03   # (30 ms at the most)
+    assert np.abs(y[100:] - ref[100:len(y)]).max() < 1e-5
+    with pytest.raises(AudioInputError, match="not audio from a microphone"):
+        Resampler(100)
+
+
+def test_chunks_in_any_layout_become_mono_float():
+    st = np.array([[16384, -16384], [32767, 32767]], np.int16)   # [S, C] interleaved
+    np.testing.assert_allclose(mono_float(st), [0.0, 32767 / 32768], atol=1e-7)
+    assert mono_float(np.ones(3, np.float64)).dtype == np.float32
+    with pytest.raises(AudioInputError, match=r"\[samples\] or \[samples, channels\]"):
+        mono_float(np.zeros((2, 3, 4), np.float32))
+    with pytest.raises(AudioInputError, match="integer or float"):
+        mono_float(np.array(["a"]))
+
+
+def test_stereo_48k_int16_gives_the_frames_of_16k_mono(head):
+    """A browser's 48 kHz stereo int16 chunks render as the same speech at 16 kHz mono."""
+    mono16 = _speechlike(16000, 2.0)
+    clock = Clock()
+    ref = LiveSession(head, RenderOptions(variant="base"), now=clock)
+    want = [f for k in range(0, len(mono16), 3200) for f in ref.push(16000, mono16[k:k + 3200])]
+    x48 = resample_poly(mono16, 3, 1).astype(np.float32)
+    stereo = (np.stack([x48, x48], 1) * 32767).astype(np.int16)
+    live = LiveSession(head, RenderOptions(variant="base"), now=clock)
+    got = [f for k in range(0, len(stereo), 9600) for f in live.push(48000, stereo[k:k + 9600])]
+    n = min(len(got), len(want))
+    assert n >= 35 and abs(len(got) - len(want)) <= 1
+    diff = np.abs(np.stack(got[:n]).astype(int) - np.stack(want[:n]))
+    assert np.mean(diff) < 0.5 and got[0].shape == (256, 256, 3)
+
+
+def test_late_chunks_are_dropped_until_caught_up(head):
+    """Chunks handed over long after their speech (queued while rendering) are dropped, so
+    the delay cannot grow; chunks on time are rendered."""
+    clock = Clock()
+    s = LiveSession(head, RenderOptions(variant="base"),
+                    LiveLimits(max_behind_ms=300), now=clock)
+    chunk = _speechlike(16000, 0.2)
+    frames = []
+    for _ in range(5):                      # on time: 200 ms of speech each 200 ms
+        clock.t += 0.2
+        frames += s.push(16000, chunk)
+    assert frames and s.dropped_ms == 0 and abs(s.lag_ms) < 1
+    clock.t += 0.8                          # the renderer stalled; four chunks queued
+    assert s.push(16000, chunk) == [] and s.lag_ms > 300     # 600 ms late: dropped
+    assert s.push(16000, chunk) == []                         # 400 ms late: dropped
+    s.push(16000, chunk)                                      # 200 ms late: rendered
+    assert s.dropped_ms == 400 and 0 < s.lag_ms <= 300
+    clock.t += 5.0                          # a pause in delivery is not lateness
+    s.push(16000, chunk)
+    assert s.lag_ms == pytest.approx(0, abs=1e-6) and s.dropped_ms == 400
+
+
+def test_sessions_end_when_idle_or_too_long(head):
+    clock = Clock()
+    s = LiveSession(head, RenderOptions(variant="base"),
+                    LiveLimits(idle_seconds=5, max_seconds=12), now=clock)
+    s.push(16000, np.zeros(3200, np.float32))
+    clock.t += 4
+    s.push(16000, np.zeros(3200, np.float32))
+    assert s.ended is None
+    clock.t += 5.5
+    assert "no audio for 5 s" in s.ended
+    with pytest.raises(LiveEnded, match="start a new one"):
+        s.push(16000, np.zeros(3200, np.float32))
+    s2 = LiveSession(head, RenderOptions(variant="base"),
+                     LiveLimits(idle_seconds=5, max_seconds=12), now=clock)
+    for _ in range(13):
+        clock.t += 1
+        if s2.ended:
+            break
+        s2.push(16000, np.zeros(1600, np.float32))
+    assert "longest a session may last (12 s)" in s2.ended
+
+
+def test_hall_admits_its_limit_and_frees_a_place_at_once(head):
+    clock = Clock()
+    loads = []
+    hall = LiveHall(lambda ident: loads.append(ident) or head, LiveLimits(sessions=1,
+                                                                          idle_seconds=10),
+                    now=clock)
+    a = hall.open("astronaut-demo")
+    with pytest.raises(LiveBusy, match="busy: 1 live session already running"):
+        hall.open("astronaut-demo")
+    hall.close(a)                           # a stop or a closed page
+    b = hall.open("astronaut-demo", "refined")
+    assert b.opts.variant == "refined" and loads == ["astronaut-demo"] * 2
+    clock.t += 11                           # idle: its place is taken back on the next open
+    c = hall.open("astronaut-demo")
+    assert b.ended and list(hall.sessions) == [c.id]
+    two = LiveHall(lambda ident: head, LiveLimits(sessions=2), now=clock)
+    s1, s2 = two.open("x"), two.open("x")
+    frames = s1.push(16000, np.zeros(8000, np.float32)) + s2.push(16000,
+                                                                   np.zeros(8000, np.float32))
+    assert len(frames) > 0 and s1.id != s2.id
+
+
+def test_silence_keeps_the_mouth_closed(head):
+    """Silence renders the mouth at rest: its frames match the identity's still."""
+    s = LiveSession(head, RenderOptions(variant="base"), now=Clock())
+    frames = s.push(16000, np.zeros(16000, np.float32))
+    assert len(frames) >= 15
+    still = head.still()
+    mouth = slice(150, 210), slice(95, 165)       # the mouth box of the 256 px demo head
+    d = np.abs(frames[0][mouth].astype(int) - still[mouth]).mean()
+    assert d < 3.0
