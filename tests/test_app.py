@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,16 +29,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 gradio_client = pytest.importorskip("gradio_client")
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(folder: Path, **popen) -> SimpleNamespace:
-    """``python app.py`` on a free port, its work folder under ``folder/work``
+def _start(folder: Path, port: int, **popen) -> SimpleNamespace:
+    """``python app.py`` on ``port`` (a free one), its work folder under ``folder/work``
     ($FG3DGS_APP_TMP), its stdout and stderr in ``folder/app.log``; returns once it serves."""
-    port, log = _port(), folder / "app.log"
+    log = folder / "app.log"
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="2",
                FG3DGS_APP_TMP=str(folder / "work"))
     with open(log, "w") as f:
@@ -61,8 +54,8 @@ def _start(folder: Path, **popen) -> SimpleNamespace:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    app = _start(tmp_path_factory.mktemp("app"))
+def server(tmp_path_factory, free_port):
+    app = _start(tmp_path_factory.mktemp("app"), free_port())
     yield app
     app.proc.terminate()
     app.proc.wait(timeout=120)
@@ -87,7 +80,7 @@ def _video(v):
     return iio.imread(path, plugin="FFMPEG")
 
 
-def test_generate_and_bad_inputs(server, tmp_path):
+def test_generate_and_bad_inputs(server, demo_head, tmp_path):
     from gradio_client import Client
     client = Client(server.url, verbose=False)
     # bad inputs: each refused with a message that says what is wrong
@@ -111,8 +104,7 @@ def test_generate_and_bad_inputs(server, tmp_path):
     B, R, C = _video(base), _video(refined), _video(combined)
     assert B.shape == R.shape == (n, 256, 256, 3) and C.shape == (n, 256, 512, 3)
     # they differ in the mouth: the lower middle of the face box, not elsewhere
-    from fg3dgs.pipeline import TalkingHead
-    cx, cy, side = TalkingHead.load("astronaut-demo").replay.boxes[0]
+    cx, cy, side = demo_head.replay.boxes[0]
     d = np.abs(B.astype(float) - R.astype(float)).mean(axis=(0, 3))
     mouth = d[int(cy):int(cy + side / 2), int(cx - side / 4):int(cx + side / 4)]
     rest = d.copy()
@@ -205,11 +197,12 @@ def test_startup_hint_names_the_app_flag(server):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_stopped_app_removes_its_work_folder(tmp_path, sig):
+def test_a_stopped_app_removes_its_work_folder(tmp_path, free_port, sig):
     """How a Space or systemd stops the app (SIGTERM), and Ctrl-C (SIGINT): the render work
     folder goes and the process exits with status 0."""
     # a child of a background shell job inherits an ignored SIGINT; Ctrl-C's is not ignored
-    app = _start(tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    app = _start(tmp_path, free_port(),
+                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     work = re.search(r"Work folder: (\S+)", app.log.read_text())
     assert work, app.log.read_text()
     work = Path(work.group(1))

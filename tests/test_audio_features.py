@@ -66,16 +66,12 @@ def test_missing_model_says_what_to_download(tmp_path, monkeypatch):
         af.load_extractor("hubert", str(tmp_path))
 
 
-def test_unreachable_hub_is_one_quick_probe(monkeypatch):
+def test_unreachable_hub_is_one_quick_probe(monkeypatch, free_port):
     """Not in the cache and the Hub down: the error comes from one connection attempt, not
     from huggingface_hub's minute of retries."""
-    import socket
-
     from huggingface_hub import constants
 
-    with socket.socket() as s:                    # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()                            # a port nobody listens on
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
     from fg3dgs.io_utils import hub_unreachable

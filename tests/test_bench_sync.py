@@ -130,12 +130,11 @@ def test_missing_real_speech_says_how_to_fetch_it(tmp_path):
         sp.load_panel(groups=("english",), root=tmp_path)
 
 
-def test_the_mouth_does_not_lag_the_training_clips_own_speech():
+def test_the_mouth_does_not_lag_the_training_clips_own_speech(demo_head):
     """The shipped identity speaking the last 8 s of its own training clip's audio (the
     validation part), measured end to end: the observer finds the face, the rendered
     opening follows the truth's jaw at lag 0, the expert scores it."""
     from fg3dgs.bench.sync import load_experts, measure_clip
-    from fg3dgs.pipeline import TalkingHead
     from fg3dgs.synth.clip import SynthConfig, speak
     from fg3dgs.synth.visemes import frame_times, viseme_track
 
@@ -147,7 +146,7 @@ def test_the_mouth_does_not_lag_the_training_clips_own_speech():
     clip = sp.PanelClip(sp.ClipSpec("own", "espeak", False, "training clip"), audio,
                         jaw[first:])
     experts = {"ours": load_experts(None)["ours"]}
-    res = measure_clip(TalkingHead.load("astronaut-demo"), clip, experts, reference_std=0.05)
+    res = measure_clip(demo_head, clip, experts, reference_std=0.05)
     assert set(res.variants) == {"base", "refined"}
     for v, m in res.variants.items():
         assert m["detect"] > 0.9 and m["jaw_lag"] == 0, (v, m)

@@ -16,9 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEECH = ROOT / "assets" / "examples" / "bubbles.wav"      # 2.8 s
 
 
-@pytest.fixture(scope="module")
-def head():
-    return TalkingHead.load("astronaut-demo")
+@pytest.fixture
+def head(demo_head):
+    """The shipped demo identity (conftest's demo_head, loaded once per session)."""
+    return demo_head
 
 
 def _frames(path) -> np.ndarray:

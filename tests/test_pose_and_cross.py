@@ -11,7 +11,7 @@ from scipy.spatial.transform import Rotation
 
 from fg3dgs.cli import main
 from fg3dgs.evaluate.regions import jaw_band, jitter, masked_psnr, mouth_box
-from fg3dgs.pipeline import AudioInput, RenderOptions, TalkingHead
+from fg3dgs.pipeline import AudioInput, RenderOptions
 from fg3dgs.pipeline.pose_input import extend, nearest_rows, scale_motion, to_identity_space
 from fg3dgs.pose_track import PoseTrack, PoseTrackError, check_pose_arrays, load_pose_track
 
@@ -20,9 +20,10 @@ DEMO = ROOT / "checkpoints" / "identities" / "astronaut-demo"
 SPEECH = ROOT / "assets" / "examples" / "bubbles.wav"      # 2.8 s
 
 
-@pytest.fixture(scope="module")
-def head():
-    return TalkingHead.load(DEMO)
+@pytest.fixture
+def head(demo_head):
+    """The shipped demo identity, DEMO (conftest's demo_head, loaded once per session)."""
+    return demo_head
 
 
 def _own_track(head, n=30):

@@ -12,7 +12,7 @@ pytest.importorskip("face_alignment")
 from fg3dgs.preprocess.fan import LandmarkerUnavailable, load_face_alignment, track_faces_fa
 from fg3dgs.preprocess.pipeline import PreprocessConfig, PreprocessError, preprocess
 from fg3dgs.preprocess.video import iter_frames
-from fg3dgs.synth.clip import SynthConfig, generate
+from fg3dgs.synth.clip import SynthConfig
 
 
 class TinyFAN(torch.nn.Module):
@@ -52,10 +52,8 @@ def _save_tiny_weights(torch_home):
 
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    out = tmp_path_factory.mktemp("fan") / "clip"
-    generate(SynthConfig(text="Fold the blue map.", size=256, seed=3), out, progress=False)
-    return out
+def clip(synth_clip):
+    return synth_clip(SynthConfig(text="Fold the blue map.", size=256, seed=3))
 
 
 def test_tracks_68_points_with_cached_weights(torch_home, clip):

@@ -10,22 +10,19 @@ from fg3dgs.media import write_video
 from fg3dgs.preprocess.dataset import Dataset, DatasetError
 from fg3dgs.preprocess.evaluate import evaluate_against_truth
 from fg3dgs.preprocess.pipeline import PreprocessConfig, PreprocessError, preprocess
-from fg3dgs.synth.clip import SynthConfig, generate
+from fg3dgs.synth.clip import SynthConfig
+
+CLIP = SynthConfig(sentences=2, size=256, seed=9)
 
 
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    out = tmp_path_factory.mktemp("pp") / "synth"
-    generate(SynthConfig(sentences=2, size=256, seed=9), out, progress=False)
-    return out
+def synth(synth_clip):
+    return synth_clip(CLIP)
 
 
 @pytest.fixture(scope="module")
-def dataset(synth, tmp_path_factory):
-    out = tmp_path_factory.mktemp("pp") / "data"
-    preprocess(synth / "video.mp4", out, PreprocessConfig(size=128, min_seconds=2.0),
-               progress=False)
-    return out
+def dataset(synth_dataset):
+    return synth_dataset(CLIP, PreprocessConfig(size=128, min_seconds=2.0))
 
 
 def test_dataset_files_and_manifest(dataset, synth):

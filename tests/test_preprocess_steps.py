@@ -17,16 +17,14 @@ from fg3dgs.preprocess.masks import (
 )
 from fg3dgs.preprocess.pose import estimate_poses, rotation_errors
 from fg3dgs.preprocess.video import iter_frames, probe_video
-from fg3dgs.synth.clip import SynthConfig, generate
+from fg3dgs.synth.clip import SynthConfig
 from fg3dgs.synth.truth import load_truth
 
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    out = tmp_path_factory.mktemp("pre") / "clip"
-    generate(SynthConfig(text="Maybe we should fold the blue map. Why wait?", size=256,
-                         seed=5), out, progress=False)
-    return out
+def clip(synth_clip):
+    return synth_clip(SynthConfig(text="Maybe we should fold the blue map. Why wait?",
+                                  size=256, seed=5))
 
 
 def test_probe_and_stream_frames(clip, tmp_path):

@@ -5,7 +5,6 @@ without the cache, and HF_HUB_OFFLINE."""
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -66,18 +65,12 @@ def _pull(env, tmp_path):
                           env=e, capture_output=True, text=True, timeout=120, cwd=tmp_path)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served():
     return {f: (DEMO / f).read_bytes() for f in FILES}
 
 
-def test_pull_from_hub_then_cache_when_unreachable(tmp_path, served):
+def test_pull_from_hub_then_cache_when_unreachable(tmp_path, served, free_port):
     sums = {f: hashlib.sha256(b).hexdigest() for f, b in served.items()}
     env = {"FG3DGS_ZOO": str(_manifest(tmp_path, sums)), "HF_HOME": str(tmp_path / "hf"),
            "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "0"}
@@ -93,15 +86,15 @@ def test_pull_from_hub_then_cache_when_unreachable(tmp_path, served):
     from fg3dgs.pipeline import TalkingHead
     assert TalkingHead(folder).still().shape == (256, 256, 3)
     # server gone: the cache serves, and says so
-    r = _pull({**env, "HF_ENDPOINT": f"http://127.0.0.1:{_free_port()}"}, tmp_path)
+    r = _pull({**env, "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"}, tmp_path)
     assert r.returncode == 0, r.stderr
     assert "Hugging Face cache" in r.stderr
-    r = _pull({**env, "HF_ENDPOINT": f"http://127.0.0.1:{_free_port()}",
+    r = _pull({**env, "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}",
                "HF_HUB_OFFLINE": "1"}, tmp_path)
     assert r.returncode == 0, r.stderr
 
 
-def test_pull_errors(tmp_path, served):
+def test_pull_errors(tmp_path, served, free_port):
     small = {f: served[f] for f in REQUIRED_FILES}
     sums = {f: hashlib.sha256(b).hexdigest() for f, b in small.items()}
     sums["identity.json"] = "f" * 64                       # the manifest disagrees
@@ -114,7 +107,7 @@ def test_pull_errors(tmp_path, served):
     assert not list((tmp_path / "hf").rglob("identity.json")), "bad file left in the cache"
     # unreachable server, nothing cached
     r = _pull({**env, "HF_HOME": str(tmp_path / "hf2"),
-               "HF_ENDPOINT": f"http://127.0.0.1:{_free_port()}"}, tmp_path)
+               "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"}, tmp_path)
     assert r.returncode == 2
     assert "cannot be reached" in r.stderr and "not in the Hugging Face cache" in r.stderr
     assert "Traceback" not in r.stderr
