@@ -72,6 +72,30 @@ def test_chunks_in_any_layout_become_mono_float():
         mono_float(np.array(["a"]))
 
 
+def test_lookahead_makes_frames_sooner_and_a_long_one_is_exact(head):
+    """With a look-ahead a frame comes once the audio reaches that far past its end (the
+    rest silence so far); one as long as the exact wait gives the offline frames."""
+    from fg3dgs.pipeline.streaming import SpeechStream
+
+    audio = read_audio(SPEECH)[:16000]
+
+    def stream(la):
+        s, made = SpeechStream(head, RenderOptions(variant="base"), la), []
+        for k in range(0, len(audio), 320):
+            made.append(sum(len(b) for b in s.push(audio[k:k + 320])))
+        return np.cumsum(made), np.concatenate(list(s.push(np.zeros(0, np.float32))) +
+                                               list(s.finish()))
+    exact_n, _ = stream(None)
+    soon_n, _ = stream(80)
+    # 20 ms chunks: frame f comes with the chunk that reaches (f + 1) * 40 + look-ahead ms
+    assert soon_n[-1] == (16000 - 80 * 16) // 640 and exact_n[-1] == (1000 - 340) // 40
+    s_exact, s_long = (SpeechStream(head, RenderOptions(variant="base"), la)
+                       for la in (None, 2000))
+    a = np.concatenate(list(s_exact.push(audio)) + list(s_exact.finish()))
+    b = np.concatenate(list(s_long.push(audio)) + list(s_long.finish()))
+    assert a.shape == b.shape and np.array_equal(a, b)
+
+
 def test_stereo_48k_int16_gives_the_frames_of_16k_mono(head):
     """A browser's 48 kHz stereo int16 chunks render as the same speech at 16 kHz mono."""
     mono16 = _speechlike(16000, 2.0)
@@ -170,3 +194,19 @@ def test_silence_keeps_the_mouth_closed(head):
     assert np.nanmedian(shut) + 0.03 < np.nanmedian(open_)
     assert np.nanmax(shut) < 0.7 * np.nanmax(open_)
     assert np.abs(frames[0].astype(int) - frames[-1]).mean() > 0.1     # the head moves
+
+
+def test_lookahead_bench_prints_and_saves_its_table(tmp_path, capsys):
+    import json
+
+    from fg3dgs.bench.__main__ import main
+    from fg3dgs.media import write_wav
+
+    write_wav(tmp_path / "s.wav", read_audio(SPEECH)[:12000])
+    assert main(["lookahead", "astronaut-demo", str(tmp_path / "s.wav"), "--lookahead", "80",
+                 "--json", str(tmp_path / "la.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| look-ahead ms | wait ms (median) |" in out and "| exact | 340 |" in out
+    rows = json.loads((tmp_path / "la.json").read_text())["rows"]
+    assert [r["lookahead_ms"] for r in rows] == [None, 80] and rows[1]["wait_ms"] == 80
+    assert -1 <= rows[1]["opening_r"] <= 1 and rows[1]["mouth_psnr_db"] > 20

@@ -1,7 +1,8 @@
-"""Benchmarks: ``python -m fg3dgs.bench render|pipeline|train|sync [options]``.
+"""Benchmarks: ``python -m fg3dgs.bench render|pipeline|train|sync|lookahead [options]``.
 
 ``pipeline`` is documented in :mod:`fg3dgs.bench.pipeline`, ``train`` in
-:mod:`fg3dgs.bench.train`, ``sync`` in :mod:`fg3dgs.bench.sync`.
+:mod:`fg3dgs.bench.train`, ``sync`` in :mod:`fg3dgs.bench.sync`, ``lookahead`` in
+:mod:`fg3dgs.bench.lookahead`.
 
 ``render`` times :func:`fg3dgs.render.rasterize` on the head-like benchmark scene
 (:func:`fg3dgs.scenes.head_scene`) for each backend, resolution and Gaussian count: forward,
@@ -23,6 +24,7 @@ import time
 from ..arguments import image_size, output_file, positive, whole_number
 from ..options import BACKENDS
 from ..train import COMPILE_MODES, PRESETS, STAGES, parse_iterations
+from . import lookahead
 from .machine import describe_machine
 
 
@@ -236,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     sy.add_argument("--json", type=output_file(".json"),
                     help="also write every number to this JSON file")
     sy.set_defaults(func=_sync)
+    lookahead.add_parser(sub, output_file)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -38,6 +38,10 @@ from .render_options import RenderOptions
 from .streaming import SpeechStream
 
 CONTEXT = 64             # input samples kept between chunks for the resampling filter
+# A live frame is made once the audio reaches this far past its end (SpeechStream's
+# look-ahead) instead of the 0.34 s (mel) / 0.94 s (artic) an exact frame waits for; what
+# it costs the mouth: `python -m fg3dgs.bench lookahead` (docs/rendering.md)
+LOOKAHEAD_MS = 160
 
 
 @dataclass(frozen=True)
@@ -109,15 +113,17 @@ class Resampler:
 
 
 class LiveSession:
-    """One live rendering (see the module note). ``now``: the clock (seconds)."""
+    """One live rendering (see the module note). ``now``: the clock (seconds);
+    ``lookahead_ms``: :class:`SpeechStream`'s (None: exact frames, later)."""
 
     _ids = itertools.count(1)
 
     def __init__(self, head, opts: RenderOptions, limits: LiveLimits = LiveLimits(),
-                 now: Callable[[], float] = time.monotonic):
+                 now: Callable[[], float] = time.monotonic,
+                 lookahead_ms: int | None = LOOKAHEAD_MS):
         self.head, self.opts, self.limits, self.now = head, opts, limits, now
         self.id = next(self._ids)
-        self.stream = SpeechStream(head, opts)
+        self.stream = SpeechStream(head, opts, lookahead_ms)
         self.resampler: Resampler | None = None
         self.started = self.last_audio = now()
         self.closed = False

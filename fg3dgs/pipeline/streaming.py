@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..audio_features import CONTEXT_FRAMES, extract
+from ..media import AUDIO_RATE
 from ..mel import HOP, n_frames
 from ..model.encoders import AUDIO_CONTEXT, AUDIO_WINDOW
 from ..model.windows import audio_window_index, expr_windows
@@ -29,9 +30,14 @@ class SpeechStream:
     [S] (any sizes) and get frames [B, S, S, 3] uint8 (the variant of ``opts``; "both" side
     by side) as soon as the audio they need has arrived: a frame needs about 0.3 s of audio
     after its start (its feature window and its neighbours'); :meth:`finish` renders the
-    rest once the speech has ended. Memory stays bounded: old audio is dropped."""
+    rest once the speech has ended. Memory stays bounded: old audio is dropped.
 
-    def __init__(self, head: TalkingHead, opts: RenderOptions):
+    ``lookahead_ms``: make each frame once the audio reaches this far past its end instead,
+    with the audio not yet here taken as silence: less delay for a mouth that no longer
+    equals the offline render's (how far it strays is measured in docs/rendering.md)."""
+
+    def __init__(self, head: TalkingHead, opts: RenderOptions,
+                 lookahead_ms: int | None = None):
         self.head, self.opts = head, opts
         self.names, self.size, self.K = head._setup(opts)
         self.batch = opts.batch or head.default_batch
@@ -43,6 +49,8 @@ class SpeechStream:
         self.plan = None
         # frame f needs feature frames up to 2 f + lead
         self.lead = int(audio_window_index(UNENDED, np.array([0])).max())
+        self.lookahead = None if lookahead_ms is None else \
+            int(lookahead_ms) * AUDIO_RATE // 1000                       # samples
 
     @torch.no_grad()
     def push(self, chunk: np.ndarray) -> Iterator[np.ndarray]:
@@ -52,6 +60,8 @@ class SpeechStream:
         self.received += len(chunk)
         # frames [done, ready) have their whole feature window (and its margin) here
         ready = max(0, (self.received // HOP - self.lead - 1 - self.margin) // 2 + 1)
+        if self.lookahead is not None:       # frames whose end + look-ahead is here
+            ready = max(ready, (self.received - self.lookahead) // SAMPLES_PER_FRAME)
         yield from self._emit(ready, None)
         keep = max(0, (2 * self.done - 2 * (AUDIO_CONTEXT // 2) - AUDIO_WINDOW // 2
                        - self.margin) * HOP)
@@ -69,8 +79,10 @@ class SpeechStream:
         speech has ended: the true end, as an offline render sees it)."""
         a = max(0, k0 - self.margin)
         b = (k1 + self.margin) * HOP if total is None else total
-        return extract(self.buf[a * HOP - self.buf0:b - self.buf0],
-                       self.feature_kind)[k0 - a:k1 - a]
+        audio = self.buf[a * HOP - self.buf0:b - self.buf0]
+        if len(audio) < b - a * HOP:         # (a look-ahead: the future is silence so far)
+            audio = np.concatenate([audio, np.zeros(b - a * HOP - len(audio), np.float32)])
+        return extract(audio, self.feature_kind)[k0 - a:k1 - a]
 
     def _plan_for(self, n: int):
         """The motion plan, grown by doubling (plans are prefix-consistent, so a longer one
