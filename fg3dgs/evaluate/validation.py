@@ -36,6 +36,7 @@ from ..facemesh import LEFT_IRIS, RIGHT_IRIS
 from ..io_utils import atomic_output
 from ..landmark_schemes import get_scheme
 from ..media import AUDIO_RATE, FPS, read_audio, write_video
+from ..model.identity import FG3DGS
 from ..model.info import IdentityInfo
 from ..perceptual.metrics import load_perceptual, perceptual_metrics
 from ..pipeline import AudioInput, RenderOptions, TalkingHead
@@ -173,8 +174,11 @@ def evaluate(run: str | Path, dataset: str | Path, truth_dir: str | Path | None 
         lse_net.cuda()
     perceptual = load_perceptual(lpips_backbone, lpips_linear, fid_weights,
                                  "cuda" if torch.cuda.is_available() else "cpu")
-    head = TalkingHead(run, device="cpu")      # (--audio clips render through it)
-    model, info = head.model, head.info
+    # --audio clips render through the pipeline (whose TalkingHead also decodes the replay
+    # track); without them the model alone
+    head = TalkingHead(run, device="cpu") if audio_files else None
+    model = head.model if head is not None else FG3DGS.from_pretrained(run)
+    info = model.info
     ds = Dataset(dataset)
     _check_trained_on(info, ds)
     synth_truth = None if truth_dir is None else load_truth(truth_dir)   # fail before rendering
@@ -189,7 +193,7 @@ def evaluate(run: str | Path, dataset: str | Path, truth_dir: str | Path | None 
               "perceptual": perceptual}
     for variant in model.variants:
         model.set_variant(variant)
-        results[variant] = _evaluate_variant(head, variant, ds, synth_truth, backend,
+        results[variant] = _evaluate_variant(model, head, variant, ds, synth_truth, backend,
                                              progress, sync_expert, clips, shared)
     arrays = {v: {k: r.pop(k) for k in ("_frames", "_truth", "_render")}
               for v, r in results.items()}
@@ -232,13 +236,15 @@ def _check_trained_on(info: IdentityInfo, ds: Dataset) -> None:
                            + "); give --data the dataset it was trained on")
 
 
-def _evaluate_variant(head: TalkingHead, variant: str, ds: Dataset, synth_truth, backend,
-                      progress, expert, clips: dict, shared: dict) -> dict:
-    """Metrics of ``variant`` (the model's current one). ``shared`` holds what is the same
+def _evaluate_variant(model: FG3DGS, head: TalkingHead | None, variant: str, ds: Dataset,
+                      synth_truth, backend, progress, expert, clips: dict,
+                      shared: dict) -> dict:
+    """Metrics of ``variant`` (the model's current one); ``head`` renders the ``clips``
+    (None without them). ``shared`` holds what is the same
     for every variant (the clip's audio, SyncNet or None and its path, the LPIPS / FID
     networks; filled on the first call: the real frames' landmarks, sync scores and
     Inception features)."""
-    model, info = head.model, head.info
+    info = model.info
     frames = np.arange(*ds.manifest["split"]["validation"])
     truth, render = render_dataset_frames(model, info, ds, frames, backend=backend,
                                           progress=progress)
