@@ -1,7 +1,9 @@
 """fg3dgs web app: pick an identity, give speech, watch the talking head without and with the
-lip-sync refinement side by side; a second tab compares two identities or runs.
+lip-sync refinement side by side; a second tab compares two identities or runs; a third
+speaks along with the microphone, live.
 
-UI only: the work is done by fg3dgs.pipeline (Studio -> TalkingHead).
+UI only: the work is done by fg3dgs.pipeline (Studio -> TalkingHead; live sessions), the Live
+tab's page by fg3dgs.live_page.
 
     python app.py [--host 127.0.0.1] [--port 7860] [--share] [--runs RUN ...]
 
@@ -17,10 +19,12 @@ import os
 
 import gradio as gr
 
+from fg3dgs.live_page import LivePage
 from fg3dgs.media import MediaError
 from fg3dgs.model.io import IdentityError
 from fg3dgs.model.replay import ReplayError
 from fg3dgs.pipeline import AudioInputError
+from fg3dgs.pipeline.live import LiveHall, LiveLimits
 from fg3dgs.pipeline.studio import Limits, Studio, examples, exit_on_signals, report
 from fg3dgs.zoo import ZooError
 
@@ -49,7 +53,7 @@ def _only_choices(*components: gr.Dropdown | gr.Radio) -> None:
         c.preprocess = preprocess
 
 
-def build(studio: Studio) -> gr.Blocks:
+def build(studio: Studio, live: LiveLimits = LiveLimits()) -> gr.Blocks:
     choices = studio.choices()
     by_key = {c.key: c for c in choices}
     options = [(c.label, c.key) for c in choices]
@@ -156,8 +160,12 @@ def build(studio: Studio) -> gr.Blocks:
             c_report = gr.Markdown(label="Report")
             c_go.click(compare, [id_a, id_b, c_audio, c_variant, c_pose, c_blink, c_size],
                        [c_va, c_vb, c_report], api_name="compare")
+        with gr.Tab("Live"):
+            page = LivePage(LiveHall(studio.head, live), options, studio.check_identity)
+            l_identity, l_variant = page.layout(first)
+        demo.unload(page.unload)
         _only_choices(identity, variant, pose, blink, size,
-                      id_a, id_b, c_variant, c_pose, c_blink, c_size)
+                      id_a, id_b, c_variant, c_pose, c_blink, c_size, l_identity, l_variant)
     return demo
 
 
@@ -176,6 +184,13 @@ def parser() -> argparse.ArgumentParser:
                     "the zoo (e.g. a full model and its ablations)")
     ap.add_argument("--concurrency", type=int, default=1, help="renders at a time")
     ap.add_argument("--max-seconds", type=float, default=60.0, help="longest speech")
+    ap.add_argument("--live-sessions", type=int, default=LiveLimits.sessions,
+                    help="live sessions at once (the Live tab); each takes about one CPU "
+                    "core at 256x256")
+    ap.add_argument("--live-idle", type=float, default=LiveLimits.idle_seconds,
+                    help="seconds without speech that end a live session")
+    ap.add_argument("--live-max", type=float, default=LiveLimits.max_seconds,
+                    help="a live session's longest, in seconds")
     return ap
 
 
@@ -185,7 +200,8 @@ def main(argv: list[str] | None = None) -> None:
     studio = Studio(args.runs, limits)
     exit_on_signals(studio.close)   # Python's default SIGTERM would leave the folder behind
     print(f"* Work folder: {studio.workdir} (removed when the app stops)", flush=True)
-    demo = build(studio)
+    demo = build(studio, LiveLimits(sessions=args.live_sessions, idle_seconds=args.live_idle,
+                                    max_seconds=args.live_max))
     choices = studio.choices()
     if choices:
         studio.warm_up(choices[0].key)

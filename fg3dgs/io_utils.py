@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -128,3 +129,11 @@ def hub_unreachable(timeout: float = 5.0) -> str | None:
     except OSError as exc:
         return f"{url.hostname}:{port} cannot be reached ({exc})"
     return None
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1: bound, read and released, so nothing listens there
+    until the caller starts a server on it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

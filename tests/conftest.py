@@ -7,7 +7,6 @@ one (writes into a clip's folder, calls ``use_clip`` on the head) makes its own 
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,11 +18,9 @@ def free_port() -> Callable[[], int]:
     """A function that returns a free TCP port on 127.0.0.1 each time it is called: bound,
     read and released, so nothing listens there until the caller starts a server on it
     (a server to start, or an address that refuses connections)."""
-    def port() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-    return port
+    from fg3dgs.io_utils import free_port
+
+    return free_port
 
 
 @pytest.fixture(scope="session")

@@ -124,11 +124,17 @@ def test_page_in_headless_chromium(server, tmp_path):
             "--disable-background-networking", "--disable-component-update",
             "--disable-sync"])
         page = browser.new_page(viewport={"width": 1280, "height": 1400})
-        page.goto(server.url, wait_until="networkidle")
+        # ("load": the page keeps a heartbeat stream open for its unload event, so the
+        # network is never idle)
+        page.goto(server.url, wait_until="load")
+        page.get_by_label("Identity").first.wait_for()
+        page.wait_for_timeout(1000)
         # an identity with both variants (the default one has the base only)
         page.get_by_label("Identity").click()
         page.get_by_role("option", name="Astronaut (synthetic demo)", exact=True).click()
         page.get_by_text("Big bubbles burst", exact=False).first.click()
+        page.wait_for_function("() => [...document.querySelectorAll('textarea')].some("
+                               "t => t.value.includes('Big bubbles'))")
         page.get_by_role("button", name="Generate").click()
         for sel in ("#video-base video", "#video-refined video"):
             page.wait_for_selector(sel, timeout=120_000)
@@ -234,7 +240,7 @@ def test_help_is_whole(capsys):
         app.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     first = " ".join(app.__doc__.split("\n\n")[0].split())
-    assert first.endswith("identities or runs.") and first in text
+    assert first.endswith("microphone, live.") and first in text
     assert "FG3DGS_APP_TMP" in text and "SIGTERM" in text and text.endswith(".")
     for action in app.parser()._actions:
         assert action.help, action.option_strings

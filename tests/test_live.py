@@ -117,7 +117,7 @@ def test_late_chunks_are_dropped_until_caught_up(head):
     the delay cannot grow; chunks on time are rendered."""
     clock = Clock()
     s = LiveSession(head, RenderOptions(variant="base"),
-                    LiveLimits(max_behind_ms=300), now=clock)
+                    LiveLimits(max_behind_ms=300, gone_seconds=10), now=clock)
     chunk = _speechlike(16000, 0.2)
     frames = []
     for _ in range(5):                      # on time: 200 ms of speech each 200 ms
@@ -134,34 +134,45 @@ def test_late_chunks_are_dropped_until_caught_up(head):
     assert s.lag_ms == pytest.approx(0, abs=1e-6) and s.dropped_ms == 400
 
 
-def test_sessions_end_when_idle_or_too_long(head):
+def test_sessions_end_without_speech_without_chunks_or_too_long(head):
     clock = Clock()
-    s = LiveSession(head, RenderOptions(variant="base"),
-                    LiveLimits(idle_seconds=5, max_seconds=12), now=clock)
-    s.push(16000, np.zeros(3200, np.float32))
-    clock.t += 4
-    s.push(16000, np.zeros(3200, np.float32))
+    limits = LiveLimits(idle_seconds=5, max_seconds=12, gone_seconds=1)
+    s = LiveSession(head, RenderOptions(variant="base"), limits, now=clock)
+    for _ in range(8):                      # silence keeps coming: the page is there
+        clock.t += 0.5
+        s.push(16000, np.zeros(3200, np.float32))
     assert s.ended is None
-    clock.t += 5.5
-    assert "no audio for 5 s" in s.ended
+    s.push(16000, _speechlike(16000, 0.2))  # speech: the idle time starts again
+    for _ in range(9):
+        clock.t += 0.5
+        s.push(16000, np.zeros(3200, np.float32))
+    assert s.ended is None
+    clock.t += 0.5
+    s.push(16000, np.zeros(3200, np.float32))
+    clock.t += 0.6
+    assert "no speech for 5 s" in s.ended
     with pytest.raises(LiveEnded, match="start a new one"):
         s.push(16000, np.zeros(3200, np.float32))
-    s2 = LiveSession(head, RenderOptions(variant="base"),
-                     LiveLimits(idle_seconds=5, max_seconds=12), now=clock)
-    for _ in range(13):
-        clock.t += 1
+    gone = LiveSession(head, RenderOptions(variant="base"), limits, now=clock)
+    gone.push(16000, np.zeros(1600, np.float32))
+    clock.t += 0.9
+    assert gone.ended is None
+    clock.t += 0.2                          # no chunk for 1.1 s: the page is gone
+    assert "closed or lost its connection" in gone.ended
+    s2 = LiveSession(head, RenderOptions(variant="base"), limits, now=clock)
+    for _ in range(26):
+        clock.t += 0.5
         if s2.ended:
             break
-        s2.push(16000, np.zeros(1600, np.float32))
+        s2.push(16000, _speechlike(16000, 0.1))
     assert "longest a session may last (12 s)" in s2.ended
 
 
 def test_hall_admits_its_limit_and_frees_a_place_at_once(head):
     clock = Clock()
     loads = []
-    hall = LiveHall(lambda ident: loads.append(ident) or head, LiveLimits(sessions=1,
-                                                                          idle_seconds=10),
-                    now=clock)
+    hall = LiveHall(lambda ident: loads.append(ident) or head,
+                    LiveLimits(sessions=1, idle_seconds=10, gone_seconds=60), now=clock)
     a = hall.open("astronaut-demo")
     with pytest.raises(LiveBusy, match="busy: 1 live session already running"):
         hall.open("astronaut-demo")

@@ -1,4 +1,5 @@
-"""Benchmarks: ``python -m fg3dgs.bench render|pipeline|train|sync|lookahead [options]``.
+"""Benchmarks: ``python -m fg3dgs.bench render|pipeline|train|sync|lookahead|live
+[options]``.
 
 ``pipeline`` is documented in :mod:`fg3dgs.bench.pipeline`, ``train`` in
 :mod:`fg3dgs.bench.train`, ``sync`` in :mod:`fg3dgs.bench.sync`, ``lookahead`` in
@@ -24,7 +25,7 @@ import time
 from ..arguments import image_size, output_file, positive, whole_number
 from ..options import BACKENDS
 from ..train import COMPILE_MODES, PRESETS, STAGES, parse_iterations
-from . import lookahead
+from . import live, lookahead
 from .machine import describe_machine
 
 
@@ -239,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="also write every number to this JSON file")
     sy.set_defaults(func=_sync)
     lookahead.add_parser(sub, output_file)
+    live.add_parser(sub, output_file)
     args = parser.parse_args(argv)
     return args.func(args)
 

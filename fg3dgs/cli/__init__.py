@@ -15,19 +15,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from .. import __version__
-from . import data, evaluate, render, train, zoo
+from . import data, evaluate, live, render, train, zoo
 from .errors import CommandError, for_the_user
 from .parser import Command, CommandParser
 
 # The order ``fg3dgs --help`` lists the commands in, which is not the modules': a command
 # missing here stops the parser being built (ORDER.index), so none is left out unseen
 ORDER = ("demo", "synth", "preprocess", "train", "refine", "eval", "train-sync", "train-audio",
-         "retarget", "speak", "render", "zoo", "synth-check")
+         "retarget", "speak", "render", "live", "zoo", "synth-check")
 
 
 def commands() -> list[Command]:
     """Every command, in :data:`ORDER`."""
-    return sorted((c for m in (data, evaluate, render, train, zoo) for c in m.COMMANDS),
+    return sorted((c for m in (data, evaluate, live, render, train, zoo) for c in m.COMMANDS),
                   key=lambda c: ORDER.index(c.name))
 
 

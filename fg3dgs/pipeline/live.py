@@ -6,7 +6,8 @@ float) and returns the frames they made ready, through its own :class:`SpeechStr
 chunks reach it later than the speech they hold by more than ``LiveLimits.max_behind_ms``
 (they queued while the renderer was busy) it drops them until it has caught up: a jump in
 the speech, never a growing delay. A session ends
-after ``idle_seconds`` without audio or ``max_seconds`` in all. :class:`LiveHall` admits at
+after ``idle_seconds`` without speech, ``gone_seconds`` without any chunk (a closed page, a
+dropped connection: a page sends silence too) or ``max_seconds`` in all. :class:`LiveHall` admits at
 most ``sessions`` at once and tells the next one to come back later (:class:`LiveBusy`)
 instead of slowing those it serves.
 
@@ -35,25 +36,32 @@ from scipy.signal import resample_poly
 from ..media import AUDIO_RATE
 from .audio_input import SAMPLES_PER_FRAME, AudioInputError
 from .render_options import RenderOptions
-from .streaming import SpeechStream
 
 CONTEXT = 64             # input samples kept between chunks for the resampling filter
 # A live frame is made once the audio reaches this far past its end (SpeechStream's
-# look-ahead) instead of the 0.34 s (mel) / 0.94 s (artic) an exact frame waits for; what
-# it costs the mouth: `python -m fg3dgs.bench lookahead` (docs/rendering.md)
-LOOKAHEAD_MS = 160
+# look-ahead) instead of the 0.34 s (mel) / 0.94 s (artic) an exact frame waits for. 120 ms
+# keeps the Live page's delay from speech to the shown mouth under 300 ms on 2 cores; what it
+# costs the mouth: `python -m fg3dgs.bench lookahead` (docs/rendering.md)
+LOOKAHEAD_MS = 120
+# a chunk this loud (RMS of [-1, 1] samples, -46 dBFS) is speech, not a quiet room's
+# microphone noise; what counts for the idle limit
+SPEECH_RMS = 0.005
 
 
 @dataclass(frozen=True)
 class LiveLimits:
-    """``sessions``: live sessions at once; ``idle_seconds``: no audio for this long ends a
-    session; ``max_seconds``: a session's longest; ``max_behind_ms``: chunks handed over
-    later than this after their speech are dropped."""
+    """``sessions``: live sessions at once; ``idle_seconds``: no speech for this long ends a
+    session; ``gone_seconds``: no chunk at all for this long ends it (its page is gone);
+    ``max_seconds``: a session's longest; ``max_behind_ms``: chunks handed over later than
+    this after their speech are dropped; ``lookahead_ms``: each session's
+    :class:`SpeechStream` look-ahead."""
 
     sessions: int = 1
     idle_seconds: float = 30.0
+    gone_seconds: float = 1.0
     max_seconds: float = 600.0
-    max_behind_ms: int = 500
+    max_behind_ms: int = 250
+    lookahead_ms: int = LOOKAHEAD_MS
 
 
 class LiveBusy(RuntimeError):
@@ -123,9 +131,11 @@ class LiveSession:
                  lookahead_ms: int | None = LOOKAHEAD_MS):
         self.head, self.opts, self.limits, self.now = head, opts, limits, now
         self.id = next(self._ids)
+        from .streaming import SpeechStream  # (torch: the limits load without it)
+
         self.stream = SpeechStream(head, opts, lookahead_ms)
         self.resampler: Resampler | None = None
-        self.started = self.last_audio = now()
+        self.started = self.last_audio = self.last_speech = now()
         self.closed = False
         self.anchor: float | None = None    # the clock's time at which the speech began
         self.taken = 0.0                    # seconds of speech taken (rendered or dropped)
@@ -139,8 +149,10 @@ class LiveSession:
         t = self.now()
         if self.closed:
             return "closed"
-        if t - self.last_audio > self.limits.idle_seconds:
-            return f"no audio for {self.limits.idle_seconds:g} s"
+        if t - self.last_audio > self.limits.gone_seconds:
+            return "no audio arrived: the page was closed or lost its connection"
+        if t - self.last_speech > self.limits.idle_seconds:
+            return f"no speech for {self.limits.idle_seconds:g} s"
         if t - self.started > self.limits.max_seconds:
             return f"the longest a session may last ({self.limits.max_seconds:g} s)"
         return None
@@ -148,6 +160,12 @@ class LiveSession:
     def push(self, rate: int, samples) -> list[np.ndarray]:
         """Take a chunk (``rate`` Hz, see :func:`mono_float`); return the frames
         [S, S, 3] uint8 it made ready, in order (none when it was dropped)."""
+        return [f for _, f in self.push_timed(rate, samples)]
+
+    def push_timed(self, rate: int, samples) -> list[tuple[float, np.ndarray]]:
+        """:meth:`push`, each frame with where its speech ends in the audio handed over
+        (seconds since the session's first chunk, dropped chunks counted): what a page
+        needs to tell how late it shows a frame."""
         why = self.ended
         if why:
             raise LiveEnded(f"the live session has ended ({why}); start a new one")
@@ -155,6 +173,8 @@ class LiveSession:
             self.resampler = Resampler(rate)
         x = self.resampler(mono_float(samples))
         t, seconds = self.now(), len(x) / AUDIO_RATE
+        if len(x) and np.sqrt(np.mean(np.square(x))) > SPEECH_RMS:
+            self.last_speech = t
         if self.anchor is None or t - self.last_audio > 1.0:
             # a pause in delivery is not lateness: speech time restarts with this chunk,
             # whose speech began its length before it arrived
@@ -167,11 +187,15 @@ class LiveSession:
         if self.lag_ms > self.limits.max_behind_ms:
             self.dropped_ms += round(1000 * seconds)
             return []
+        first = self.stream.done
         frames = [f for batch in self.stream.push(x) for f in batch]
+        # frame k's speech ends at (k + 1) frames of the stream, which lacks what was dropped
+        ends = [(first + k + 1) * SAMPLES_PER_FRAME / AUDIO_RATE + self.dropped_ms / 1000
+                for k in range(len(frames))]
         self.frames_out += len(frames)
         self.delay_ms = 1000 * (self.stream.received - self.stream.done *
                                 SAMPLES_PER_FRAME) / AUDIO_RATE
-        return frames
+        return list(zip(ends, frames))
 
     def close(self) -> None:
         self.closed = True
@@ -196,7 +220,8 @@ class LiveHall:
                 raise LiveBusy(f"busy: {n} live session{'s' if n > 1 else ''} already "
                                "running, the most this server allows; try again in a minute")
             head = self.load(identity)
-            s = LiveSession(head, RenderOptions(variant=variant), self.limits, self.now)
+            s = LiveSession(head, RenderOptions(variant=variant), self.limits, self.now,
+                            self.limits.lookahead_ms)
             self.sessions[s.id] = s
             return s
 
@@ -207,6 +232,11 @@ class LiveHall:
             s = self.sessions.pop(sid, None)
             if s is not None:
                 s.close()
+
+    def reap(self) -> None:
+        """Free the places of sessions that have ended (idle, too long, page gone)."""
+        with self._lock:
+            self._reap()
 
     def _reap(self) -> None:
         for sid in [sid for sid, s in self.sessions.items() if s.ended]:

@@ -1,0 +1,52 @@
+"""``fg3dgs live``: the Live page alone, for one identity (a kiosk, local use)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from ..arguments import positive, whole_number
+from ..pipeline.live import LiveLimits
+from .parser import Command
+
+
+def _live_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--identity", default="astronaut-demo",
+                   help="run folder or zoo id (default: astronaut-demo)")
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                   help="0.0.0.0 to serve the network")
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+                   help="port to serve on (default 7860 or $GRADIO_SERVER_PORT)")
+    p.add_argument("--share", action="store_true", help="a public gradio.live link")
+    p.add_argument("--live-sessions", type=whole_number(1), default=LiveLimits.sessions,
+                   help="sessions at once; each takes about one CPU core at 256x256 "
+                        f"(default {LiveLimits.sessions})")
+    p.add_argument("--idle", type=positive, default=LiveLimits.idle_seconds,
+                   help="seconds without speech that end a session (default "
+                        f"{LiveLimits.idle_seconds:g})")
+    p.add_argument("--max-seconds", type=positive, default=LiveLimits.max_seconds,
+                   help=f"a session's longest (default {LiveLimits.max_seconds:g})")
+    p.add_argument("--lookahead", type=whole_number(0), default=LiveLimits.lookahead_ms,
+                   metavar="MS", help="make a frame once the speech reaches this far past "
+                   "its end: less is sooner, with a mouth further from the exact render's "
+                   f"(default {LiveLimits.lookahead_ms}; python -m fg3dgs.bench lookahead)")
+    p.add_argument("--variant", choices=("base", "refined"), default="base",
+                   help="mouth branch (default: base)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if it works)")
+
+
+def run_live(args: argparse.Namespace) -> int:
+    """the Live page for one identity: speak into the microphone and it speaks along.
+
+    Open the printed address in a browser, press Start and allow the microphone. Stop with
+    Ctrl-C. The web app (python app.py) has the same page as its Live tab."""
+    from ..live_page import serve  # (gradio: only this command needs it)
+
+    serve(args.identity, LiveLimits(sessions=args.live_sessions, idle_seconds=args.idle,
+                                    max_seconds=args.max_seconds,
+                                    lookahead_ms=args.lookahead),
+          args.host, args.port, args.share, args.device, args.variant)
+    return 0
+
+
+COMMANDS = (Command("live", run_live, _live_options),)

@@ -1,0 +1,218 @@
+"""The Live page: talk into the microphone and the head talks along, in the browser. The
+app's Live tab and ``fg3dgs live`` lay it out with :meth:`LivePage.layout`.
+
+Transport: the page captures the microphone with the Web Audio API (``live_page.js``) and
+posts its samples every 40 ms to :meth:`LivePage.live_push`, a server function of the player
+component (gradio's ``/component_server``: a plain POST, outside the event queue); the
+answer carries the frames those samples made ready as JPEG, each with where its speech ends,
+and the page shows them at 25 frames/s and measures how late. The work is a
+:class:`~fg3dgs.pipeline.live.LiveSession` per page; a page that stops posting (closed,
+disconnected) loses its session after ``LiveLimits.gone_seconds``.
+
+Why not the alternatives: fastrtc's WebRTC component needs gradio < 6; gradio's streaming
+microphone (``gr.Audio(streaming=True)``) into a streamed output took 230-250 ms (median)
+from the microphone to the page before any rendering, and gives the page no timing.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import itertools
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from .pipeline.audio_input import AudioInputError
+from .pipeline.live import LiveBusy, LiveEnded, LiveHall, LiveLimits, LiveSession
+
+JPEG_QUALITY = 85
+PLAYER_JS = (Path(__file__).with_name("live_page.js")).read_text()
+PLAYER_HTML = """
+<div class="fg3dgs-live">
+  <canvas width="256" height="256" style="width:100%;max-width:512px;background:#111;
+    aspect-ratio:1/1;display:block;margin:auto"></canvas>
+  <div class="live-status" style="text-align:center;margin-top:6px">Press Start and
+    speak.</div>
+  <div class="live-stats" style="text-align:center;font-family:monospace"></div>
+  <label style="display:block;text-align:center"><input type="checkbox" class="live-echo">
+    echo my voice, delayed to match the mouth (headphones: a loudspeaker would feed the
+    microphone)</label>
+</div>
+"""
+
+
+def _jpeg(frame: np.ndarray) -> str:
+    """[S, S, 3] uint8 -> base64 JPEG."""
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, "JPEG", quality=JPEG_QUALITY)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+class _Posts:
+    """A session and the order of its page's posts: :meth:`turn` waits for the posts
+    before ``seq`` (at most ``wait`` seconds: a post lost on the way is not waited for)."""
+
+    def __init__(self, session: LiveSession, wait: float = 1.0):
+        self.session, self.wait, self.next = session, wait, 0
+        self.cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def turn(self, seq: int):
+        with self.cond:
+            self.cond.wait_for(lambda: self.next >= seq, timeout=self.wait)
+            try:
+                yield
+            finally:
+                self.next = max(self.next, seq + 1)
+                self.cond.notify_all()
+
+
+class LivePage:
+    """Live sessions for the pages of one server: at most one per page (its gradio
+    session), through ``hall``. ``check_identity(key)`` refuses identities the server does
+    not offer (IdentityError)."""
+
+    def __init__(self, hall: LiveHall, choices: list[tuple[str, str]],
+                 check_identity: Callable[[str], str] = lambda key: key):
+        self.hall, self.choices, self.check_identity = hall, choices, check_identity
+        self.pages: dict[str, str] = {}       # gradio session hash -> its session's token
+        # token -> its session. A server function is not told which page calls it, so the
+        # page names its session by a secret token
+        self.tokens: dict[str, _Posts] = {}
+        self._nonce = itertools.count()
+
+    def _command(self, cmd: str, **kw) -> str:
+        """The player's value: a command for live_page.js (new each time, so it fires)."""
+        return json.dumps({"cmd": cmd, "n": next(self._nonce), **kw})
+
+    def start(self, identity: str, variant: str, request: gr.Request) -> str:
+        """Open a session for this page (its previous one ends) and tell the page to start
+        the microphone; busy or a bad identity: the page shows why."""
+        self.stop(request)
+        try:
+            self.check_identity(identity)
+            session = self.hall.open(identity, variant)
+        except LiveBusy as exc:
+            return self._command("error", message=str(exc))
+        except Exception as exc:       # noqa: BLE001 - the page says what is wrong
+            return self._command("error", message=f"cannot start: {exc}")
+        token = secrets.token_urlsafe(16)
+        self.pages[request.session_hash] = token
+        self.tokens[token] = _Posts(session)
+        return self._command("start", session=token, size=session.stream.size,
+                             lookahead_ms=self.hall.limits.lookahead_ms)
+
+    def stop(self, request: gr.Request) -> str:
+        """End this page's session (the Stop button, a closed page)."""
+        self._end(self.pages.pop(request.session_hash, None))
+        return self._command("stop")
+
+    def _end(self, token: str | None) -> None:
+        posts = self.tokens.pop(token, None)
+        if posts is not None:
+            self.hall.close(posts.session)
+
+    def live_push(self, data: dict) -> dict:
+        """The page's microphone samples, ``{"session": token, "seq": n, "rate": Hz, "pcm":
+        base64 int16 little-endian mono}`` (several may be on their way: they are taken in
+        the order of ``seq``); answers ``{"frames": [base64 JPEG], "ends": [s],
+        "stats": {...}}`` (``ends``: where each frame's speech ends, in seconds of the audio
+        posted) or ``{"ended": why}``."""
+        t = time.perf_counter()
+        self.hall.reap()
+        token = data.get("session") if isinstance(data, dict) else None
+        posts = self.tokens.get(token)
+        if posts is None or posts.session.closed:
+            self.tokens.pop(token, None)
+            return {"ended": "this live session has ended; press Start for a new one"}
+        session = posts.session
+        try:
+            pcm = np.frombuffer(base64.b64decode(data.get("pcm", "")), "<i2")
+            with posts.turn(int(data.get("seq", posts.next))):
+                out = session.push_timed(int(data.get("rate", 0)), pcm)
+        except LiveEnded as exc:
+            self._end(token)
+            return {"ended": str(exc)}
+        except (AudioInputError, ValueError) as exc:
+            self._end(token)
+            return {"ended": f"the page sent audio this server cannot use: {exc}"}
+        return {"frames": [_jpeg(f) for _, f in out], "ends": [e for e, _ in out],
+                "stats": {"dropped_ms": session.dropped_ms, "lag_ms": round(session.lag_ms),
+                          "frames": session.frames_out,
+                          "server_ms": round(1000 * (time.perf_counter() - t), 1)}}
+
+    def layout(self, default: str | None = None,
+               variant: str = "base") -> tuple[gr.Dropdown, gr.Radio]:
+        """The page's components, in the current gr.Blocks context (a Tab or the page);
+        returns the identity and variant pickers (for the app's choice checks)."""
+        limits = self.hall.limits
+        gr.Markdown(
+            "Press **Start**, allow the microphone and speak: the head speaks along, about "
+            "a quarter of a second behind. Silence keeps its mouth closed. A session ends "
+            f"after {limits.idle_seconds:g} s without speech, after "
+            f"{limits.max_seconds / 60:g} min, or when the page closes; this server runs "
+            f"{limits.sessions} at a time.")
+        with gr.Row():
+            identity = gr.Dropdown(self.choices, value=default or (
+                self.choices[0][1] if self.choices else None), label="Identity",
+                elem_id="live-identity")
+            variant = gr.Radio(["base", "refined"], value=variant, label="Variant",
+                               elem_id="live-variant")
+        with gr.Row():
+            start = gr.Button("Start", variant="primary", elem_id="live-start")
+            stop = gr.Button("Stop", elem_id="live-stop")
+        def live_push(data: dict) -> dict:
+            # (gradio marks a server function by an attribute, which a method cannot take)
+            return self.live_push(data)
+
+        player = gr.HTML(value="", html_template=PLAYER_HTML, js_on_load=PLAYER_JS,
+                         server_functions=[live_push], elem_id="live-player")
+        start.click(self.start, [identity, variant], [player], api_visibility="private",
+                    concurrency_limit=None)
+        stop.click(self.stop, None, [player], api_visibility="private",
+                   concurrency_limit=None)
+        return identity, variant
+
+    def unload(self, request: gr.Request) -> None:
+        """For ``Blocks.unload``: a closed page's session ends at once."""
+        self.stop(request)
+
+
+def serve(identity: str, limits: LiveLimits = LiveLimits(), host: str = "127.0.0.1",
+          port: int = 7860, share: bool = False, device: str | None = None,
+          variant: str = "base") -> None:
+    """Serve the Live page alone for one identity (``fg3dgs live``) until stopped. The
+    head is loaded and its first frame rendered before the page opens, so the first
+    session starts at once."""
+    from .pipeline import TalkingHead
+
+    head = TalkingHead.load(identity, device=device)
+    head.still()                      # loads the rasterizer's kernels (numba) now
+    page = LivePage(LiveHall(lambda key: head, limits), [(identity, identity)],
+                    _only(identity))
+    with gr.Blocks(title="fg3dgs live") as demo:
+        gr.Markdown("# fg3dgs live")
+        page.layout(identity, variant)
+        demo.unload(page.unload)
+    demo.queue(default_concurrency_limit=None)
+    _, url, share_url = demo.launch(server_name=host, server_port=port, share=share,
+                                    quiet=True, prevent_thread_lock=True)
+    print(f"* Live page: {share_url or url}", flush=True)
+    demo.block_thread()
+
+
+def _only(identity: str) -> Callable[[str], str]:
+    def check(key: str) -> str:
+        if key != identity:
+            raise ValueError(f"this server speaks as {identity!r} only")
+        return key
+    return check
