@@ -43,7 +43,7 @@ async function start(cmd) {
   stopCapture();
   resetLog();
   const run = L.run = {session: cmd.session, pending: [], n: 0, queue: [], shown: [],
-                       delays: [], late: [], stats: {}, phase: 0};
+                       delays: [], late: [], target: 0, stats: {}, phase: 0};
   L.running = true;
   say("starting the microphone...");
   try {
@@ -138,6 +138,7 @@ function received(run, r, sent, posted) {
     const end = r.ends[i] * 1000;
     run.late.push(arrived - (L.log.t0 + end));
     if (run.late.length > 50) run.late.shift();
+    run.target = target(run);
     const img = new Image();
     img.src = "data:image/jpeg;base64," + r.frames[i];
     const f = {img: img, end: end, jpeg: r.frames[i], ready: img.decode().catch(() => null)};
@@ -160,7 +161,7 @@ async function play(run) {
   while (L.running && L.run === run) {
     const now = performance.now();
     const f = run.queue[0];
-    if (f && ((now >= L.log.t0 + f.end + target(run) && now - last >= FRAME_MS / 2) ||
+    if (f && ((now >= L.log.t0 + f.end + run.target && now - last >= FRAME_MS / 2) ||
               run.queue.length > 3)) {
       run.queue.shift();
       await f.ready;
@@ -178,13 +179,13 @@ async function play(run) {
       run.shown.push(shown);
       run.delays.push(delay);
       if (L.keep) L.log.frames.push([shown - L.log.t0, f.end, f.jpeg]);
-      report(run, delay);
+      report(run);
     }
     await new Promise((r) => setTimeout(r, 4));
   }
 }
 
-function report(run, delay) {
+function report(run) {
   const now = run.shown[run.shown.length - 1];
   while (run.shown.length && run.shown[0] < now - 2000) run.shown.shift();
   if (run.delays.length > 50) run.delays.shift();

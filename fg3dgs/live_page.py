@@ -2,10 +2,11 @@
 app's Live tab and ``fg3dgs live`` lay it out with :meth:`LivePage.layout`.
 
 Transport: the page captures the microphone with the Web Audio API (``live_page.js``) and
-posts its samples every 40 ms to :meth:`LivePage.live_push`, a server function of the player
-component (gradio's ``/component_server``: a plain POST, outside the event queue); the
-answer carries the frames those samples made ready as JPEG, each with where its speech ends,
-and the page shows them at 25 frames/s and measures how late. The work is a
+posts its samples to :meth:`LivePage.live_push` as soon as one more frame's speech is there,
+a server function of the player component (gradio's ``/component_server``: a plain POST,
+outside the event queue); the answer carries the frames those samples made ready as JPEG,
+each with where its speech ends, and the page shows them at 25 frames/s and measures how
+late. The work is a
 :class:`~fg3dgs.pipeline.live.LiveSession` per page; a page that stops posting (closed,
 disconnected) loses its session after ``LiveLimits.gone_seconds``.
 
@@ -31,8 +32,10 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
+from .model.io import IdentityError
 from .pipeline.audio_input import AudioInputError
 from .pipeline.live import LiveBusy, LiveEnded, LiveHall, LiveLimits, LiveSession
+from .zoo import ZooError
 
 JPEG_QUALITY = 85
 PLAYER_JS = (Path(__file__).with_name("live_page.js")).read_text()
@@ -103,7 +106,7 @@ class LivePage:
             session = self.hall.open(identity, variant)
         except LiveBusy as exc:
             return self._command("error", message=str(exc))
-        except Exception as exc:       # noqa: BLE001 - the page says what is wrong
+        except (IdentityError, ZooError, ValueError) as exc:   # the page says what is wrong
             return self._command("error", message=f"cannot start: {exc}")
         token = secrets.token_urlsafe(16)
         self.pages[request.session_hash] = token

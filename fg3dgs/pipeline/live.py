@@ -5,11 +5,11 @@ browser or a sound card delivers them (any sample rate, mono or interleaved chan
 float) and returns the frames they made ready, through its own :class:`SpeechStream`. When
 chunks reach it later than the speech they hold by more than ``LiveLimits.max_behind_ms``
 (they queued while the renderer was busy) it drops them until it has caught up: a jump in
-the speech, never a growing delay. A session ends
-after ``idle_seconds`` without speech, ``gone_seconds`` without any chunk (a closed page, a
-dropped connection: a page sends silence too) or ``max_seconds`` in all. :class:`LiveHall` admits at
-most ``sessions`` at once and tells the next one to come back later (:class:`LiveBusy`)
-instead of slowing those it serves.
+the speech, never a growing delay. A session ends after ``idle_seconds`` without speech,
+``gone_seconds`` without any chunk (a closed page, a dropped connection: a page sends
+silence too) or ``max_seconds`` in all. :class:`LiveHall` admits at most ``sessions`` at
+once and tells the next one to come back later (:class:`LiveBusy`) instead of slowing those
+it serves.
 
 Feeding chunks from any source::
 
