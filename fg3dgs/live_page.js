@@ -2,7 +2,7 @@
 // Captures the microphone, posts 40 ms of samples at a time to server.live_push, and shows
 // the frames that come back at 25 frames/s. window.fg3dgsLive holds the state; with
 // fg3dgsLive.keep = true it also logs every shown frame and the microphone's loudness, for
-// the browser test and the delay benchmark.
+// the browser test and the delay benchmark (which take the log away as it grows).
 const L = window.fg3dgsLive = window.fg3dgsLive || {keep: false};
 const FRAME_MS = 40;
 const q = (sel) => element.querySelector(sel);
@@ -42,8 +42,10 @@ function b64pcm(chunks, n) {
 async function start(cmd) {
   stopCapture();
   resetLog();
-  const run = L.run = {session: cmd.session, pending: [], n: 0, queue: [], shown: [],
-                       delays: [], late: [], target: 0, stats: {}, phase: 0};
+  const run = L.run = {session: cmd.session, lookahead: cmd.lookahead_ms, pending: [], n: 0,
+                       seq: 0, flying: 0, posted: 0, marks: [], queue: [], timer: null, showing: false,
+                       last: -1e9,
+                       shown: [], delays: [], late: [], target: 0, stats: {}, phase: 0};
   L.running = true;
   say("starting the microphone...");
   try {
@@ -63,20 +65,23 @@ async function start(cmd) {
   await ctx.resume();
   const src = ctx.createMediaStreamSource(L.stream);
   const proc = L.proc = ctx.createScriptProcessor(512, 1, 1);
-  L.log.rate = ctx.sampleRate;
+  L.log.rate = run.rate = ctx.sampleRate;
   proc.onaudioprocess = (e) => {
     const x = new Float32Array(e.inputBuffer.getChannelData(0));
     const now = performance.now();
     if (L.log.t0 === null) L.log.t0 = now - 1000 * x.length / ctx.sampleRate;
     run.pending.push(x);
     run.n += x.length;
+    run.marks.push([run.n, now]);
+    if (run.marks.length > 1000) run.marks.shift();
+    send(run);
     if (L.keep) {
       const step = Math.round(ctx.sampleRate / 100);     // loudness every 10 ms
-      const first = run.n - x.length;
       for (let i = 0; i + step <= x.length; i += step) {
         let e2 = 0;
         for (let j = i; j < i + step; j++) e2 += x[j] * x[j];
-        L.log.env.push([1000 * (first + i) / ctx.sampleRate, Math.sqrt(e2 / step)]);
+        const at = now - 1000 * (x.length - i) / ctx.sampleRate;
+        L.log.env.push([at - L.log.t0, Math.sqrt(e2 / step)]);
       }
     }
   };
@@ -86,8 +91,6 @@ async function start(cmd) {
   L.echoGain = ctx.createGain();
   src.connect(L.delay).connect(L.echoGain).connect(ctx.destination);
   say("live: speak now");
-  send(run, ctx.sampleRate, cmd.lookahead_ms);
-  play(run);
 }
 
 // A post goes out as soon as the speech for one more frame is here (a frame is made once
@@ -96,34 +99,44 @@ async function start(cmd) {
 // frame waiting for the next beat, and more posts cost the server more than they save.
 const IN_FLIGHT = 2, MARGIN_MS = 12;   // (the server resamples 44.1 kHz in 10 ms blocks)
 
-async function send(run, rate, lookahead) {
-  let seq = 0, flying = 0, frames = 0;
-  while (L.running && L.run === run) {
-    const ms = 1000 * run.n / rate;
-    const ready = Math.floor((ms - lookahead - MARGIN_MS - run.phase) / FRAME_MS);
-    if (ready <= frames || flying >= IN_FLIGHT) {
-      await new Promise((r) => setTimeout(r, 2));
-      continue;
+// Called with each block of microphone samples and when a post comes back.
+function send(run) {
+  if (!L.running || L.run !== run || run.flying >= IN_FLIGHT) return;
+  const ms = 1000 * run.n / run.rate;
+  const ready = Math.floor((ms - run.lookahead - MARGIN_MS - run.phase) / FRAME_MS);
+  if (ready <= run.posted) return;
+  run.posted = ready;
+  const chunks = run.pending, have = chunks.reduce((a, c) => a + c.length, 0);
+  run.pending = [];
+  const sent = performance.now();
+  run.flying++;
+  server.live_push({session: run.session, seq: run.seq++, rate: run.rate,
+                    pcm: b64pcm(chunks, have)}).then((r) => {
+    run.flying--;
+    if (L.run !== run) return;
+    if (r.ended) { L.run = null; stopCapture("Stopped: " + r.ended); return; }
+    received(run, r, sent, ms);
+    send(run);
+  }, () => {
+    run.flying--;
+    if (L.run === run) {
+      L.run = null;
+      stopCapture("The connection to the server was lost; press Start to try again.");
     }
-    frames = ready;
-    const chunks = run.pending, have = chunks.reduce((a, c) => a + c.length, 0);
-    run.pending = [];
-    const sent = performance.now();
-    flying++;
-    server.live_push({session: run.session, seq: seq++, rate: rate,
-                      pcm: b64pcm(chunks, have)}).then((r) => {
-      flying--;
-      if (L.run !== run) return;
-      if (r.ended) { L.run = null; stopCapture("Stopped: " + r.ended); return; }
-      received(run, r, sent, ms);
-    }, () => {
-      flying--;
-      if (L.run === run) {
-        L.run = null;
-        stopCapture("The connection to the server was lost; press Start to try again.");
-      }
-    });
+  });
+}
+
+// When the sample ``ms`` into the posted speech was captured, on the page's clock: from
+// when its block of samples came (run.marks: [samples so far, time]), not from the sample
+// count, whose clock may run slower or faster than the page's.
+function captured(run, ms) {
+  const n = ms * run.rate / 1000, m = run.marks;
+  let lo = 0, hi = m.length - 1;                  // the first block that holds sample n
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (m[mid][0] >= n) hi = mid; else lo = mid + 1;
   }
+  return m[lo][1] - 1000 * (m[lo][0] - n) / run.rate;
 }
 
 function received(run, r, sent, posted) {
@@ -135,8 +148,8 @@ function received(run, r, sent, posted) {
   // where frames end in the speech posted: shifted by what the server skipped to keep up
   if (r.ends.length) run.phase = (r.ends[r.ends.length - 1] * 1000) % FRAME_MS;
   for (let i = 0; i < r.frames.length; i++) {
-    const end = r.ends[i] * 1000;
-    run.late.push(arrived - (L.log.t0 + end));
+    const end = captured(run, r.ends[i] * 1000);     // when its speech ended
+    run.late.push(arrived - end);
     if (run.late.length > 50) run.late.shift();
     run.target = target(run);
     const img = new Image();
@@ -146,6 +159,7 @@ function received(run, r, sent, posted) {
     while (k > 0 && run.queue[k - 1].end > end) k--;
     run.queue.splice(k, 0, f);
   }
+  play(run);
 }
 
 // The delay at which frames are shown: nine in ten of the last 50 arrived by then. Each
@@ -156,33 +170,38 @@ function target(run) {
   return sorted[Math.floor(0.9 * (sorted.length - 1))];
 }
 
-async function play(run) {
-  let last = -1e9;
-  while (L.running && L.run === run) {
-    const now = performance.now();
-    const f = run.queue[0];
-    if (f && ((now >= L.log.t0 + f.end + run.target && now - last >= FRAME_MS / 2) ||
-              run.queue.length > 3)) {
-      run.queue.shift();
-      await f.ready;
-      const canvas = q("canvas");
-      if (canvas) {
-        if (canvas.width !== f.img.naturalWidth && f.img.naturalWidth) {
-          canvas.width = f.img.naturalWidth;
-          canvas.height = f.img.naturalHeight;
-        }
-        canvas.getContext("2d").drawImage(f.img, 0, 0);
-      }
-      const shown = performance.now();
-      last = shown;
-      const delay = shown - (L.log.t0 + f.end - FRAME_MS);   // from its speech's start
-      run.shown.push(shown);
-      run.delays.push(delay);
-      if (L.keep) L.log.frames.push([shown - L.log.t0, f.end, f.jpeg]);
-      report(run);
+// Show the next frame when it is due (its speech's end + the target delay, at least half a
+// frame after the last one; at once when more than three wait: the renderer ran ahead).
+function play(run) {
+  clearTimeout(run.timer);
+  const f = run.queue[0];
+  if (!f || run.showing || !L.running || L.run !== run) return;
+  const now = performance.now();
+  const wait = run.queue.length > 3 ? 0 : Math.max(f.end + run.target - now,
+                                                   run.last + FRAME_MS / 2 - now, 0);
+  run.timer = setTimeout(() => show(run), wait);
+}
+
+async function show(run) {
+  const f = run.queue.shift();
+  run.showing = true;
+  await f.ready;
+  run.showing = false;
+  if (L.run !== run) return;
+  const canvas = q("canvas");
+  if (canvas) {
+    if (canvas.width !== f.img.naturalWidth && f.img.naturalWidth) {
+      canvas.width = f.img.naturalWidth;
+      canvas.height = f.img.naturalHeight;
     }
-    await new Promise((r) => setTimeout(r, 4));
+    canvas.getContext("2d").drawImage(f.img, 0, 0);
   }
+  const shown = run.last = performance.now();
+  run.shown.push(shown);
+  run.delays.push(shown - (f.end - FRAME_MS));   // from its speech's start
+  if (L.keep) L.log.frames.push([shown - L.log.t0, f.end - L.log.t0, f.jpeg]);
+  report(run);
+  play(run);
 }
 
 function report(run) {

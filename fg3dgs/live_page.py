@@ -192,12 +192,16 @@ class LivePage:
 
 def serve(identity: str, limits: LiveLimits = LiveLimits(), host: str = "127.0.0.1",
           port: int = 7860, share: bool = False, device: str | None = None,
-          variant: str = "base") -> None:
+          variant: str = "base", threads: int | None = None) -> None:
     """Serve the Live page alone for one identity (``fg3dgs live``) until stopped. The
     head is loaded and its first frame rendered before the page opens, so the first
-    session starts at once."""
+    session starts at once. ``threads``: torch's (None: as it is)."""
+    import torch
+
     from .pipeline import TalkingHead
 
+    if threads:
+        torch.set_num_threads(threads)
     head = TalkingHead.load(identity, device=device)
     head.still()                      # loads the rasterizer's kernels (numba) now
     page = LivePage(LiveHall(lambda key: head, limits), [(identity, identity)],

@@ -134,6 +134,22 @@ def test_late_chunks_are_dropped_until_caught_up(head):
     assert s.lag_ms == pytest.approx(0, abs=1e-6) and s.dropped_ms == 400
 
 
+def test_a_slow_microphone_clock_is_not_lateness(head):
+    """A source whose clock runs 1 % slow falls 0.2 s behind over 20 s without anything
+    queueing: nothing is dropped (lateness is measured against the earliest arrival of the
+    last 10 s); a stall after it still is."""
+    clock = Clock()
+    s = LiveSession(head, RenderOptions(variant="base", size=64),
+                    LiveLimits(max_behind_ms=150, gone_seconds=10), now=clock)
+    chunk = np.zeros(1600, np.float32)          # 100 ms of speech every 101 ms
+    for _ in range(200):
+        clock.t += 0.101
+        s.push(16000, chunk)
+    assert s.dropped_ms == 0 and s.lag_ms < 150
+    clock.t += 0.5                              # a stall: five chunks queued
+    assert s.push(16000, chunk) == [] and s.dropped_ms == 100
+
+
 def test_sessions_end_without_speech_without_chunks_or_too_long(head):
     clock = Clock()
     limits = LiveLimits(idle_seconds=5, max_seconds=12, gone_seconds=1)

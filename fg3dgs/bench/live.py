@@ -108,18 +108,21 @@ def open_live(browser, url: str):
 
 
 def page_log(page) -> dict:
-    """What the page logged (see live_page.js) and what it says."""
+    """What the page logged since the last call (see live_page.js; taken away, so that the
+    page's memory stays small) and what it says."""
     return page.evaluate("""() => { const L = window.fg3dgsLive;
         const el = (c) => document.querySelector('#live-player ' + c).textContent;
-        return {t0: L.log.t0, rate: L.log.rate, frames: L.log.frames, env: L.log.env,
-                posts: L.log.posts, errors: L.log.errors, status: el('.live-status'),
-                stats: el('.live-stats'), running: !!L.running}; }""")
+        const out = {t0: L.log.t0, rate: L.log.rate, frames: L.log.frames, env: L.log.env,
+                     posts: L.log.posts, errors: L.log.errors, status: el('.live-status'),
+                     stats: el('.live-stats'), running: !!L.running};
+        L.log.frames = []; L.log.env = []; L.log.posts = [];
+        return out; }""")
 
 
 def drive(url: str, mic: Path, seconds: float, chromium: str,
           screenshot: Path | None = None) -> dict:
     """Open the Live page with ``mic`` as the microphone, press Start, wait ``seconds``
-    and return the page's log (:func:`page_log`)."""
+    and return the page's log (:func:`page_log`, taken every 2 s)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -128,8 +131,16 @@ def drive(url: str, mic: Path, seconds: float, chromium: str,
         page.click("#live-start")
         page.wait_for_function("() => window.fg3dgsLive.log.frames.length > 0",
                                timeout=60000)
-        time.sleep(seconds)
-        log = page_log(page)
+        log, end = None, time.monotonic() + seconds
+        while time.monotonic() < end:
+            time.sleep(min(2.0, max(0.0, end - time.monotonic())))
+            part = page_log(page)
+            if log is None:
+                log = part
+            else:
+                for key in ("frames", "env", "posts"):
+                    log[key] += part[key]
+                log.update({k: part[k] for k in ("errors", "status", "stats", "running")})
         if screenshot is not None:
             page.screenshot(path=str(screenshot))
         page.click("#live-stop")

@@ -33,6 +33,10 @@ def _live_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", choices=("base", "refined"), default="base",
                    help="mouth branch (default: base)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if it works)")
+    p.add_argument("--threads", type=whole_number(1), default=1,
+                   help="torch threads (default 1: each session renders on one core, and the "
+                        "other cores are left to the other sessions and the browser; 2 were "
+                        "slower beside a browser on 2 cores, docs/benchmarks.md)")
 
 
 def run_live(args: argparse.Namespace) -> int:
@@ -45,7 +49,7 @@ def run_live(args: argparse.Namespace) -> int:
     serve(args.identity, LiveLimits(sessions=args.live_sessions, idle_seconds=args.idle,
                                     max_seconds=args.max_seconds,
                                     lookahead_ms=args.lookahead),
-          args.host, args.port, args.share, args.device, args.variant)
+          args.host, args.port, args.share, args.device, args.variant, args.threads)
     return 0
 
 

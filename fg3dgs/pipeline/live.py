@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -43,6 +44,10 @@ CONTEXT = 64             # input samples kept between chunks for the resampling 
 # keeps the Live page's delay from speech to the shown mouth under 300 ms on 2 cores; what it
 # costs the mouth: `python -m fg3dgs.bench lookahead` (docs/rendering.md)
 LOOKAHEAD_MS = 120
+# A chunk is on time if it comes as early, against the speech it holds, as the earliest in
+# this many seconds: a microphone whose clock runs slower than the server's (0.1-1 % is
+# common; Chromium's fake one: 0.6 %) falls behind steadily without anything queueing
+CLOCK_WINDOW_S = 10.0
 # a chunk this loud (RMS of [-1, 1] samples, -46 dBFS) is speech, not a quiet room's
 # microphone noise; what counts for the idle limit
 SPEECH_RMS = 0.005
@@ -137,7 +142,8 @@ class LiveSession:
         self.resampler: Resampler | None = None
         self.started = self.last_audio = self.last_speech = now()
         self.closed = False
-        self.anchor: float | None = None    # the clock's time at which the speech began
+        # (clock time - speech taken before it) of each chunk in the last CLOCK_WINDOW_S
+        self.arrivals: deque[tuple[float, float]] = deque()
         self.taken = 0.0                    # seconds of speech taken (rendered or dropped)
         self.frames_out = self.dropped_ms = 0
         self.lag_ms = 0.0         # how late the last chunk was handed over
@@ -175,15 +181,17 @@ class LiveSession:
         t, seconds = self.now(), len(x) / AUDIO_RATE
         if len(x) and np.sqrt(np.mean(np.square(x))) > SPEECH_RMS:
             self.last_speech = t
-        if self.anchor is None or t - self.last_audio > 1.0:
-            # a pause in delivery is not lateness: speech time restarts with this chunk,
-            # whose speech began its length before it arrived
-            self.anchor = t - self.taken - seconds
+        if t - self.last_audio > 1.0:
+            self.arrivals.clear()       # a pause in delivery is not lateness: start afresh
         self.last_audio = t
+        # when the speech began, as this chunk tells it (its speech began its length before
+        # it arrived); the earliest lately is on time
+        self.arrivals.append((t, t - self.taken - seconds))
+        while self.arrivals[0][0] < t - CLOCK_WINDOW_S:
+            self.arrivals.popleft()
         self.taken += seconds
-        # speech that should have arrived by now but is only being handed over: the chunks
-        # queued while the renderer was busy
-        self.lag_ms = 1000 * ((t - self.anchor) - self.taken)
+        # how much later than on time: the chunks queued while the renderer was busy
+        self.lag_ms = 1000 * (self.arrivals[-1][1] - min(a for _, a in self.arrivals))
         if self.lag_ms > self.limits.max_behind_ms:
             self.dropped_ms += round(1000 * seconds)
             return []
