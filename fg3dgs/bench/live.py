@@ -61,15 +61,16 @@ def fake_mic(speech: list[Path], out: Path, pause_s: float = 1.5, rate: int = 48
 
 
 def start_server(port: int, identity: str, log: Path, sessions: int = 1,
-                 extra: tuple[str, ...] = ()) -> subprocess.Popen:
-    """``fg3dgs live`` on ``port``, its output in ``log``; returns once it serves (or
-    raises RuntimeError with the log's end)."""
+                 extra: tuple[str, ...] = (), app: Path | None = None) -> subprocess.Popen:
+    """``fg3dgs live`` on ``port`` (or the web app ``app``, whose Live tab opens on its first
+    identity), its output in ``log``; returns once it serves (or raises RuntimeError with
+    the log's end)."""
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
+    command = ([str(app)] if app else ["-m", "fg3dgs", "live", "--identity", identity])
     with open(log, "w") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "fg3dgs", "live", "--identity",
-                                 identity, "--port", str(port), "--live-sessions",
-                                 str(sessions), *extra], env=env, stdout=f,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, *command, "--port", str(port),
+                                 "--live-sessions", str(sessions), *extra], env=env,
+                                stdout=f, stderr=subprocess.STDOUT)
     deadline = time.time() + 240
     while True:
         try:
@@ -78,7 +79,7 @@ def start_server(port: int, identity: str, log: Path, sessions: int = 1,
         except OSError:
             if proc.poll() is not None or time.time() > deadline:
                 proc.kill()
-                raise RuntimeError(f"fg3dgs live did not start:\n{log.read_text()[-3000:]}")
+                raise RuntimeError(f"the server did not start:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
 
 
@@ -98,6 +99,8 @@ def open_live(browser, url: str):
     """A page on the Live page (or the app's Live tab), logging; returns it."""
     page = browser.new_page(viewport={"width": 900, "height": 900})
     page.goto(url, wait_until="load")
+    # the page alone shows Start; the app shows its tabs, Live among them
+    page.wait_for_selector("#live-start, button[role=tab]:has-text('Live')")
     tab = page.get_by_role("tab", name="Live")
     if tab.count():
         tab.click()
@@ -242,10 +245,18 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         mic = Path(tmp) / "mic.wav"
         audio = fake_mic(speech, mic)
+        app = None
+        if args.app:
+            from ..zoo import load_zoo
+
+            app = Path(__file__).resolve().parents[2] / "app.py"
+            if not app.is_file():
+                raise SystemExit(f"bench live --app: no {app}; run it in a checkout")
+            args.identity = load_zoo()[0].id          # the app's Live tab opens on it
         ref_lag, ref_r = offline_lag(args.identity, audio)
         port = free_port()
-        server = start_server(port, args.identity, Path(tmp) / "live.log",
-                              extra=("--lookahead", str(args.lookahead)))
+        server = start_server(port, args.identity, Path(tmp) / "live.log", app=app,
+                              extra=() if app else ("--lookahead", str(args.lookahead)))
         try:
             log = drive(f"http://127.0.0.1:{port}", mic, args.seconds, chromium,
                         args.screenshot)
@@ -253,9 +264,11 @@ def run(args: argparse.Namespace) -> int:
             server.terminate()
             server.wait(timeout=60)
     res = analyse(log, ref_lag)
+    where = "python app.py, Live tab" if args.app else "fg3dgs live"
     res.update(machine=describe_machine(), identity=args.identity, offline_r=round(ref_r, 3),
+               server=where,
                speech=[str(p) for p in speech], status=log["status"])
-    print(f"# machine: {describe_machine()}; identity {args.identity}; "
+    print(f"# machine: {describe_machine()}; identity {args.identity} ({where}); "
           f"{res['seconds']} s in headless Chromium")
     print(f"frames/s shown: {res['fps']}")
     pd = res["page_delay_ms"]
@@ -285,6 +298,9 @@ def add_parser(sub: argparse._SubParsersAction, output_file) -> None:
     p.add_argument("--lookahead", type=int, default=LOOKAHEAD_MS, metavar="MS",
                    help=f"the server's look-ahead (fg3dgs live --lookahead; default "
                         f"{LOOKAHEAD_MS})")
+    p.add_argument("--app", action="store_true", help="measure the web app's Live tab "
+                   "(python app.py of this checkout, its first identity) instead of fg3dgs "
+                   "live")
     p.add_argument("--chromium", help="the browser (default: chromium on the PATH)")
     p.add_argument("--screenshot", type=output_file(".png"), help="save the page here")
     p.add_argument("--json", type=output_file(".json"), help="also write every number here")
