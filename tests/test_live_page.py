@@ -54,7 +54,7 @@ def test_frames_come_at_rate_and_the_mouth_follows_the_speech(one, mic):
     shown = np.array([f[0] for f in log["frames"]])
     done = shown[shown > shown[0] + 2000]            # after the first two seconds
     fps = (len(done) - 1) / ((done[-1] - done[0]) / 1000)
-    assert fps >= 20, (fps, log["stats"])            # 25 promised; CI machines are busy
+    assert fps >= 23, (fps, log["stats"])            # 25 promised; a little slack for CI
     assert "frames/s" in log["stats"] and "delay" in log["stats"]
     # each frame's speech (its 40 ms) loud or silent, by the loudness the page captured
     env = np.array(log["env"])
