@@ -6,9 +6,8 @@ posts its samples to :meth:`LivePage.live_push` as soon as one more frame's spee
 a server function of the player component (gradio's ``/component_server``: a plain POST,
 outside the event queue); the answer carries the frames those samples made ready as JPEG,
 each with where its speech ends, and the page shows them at 25 frames/s and measures how
-late. The work is a
-:class:`~fg3dgs.pipeline.live.LiveSession` per page; a page that stops posting (closed,
-disconnected) loses its session after ``LiveLimits.gone_seconds``.
+late. The work is a :class:`~fg3dgs.pipeline.live.LiveSession` per page; a page that stops
+posting (closed, disconnected) loses its session after ``LiveLimits.gone_seconds``.
 
 Why not the alternatives: fastrtc's WebRTC component needs gradio < 6; gradio's streaming
 microphone (``gr.Audio(streaming=True)``) into a streamed output took 230-250 ms (median)
