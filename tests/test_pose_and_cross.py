@@ -232,6 +232,24 @@ def test_cross_eval_on_a_clip_the_identity_never_saw(tmp_path, capsys):
     assert "give --data" in capsys.readouterr().err
 
 
+def test_cross_eval_of_an_identity_on_the_speech_front_end(tmp_path, synth_clip):
+    """An ``artic`` identity: the new clip is preprocessed with those features only, and its
+    torso and truth frames are read without asking for any other feature."""
+    from fg3dgs.synth.clip import SynthConfig
+
+    clip = synth_clip(SynthConfig(text="Nine ducks swam past the mill.", size=256, seed=32,
+                                  voice="en-us+m2"))
+    run = tmp_path / "artic"
+    shutil.copytree(ROOT / "checkpoints" / "identities" / "astronaut-artic", run)
+    assert main(["eval", str(run), "--cross", str(clip), "--quiet", "--no-video"]) == 0
+    report = json.loads((run / "eval" / "cross.json").read_text())
+    m = report["clips"]["clip"]["base"]
+    assert m["face_frames"] == m["frames"] >= 40 and m["lmd_px"] < 4
+    data = next((run / "eval" / "cross-data").iterdir())
+    assert list(json.loads((data / "manifest.json").read_text())["audio"]["features"]) == [
+        "artic"]
+
+
 def test_studio_takes_an_uploaded_track_and_never_a_server_path(tmp_path):
     from fg3dgs.pipeline.studio import Studio
 

@@ -147,7 +147,7 @@ def _measure(clip: CrossClip, renders: dict[str, np.ndarray], size: int, percept
     from .validation import landmarks, mouth_opening
 
     n = len(next(iter(renders.values())))
-    data = TrainData(clip.dataset, size, frames=np.arange(n))
+    data = TrainData(clip.dataset, size, audio_features=None, frames=np.arange(n))
     truth = data.images.astype(np.float32) / 255
     head_masks = np.isin(data.labels, HEAD_LABELS)
     lm_t = landmarks(truth)

@@ -88,9 +88,11 @@ def fill_under_chin(canvas: torch.Tensor, head: torch.Tensor, depth: int) -> tor
 
 class TrainData:
     """Images [F, S, S, 3] uint8, labels [F, S, S] uint8, cameras, driving signals and the
-    background plate, resized to ``size``."""
+    background plate, resized to ``size``. ``audio_features=None``: no audio (the frames
+    and their canvases only, e.g. another clip's replay track); ``batch`` then gives
+    ``audio`` None."""
 
-    def __init__(self, dataset: Dataset | str, size: int, audio_features: str = "mel",
+    def __init__(self, dataset: Dataset | str, size: int, audio_features: str | None = "mel",
                  frames: range | None = None, progress: bool = False,
                  variants: AudioVariantConfig | None = None):
         import imageio.v3 as iio
@@ -123,6 +125,10 @@ class TrainData:
         bg = iio.imread(ds.path / "background.png")
         self.background = _resize(bg, size).astype(np.float32) / 255.0
         self._plates: dict[str, torch.Tensor] = {}      # the background per device
+        if audio_features is None:         # frames and canvases only (a replay track)
+            self.features = self.feature_sets = self.model_id = None
+            self.expression = np.asarray(ds.expression, np.float32)
+            return
         ds.require_features(audio_features)
         # the feature extractor's model the dataset was preprocessed with (None: the default)
         self.model_id = model_id = ds.manifest.get("config", {}).get("models", {}).get(
@@ -183,5 +189,6 @@ class TrainData:
         canvas = fill_under_chin(canvas, head, int(round(NECK_FILL * self.size)))
         return {"frames": frames, "image": img, "labels": lab, "canvas": canvas,
                 "viewmats": to_device(self.viewmats[ks], device),
-                "audio": to_device(self.audio(frames, variants), device),
+                "audio": (None if self.features is None else
+                          to_device(self.audio(frames, variants), device)),
                 "expression": to_device(expr_windows(self.expression, frames), device)}

@@ -48,7 +48,7 @@ def canvases(ds, size: int, frames: np.ndarray) -> Iterator[np.ndarray]:
     """The canvases [S, S, 3] uint8 of dataset frames: each frame with its head replaced by
     the background plate, at ``size`` pixels."""
     for a in range(0, len(frames), 32):
-        data = TrainData(ds, size, frames=frames[a:a + 32])
+        data = TrainData(ds, size, audio_features=None, frames=frames[a:a + 32])
         canvas = data.batch(np.arange(len(data)))["canvas"].numpy()
         yield from (np.round(c * 255).clip(0, 255).astype(np.uint8) for c in canvas)
 
