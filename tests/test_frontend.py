@@ -210,3 +210,32 @@ def test_the_default_front_end_follows_the_checkpoints_folder(tmp_path, monkeypa
     assert not np.allclose(outs[0], outs[1])
     monkeypatch.setenv("FG3DGS_CHECKPOINTS", str(tmp_path / "ckpt0"))
     np.testing.assert_array_equal(articulation(audio), outs[0])
+
+
+def test_a_crashed_espeak_worker_is_named_and_skipped_in_bulk(monkeypatch):
+    """A worker that dies on a signal (eSpeak NG crashes on rare voice / text pairs) is a
+    SpeechEngineCrash with its exit status; make_material skips that batch and goes on."""
+    import subprocess
+
+    from fg3dgs.frontend import train as frontend_train
+    from fg3dgs.synth import speech
+
+    def died(*args, **kwargs):
+        return subprocess.CompletedProcess(args, -11, b"", b"")
+
+    with monkeypatch.context() as m:
+        m.setattr(speech.subprocess, "run", died)
+        with pytest.raises(speech.SpeechEngineCrash, match=r"exit status -11.*said nothing"):
+            speech.synthesize("Hello there.")
+
+    real, calls = speech.synthesize_many, []
+
+    def once_crashing(items):
+        calls.append(len(items))
+        if len(calls) == 1:
+            raise speech.SpeechEngineCrash("the eSpeak worker process failed (exit status -11)")
+        return real(items[:2])
+
+    monkeypatch.setattr(speech, "synthesize_many", once_crashing)
+    got = frontend_train.make_material(0.05, held_out=True, seed=0, progress=False)
+    assert len(calls) >= 2 and got and all(t.shape[1] == 5 for _, t in got)

@@ -248,6 +248,41 @@ def test_cross_eval_of_an_identity_on_the_speech_front_end(tmp_path, synth_clip)
     data = next((run / "eval" / "cross-data").iterdir())
     assert list(json.loads((data / "manifest.json").read_text())["audio"]["features"]) == [
         "artic"]
+    # the same clip with the truth's mouth parameters in place of the front-end's
+    assert main(["eval", str(run), "--cross", str(clip), "--quiet", "--no-video",
+                 "--truth-mouth"]) == 0
+    ideal = json.loads((run / "eval" / "cross_truth_mouth.json").read_text())
+    assert ideal["mouth_from"] == "the synthetic truth"
+    t = ideal["clips"]["clip"]["base"]
+    assert t["psnr"] != m["psnr"] and t["face_frames"] == t["frames"] == m["frames"]
+
+
+def test_truth_mouth_features_are_the_truths_mouth_parameters(synth_clip):
+    """--truth-mouth's speech: the four mouth columns are the truth's targets at the
+    feature frames, the speech-activity column stays the front-end's."""
+    from fg3dgs.evaluate.cross import TruthMouthSpeech
+    from fg3dgs.frontend.train import targets
+    from fg3dgs.synth.clip import SynthConfig
+    from fg3dgs.synth.speech import Phoneme
+    from fg3dgs.synth.truth import load_truth
+
+    clip = synth_clip(SynthConfig(text="Nine ducks swam past the mill.", size=256, seed=32,
+                                  voice="en-us+m2"))
+    truth = load_truth(clip)
+    with AudioInput(clip / "audio.wav") as speech:
+        drive = TruthMouthSpeech(speech, truth)
+        got = drive.features("artic", 10, 60)
+        front = speech.features("artic", 10, 60)
+    assert got.shape == front.shape == (50, 5)
+    np.testing.assert_array_equal(got[:, 4], front[:, 4])
+    assert np.abs(got[:, :4] - front[:, :4]).max() > 0.05       # the front-end is not exact
+    a = truth.arrays
+    assert len(a["phonemes"]) > 5
+    ph = [Phoneme(str(x), float(b), float(e), bool(st)) for x, b, e, st in
+          zip(a["phonemes"], a["phoneme_start"], a["phoneme_end"], a["phoneme_stressed"])]
+    jaw = targets(ph, speech.samples)[10:60, 0]
+    np.testing.assert_allclose(got[:, 0], jaw, atol=1e-6)
+    assert jaw.max() > 0.3                        # the sentence opens the jaw
 
 
 def test_studio_takes_an_uploaded_track_and_never_a_server_path(tmp_path):

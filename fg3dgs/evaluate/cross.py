@@ -17,6 +17,11 @@ the landmark jitter of the render and of the real video (:func:`regions.jitter`)
 of the frame and of the mouth box where its weights exist. Writes ``RUN/eval/cross.json``,
 and per clip ``cross-NAME.mp4`` (truth | variants) and ``cross-NAME-widest.png`` (the ten
 frames where the real mouth opens widest, truth beside each variant, around the jaw).
+
+``truth_mouth`` (``--truth-mouth``) drives an ``artic`` identity's mouth with a synthetic
+clip's true mouth parameters in place of the speech front-end's estimate of them (its speech
+activity stays the front-end's): what a perfect front-end would give, so the gap to the
+plain run is what the front-end's errors cost. Written to ``RUN/eval/cross_truth_mouth.json``.
 """
 
 from __future__ import annotations
@@ -87,17 +92,49 @@ def open_cross_clip(path: str | Path, audio_features: str, size: int, cache: Pat
     return CrossClip(path.stem, ds, truth)
 
 
+class TruthMouthSpeech:
+    """A clip's speech (an :class:`~fg3dgs.pipeline.AudioInput`) whose ``artic`` features
+    carry the synthetic truth's four mouth parameters (jaw open, lip spread, lip round,
+    lip closure, at the front-end's 50 Hz frames) instead of the front-end's estimate."""
+
+    def __init__(self, speech, truth):
+        from ..frontend.train import targets
+        from ..synth.speech import Phoneme
+
+        a = truth.arrays
+        phonemes = [Phoneme(str(sym), float(t0), float(t1), bool(st)) for sym, t0, t1, st in
+                    zip(a["phonemes"], a["phoneme_start"], a["phoneme_end"],
+                        a["phoneme_stressed"])]
+        self.speech = speech
+        self.mouth = targets(phonemes, speech.samples)[:, :4]          # [T, 4]
+        self.frames, self.samples = speech.frames, speech.samples
+        self.feature_frames = speech.feature_frames
+
+    def features(self, name: str, k0: int, k1: int, model_id: str | None = None
+                 ) -> np.ndarray:
+        f = self.speech.features(name, k0, k1, model_id).copy()       # [k1 - k0, 5]
+        f[:, :4] = self.mouth[k0:k1]
+        return f
+
+    def audio(self) -> np.ndarray:
+        return self.speech.audio()
+
+
 def cross_evaluate(run: str | Path, clips: list[str | Path], backend: str = "auto",
                    progress: bool = True, video: bool = True, perceptual=None,
-                   device: str | None = None) -> dict:
+                   device: str | None = None, truth_mouth: bool = False) -> dict:
     """Metrics of every variant of the identity in RUN on each clip (see the module note)
-    and their mean over the clips; writes RUN/eval/cross.json and the videos and sheets."""
+    and their mean over the clips; writes RUN/eval/cross.json (``truth_mouth``:
+    cross_truth_mouth.json) and the videos and sheets."""
     from ..pipeline import AudioInput, RenderOptions, TalkingHead
 
     run = Path(run)
     out_dir = run / "eval"
     head = TalkingHead(run, device=device)
     info, size = head.info, head.size
+    if truth_mouth and info.audio_features != "artic":
+        raise DatasetError(f"--truth-mouth replaces the speech front-end's mouth parameters; "
+                           f"{run} is driven by {info.audio_features!r} features, not 'artic'")
     trained_on = info.train.get("dataset_video_sha256")
     opened = []
     for c in clips:
@@ -106,7 +143,11 @@ def cross_evaluate(run: str | Path, clips: list[str | Path], backend: str = "aut
         if trained_on and clip.dataset.manifest["source"]["sha256"] == trained_on:
             raise DatasetError(f"{c} is the clip this identity was trained on; --cross takes "
                                "clips it never saw (its validation frames: --data)")
+        if truth_mouth and clip.truth is None:
+            raise DatasetError(f"--truth-mouth needs the true mouth of a synthetic clip; {c} "
+                               "has no truth.json (make one with `fg3dgs synth`)")
         opened.append(clip)
+    tag = "_truth_mouth" if truth_mouth else ""
     results = {}
     for clip in opened:
         head.use_clip(clip.dataset)         # replaces every per-clip state of the head
@@ -116,26 +157,29 @@ def cross_evaluate(run: str | Path, clips: list[str | Path], backend: str = "aut
         renders: dict[str, list] = {v: [] for v in names}
         with AudioInput(clip.dataset.path / clip.dataset.manifest["audio"]["file"]) as speech:
             n = min(speech.frames, len(clip.dataset))
-            for fr, _, imgs in head.frames(speech, opts):
+            drive = TruthMouthSpeech(speech, clip.truth) if truth_mouth else speech
+            for fr, _, imgs in head.frames(drive, opts):
                 for v in names:
                     renders[v].append(imgs[v])
             audio = speech.audio()
         got = {v: np.concatenate(r)[:n].astype(np.float32) / 255 for v, r in renders.items()}
         results[clip.name], sheet_rows = _measure(clip, got, size, perceptual)
         if video:
-            _write_outputs(out_dir, clip.name, sheet_rows, got, audio[:n * AUDIO_RATE // FPS])
+            _write_outputs(out_dir, clip.name + tag.replace("_", "-"), sheet_rows, got,
+                           audio[:n * AUDIO_RATE // FPS])
     variants = list(next(iter(results.values())))
     mean = {v: {k: float(np.nanmean([results[c][v][k] for c in results]))
                 for k, x in results[next(iter(results))][v].items()
                 if isinstance(x, float)} for v in variants}
     report = {"clips": results, "mean": mean, "size": size,
-              "band_radius_px": band_radius(size)}
+              "band_radius_px": band_radius(size),
+              "mouth_from": "the synthetic truth" if truth_mouth else "the speech"}
     val = out_dir / "metrics.json"
     if val.is_file():
         m = json.loads(val.read_text())
         report["validation"] = {"psnr": m.get("psnr"), "psnr_head": m.get("psnr_head")}
     out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_output(out_dir / "cross.json") as tmp:
+    with atomic_output(out_dir / f"cross{tag}.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
     return report
 

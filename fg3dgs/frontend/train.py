@@ -94,7 +94,7 @@ def make_material(minutes: float, held_out: bool, seed: int, progress: bool = Tr
                  for _ in range(24)]
         try:
             speeches = synthesize_many(items)
-        except SpeechError:
+        except SpeechError:         # a refused voice or a crashed engine: the next batch
             continue
         for sp in speeches:
             out.append((sp.audio, targets(sp.phonemes, len(sp.audio))))

@@ -48,6 +48,11 @@ class SpeechError(ValueError):
     """Bad speech input: empty text, unknown voice, parameters out of range."""
 
 
+class SpeechEngineCrash(SpeechError):
+    """The eSpeak worker process died (eSpeak NG crashes on a rare voice and text); the
+    message has its exit status. Bulk makers of speech skip that batch."""
+
+
 class _EventId(ctypes.Union):
     _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p),
                 ("string", ctypes.c_char * 8)]
@@ -298,8 +303,10 @@ def _synth_in_fresh_process(items: list[tuple[str, Voice]]) -> list:
     proc = subprocess.run([sys.executable, "-m", "fg3dgs.synth.speech"], input=request,
                           capture_output=True, env=env)
     if proc.returncode != 0:
-        raise RuntimeError("the eSpeak worker process failed: "
-                           + proc.stderr.decode(errors="replace").strip()[-500:])
+        said = proc.stderr.decode(errors="replace").strip()[-500:]
+        raise SpeechEngineCrash(f"the eSpeak worker process failed (exit status "
+                                f"{proc.returncode}) on {len(items)} utterance(s): "
+                                + (said or "it said nothing"))
     out, body = [], proc.stdout
     for _ in items:
         head, _, body = body.partition(b"\n")
