@@ -307,6 +307,9 @@ def _train_audio_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ccc", type=float, default=0.5,
                    help="weight of the concordance term that keeps the mouth outputs' "
                         "spread on voices the network is unsure of (default 0.5; 0: off)")
+    p.add_argument("--width", type=whole_number(8),
+                   help="channels of the network's convolutions (default 96; compute grows "
+                        "with its square)")
     p.add_argument("--seed", type=int, default=0, help="draws the voices and augmentations")
     p.add_argument("--force", action="store_true", help="replace a front-end in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -323,7 +326,8 @@ def run_train_audio(args: argparse.Namespace) -> int:
     from ..frontend.train import FrontendTrainConfig, train_frontend
 
     cfg = FrontendTrainConfig(minutes=args.minutes, copies=args.copies, steps=args.steps,
-                              batch=args.batch, seed=args.seed, ccc=args.ccc)
+                              batch=args.batch, seed=args.seed, ccc=args.ccc,
+                              **({"width": args.width} if args.width else {}))
     report = train_frontend(cfg, args.out, progress=not args.quiet, force=args.force)
     h = report["heldout"]
     for kind in ("clean", "augmented"):
