@@ -63,6 +63,17 @@ def test_retarget_keeps_everything_but_the_audio_encoder(tmp_path, monkeypatch):
     with pytest.raises(IdentityError, match="made for 'artic' features"):
         TalkingHead(out)
     FG3DGS.from_pretrained(out, verify=False)                        # developers may still open it
+    # ... and re-targeting moves it to the installed front-end, keeping its encoder
+    moved = tmp_path / "moved"
+    report = retarget(out, [], moved, progress=False)
+    assert report["from"].startswith("artic (speech front-end sha256")
+    new2 = FG3DGS.from_pretrained(moved)
+    assert new2.info.audio_model == \
+        f"speech front-end sha256 {sha256(ckpt / 'speech_frontend.safetensors')[:16]}"
+    a = FG3DGS.from_pretrained(out, verify=False).state_dict()
+    assert all(torch.equal(a[k], v) for k, v in new2.state_dict().items())
+    with pytest.raises(ValueError, match="from the installed speech front-end"):
+        retarget(moved, [], tmp_path / "again", progress=False)
 
 
 def test_match_spread_restores_the_targets_spread_without_reordering():

@@ -216,7 +216,9 @@ def run_retarget(args: argparse.Namespace) -> int:
 
     A new audio encoder on the new features learns to give the driving features the identity's
     own encoder gives for the same speech (its training clip's audio; augmented copies too).
-    Nothing is rendered; the Gaussians, networks and replay track are kept."""
+    Nothing is rendered; the Gaussians, networks and replay track are kept. An identity on
+    another version of the speech front-end (artic) keeps its encoder and moves to the
+    installed one; with --data it is tuned there."""
     from ..train.audio_tune import AudioTuneConfig
     from ..train.retarget import RetargetConfig, retarget
 

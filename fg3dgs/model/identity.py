@@ -71,19 +71,21 @@ class FG3DGS(nn.Module):
         return cls(cfg, gs, [0.0] * 3, [1.0] * 3)
 
     @classmethod
-    def from_pretrained(cls, identity: str | Path, verify: bool = True) -> FG3DGS:
+    def from_pretrained(cls, identity: str | Path, verify: bool = True,
+                        features: bool = True) -> FG3DGS:
         """An identity in eval mode, without gradients: from a run folder (or its
         identity.json / identity.safetensors), or a zoo id (pulled from the Hub when it is
         not cached). ``verify``: check the weight files against the sha256 identity.json
-        records (False: developers editing weights in place). Raises
-        :class:`~fg3dgs.model.info.IdentityError` saying what does not fit."""
+        records (False: developers editing weights in place); ``features``: and that this
+        installation computes the audio features it was made for (False: re-targeting).
+        Raises :class:`~fg3dgs.model.info.IdentityError` saying what does not fit."""
         from ..zoo import resolve_identity
 
         p = Path(identity)
         if not (p.exists() or p.is_absolute() or len(p.parts) > 1 or
                 p.suffix in (".json", ".safetensors")):
             p = resolve_identity(identity)        # a zoo id
-        run, info, weights, extras = read_identity(p, verify)
+        run, info, weights, extras = read_identity(p, verify, features)
         model = cls.empty(info.config, info.counts)
         model.load_state_dict(checked_state(model.state_dict(), weights, run / WEIGHTS))
         model.eval()

@@ -127,13 +127,15 @@ def verify_feature_model(run: str | Path, info: IdentityInfo) -> None:
             "made for")
 
 
-def read_identity(path: str | Path, verify: bool = True
+def read_identity(path: str | Path, verify: bool = True, features: bool = True
                   ) -> tuple[Path, IdentityInfo, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(run folder, identity.json, weights, extras) of a run folder or its identity.json /
     identity.safetensors. ``verify``: check every file identity.json lists under "files"
     (the weights and the replay index) against its recorded sha256, once the weights parse
     and before their tensors are checked (:func:`checked_state`); False skips it
-    (developers, for a deliberately edited file)."""
+    (developers, for a deliberately edited file). ``features``: with ``verify``, also refuse
+    an identity made for other features than this installation computes
+    (:func:`verify_feature_model`; False: re-targeting it to them)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -156,7 +158,8 @@ def read_identity(path: str | Path, verify: bool = True
             from exc
     if verify:
         verify_files(run, raw.get("files"))
-        verify_feature_model(run, info)
+        if features:
+            verify_feature_model(run, info)
     extras = {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}
     weights = {k: v for k, v in tensors.items() if not k.startswith("extra.")}
     return run, info, weights, extras

@@ -16,6 +16,13 @@ Distilled, the new encoder can know no more than the old one. Given the identity
 (``--data``), the new encoder and the mouth network then learn from its frames
 (:mod:`.audio_tune`); the refined branch, made for the old mouth network, is dropped.
 
+An identity that already reads ``artic`` features, from another version of the speech
+front-end (identity.json ``audio_model``), moves to the installed one without distillation:
+both front-ends estimate the same four mouth parameters and speech activity, so its encoder
+is kept and, with the dataset, tuned with the mouth network on its frames through the
+installed front-end's features. Without the dataset only the record changes (the encoder
+reads the new front-end's estimates as they are).
+
 The last ``heldout`` share of the speech is kept out of training and reported: how much of
 the old driving features' variance the new encoder explains there (R^2), clean and
 augmented.
@@ -35,6 +42,7 @@ import torch
 from ..frontend.train import concordance
 from ..model.encoders import AudioEncoder
 from ..model.identity import FG3DGS
+from ..model.io import verify_feature_model
 from ..model.windows import audio_windows
 from ..preprocess.dataset import Dataset
 from .audio_tune import AudioTuneConfig, tune_audio_path
@@ -188,39 +196,50 @@ def retarget(run: str | Path, speech: list[str | Path], out: str | Path,
     identity's preprocessed dataset, with ``cfg.features`` features) the new encoder and the
     mouth network are then tuned on its frames (:mod:`.audio_tune`) and an HRPA-refined
     branch, made for the old mouth network, is dropped. ``speech`` may then be empty: the
-    dataset's audio is the identity's own voice."""
+    dataset's audio is the identity's own voice. An ``artic`` identity made with another
+    speech front-end keeps its encoder (see the module note)."""
     from ..audio_features import feature_model
 
     run, out = Path(run), Path(out)
     if out.exists() and not force:
         raise ValueError(f"{out} exists; pass --force to replace it")
-    model = FG3DGS.from_pretrained(run)
+    model = FG3DGS.from_pretrained(run, features=False)
     info, extras = model.info, model.extras
     old_name = info.audio_features
-    if old_name == cfg.features:
-        raise ValueError(f"{run} already reads {cfg.features!r} features")
+    same_kind = old_name == cfg.features
+    if same_kind and (cfg.features != "artic" or
+                      info.audio_model == feature_model(cfg.features)):
+        raise ValueError(f"{run} already reads {cfg.features!r} features"
+                         + (" from the installed speech front-end" if cfg.features == "artic"
+                            else ""))
+    if not same_kind:               # only another front-end version may be moved past
+        verify_feature_model(run, info)
     ds = None
     if data is not None:
         ds = Dataset(data)
         ds.require_features(cfg.features)
         speech = list(speech) or [ds.path / "audio.wav"]
-    if not speech:
+    if same_kind:
+        report = {"config": asdict(cfg), "from": f"{old_name} ({info.audio_model})",
+                  "encoder": "kept (the same articulations from another front-end version)"}
+    elif not speech:
         raise ValueError("no speech in the identity's voice: give its training clip's audio "
                          "(--speech) or its dataset (--data)")
-    t0 = time.perf_counter()
-    rng = np.random.default_rng(cfg.seed)
-    train_x, train_y, held = _material(model, speech, old_name, cfg, rng)
-    D = train_x[0][0].shape[1]
-    enc = _distil(train_x, train_y, D, model.cfg.audio_dim, cfg, rng, progress)
-    report = {"config": asdict(cfg), "from": old_name, "speech": [str(p) for p in speech]}
-    if cfg.match_spread:
-        gain = match_spread(enc, train_x, train_y)
-        report["spread_gain_median"] = round(float(gain.median()), 4)
-    report["seconds"] = round(time.perf_counter() - t0)
-    report.update(_heldout_r2(enc, held, cfg.copies))
-    model.audio = enc
-    model.cfg.audio_features = cfg.features
-    model.cfg.audio_in_dim = D
+    else:
+        t0 = time.perf_counter()
+        rng = np.random.default_rng(cfg.seed)
+        train_x, train_y, held = _material(model, speech, old_name, cfg, rng)
+        D = train_x[0][0].shape[1]
+        enc = _distil(train_x, train_y, D, model.cfg.audio_dim, cfg, rng, progress)
+        report = {"config": asdict(cfg), "from": old_name, "speech": [str(p) for p in speech]}
+        if cfg.match_spread:
+            gain = match_spread(enc, train_x, train_y)
+            report["spread_gain_median"] = round(float(gain.median()), 4)
+        report["seconds"] = round(time.perf_counter() - t0)
+        report.update(_heldout_r2(enc, held, cfg.copies))
+        model.audio = enc
+        model.cfg.audio_features = cfg.features
+        model.cfg.audio_in_dim = D
     meta = info.meta()
     meta["audio_features"] = cfg.features
     meta["audio_model"] = feature_model(cfg.features)
