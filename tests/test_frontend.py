@@ -42,7 +42,7 @@ def test_unwarped_mel_is_the_feature_mel():
     assert warped.shape == log_mel(a).shape and not np.allclose(warped, log_mel(a))
 
 
-@pytest.mark.parametrize("name", ["reverb", "telephone", "codec", "noise", "all"])
+@pytest.mark.parametrize("name", ["reverb", "telephone", "codec", "noise", "eq", "all"])
 def test_augmentations_keep_the_timing(name):
     rng = np.random.default_rng(3)
     x = _clicks()
@@ -54,8 +54,10 @@ def test_augmentations_keep_the_timing(name):
         y = aug.codec(x, rng)
     elif name == "noise":
         y = aug.add_noise(x, 20.0, rng)
+    elif name == "eq":
+        y = aug.equalize(x, rng, aug.AugmentConfig(peak_db=12.0))
     else:
-        y, alpha = aug.augment(x, rng)
+        y, alpha = aug.augment(x, rng, aug.AugmentConfig(p_eq=0.5))
         assert 0.8 <= alpha <= 1.25
     assert y.shape == x.shape and y.dtype == np.float32 and np.isfinite(y).all()
     assert abs(_lag(y, x)) <= 16            # within 1 ms
@@ -239,3 +241,23 @@ def test_a_crashed_espeak_worker_is_named_and_skipped_in_bulk(monkeypatch):
     monkeypatch.setattr(speech, "synthesize_many", once_crashing)
     got = frontend_train.make_material(0.05, held_out=True, seed=0, progress=False)
     assert len(calls) >= 2 and got and all(t.shape[1] == 5 for _, t in got)
+
+
+def test_the_equaliser_colours_the_spectrum_as_drawn():
+    """Tilt, a peak, the low cut and the band limit, each where it belongs; augment applies
+    it when drawn; the level is kept and the spectrum changes."""
+    f = np.array([100.0, 500.0, 1000.0, 2000.0, 8000.0])
+    assert np.allclose(aug.eq_gain_db(f, 3.0, []), 3.0 * np.log2(f / 1000))
+    g = aug.eq_gain_db(f, 0.0, [(2000.0, 6.0, 0.5)])
+    assert g[3] == pytest.approx(6.0) and abs(g[0]) < 1e-6
+    g = aug.eq_gain_db(f, 0.0, [], low_cut=200.0, high_cut=4000.0)
+    assert g[0] == pytest.approx(-12.0) and g[4] == pytest.approx(-24.0) and g[2] == 0.0
+    x = _clicks()
+    a, _ = aug.augment(x, np.random.default_rng(5))
+    b, _ = aug.augment(x, np.random.default_rng(5), aug.AugmentConfig(p_eq=1.0))
+    assert not np.allclose(a, b)
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=32000).astype(np.float32)
+    y = aug.equalize(noise, rng)
+    assert np.mean(y ** 2) == pytest.approx(np.mean(noise ** 2), rel=1e-3)   # level kept
+    assert not np.allclose(np.abs(np.fft.rfft(y)), np.abs(np.fft.rfft(noise)), rtol=0.1)

@@ -309,6 +309,10 @@ def _train_audio_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ccc", type=float, default=0.5,
                    help="weight of the concordance term that keeps the mouth outputs' "
                         "spread on voices the network is unsure of (default 0.5; 0: off)")
+    p.add_argument("--eq", type=float, default=0.0, metavar="SHARE",
+                   help="share of the augmented copies also coloured by a random microphone "
+                        "and channel equaliser (tilt, peaks and dips, low cut, band limit; "
+                        "default 0)")
     p.add_argument("--width", type=whole_number(8),
                    help="channels of the network's convolutions (default 96; compute grows "
                         "with its square)")
@@ -328,7 +332,7 @@ def run_train_audio(args: argparse.Namespace) -> int:
     from ..frontend.train import FrontendTrainConfig, train_frontend
 
     cfg = FrontendTrainConfig(minutes=args.minutes, copies=args.copies, steps=args.steps,
-                              batch=args.batch, seed=args.seed, ccc=args.ccc,
+                              batch=args.batch, seed=args.seed, ccc=args.ccc, eq=args.eq,
                               **({"width": args.width} if args.width else {}))
     report = train_frontend(cfg, args.out, progress=not args.quiet, force=args.force)
     h = report["heldout"]

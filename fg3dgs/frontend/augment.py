@@ -3,7 +3,9 @@
 Waveform: level, DC offset, noise (white, pink, brown, or other speech) at 0-30 dB SNR,
 reverberation (a synthetic room response whose direct sound comes first, so nothing moves in
 time), telephone band-limiting (300-3400 Hz through an 8 kHz channel), lossy codecs (MP3,
-Opus through ffmpeg, re-aligned by cross-correlation) and clipping. Spectrum: vocal-tract
+Opus through ffmpeg, re-aligned by cross-correlation), clipping and, where asked for
+(``p_eq``), the colour of a microphone and channel (a zero-phase equaliser: a spectral tilt,
+peaks and dips, a low cut and a band limit). Spectrum: vocal-tract
 length warping of the STFT's frequency axis before the mel filters (formants move, timing
 does not). eSpeak's own pitch and range parameters cover pitch.
 """
@@ -32,6 +34,9 @@ class AugmentConfig:
     gain_db: tuple[float, float] = (-24.0, 6.0)
     p_warp: float = 0.7
     warp: tuple[float, float] = (0.84, 1.2)
+    p_eq: float = 0.0                       # 0: never drawn (the rest draws as without it)
+    tilt_db: tuple[float, float] = (-4.0, 3.0)      # per octave, about 1 kHz
+    peak_db: float = 10.0                   # the peaks' and dips' largest gain
 
 
 def log_mel_warped(audio: np.ndarray, alpha: float = 1.0,
@@ -95,6 +100,41 @@ def telephone(audio: np.ndarray) -> np.ndarray:
     return resample_poly(narrow, 2, 1)[: len(audio)].astype(np.float32)
 
 
+def eq_gain_db(freqs: np.ndarray, tilt_db: float, peaks: list[tuple[float, float, float]],
+               low_cut: float = 0.0, high_cut: float | None = None) -> np.ndarray:
+    """The equaliser's gain in dB at ``freqs`` (Hz): ``tilt_db`` per octave about 1 kHz,
+    ``peaks`` of (centre Hz, gain dB, width in octaves) as Gaussian bumps on the octave
+    scale, and 12 dB per octave below ``low_cut`` and 24 above ``high_cut``."""
+    octs = np.log2(np.maximum(freqs, 20.0) / 1000.0)
+    g = tilt_db * octs
+    for centre, gain, width in peaks:
+        g = g + gain * np.exp(-0.5 * ((octs - np.log2(centre / 1000.0)) / width) ** 2)
+    if low_cut > 0:
+        g = g - 12.0 * np.maximum(0.0, np.log2(low_cut / np.maximum(freqs, 1.0)))
+    if high_cut:
+        g = g - 24.0 * np.maximum(0.0, np.log2(np.maximum(freqs, 1.0) / high_cut))
+    return g
+
+
+def equalize(audio: np.ndarray, rng: np.random.Generator,
+             cfg: AugmentConfig = AugmentConfig()) -> np.ndarray:
+    """A random microphone and channel colour (:func:`eq_gain_db`: a tilt, up to three
+    peaks or dips, a low cut at 50-300 Hz half the time, a band limit at 3.5-7 kHz a third
+    of the time), applied as a real gain on the spectrum: zero phase, nothing moves in
+    time. The level is kept."""
+    n = len(audio)
+    freqs = np.fft.rfftfreq(n, 1 / AUDIO_RATE)
+    peaks = [(float(np.exp(rng.uniform(np.log(150), np.log(6000)))),
+              float(rng.uniform(-cfg.peak_db, cfg.peak_db)), float(rng.uniform(0.3, 1.5)))
+             for _ in range(rng.integers(0, 4))]
+    low = float(rng.uniform(50, 300)) if rng.random() < 0.5 else 0.0
+    high = float(rng.uniform(3500, 7000)) if rng.random() < 1 / 3 else None
+    gain = 10 ** (eq_gain_db(freqs, float(rng.uniform(*cfg.tilt_db)), peaks, low, high) / 20)
+    out = np.fft.irfft(np.fft.rfft(audio.astype(np.float64)) * gain, n)
+    return (out * np.sqrt(np.mean(audio.astype(np.float64) ** 2) /
+                          (np.mean(out ** 2) + 1e-12))).astype(np.float32)
+
+
 def codec(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Through MP3 (24-64 kbps) or Opus (12-32 kbps) and back, re-aligned to the input by
     cross-correlation (encoders pad the start)."""
@@ -139,6 +179,8 @@ def augment(audio: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig = Au
         x = reverberate(x, rng.uniform(*cfg.rt60_s), rng)
     if rng.random() < cfg.p_noise:
         x = add_noise(x, rng.uniform(*cfg.snr_db), rng, other)
+    if cfg.p_eq and rng.random() < cfg.p_eq:
+        x = equalize(x, rng, cfg)
     if rng.random() < cfg.p_telephone:
         x = telephone(x)
     peak = np.abs(x).max() + 1e-9

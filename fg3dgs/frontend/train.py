@@ -44,6 +44,7 @@ class FrontendTrainConfig:
     seed: int = 0
     width: int = 96
     ccc: float = 0.5                 # weight of the concordance term on the mouth outputs
+    eq: float = 0.0                  # share of augmented copies through a random equaliser
 
 
 def _voices(rng: random.Random, held_out: bool):
@@ -180,13 +181,14 @@ def train_frontend(cfg: FrontendTrainConfig, out: str | Path, progress: bool = T
     if target.exists() and not force:
         raise ValueError(f"{target} exists; pass --force to replace it")
     t0 = time.perf_counter()
-    aug = AugmentConfig()
+    aug = AugmentConfig(p_eq=cfg.eq)
     train_mat = make_material(cfg.minutes, False, cfg.seed, progress)
     held_mat = make_material(cfg.heldout_minutes, True, cfg.seed, progress)
     t_speech = time.perf_counter() - t0
     feats = _features(train_mat, cfg.copies, cfg.seed, aug, progress)
     held_clean = _features(held_mat, 0, cfg.seed + 1, aug, False)
-    held_aug = _features(held_mat, 1, cfg.seed + 1, aug, False)[1::2]
+    # the held-out copies are augmented the same way whatever the training's options
+    held_aug = _features(held_mat, 1, cfg.seed + 1, AugmentConfig(), False)[1::2]
     t_feats = time.perf_counter() - t0 - t_speech
 
     torch.manual_seed(cfg.seed)
