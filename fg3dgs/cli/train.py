@@ -234,6 +234,9 @@ def run_retarget(args: argparse.Namespace) -> int:
             print(f"held-out speech, {kind}: driving features explained R^2 f_a "
                   f"{r2['f_a']:.3f}, tokens {r2['tokens']:.3f}; spread of f_a "
                   f"{r2['spread']:.2f} x the identity's own")
+    if "encoder" in report:
+        print(f"moved from {report['from']} to the installed front-end; the audio encoder "
+              "kept" + ("" if "tune" in report else " as it was (give --data to tune it)"))
     if "spread_gain_median" in report:
         print(f"driving features rescaled to the old encoder's spread (median gain "
               f"{report['spread_gain_median']:.2f})")
