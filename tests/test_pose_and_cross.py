@@ -280,6 +280,7 @@ def test_truth_mouth_features_are_the_truths_mouth_parameters(synth_clip):
     assert len(a["phonemes"]) > 5
     ph = [Phoneme(str(x), float(b), float(e), bool(st)) for x, b, e, st in
           zip(a["phonemes"], a["phoneme_start"], a["phoneme_end"], a["phoneme_stressed"])]
+    assert truth.phonemes() == ph
     jaw = targets(ph, speech.samples)[10:60, 0]
     np.testing.assert_allclose(got[:, 0], jaw, atol=1e-6)
     assert jaw.max() > 0.3                        # the sentence opens the jaw

@@ -98,15 +98,10 @@ class TruthMouthSpeech:
     lip closure, at the front-end's 50 Hz frames) instead of the front-end's estimate."""
 
     def __init__(self, speech, truth):
-        from ..frontend.train import targets
-        from ..synth.speech import Phoneme
+        from ..frontend.train import targets  # torch: only for --truth-mouth
 
-        a = truth.arrays
-        phonemes = [Phoneme(str(sym), float(t0), float(t1), bool(st)) for sym, t0, t1, st in
-                    zip(a["phonemes"], a["phoneme_start"], a["phoneme_end"],
-                        a["phoneme_stressed"])]
         self.speech = speech
-        self.mouth = targets(phonemes, speech.samples)[:, :4]          # [T, 4]
+        self.mouth = targets(truth.phonemes(), speech.samples)[:, :4]  # [T, 4]
         self.frames, self.samples = speech.frames, speech.samples
         self.feature_frames = speech.feature_frames
 

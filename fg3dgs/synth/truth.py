@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..facemesh import LABEL_EYES, LABEL_FACE, LABEL_MOUTH
+from .speech import Phoneme
 
 FORMAT_VERSION = 1
 
@@ -57,6 +58,13 @@ class Truth:
         raw = zlib.decompress(self.arrays["regions_data"][off[frame]:off[frame + 1]].tobytes())
         h, w = self.arrays["regions_shape"]
         return np.frombuffer(raw, np.uint8).reshape(h, w)
+
+    def phonemes(self) -> list[Phoneme]:
+        """The spoken phonemes as :class:`~fg3dgs.synth.speech.Phoneme` (what the clip
+        stored of them), in time order."""
+        a = self.arrays
+        return [Phoneme(str(sym), float(t0), float(t1), bool(st)) for sym, t0, t1, st in
+                zip(a["phonemes"], a["phoneme_start"], a["phoneme_end"], a["phoneme_stressed"])]
 
     def masks(self, frame: int) -> dict[str, np.ndarray]:
         lab = self.regions(frame)

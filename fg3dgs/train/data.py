@@ -125,9 +125,9 @@ class TrainData:
         bg = iio.imread(ds.path / "background.png")
         self.background = _resize(bg, size).astype(np.float32) / 255.0
         self._plates: dict[str, torch.Tensor] = {}      # the background per device
+        self.expression = np.asarray(ds.expression, np.float32)
         if audio_features is None:         # frames and canvases only (a replay track)
             self.features = self.feature_sets = self.model_id = None
-            self.expression = np.asarray(ds.expression, np.float32)
             return
         ds.require_features(audio_features)
         # the feature extractor's model the dataset was preprocessed with (None: the default)
@@ -140,7 +140,6 @@ class TrainData:
                                             model_id).astype(np.float32)
         else:
             self.features = np.asarray(ds._features[audio_features], np.float32)
-        self.expression = np.asarray(ds.expression, np.float32)
         # [1 + copies, T, D]: the clean features, then voice-varied copies (training only)
         self.feature_sets = self.features[None]
         if variants is not None and variants.copies > 0:
