@@ -67,7 +67,9 @@ def test_retarget_keeps_everything_but_the_audio_encoder(tmp_path, monkeypatch):
     moved = tmp_path / "moved"
     report = retarget(out, [], moved, progress=False)
     assert report["from"].startswith("artic (speech front-end sha256")
+    assert report["before"]["from"] == "mel"         # the first move's record, kept nested
     new2 = FG3DGS.from_pretrained(moved)
+    assert new2.info.retarget["before"] == info.retarget
     assert new2.info.audio_model == \
         f"speech front-end sha256 {sha256(ckpt / 'speech_frontend.safetensors')[:16]}"
     a = FG3DGS.from_pretrained(out, verify=False).state_dict()

@@ -243,6 +243,8 @@ def retarget(run: str | Path, speech: list[str | Path], out: str | Path,
     meta = info.meta()
     meta["audio_features"] = cfg.features
     meta["audio_model"] = feature_model(cfg.features)
+    if "retarget" in meta:              # an earlier move: its record stays, nested
+        report["before"] = meta["retarget"]
     meta["retarget"] = report
     if ds is not None:
         report["tune"] = tune_audio_path(model, ds, info.size, tune, progress=progress)
