@@ -7,7 +7,8 @@ tab's page by fg3dgs.live_page.
 
     python app.py [--host 127.0.0.1] [--port 7860] [--share] [--runs RUN ...]
 
-Renders go to a work folder, fg3dgs-app-* in $FG3DGS_APP_TMP (default: the system's temporary
+Renders, and gradio's copies of the uploaded speech (unless $GRADIO_TEMP_DIR names another
+place), go to a work folder, fg3dgs-app-* in $FG3DGS_APP_TMP (default: the system's temporary
 folder). Its path is printed at startup, and it is removed when the app stops: Ctrl-C (SIGINT),
 SIGTERM (how a Hugging Face Space or systemd stops it) or a normal exit.
 """
@@ -175,22 +176,25 @@ def parser() -> argparse.ArgumentParser:
     paragraphs = [" ".join(p.split()) for p in __doc__.split("\n\n")]
     ap = argparse.ArgumentParser(description=paragraphs[0], epilog=paragraphs[-1])
     ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                    help="0.0.0.0 to serve the network (a Space sets GRADIO_SERVER_NAME)")
+                    help="0.0.0.0 to serve the network (default 127.0.0.1 or "
+                    "$GRADIO_SERVER_NAME, which a Space sets)")
     ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT",
                                                                     7860)),
                     help="port to serve on (default 7860 or $GRADIO_SERVER_PORT)")
     ap.add_argument("--share", action="store_true", help="a public gradio.live link")
     ap.add_argument("--runs", nargs="*", default=[], help="run folders to offer beside "
                     "the zoo (e.g. a full model and its ablations)")
-    ap.add_argument("--concurrency", type=int, default=1, help="renders at a time")
-    ap.add_argument("--max-seconds", type=float, default=60.0, help="longest speech")
+    ap.add_argument("--concurrency", type=int, default=1, help="renders at a time (default 1)")
+    ap.add_argument("--max-seconds", type=float, default=60.0,
+                    help="longest speech, in seconds (default 60)")
     ap.add_argument("--live-sessions", type=int, default=LiveLimits.sessions,
-                    help="live sessions at once (the Live tab); each takes about one CPU "
-                    "core at 256x256")
+                    help="live sessions at once (the Live tab; default %(default)s); each "
+                    "takes about one CPU core at 256x256")
     ap.add_argument("--live-idle", type=float, default=LiveLimits.idle_seconds,
-                    help="seconds without speech that end a live session")
+                    help="seconds without speech that end a live session (default "
+                    "%(default)g)")
     ap.add_argument("--live-max", type=float, default=LiveLimits.max_seconds,
-                    help="a live session's longest, in seconds")
+                    help="a live session's longest, in seconds (default %(default)g)")
     return ap
 
 
@@ -199,6 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     limits = Limits(max_seconds=args.max_seconds)
     studio = Studio(args.runs, limits)
     exit_on_signals(studio.close)   # Python's default SIGTERM would leave the folder behind
+    if not os.environ.get("GRADIO_TEMP_DIR"):   # users' recordings go when the app stops
+        os.environ["GRADIO_TEMP_DIR"] = str(studio.workdir / "gradio")
     print(f"* Work folder: {studio.workdir} (removed when the app stops)", flush=True)
     demo = build(studio, LiveLimits(sessions=args.live_sessions, idle_seconds=args.live_idle,
                                     max_seconds=args.live_max))

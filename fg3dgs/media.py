@@ -79,19 +79,25 @@ class VideoWriter:
             raise MediaError(f"video sides must be positive and even, got {width}x{height}")
         self.path, self.shape, self.frames = Path(path), (height, width, 3), 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".mp4",
-                                   dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
         out = ["-crf", str(crf), "-preset", "veryfast", "-movflags", "+faststart"]
         if audio_path is not None:
             out += ["-b:a", "128k"]      # imageio-ffmpeg maps 0:v:0 and 1:a:0 itself
-        self._writer = imageio_ffmpeg.write_frames(
-            str(self._tmp), (width, height), fps=fps, codec="libx264", macro_block_size=1,
-            pix_fmt_out=pix_fmt, output_params=out,
-            audio_path=None if audio_path is None else str(audio_path),
-            audio_codec="aac" if audio_path is not None else None, ffmpeg_log_level="error")
-        self._writer.send(None)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".mp4",
+                                   dir=self.path.parent)
+        self._tmp, self._writer = Path(tmp), None
+        try:                             # a failed start or an interrupt: nothing kept
+            os.close(fd)
+            self._writer = imageio_ffmpeg.write_frames(
+                str(self._tmp), (width, height), fps=fps, codec="libx264", macro_block_size=1,
+                pix_fmt_out=pix_fmt, output_params=out,
+                audio_path=None if audio_path is None else str(audio_path),
+                audio_codec="aac" if audio_path is not None else None, ffmpeg_log_level="error")
+            self._writer.send(None)      # starts ffmpeg
+        except BaseException:
+            if self._writer is not None:
+                self._writer.close()
+            self._tmp.unlink(missing_ok=True)
+            raise
         self._queue, self._error = None, None
         if queue > 0:
             import queue as queue_mod

@@ -111,6 +111,8 @@ def test_generate_and_bad_inputs(server, demo_head, tmp_path):
     rest[int(cy - side / 2):int(cy + side / 2), int(cx - side / 2):int(cx + side / 2)] = 0
     assert mouth.mean() > 4 * rest.mean(), (mouth.mean(), rest.mean())
     assert "frames/s" in report and "expert-C" in report
+    # gradio's copy of the upload is in the work folder, which goes when the app stops
+    assert list(server.work.glob(f"fg3dgs-app-*/gradio/*/{Path(SPEECH).name}"))
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install "

@@ -27,6 +27,57 @@ def test_demo_renders_the_shipped_identity_speaking(tmp_path, capsys):
     assert "variant base" in capsys.readouterr().out
 
 
+def test_sigterm_stops_a_render_as_ctrl_c_does_leaving_no_partial_file(tmp_path):
+    """timeout, systemd and job schedulers stop a command with SIGTERM: the render stops as
+    on Ctrl-C, and its half-written video is removed."""
+    import signal
+    import time
+
+    import numpy as np
+
+    from fg3dgs.media import write_wav
+
+    t = np.arange(30 * 16000) / 16000
+    write_wav(tmp_path / "long.wav", 0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(7 * t)) / 2)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "fg3dgs", "render", "--identity",
+                             "astronaut-demo", "--audio", str(tmp_path / "long.wav"), "--out",
+                             str(out / "t.mp4"), "--quiet"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while (sum(f.stat().st_size for f in out.iterdir()) == 0 and proc.poll() is None
+           and time.monotonic() < deadline):
+        time.sleep(0.05)                          # until frames are being encoded
+    assert proc.poll() is None, "the render ended before it could be stopped"
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130, err
+    assert "fg3dgs render: interrupted" in err
+    assert list(out.iterdir()) == []
+
+
+def test_an_interrupt_inside_a_compiled_function_reads_as_an_interrupt(monkeypatch, capsys,
+                                                                       tmp_path):
+    from fg3dgs.cli import render as render_cli
+
+    def speech(path):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:      # as CPython wraps it leaving a C function
+            raise SystemError("returned a result with an exception set") from exc
+
+    monkeypatch.setattr(render_cli, "AudioInput", speech)
+    assert main(["demo", "--out", str(tmp_path / "d.mp4")]) == 130
+    assert "fg3dgs demo: interrupted" in capsys.readouterr().err
+
+    def broken(path):
+        raise SystemError("a real one")
+
+    monkeypatch.setattr(render_cli, "AudioInput", broken)
+    with pytest.raises(SystemError, match="a real one"):
+        main(["demo", "--out", str(tmp_path / "d.mp4")])
+
+
 def test_render_checks_the_audio_before_loading_the_identity(tmp_path, capsys, monkeypatch):
     from fg3dgs.pipeline import TalkingHead
 

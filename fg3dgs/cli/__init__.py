@@ -8,6 +8,7 @@ import argparse
 import atexit
 import gc
 import os
+import signal
 import sys
 import threading
 import warnings
@@ -49,17 +50,53 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         _check_backend(args)
-        with _one_line_warnings():
+        with _one_line_warnings(), _terminate_as_interrupt():
             return args.func(args)
     except KeyboardInterrupt:          # (train catches its own: it saves the state first)
         print(f"\nfg3dgs {args.command}: interrupted; unfinished outputs were not kept",
               file=sys.stderr)
         return 130
     except Exception as exc:
+        if _interrupt_behind(exc):
+            print(f"\nfg3dgs {args.command}: interrupted; unfinished outputs were not kept",
+                  file=sys.stderr)
+            return 130
         if not for_the_user(exc, args.reports):
             raise
         print(f"fg3dgs {args.command}: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _interrupt_behind(exc: BaseException) -> bool:
+    """An interrupt that landed inside a compiled function comes out as the SystemError
+    "returned a result with an exception set", chained to the KeyboardInterrupt."""
+    seen = exc.__cause__ or exc.__context__
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return isinstance(exc, SystemError)
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (how ``timeout``, systemd and job schedulers stop a command) acts as Ctrl-C:
+    Python's default would end the process at once, leaving half-written outputs behind
+    and a training run unsaved. Only where SIGTERM has its default action, from the main
+    thread; the caller's handler comes back after."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _check_backend(args: argparse.Namespace) -> None:

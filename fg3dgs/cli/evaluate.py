@@ -13,7 +13,8 @@ from .parser import BACKEND_HELP, Command
 
 
 def _eval_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run")
+    p.add_argument("run", help="the identity's run folder (results go to RUN/eval/; for a "
+                   "zoo identity, copy its folder first)")
     p.add_argument("--data", help="the dataset the identity was trained on: measure its "
                    "validation frames")
     p.add_argument("--cross", nargs="+", metavar="CLIP", help="clips of the same person the "

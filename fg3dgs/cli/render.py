@@ -87,9 +87,9 @@ def _demo_options(p: argparse.ArgumentParser) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     """the shipped identity speaking an example: an MP4 and a contact sheet PNG (offline)
 
-    Render the shipped demo identity speaking a bundled example sentence, without (left) and
-    with (right) the lip-sync refinement, to an MP4 and a contact-sheet PNG of 8 moments of
-    it. Needs no download."""
+    Render a shipped identity (default: the app's, astronaut-artic) speaking a bundled example
+    sentence to an MP4 and a contact-sheet PNG of 8 moments of it; an identity with the
+    lip-sync refinement is shown without (left) and with (right) it. Needs no download."""
     args.audio = args.audio or str(assets_dir() / "examples" / "morning.wav")
     sheet = args.sheet or str(Path(args.out).with_suffix(".png"))
     return _render(args, then_sheet=sheet, prefer="both")

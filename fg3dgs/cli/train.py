@@ -195,17 +195,19 @@ def _retarget_options(p: argparse.ArgumentParser) -> None:
                    "training frames (about 6 minutes on 2 CPU cores at 256 px); a refined "
                    "branch is dropped (run fg3dgs refine after)")
     p.add_argument("--tune-steps", type=whole_number(1), default=None,
-                   help="tuning steps with --data (default: AudioTuneConfig's, 2000)")
+                   help="tuning steps with --data (default 2000)")
     p.add_argument("--out", required=True, help="folder for the new identity")
     p.add_argument("--audio-features", default="artic", choices=["artic", "mel"],
                    help="the new front-end (default artic)")
     p.add_argument("--copies", type=whole_number(0), default=3,
                    help="augmented copies of the speech (default 3)")
-    p.add_argument("--steps", type=whole_number(1), default=3000, help="optimiser steps")
+    p.add_argument("--steps", type=whole_number(1), default=3000,
+                   help="distillation steps (default 3000)")
     p.add_argument("--keep-shrinkage", action="store_true",
                    help="leave the distilled driving features as trained, without "
                    "rescaling them to the old encoder's spread (for comparison)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="draws the augmented copies and the batches (default 0)")
     p.add_argument("--force", action="store_true", help="replace an existing --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -258,7 +260,8 @@ def _train_sync_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--identities", default="builtin:astronaut,builtin:hopper",
                    help="comma-separated photos (builtin:NAME or image paths)")
     p.add_argument("--minutes", type=positive, default=12.0, help="minutes of training speech")
-    p.add_argument("--steps", type=whole_number(1), default=3000, help="optimiser steps")
+    p.add_argument("--steps", type=whole_number(1), default=3000,
+                   help="optimiser steps (default 3000)")
     p.add_argument("--batch", type=whole_number(2), default=64,
                    help="clips per optimiser step (default 64)")
     p.add_argument("--width", type=positive, default=0.25,
@@ -272,7 +275,8 @@ def _train_sync_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--audio-copies", type=whole_number(0), default=2,
                    help="augmented copies of each clip's audio (noise, reverberation, "
                    "telephone, codecs, level, vocal-tract warp; default 2)")
-    p.add_argument("--seed", type=int, default=0, help="draws the training material")
+    p.add_argument("--seed", type=int, default=0, help="draws the training material "
+                   "(default 0)")
     p.add_argument("--force", action="store_true", help="replace the expert in an existing "
                    "--out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -321,7 +325,8 @@ def _train_audio_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=whole_number(8),
                    help="channels of the network's convolutions (default 96; compute grows "
                         "with its square)")
-    p.add_argument("--seed", type=int, default=0, help="draws the voices and augmentations")
+    p.add_argument("--seed", type=int, default=0, help="draws the voices and augmentations "
+                   "(default 0)")
     p.add_argument("--force", action="store_true", help="replace a front-end in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -304,12 +304,13 @@ class TalkingHead:
             # CPU x264 and the renderer share the cores and the queue gained nothing (2 cores:
             # 27.1 vs 28.7 frames/s, medians of 4).
             queue = ENCODE_QUEUE if self.device.type == "cuda" else 0
-            writers = {k: VideoWriter(p, size * (2 if k == "both" else 1), size,
-                                      audio_path=speech.path, queue=queue)
-                       for k, p in outputs.items()}
+            writers: dict[str, VideoWriter] = {}
             crops: dict[str, list] = {v: [] for v in ("base", "refined") if v in need} \
                 if opts.sync_scores else {}
-            try:
+            try:        # (opened inside: an interrupt between two openings keeps nothing)
+                for k, p in outputs.items():
+                    writers[k] = VideoWriter(p, size * (2 if k == "both" else 1), size,
+                                             audio_path=speech.path, queue=queue)
                 for fr, rows, imgs in self.frames(speech, opts, clock):
                     with clock("encode"):
                         for k, w in writers.items():
