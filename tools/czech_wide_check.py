@@ -1,0 +1,73 @@
+"""Lip sync on many more real Czech voices than the sync panel holds: every other level of
+the fillets-ng voice recordings the panel fetched (``python -m fg3dgs.bench sync --fetch``),
+except the panel's own levels, each speaker's lines joined to 10-15 s as the panel does;
+the mouth opening's r with the loudness (best lag within +-4 frames), per clip and median.
+
+    python tools/czech_wide_check.py IDENTITY [--levels 15] [--json FILE]
+
+No clip here is used to train, tune or choose anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+
+from fg3dgs.bench.speech_panel import CZECH, ClipSpec, PanelClip, PanelError, _join_lines, \
+    speech_dir
+from fg3dgs.bench.sync import measure_clip, reference_std
+from fg3dgs.pipeline.talking_head import TalkingHead
+
+
+def clips(levels: int) -> list[PanelClip]:
+    root = speech_dir() / "czech"
+    taken = {lvl for _, lvl, _, _ in CZECH}
+    names = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in taken)
+    out = []
+    for lvl in names[::2]:
+        pair = []
+        for spk in ("m", "v"):
+            try:
+                audio = _join_lines(root / lvl, spk)
+            except PanelError:
+                break
+            if len(audio) < 8 * 16000:
+                break
+            pair.append(PanelClip(ClipSpec(f"cs-{lvl}-{spk}", "czech", True,
+                                           f"fillets-ng-data-cs {lvl}, speaker {spk}"),
+                                  audio, None))
+        if len(pair) == 2:              # both speakers, so each level weighs the same
+            out += pair
+        if len(out) >= 2 * levels:
+            break
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("identity")
+    ap.add_argument("--levels", type=int, default=15)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    head = TalkingHead.load(args.identity)
+    std = reference_std(head.info, None)[0]
+    rows = []
+    for clip in clips(args.levels):
+        r = measure_clip(head, clip, {}, std)
+        m = r.variants["base"]
+        rows.append({"clip": r.name, "seconds": round(r.seconds, 1), "env_r": m["env_r"],
+                     "env_lag": m["env_lag"], "motion": m["motion"]})
+        print(f"{r.name:24s} {r.seconds:5.1f} s  env r {m['env_r']:.3f}  lag {m['env_lag']:+d}"
+              f"  motion {m['motion']:.2f}", flush=True)
+    med = statistics.median(x["env_r"] for x in rows)
+    print(f"{len(rows)} clips: median env r {med:.3f}, median motion "
+          f"{statistics.median(x['motion'] for x in rows):.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"identity": args.identity, "clips": rows, "median_env_r": med}, f,
+                      indent=2)
+
+
+if __name__ == "__main__":
+    main()
