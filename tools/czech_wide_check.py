@@ -14,8 +14,14 @@ import argparse
 import json
 import statistics
 
-from fg3dgs.bench.speech_panel import CZECH, ClipSpec, PanelClip, PanelError, _join_lines, \
-    speech_dir
+from fg3dgs.bench.speech_panel import (
+    CZECH,
+    ClipSpec,
+    PanelClip,
+    PanelError,
+    _join_lines,
+    speech_dir,
+)
 from fg3dgs.bench.sync import measure_clip, reference_std
 from fg3dgs.pipeline.talking_head import TalkingHead
 
