@@ -119,10 +119,10 @@ def test_cuts_snap_to_quiet_moments_and_lines_join_to_length(tmp_path):
         sf.write(tmp_path / f"lvl-m-line{i}.ogg", rng.normal(0, 0.2, 3 * AUDIO_RATE),
                  AUDIO_RATE)
     sf.write(tmp_path / "lvl-v-other.ogg", rng.normal(0, 0.2, AUDIO_RATE), AUDIO_RATE)
-    joined = sp._join_lines(tmp_path, "m")
+    joined = sp.join_lines(tmp_path, "m")
     assert 10.0 <= len(joined) / AUDIO_RATE <= 15.0
     with pytest.raises(sp.PanelError, match="speaker 'x'"):
-        sp._join_lines(tmp_path, "x")
+        sp.join_lines(tmp_path, "x")
 
 
 def test_missing_real_speech_says_how_to_fetch_it(tmp_path):

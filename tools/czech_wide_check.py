@@ -19,7 +19,7 @@ from fg3dgs.bench.speech_panel import (
     ClipSpec,
     PanelClip,
     PanelError,
-    _join_lines,
+    join_lines,
     speech_dir,
 )
 from fg3dgs.bench.sync import measure_clip, reference_std
@@ -35,7 +35,7 @@ def clips(levels: int) -> list[PanelClip]:
         pair = []
         for spk in ("m", "v"):
             try:
-                audio = _join_lines(root / lvl, spk)
+                audio = join_lines(root / lvl, spk)
             except PanelError:
                 break
             if len(audio) < 8 * 16000:

@@ -177,7 +177,7 @@ def load_panel(held_out: bool | None = None, groups: tuple[str, ...] | None = No
                                  None))
     for name, lvl, spk, _ in CZECH:
         if name in by_name:
-            out.append(PanelClip(by_name[name], _join_lines(root / "czech" / lvl, spk), None))
+            out.append(PanelClip(by_name[name], join_lines(root / "czech" / lvl, spk), None))
     return out
 
 
@@ -209,8 +209,11 @@ def _cut(audio: np.ndarray, start: float, end: float) -> np.ndarray:
     return audio[a:b].astype(np.float32)
 
 
-def _join_lines(folder: Path, speaker: str, least: float = 10.0,
+def join_lines(folder: Path, speaker: str, least: float = 10.0,
                 most: float = 15.0) -> np.ndarray:
+    """[S] float32: ``speaker``'s lines in ``folder`` (fillets-ng's ``*-SPEAKER-*.ogg``), in
+    name order, joined with pauses of GAP_S seconds to at least ``least`` and at most
+    ``most`` seconds."""
     gap = np.zeros(int(GAP_S * AUDIO_RATE), np.float32)
     parts, total = [], 0.0
     for f in sorted(folder.glob(f"*-{speaker}-*.ogg")):
