@@ -318,6 +318,7 @@ def test_zoo_export_makes_a_hub_ready_folder(run, data, tmp_path):
     assert "stated no licence" in card and "Variant: base only" in card
     assert "--out talking.mp4 --variant base\n" in card          # the run has no HRPA
     entry = json.loads((out / "zoo_entry.json").read_text())
+    assert entry["variants"] == ["base"]
     for f, h in entry["source"]["files"].items():
         assert hashlib.sha256((out / f).read_bytes()).hexdigest() == h
     info = json.loads((out / "identity.json").read_text())

@@ -32,6 +32,9 @@ def test_shipped_manifest_and_demo_identity():
         assert (folder / f).is_file(), f
     assert json.loads((folder / "identity.json").read_text())["dtype"] == "float16"
     assert "refined" in json.loads((folder / "identity.json").read_text())["variants"]
+    for e in entries:       # what `zoo list` says of the variants is what each identity has
+        info = json.loads((pull(e) / "identity.json").read_text())
+        assert list(e.variants) == info["variants"], e.id
     total = sum(p.stat().st_size for p in (ROOT / "checkpoints").rglob("*") if p.is_file())
     assert total < 40e6, f"checkpoints/ holds {total / 1e6:.1f} MB (budget 40 MB)"
     with pytest.raises(ZooError, match="neither a run folder nor a zoo identity"):

@@ -41,7 +41,8 @@ def run_zoo(args: argparse.Namespace) -> int:
     """the model zoo: list, pull, export identities"""
     if args.zoo_cmd == "list":
         for e in load_zoo():
-            print(f"{e.id:24s} {e.title} [{e.audio_features}; {e.license}] "
+            variants = f"; {' + '.join(e.variants)}" if e.variants else ""
+            print(f"{e.id:24s} {e.title} [{e.audio_features}{variants}; {e.license}] "
                   f"<- {e.describe_source()}")
             if args.verbose:
                 print(f"{'':24s} {e.description}")

@@ -178,7 +178,7 @@ def export_identity(run: str | Path, out: str | Path, info: ExportInfo,
         files = {f: sha256(tmp / f) for f in (META, WEIGHTS, VIDEO, INDEX, PREVIEW)}
         entry = {"id": info.id, "title": info.title, "description": info.description,
                  "license": info.license, "audio_features": ident.audio_features,
-                 "preview": PREVIEW,
+                 "variants": list(ident_out.variants), "preview": PREVIEW,
                  "source": {"repo": "OWNER/NAME", "revision": "COMMIT-AFTER-UPLOAD",
                             "files": files}}
         (tmp / "zoo_entry.json").write_text(json.dumps(entry, indent=2) + "\n")

@@ -37,6 +37,7 @@ class ZooEntry:
     preview: str | None            # an image among the identity's files, or None
     source: dict
     root: Path = field(repr=False, default=Path("."))   # the manifest's folder
+    variants: tuple[str, ...] = ()  # "base" / "refined", where the manifest says
 
     @property
     def on_hub(self) -> bool:
@@ -78,7 +79,8 @@ def _entry(d: dict, root: Path, where: str) -> ZooEntry:
     else:
         raise ZooError(f"{where}: {d['id']!r} has a source with neither 'path' nor 'repo'")
     return ZooEntry(d["id"], d["title"], d["description"], d["license"],
-                    d["audio_features"], d.get("preview"), src, root)
+                    d["audio_features"], d.get("preview"), src, root,
+                    tuple(d.get("variants", ())))
 
 
 def load_zoo(path: str | Path | None = None) -> list[ZooEntry]:
