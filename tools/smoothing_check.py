@@ -5,9 +5,8 @@ passed through a temporal filter first, and prints the cross metrics' means per 
     python tools/smoothing_check.py RUN CLIP [CLIP ...] [--filters none sg5 sg7 g1]
 
 ``sgN``: Savitzky-Golay, window N frames of 20 ms, order 2; ``gS``: Gaussian, sigma S frames;
-``none``: the front-end's features as they are. The clips are ``fg3dgs synth`` folders (the
-check goes through the ``--truth-mouth`` path, which needs a clip with truth). Writes RUN/eval/cross_truth_mouth.json (the
-slot ``--truth-mouth`` uses) on the way; the printed numbers are what to read.
+``none``: the front-end's features as they are. Writes RUN/eval/cross_mouth.json on the
+way; the printed numbers are what to read.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import savgol_filter
 
-import fg3dgs.evaluate.cross as cross
+from fg3dgs.evaluate.cross import cross_evaluate
 
 KEYS = ("psnr", "psnr_head", "psnr_jaw_band", "psnr_mouth", "lmd_px", "opening_r_real",
         "jitter_ratio")
@@ -35,26 +34,13 @@ def smoother(name: str):
     raise SystemExit(f"unknown filter {name!r}: use none, sgN (odd N >= 3) or gS")
 
 
-def smoothed_speech(filt):
-    class SmoothedSpeech:
-        """A clip's speech whose ``artic`` mouth parameters are the front-end's, filtered."""
+def filtered_mouth(filt):
+    """speech -> the front-end's four mouth parameters [T, 4], filtered over time."""
+    def mouth(speech) -> np.ndarray:
+        f = speech.features("artic", 0, speech.feature_frames)          # [T, 5]
+        return np.clip(filt(f[:, :4]), 0.0, 1.0)
 
-        def __init__(self, speech, truth):
-            self.speech = speech
-            f = speech.features("artic", 0, speech.feature_frames)      # [T, 5]
-            self.mouth = np.clip(filt(f[:, :4]), 0.0, 1.0)
-            self.frames, self.samples = speech.frames, speech.samples
-            self.feature_frames = speech.feature_frames
-
-        def features(self, name, k0, k1, model_id=None):
-            f = self.speech.features(name, k0, k1, model_id).copy()
-            f[:, :4] = self.mouth[k0:k1]
-            return f
-
-        def audio(self):
-            return self.speech.audio()
-
-    return SmoothedSpeech
+    return mouth
 
 
 def main() -> None:
@@ -66,9 +52,8 @@ def main() -> None:
     print("| filter | " + " | ".join(KEYS) + " |")
     print("|---" * (len(KEYS) + 1) + "|")
     for name in args.filters:
-        cross.TruthMouthSpeech = smoothed_speech(smoother(name))
-        res = cross.cross_evaluate(args.run, args.clips, progress=False, video=False,
-                                   truth_mouth=True)
+        res = cross_evaluate(args.run, args.clips, progress=False, video=False,
+                             mouth=filtered_mouth(smoother(name)))
         m = res["mean"]["base"]
         print(f"| {name} | " + " | ".join(f"{m[k]:.3f}" for k in KEYS) + " |", flush=True)
 

@@ -53,18 +53,16 @@ def main(argv: list[str] | None = None) -> int:
         with _one_line_warnings(), _terminate_as_interrupt():
             return args.func(args)
     except KeyboardInterrupt:          # (train catches its own: it saves the state first)
-        print(f"\nfg3dgs {args.command}: interrupted; unfinished outputs were not kept",
-              file=sys.stderr)
-        return 130
+        pass
     except Exception as exc:
-        if _interrupt_behind(exc):
-            print(f"\nfg3dgs {args.command}: interrupted; unfinished outputs were not kept",
-                  file=sys.stderr)
-            return 130
-        if not for_the_user(exc, args.reports):
-            raise
-        print(f"fg3dgs {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        if not _interrupt_behind(exc):
+            if not for_the_user(exc, args.reports):
+                raise
+            print(f"fg3dgs {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+    print(f"\nfg3dgs {args.command}: interrupted; unfinished outputs were not kept",
+          file=sys.stderr)
+    return 130
 
 
 def _interrupt_behind(exc: BaseException) -> bool:

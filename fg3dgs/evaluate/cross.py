@@ -22,11 +22,14 @@ frames where the real mouth opens widest, truth beside each variant, around the 
 clip's true mouth parameters in place of the speech front-end's estimate of them (its speech
 activity stays the front-end's): what a perfect front-end would give, so the gap to the
 plain run is what the front-end's errors cost. Written to ``RUN/eval/cross_truth_mouth.json``.
+``mouth`` replaces them by any other track computed from the speech (e.g. the estimate
+filtered over time), written to ``RUN/eval/cross_mouth.json``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,16 +95,14 @@ def open_cross_clip(path: str | Path, audio_features: str, size: int, cache: Pat
     return CrossClip(path.stem, ds, truth)
 
 
-class TruthMouthSpeech:
+class MouthSpeech:
     """A clip's speech (an :class:`~fg3dgs.pipeline.AudioInput`) whose ``artic`` features
-    carry the synthetic truth's four mouth parameters (jaw open, lip spread, lip round,
-    lip closure, at the front-end's 50 Hz frames) instead of the front-end's estimate."""
+    carry the given four mouth parameters ``mouth`` [T, 4] (jaw open, lip spread, lip round,
+    lip closure, at the front-end's 50 Hz frames) instead of the front-end's estimate; its
+    speech activity stays the front-end's."""
 
-    def __init__(self, speech, truth):
-        from ..frontend.train import targets  # torch: only for --truth-mouth
-
-        self.speech = speech
-        self.mouth = targets(truth.phonemes(), speech.samples)[:, :4]  # [T, 4]
+    def __init__(self, speech, mouth: np.ndarray):
+        self.speech, self.mouth = speech, mouth
         self.frames, self.samples = speech.frames, speech.samples
         self.feature_frames = speech.feature_frames
 
@@ -115,19 +116,30 @@ class TruthMouthSpeech:
         return self.speech.audio()
 
 
+class TruthMouthSpeech(MouthSpeech):
+    """:class:`MouthSpeech` with a synthetic clip's true mouth parameters."""
+
+    def __init__(self, speech, truth):
+        from ..frontend.train import targets  # torch: only for --truth-mouth
+
+        super().__init__(speech, targets(truth.phonemes(), speech.samples)[:, :4])
+
+
 def cross_evaluate(run: str | Path, clips: list[str | Path], backend: str = "auto",
                    progress: bool = True, video: bool = True, perceptual=None,
-                   device: str | None = None, truth_mouth: bool = False) -> dict:
+                   device: str | None = None, truth_mouth: bool = False,
+                   mouth: Callable[[object], np.ndarray] | None = None) -> dict:
     """Metrics of every variant of the identity in RUN on each clip (see the module note)
     and their mean over the clips; writes RUN/eval/cross.json (``truth_mouth``:
-    cross_truth_mouth.json) and the videos and sheets."""
+    cross_truth_mouth.json; ``mouth``, speech -> mouth parameters [T, 4]: cross_mouth.json)
+    and the videos and sheets."""
     from ..pipeline import AudioInput, RenderOptions, TalkingHead
 
     run = Path(run)
     out_dir = run / "eval"
     head = TalkingHead(run, device=device)
     info, size = head.info, head.size
-    if truth_mouth and info.audio_features != "artic":
+    if (truth_mouth or mouth) and info.audio_features != "artic":
         raise DatasetError(f"--truth-mouth replaces the speech front-end's mouth parameters; "
                            f"{run} is driven by {info.audio_features!r} features, not 'artic'")
     trained_on = info.train.get("dataset_video_sha256")
@@ -142,7 +154,7 @@ def cross_evaluate(run: str | Path, clips: list[str | Path], backend: str = "aut
             raise DatasetError(f"--truth-mouth needs the true mouth of a synthetic clip; {c} "
                                "has no truth.json (make one with `fg3dgs synth`)")
         opened.append(clip)
-    tag = "_truth_mouth" if truth_mouth else ""
+    tag = "_truth_mouth" if truth_mouth else "_mouth" if mouth else ""
     results = {}
     for clip in opened:
         head.use_clip(clip.dataset)         # replaces every per-clip state of the head
@@ -152,7 +164,8 @@ def cross_evaluate(run: str | Path, clips: list[str | Path], backend: str = "aut
         renders: dict[str, list] = {v: [] for v in names}
         with AudioInput(clip.dataset.path / clip.dataset.manifest["audio"]["file"]) as speech:
             n = min(speech.frames, len(clip.dataset))
-            drive = TruthMouthSpeech(speech, clip.truth) if truth_mouth else speech
+            drive = (TruthMouthSpeech(speech, clip.truth) if truth_mouth else
+                     MouthSpeech(speech, mouth(speech)) if mouth else speech)
             for fr, _, imgs in head.frames(drive, opts):
                 for v in names:
                     renders[v].append(imgs[v])
@@ -168,7 +181,8 @@ def cross_evaluate(run: str | Path, clips: list[str | Path], backend: str = "aut
                 if isinstance(x, float)} for v in variants}
     report = {"clips": results, "mean": mean, "size": size,
               "band_radius_px": band_radius(size),
-              "mouth_from": "the synthetic truth" if truth_mouth else "the speech"}
+              "mouth_from": ("the synthetic truth" if truth_mouth else
+                             "the given track" if mouth else "the speech")}
     val = out_dir / "metrics.json"
     if val.is_file():
         m = json.loads(val.read_text())

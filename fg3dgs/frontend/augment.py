@@ -122,7 +122,8 @@ def equalize(audio: np.ndarray, rng: np.random.Generator,
     peaks or dips, a low cut at 50-300 Hz half the time, a band limit at 3.5-7 kHz a third
     of the time), applied as a real gain on the spectrum: zero phase, nothing moves in
     time. The level is kept."""
-    n = len(audio)
+    x = audio.astype(np.float64)
+    n = len(x)
     freqs = np.fft.rfftfreq(n, 1 / AUDIO_RATE)
     peaks = [(float(np.exp(rng.uniform(np.log(150), np.log(6000)))),
               float(rng.uniform(-cfg.peak_db, cfg.peak_db)), float(rng.uniform(0.3, 1.5)))
@@ -130,9 +131,8 @@ def equalize(audio: np.ndarray, rng: np.random.Generator,
     low = float(rng.uniform(50, 300)) if rng.random() < 0.5 else 0.0
     high = float(rng.uniform(3500, 7000)) if rng.random() < 1 / 3 else None
     gain = 10 ** (eq_gain_db(freqs, float(rng.uniform(*cfg.tilt_db)), peaks, low, high) / 20)
-    out = np.fft.irfft(np.fft.rfft(audio.astype(np.float64)) * gain, n)
-    return (out * np.sqrt(np.mean(audio.astype(np.float64) ** 2) /
-                          (np.mean(out ** 2) + 1e-12))).astype(np.float32)
+    out = np.fft.irfft(np.fft.rfft(x) * gain, n)
+    return (out * np.sqrt(np.mean(x ** 2) / (np.mean(out ** 2) + 1e-12))).astype(np.float32)
 
 
 def codec(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
