@@ -20,6 +20,7 @@ import os
 
 import gradio as gr
 
+from fg3dgs.cli.live import add_live_limits, live_limits
 from fg3dgs.live_page import LivePage
 from fg3dgs.media import MediaError
 from fg3dgs.model.io import IdentityError
@@ -187,14 +188,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--concurrency", type=int, default=1, help="renders at a time (default 1)")
     ap.add_argument("--max-seconds", type=float, default=60.0,
                     help="longest speech, in seconds (default 60)")
-    ap.add_argument("--live-sessions", type=int, default=LiveLimits.sessions,
-                    help="live sessions at once (the Live tab; default %(default)s); each "
-                    "takes about one CPU core at 256x256")
-    ap.add_argument("--live-idle", type=float, default=LiveLimits.idle_seconds,
-                    help="seconds without speech that end a live session (default "
-                    "%(default)g)")
-    ap.add_argument("--live-max", type=float, default=LiveLimits.max_seconds,
-                    help="a live session's longest, in seconds (default %(default)g)")
+    add_live_limits(ap)
     return ap
 
 
@@ -206,8 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     if not os.environ.get("GRADIO_TEMP_DIR"):   # users' recordings go when the app stops
         os.environ["GRADIO_TEMP_DIR"] = str(studio.workdir / "gradio")
     print(f"* Work folder: {studio.workdir} (removed when the app stops)", flush=True)
-    demo = build(studio, LiveLimits(sessions=args.live_sessions, idle_seconds=args.live_idle,
-                                    max_seconds=args.live_max))
+    demo = build(studio, live_limits(args))
     choices = studio.choices()
     if choices:
         studio.warm_up(choices[0].key)

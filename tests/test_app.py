@@ -272,3 +272,25 @@ def test_studio_refuses_what_it_does_not_offer(tmp_path, monkeypatch):
     own.close()
     own.close()
     assert not own.workdir.exists()
+
+
+def test_the_app_and_fg3dgs_live_read_the_same_live_limits():
+    """The Live page's limits are one set of options: the same names and defaults in the app
+    and in ``fg3dgs live`` (which also keeps ``--idle`` / ``--max-seconds``), bad values
+    refused by both."""
+    from fg3dgs.cli import build_parser
+    from fg3dgs.cli.live import live_limits
+    from fg3dgs.pipeline.live import LiveLimits
+
+    app = _app_module()
+    given = ["--live-sessions", "2", "--live-idle", "12", "--live-max", "90"]
+    want = LiveLimits(sessions=2, idle_seconds=12.0, max_seconds=90.0)
+    assert live_limits(app.parser().parse_args(given)) == want
+    assert live_limits(build_parser().parse_args(["live", *given])) == want
+    old = build_parser().parse_args(["live", "--idle", "12", "--max-seconds", "90",
+                                     "--live-sessions", "2"])
+    assert live_limits(old) == want
+    assert live_limits(app.parser().parse_args([])) == LiveLimits()
+    for bad in (["--live-sessions", "0"], ["--live-idle", "-1"]):
+        with pytest.raises(SystemExit):
+            app.parser().parse_args(bad)

@@ -10,6 +10,31 @@ from ..pipeline.live import LiveLimits
 from .parser import Command
 
 
+def add_live_limits(p: argparse.ArgumentParser, kiosk: bool = False) -> None:
+    """The Live page's limits, spelt the same by ``fg3dgs live`` and ``app.py``
+    (:func:`live_limits` reads them back). ``kiosk``: ``fg3dgs live`` also takes its
+    earlier spellings ``--idle`` and ``--max-seconds`` (in the app the latter is the
+    longest upload)."""
+    p.add_argument("--live-sessions", type=whole_number(1), default=LiveLimits.sessions,
+                   metavar="N", help="live sessions at once; each takes about one CPU core at 256x256 "
+                        f"(default {LiveLimits.sessions})")
+    p.add_argument("--live-idle", *(["--idle"] if kiosk else []), type=positive,
+                   default=LiveLimits.idle_seconds, metavar="SECONDS",
+                   help="seconds without speech that end a live session (default "
+                        f"{LiveLimits.idle_seconds:g})")
+    p.add_argument("--live-max", *(["--max-seconds"] if kiosk else []), type=positive,
+                   default=LiveLimits.max_seconds, metavar="SECONDS",
+                   help=f"a live session's longest, in seconds (default "
+                        f"{LiveLimits.max_seconds:g})")
+
+
+def live_limits(args: argparse.Namespace, **more) -> LiveLimits:
+    """The :class:`LiveLimits` of :func:`add_live_limits`' options (``more``: other
+    fields)."""
+    return LiveLimits(sessions=args.live_sessions, idle_seconds=args.live_idle,
+                      max_seconds=args.live_max, **more)
+
+
 def _live_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--identity", default="astronaut-demo",
                    help="run folder or zoo id (default: astronaut-demo)")
@@ -18,14 +43,7 @@ def _live_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
                    help="port to serve on (default 7860 or $GRADIO_SERVER_PORT)")
     p.add_argument("--share", action="store_true", help="a public gradio.live link")
-    p.add_argument("--live-sessions", type=whole_number(1), default=LiveLimits.sessions,
-                   help="sessions at once; each takes about one CPU core at 256x256 "
-                        f"(default {LiveLimits.sessions})")
-    p.add_argument("--idle", type=positive, default=LiveLimits.idle_seconds,
-                   help="seconds without speech that end a session (default "
-                        f"{LiveLimits.idle_seconds:g})")
-    p.add_argument("--max-seconds", type=positive, default=LiveLimits.max_seconds,
-                   help=f"a session's longest (default {LiveLimits.max_seconds:g})")
+    add_live_limits(p, kiosk=True)
     p.add_argument("--lookahead", type=whole_number(0), default=LiveLimits.lookahead_ms,
                    metavar="MS", help="make a frame once the speech reaches this far past "
                    "its end: less is sooner, with a mouth further from the exact render's "
@@ -46,9 +64,7 @@ def run_live(args: argparse.Namespace) -> int:
     Ctrl-C. The web app (python app.py) has the same page as its Live tab."""
     from ..live_page import serve  # (gradio: only this command needs it)
 
-    serve(args.identity, LiveLimits(sessions=args.live_sessions, idle_seconds=args.idle,
-                                    max_seconds=args.max_seconds,
-                                    lookahead_ms=args.lookahead),
+    serve(args.identity, live_limits(args, lookahead_ms=args.lookahead),
           args.host, args.port, args.share, args.device, args.variant, args.threads)
     return 0
 
