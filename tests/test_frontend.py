@@ -150,6 +150,13 @@ def test_a_tiny_training_run_reports_held_out_accuracy(tmp_path):
         assert acc["frames"] > 100 and 0 <= acc["speech"]["accuracy"] <= 1
     loaded, meta = load_frontend(tmp_path / "fe" / "speech_frontend.safetensors")
     assert meta["info"]["utterances"] == report["utterances"]
+    from fg3dgs.synth.flite import flite_available
+
+    if flite_available():       # the check on another engine's voices
+        assert report["flite"]["clean"]["frames"] > 100
+        assert "never heard in training" in report["flite"]["voices"]
+    else:
+        assert "flite program is not installed" in report["flite"]
     with pytest.raises(ValueError, match="--force"):
         train_frontend(cfg, tmp_path / "fe", progress=False)
 

@@ -3,9 +3,11 @@ the fillets-ng voice recordings the panel fetched (``python -m fg3dgs.bench sync
 except the panel's own levels, each speaker's lines joined to 10-15 s as the panel does;
 the mouth opening's r with the loudness (best lag within +-4 frames), per clip and median.
 
-    python tools/czech_wide_check.py IDENTITY [--levels 15] [--json FILE]
+    python tools/czech_wide_check.py IDENTITY [--levels 15] [--json FILE] [--choosing]
 
-No clip here is used to train, tune or choose anything.
+No clip of the check is used to train, tune or choose anything. ``--choosing`` takes the
+levels between them instead (the other half of those the panel does not use): a wider set
+to choose between candidates on, so that the check stays unseen.
 """
 
 from __future__ import annotations
@@ -26,12 +28,12 @@ from fg3dgs.bench.sync import measure_clip, reference_std
 from fg3dgs.pipeline.talking_head import TalkingHead
 
 
-def clips(levels: int) -> list[PanelClip]:
+def clips(levels: int, choosing: bool = False) -> list[PanelClip]:
     root = speech_dir() / "czech"
     taken = {lvl for _, lvl, _, _ in CZECH}
     names = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in taken)
     out = []
-    for lvl in names[::2]:
+    for lvl in names[1::2] if choosing else names[::2]:
         pair = []
         for spk in ("m", "v"):
             try:
@@ -55,11 +57,13 @@ def main() -> None:
     ap.add_argument("identity")
     ap.add_argument("--levels", type=int, default=15)
     ap.add_argument("--json")
+    ap.add_argument("--choosing", action="store_true",
+                    help="the levels between the check's, to choose on")
     args = ap.parse_args()
     head = TalkingHead.load(args.identity)
     std = reference_std(head.info, None)[0]
     rows = []
-    for clip in clips(args.levels):
+    for clip in clips(args.levels, args.choosing):
         r = measure_clip(head, clip, {}, std)
         m = r.variants["base"]
         rows.append({"clip": r.name, "seconds": round(r.seconds, 1), "env_r": m["env_r"],

@@ -322,6 +322,10 @@ def _train_audio_options(p: argparse.ArgumentParser) -> None:
                    help="share of the augmented copies also coloured by a random microphone "
                         "and channel equaliser (tilt, peaks and dips, low cut, band limit; "
                         "default 0.5)")
+    p.add_argument("--flite", type=float, default=0.0, metavar="SHARE",
+                   help="share of the training speech spoken by CMU Flite's voices (speakers "
+                        "of the CMU ARCTIC recordings; needs the flite program, e.g. apt-get "
+                        "install flite; default 0)")
     p.add_argument("--width", type=whole_number(8),
                    help="channels of the network's convolutions (default 96; compute grows "
                         "with its square)")
@@ -338,20 +342,26 @@ def run_train_audio(args: argparse.Namespace) -> int:
     each (noise, reverberation, telephone band, codecs, level, clipping, vocal-tract warping)
     and trains the network behind --audio-features artic to predict the synthetic generator's
     jaw / spread / round / closure and speech activity at 50 Hz; reports its accuracy on voices
-    and sentences it never saw."""
+    and sentences it never saw, and on CMU Flite's voices where flite is installed."""
     from ..frontend.train import FrontendTrainConfig, train_frontend
 
     cfg = FrontendTrainConfig(minutes=args.minutes, copies=args.copies, steps=args.steps,
                               batch=args.batch, seed=args.seed, ccc=args.ccc, eq=args.eq,
+                              flite=args.flite,
                               **({"width": args.width} if args.width else {}))
     report = train_frontend(cfg, args.out, progress=not args.quiet, force=args.force)
-    h = report["heldout"]
-    for kind in ("clean", "augmented"):
-        acc = h[kind]
-        print(f"held-out voices and sentences, {kind}: " + ", ".join(
-            f"{k} r {acc[k]['r']:.3f} (spread {acc[k]['spread']:.2f})"
-            for k in ("jaw_open", "lip_spread", "lip_round", "lip_closure"))
-            + f"; speech/pause {100 * acc['speech']['accuracy']:.1f} % of frames")
+    checks = [("held-out voices and sentences", report["heldout"])]
+    if isinstance(report["flite"], str):
+        print(f"Flite's voices: {report['flite']}")
+    else:
+        checks.append(("Flite's voices, held-out sentences", report["flite"]))
+    for name, h in checks:
+        for kind in ("clean", "augmented"):
+            acc = h[kind]
+            print(f"{name}, {kind}: " + ", ".join(
+                f"{k} r {acc[k]['r']:.3f} (spread {acc[k]['spread']:.2f})"
+                for k in ("jaw_open", "lip_spread", "lip_round", "lip_closure"))
+                + f"; speech/pause {100 * acc['speech']['accuracy']:.1f} % of frames")
     print(f"wrote {args.out}/speech_frontend.safetensors and {args.out}/report.json")
     return 0
 

@@ -8,7 +8,10 @@ pitch and range 0-99). Targets at every feature frame
 (:func:`fg3dgs.synth.visemes.viseme_track`) and whether a phoneme other than a pause is
 sounding. Each utterance is kept clean once and augmented several times
 (:mod:`fg3dgs.frontend.augment`), all timing-preserving. The report gives the frame accuracy
-on voices and sentences it never saw, clean and augmented.
+on voices and sentences it never saw, clean and augmented, and, where the ``flite`` program
+is installed, on Flite's voices (:mod:`fg3dgs.synth.flite`): speech of another engine, built
+from recordings of real speakers. A share of the training speech may come from those voices
+too (``FrontendTrainConfig.flite``).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class FrontendTrainConfig:
     width: int = 96
     ccc: float = 0.5                 # weight of the concordance term on the mouth outputs
     eq: float = 0.5                  # share of augmented copies through a random equaliser
+    flite: float = 0.0               # share of the training speech spoken by Flite's voices
 
 
 def _voices(rng: random.Random, held_out: bool):
@@ -104,6 +108,48 @@ def make_material(minutes: float, held_out: bool, seed: int, progress: bool = Tr
             bar.update(round(sp.duration))
     bar.close()
     return out
+
+
+def make_flite_material(minutes: float, held_out: bool, seed: int, progress: bool = True):
+    """[(audio [S], targets [T, 5])] of about ``minutes`` of Flite speech
+    (:mod:`fg3dgs.synth.flite`) of the training or the held-out sentences."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
+    from ..media import AUDIO_RATE
+    from ..synth.flite import random_voice, synthesize_flite
+
+    rng = random.Random(seed * 2 + held_out + 7)
+    pool = _sentences(held_out)
+    out, total = [], 0.0
+    bar = tqdm(total=round(60 * minutes), unit="s", disable=not progress,
+               desc="held-out speech (Flite)" if held_out else "training speech (Flite)")
+    with ThreadPoolExecutor(2) as ex:     # each utterance is a flite process
+        while total < 60 * minutes:
+            items = [(" ".join(rng.sample(pool, rng.choice([1, 1, 2]))), random_voice(rng))
+                     for _ in range(8)]
+            for audio, phonemes in ex.map(lambda it: synthesize_flite(*it), items):
+                out.append((audio, targets(phonemes, len(audio))))
+                total += len(audio) / AUDIO_RATE
+                bar.update(round(len(audio) / AUDIO_RATE))
+    bar.close()
+    return out
+
+
+def flite_heldout(cfg: FrontendTrainConfig, progress: bool = True):
+    """(clean features, augmented features, which voices) of Flite's voices speaking
+    held-out sentences, a check on speech of another engine; or a line saying why there is
+    none."""
+    from ..synth.flite import VOICES, flite_available
+
+    if not flite_available():
+        return "not measured: the flite program is not installed (apt-get install flite)"
+    mat = make_flite_material(cfg.heldout_minutes, True, cfg.seed, progress)
+    heard = "also in the training speech" if cfg.flite > 0 else "never heard in training"
+    return (_features(mat, 0, cfg.seed + 2, AugmentConfig(), False),
+            _features(mat, 1, cfg.seed + 2, AugmentConfig(), False)[1::2],
+            f"Flite's {', '.join(VOICES)}, {heard}; held-out sentences")
 
 
 def _features(material, copies: int, seed: int, aug: AugmentConfig, progress: bool):
@@ -182,14 +228,25 @@ def train_frontend(cfg: FrontendTrainConfig, out: str | Path, progress: bool = T
     if target.exists() and not force:
         raise ValueError(f"{target} exists; pass --force to replace it")
     t0 = time.perf_counter()
+    if not 0 <= cfg.flite <= 1:
+        raise ValueError(f"the Flite share must be within 0-1, got {cfg.flite}")
+    if cfg.flite > 0:
+        from ..synth.flite import FliteMissing, flite_available
+
+        if not flite_available():
+            raise FliteMissing("--flite needs the flite program: on Debian / Ubuntu "
+                               "`apt-get install flite`, or pass --flite 0")
     aug = AugmentConfig(p_eq=cfg.eq)
-    train_mat = make_material(cfg.minutes, False, cfg.seed, progress)
+    train_mat = make_material(cfg.minutes * (1 - cfg.flite), False, cfg.seed, progress)
+    if cfg.flite > 0:
+        train_mat += make_flite_material(cfg.minutes * cfg.flite, False, cfg.seed, progress)
     held_mat = make_material(cfg.heldout_minutes, True, cfg.seed, progress)
     t_speech = time.perf_counter() - t0
     feats = _features(train_mat, cfg.copies, cfg.seed, aug, progress)
     held_clean = _features(held_mat, 0, cfg.seed + 1, aug, False)
     # the held-out copies are augmented the same way whatever the training's options
     held_aug = _features(held_mat, 1, cfg.seed + 1, AugmentConfig(), False)[1::2]
+    held_flite = flite_heldout(cfg, progress)
     t_feats = time.perf_counter() - t0 - t_speech
 
     torch.manual_seed(cfg.seed)
@@ -226,6 +283,10 @@ def train_frontend(cfg: FrontendTrainConfig, out: str | Path, progress: bool = T
                     ", ".join(HELDOUT_VARIANTS) + " (English accents), held-out sentences",
                     "clean": frame_accuracy(model, held_clean),
                     "augmented": frame_accuracy(model, held_aug)},
+        "flite": (held_flite if isinstance(held_flite, str) else {
+            "utterances": len(held_flite[0]), "voices": held_flite[2],
+            "clean": frame_accuracy(model, held_flite[0]),
+            "augmented": frame_accuracy(model, held_flite[1])}),
         "seconds": {"speech": round(t_speech), "augment": round(t_feats),
                     "train": round(t_train)},
         "hop": HOP,

@@ -321,7 +321,8 @@ def _synth_in_fresh_process(items: list[tuple[str, Voice]]) -> list:
     return out
 
 
-def _resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """Mono float audio [S] at ``rate_in`` Hz -> float32 at ``rate_out`` Hz (polyphase)."""
     from math import gcd
 
     from scipy.signal import resample_poly
@@ -376,7 +377,7 @@ def _check_request(text: str, voice: Voice) -> None:
 
 
 def _speech(text: str, voice: Voice, raw: np.ndarray, events: list, rate: int) -> Speech:
-    audio = _resample(raw.astype(np.float32) / 32768.0, rate, AUDIO_RATE)
+    audio = resample(raw.astype(np.float32) / 32768.0, rate, AUDIO_RATE)
     if not np.any(np.abs(audio) > 1e-3):
         raise SpeechError(f"eSpeak said nothing for {text!r}: there are no words in it; give "
                           "some words")
