@@ -18,6 +18,7 @@ from fg3dgs.bench.sync import (
     summaries,
 )
 from fg3dgs.media import AUDIO_RATE, FPS
+from fg3dgs.synth.flite import flite_available
 
 
 def test_best_lag_finds_a_planted_delay_with_its_sign():
@@ -123,6 +124,34 @@ def test_cuts_snap_to_quiet_moments_and_lines_join_to_length(tmp_path):
     assert 10.0 <= len(joined) / AUDIO_RATE <= 15.0
     with pytest.raises(sp.PanelError, match="speaker 'x'"):
         sp.join_lines(tmp_path, "x")
+
+
+def test_the_flite_group_is_outside_the_corpus_and_only_where_flite_is(tmp_path,
+                                                                        monkeypatch):
+    from fg3dgs.synth import flite
+    from fg3dgs.synth.corpus import sentences
+
+    corpus = set(sentences())
+    ours = [s for s in sp.specs() if s.group == "flite"]
+    assert {s.held_out for s in ours} == {True, False}
+    assert {v for _, v, *_ in sp.FLITE} == set(flite.VOICES)
+    assert not any(c in text for *_, text in sp.FLITE for c in corpus)
+    monkeypatch.setattr(flite, "flite_available", lambda: True)
+    assert "flite" in {s.group for s in sp.panel_specs()}
+    # without flite the panel leaves the group out, and refuses it by name
+    monkeypatch.setattr(flite, "flite_available", lambda: False)
+    assert {s.group for s in sp.panel_specs()} == {"espeak", "english", "czech"}
+    with pytest.raises(sp.PanelError, match="apt-get install flite"):
+        sp.load_panel(groups=("flite",), root=tmp_path)
+
+
+@pytest.mark.skipif(not flite_available(), reason="flite is not installed "
+                    "(apt-get install flite)")
+def test_flite_clips_carry_their_truth_jaw():
+    clips = sp.load_panel(held_out=False, groups=("flite",))
+    assert [c.spec.name for c in clips] == [n for n, *_, h, _ in sp.FLITE if not h]
+    for c in clips:
+        assert len(c.jaw) == int(np.ceil(c.seconds * 25)) and 0.05 < c.jaw.std() < 0.5
 
 
 def test_missing_real_speech_says_how_to_fetch_it(tmp_path):

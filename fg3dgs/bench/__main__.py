@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     sy.add_argument("--clips", choices=["held-out", "dev", "all"], default="held-out",
                     help="the held-out clips (default: never used for training or tuning), "
                          "the development ones, or all")
-    sy.add_argument("--groups", nargs="+", choices=["espeak", "english", "czech"],
+    sy.add_argument("--groups", nargs="+", choices=["espeak", "english", "czech", "flite"],
                     help="only these groups")
     sy.add_argument("--only", nargs="+", metavar="CLIP", help="only these clips, by name")
     sy.add_argument("--fetch", action="store_true",

@@ -6,6 +6,10 @@
   the synthetic generator's viseme track of their phonemes is the truth of the jaw.
 - ``english``: real read and acted English from the ``moonshine-voice`` wheel's assets.
 - ``czech``: real Czech dialogue by voice actors from Debian's ``fillets-ng-data-cs``.
+- ``flite``: CMU Flite's voices (speakers of the CMU ARCTIC recordings: speech of another
+  engine than eSpeak, with phone timings) speaking sentences outside the corpus; its phones'
+  viseme track is the truth of the jaw. Only where the ``flite`` program is installed; a
+  front-end trained with ``--flite`` has heard these voices.
 
 The real speech is downloaded once into a cache folder (``$FG3DGS_CACHE``, default
 ``~/.cache/fg3dgs``) by :func:`fetch_speech`; nothing of it is in the repository. Every clip
@@ -40,7 +44,7 @@ class PanelError(RuntimeError):
 @dataclass(frozen=True)
 class ClipSpec:
     name: str
-    group: str                   # espeak | english | czech
+    group: str                   # espeak | english | czech | flite
     held_out: bool
     source: str                  # where the speech comes from, for people
 
@@ -88,6 +92,22 @@ CZECH = (
     ("cs-reactor-v", "reactor", "v", True),
 )
 
+# (name, Flite voice, duration stretch, held out, text)
+FLITE = (
+    ("flite-slt", "slt", 1.0, False,
+     "The orchestra tuned their violins while the last guests found their seats. "
+     "A small boy in the front row waved at the drummer, who waved back with a stick."),
+    ("flite-rms", "rms", 1.15, False,
+     "Our neighbours keep bees in a white box at the bottom of the orchard. "
+     "Every August they bring us a jar of dark honey and a loaf of rye bread."),
+    ("flite-awb", "awb", 0.95, True,
+     "The ferry left the pier an hour late because of the thick morning mist. "
+     "Most passengers stayed inside, drinking coffee and reading yesterday's news."),
+    ("flite-kal16", "kal16", 1.1, True,
+     "Mark the page with a ribbon before you close the heavy dictionary. "
+     "Tomorrow we shall look up every word that puzzled us in the old poem."),
+)
+
 
 def cache_dir() -> Path:
     return Path(os.environ.get("FG3DGS_CACHE", Path.home() / ".cache" / "fg3dgs"))
@@ -104,6 +124,8 @@ def specs() -> list[ClipSpec]:
             for n, f, a, b, h in ENGLISH]
     out += [ClipSpec(n, "czech", h, f"fillets-ng-data-cs {lvl}, speaker {s}")
             for n, lvl, s, h in CZECH]
+    out += [ClipSpec(n, "flite", h, f"CMU Flite {v}, duration x{k:g}")
+            for n, v, k, h, _ in FLITE]
     return out
 
 
@@ -156,14 +178,28 @@ def _have_speech(root: Path) -> bool:
 
 
 # -- building the clips ---------------------------------------------------------------------
+def panel_specs(held_out: bool | None = None,
+                groups: tuple[str, ...] | None = None) -> list[ClipSpec]:
+    """The clips :func:`load_panel` makes: without the flite program the flite group is
+    left out, or refused where ``groups`` names it."""
+    from ..synth.flite import flite_available
+
+    if groups is None and not flite_available():
+        groups = tuple(sorted({s.group for s in specs()} - {"flite"}))
+    want = [s for s in specs() if (held_out is None or s.held_out == held_out)
+            and (groups is None or s.group in groups)]
+    if any(s.group == "flite" for s in want) and not flite_available():
+        raise PanelError("the flite group needs the flite program (apt-get install flite)")
+    return want
+
+
 def load_panel(held_out: bool | None = None, groups: tuple[str, ...] | None = None,
                root: Path | None = None) -> list[PanelClip]:
     """The panel's clips (``held_out``: only those, or only the others; ``groups``: a
     subset). The real speech must have been fetched (:func:`fetch_speech`)."""
     root = root or speech_dir()
-    want = [s for s in specs() if (held_out is None or s.held_out == held_out)
-            and (groups is None or s.group in groups)]
-    if any(s.group != "espeak" for s in want) and not _have_speech(root):
+    want = panel_specs(held_out, groups)
+    if any(s.group in ("english", "czech") for s in want) and not _have_speech(root):
         raise PanelError(f"the panel's real speech is not in {root}; fetch it once with "
                          "`python -m fg3dgs.bench sync --fetch` (about 60 MB)")
     by_name = {s.name: s for s in want}
@@ -178,18 +214,33 @@ def load_panel(held_out: bool | None = None, groups: tuple[str, ...] | None = No
     for name, lvl, spk, _ in CZECH:
         if name in by_name:
             out.append(PanelClip(by_name[name], join_lines(root / "czech" / lvl, spk), None))
+    for name, voice, stretch, _, text in FLITE:
+        if name in by_name:
+            out.append(_flite_clip(by_name[name], voice, stretch, text))
     return out
+
+
+def _truth_jaw(phonemes, seconds: float) -> np.ndarray:
+    """[F] the viseme track's jaw_open at the video frames of ``seconds`` of speech."""
+    from ..synth.visemes import frame_times, viseme_track
+
+    return viseme_track(phonemes, frame_times(int(np.ceil(seconds * FPS)), FPS))[:, 0]
+
+
+def _flite_clip(spec: ClipSpec, voice: str, stretch: float, text: str) -> PanelClip:
+    from ..synth.flite import FliteVoice, synthesize_flite
+
+    audio, phonemes = synthesize_flite(text, FliteVoice(voice, stretch))
+    return PanelClip(spec, audio, _truth_jaw(phonemes, len(audio) / AUDIO_RATE))
 
 
 def _espeak_clip(spec: ClipSpec, voice: str, variant: str, rate: int, pitch: int,
                  pitch_range: int, text: str) -> PanelClip:
     from ..synth.speech import Voice, synthesize
-    from ..synth.visemes import frame_times, viseme_track
 
     speech = synthesize(text, Voice(voice, variant, rate, pitch, pitch_range))
-    n = int(np.ceil(speech.duration * FPS))
-    jaw = viseme_track(speech.phonemes, frame_times(n, FPS))[:, 0]
-    return PanelClip(spec, speech.audio.astype(np.float32), jaw)
+    return PanelClip(spec, speech.audio.astype(np.float32),
+                     _truth_jaw(speech.phonemes, speech.duration))
 
 
 def _quietest(audio: np.ndarray, t: float, reach: float = 0.5) -> int:
