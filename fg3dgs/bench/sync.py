@@ -287,6 +287,7 @@ def load_experts(judge: str | None) -> dict:
 
 def run(args) -> int:
     from ..pipeline.talking_head import TalkingHead
+    from ..synth.flite import flite_available
     from .speech_panel import PanelError, fetch_speech, load_panel
 
     if args.from_json:
@@ -313,6 +314,9 @@ def run(args) -> int:
     ref, ref_from = reference_std(head.info, args.reference_video, args.reference_synth)
     experts = load_experts(args.judge)
     print(f"# machine: {describe_machine()}")
+    if not args.groups and not flite_available():
+        print("# the flite group is left out: the flite program is not installed "
+              "(apt-get install flite)")
     print(f"# identity {args.identity}, {len(panel)} clips ({args.clips}), variants "
           f"{', '.join(head.variants)}; reference opening std "
           f"{'-' if ref is None else f'{ref:.4f}'} ({ref_from})")
