@@ -1,7 +1,9 @@
 """Speech front-ends on CMU Flite's voices: frame accuracy (Pearson r of each output with
 the truth, its spread) on the held-out sentences spoken by Flite's four voices, clean and
 augmented: the same set that ``fg3dgs train-audio`` reports under "flite" (same seed and
-minutes), for front-ends made before that report existed. Needs the flite program.
+minutes), for front-ends made before that report existed; then the jaw output's r with the
+truth shifted by -1, 0 and +1 of its 20 ms frames, on those and on the report's held-out
+eSpeak voices (a lean to +1: the output comes late). Needs the flite program.
 
     python tools/flite_check.py FRONTEND.safetensors [...] [--seed 0] [--minutes 3]
 """
@@ -10,10 +12,29 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+import torch
+
 from fg3dgs.frontend import load_frontend
-from fg3dgs.frontend.train import FrontendTrainConfig, flite_heldout, frame_accuracy
+from fg3dgs.frontend.augment import AugmentConfig
+from fg3dgs.frontend.train import (
+    FrontendTrainConfig,
+    flite_heldout,
+    frame_accuracy,
+    make_material,
+    mel_features,
+)
 
 OUTPUTS = ("jaw_open", "lip_spread", "lip_round", "lip_closure")
+
+
+@torch.no_grad()
+def jaw_lags(model, feats, lags=(-1, 0, 1)) -> list[float]:
+    """r of the jaw output [T] with the truth's, the output shifted by each lag (frames)."""
+    p = np.concatenate([model(torch.from_numpy(m)[None])[0, :, 0].numpy() for m, _ in feats])
+    t = np.concatenate([tgt[:, 0] for _, tgt in feats])
+    return [float(np.corrcoef(p[max(0, k):len(p) + min(0, k)],
+                              t[max(0, -k):len(t) - max(0, k)])[0, 1]) for k in lags]
 
 
 def main() -> None:
@@ -27,6 +48,8 @@ def main() -> None:
     if isinstance(held, str):
         raise SystemExit(f"flite_check: {held}")
     clean, augmented, _ = held
+    espeak = mel_features(make_material(cfg.heldout_minutes, True, cfg.seed, False), 0,
+                       cfg.seed + 1, AugmentConfig(), False)
     print(f"{len(clean)} utterances; r (spread) per output, then speech/pause right")
     for path in args.frontends:
         model, _ = load_frontend(path)
@@ -36,6 +59,9 @@ def main() -> None:
             print(f"{path} {kind}: " + ", ".join(
                 f"{k} {acc[k]['r']:.3f} ({acc[k]['spread']:.2f})" for k in OUTPUTS)
                 + f"; {100 * acc['speech']['accuracy']:.1f} %")
+        for kind, feats in (("Flite", clean), ("held-out eSpeak", espeak)):
+            print(f"{path} jaw r at -1 / 0 / +1 frames, {kind}: "
+                  + " / ".join(f"{r:.3f}" for r in jaw_lags(model, feats)))
 
 
 if __name__ == "__main__":

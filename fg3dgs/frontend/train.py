@@ -147,12 +147,12 @@ def flite_heldout(cfg: FrontendTrainConfig, progress: bool = True):
         return "not measured: the flite program is not installed (apt-get install flite)"
     mat = make_flite_material(cfg.heldout_minutes, True, cfg.seed, progress)
     heard = "also in the training speech" if cfg.flite > 0 else "never heard in training"
-    return (_features(mat, 0, cfg.seed + 2, AugmentConfig(), False),
-            _features(mat, 1, cfg.seed + 2, AugmentConfig(), False)[1::2],
+    return (mel_features(mat, 0, cfg.seed + 2, AugmentConfig(), False),
+            mel_features(mat, 1, cfg.seed + 2, AugmentConfig(), False)[1::2],
             f"Flite's {', '.join(VOICES)}, {heard}; held-out sentences")
 
 
-def _features(material, copies: int, seed: int, aug: AugmentConfig, progress: bool):
+def mel_features(material, copies: int, seed: int, aug: AugmentConfig, progress: bool):
     """[(log-mel [T, 80], targets [T, 5])]: every utterance clean and ``copies`` times
     augmented."""
     from tqdm import tqdm
@@ -242,10 +242,10 @@ def train_frontend(cfg: FrontendTrainConfig, out: str | Path, progress: bool = T
         train_mat += make_flite_material(cfg.minutes * cfg.flite, False, cfg.seed, progress)
     held_mat = make_material(cfg.heldout_minutes, True, cfg.seed, progress)
     t_speech = time.perf_counter() - t0
-    feats = _features(train_mat, cfg.copies, cfg.seed, aug, progress)
-    held_clean = _features(held_mat, 0, cfg.seed + 1, aug, False)
+    feats = mel_features(train_mat, cfg.copies, cfg.seed, aug, progress)
+    held_clean = mel_features(held_mat, 0, cfg.seed + 1, aug, False)
     # the held-out copies are augmented the same way whatever the training's options
-    held_aug = _features(held_mat, 1, cfg.seed + 1, AugmentConfig(), False)[1::2]
+    held_aug = mel_features(held_mat, 1, cfg.seed + 1, AugmentConfig(), False)[1::2]
     held_flite = flite_heldout(cfg, progress)
     t_feats = time.perf_counter() - t0 - t_speech
 
