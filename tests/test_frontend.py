@@ -42,7 +42,8 @@ def test_unwarped_mel_is_the_feature_mel():
     assert warped.shape == log_mel(a).shape and not np.allclose(warped, log_mel(a))
 
 
-@pytest.mark.parametrize("name", ["reverb", "telephone", "codec", "noise", "eq", "all"])
+@pytest.mark.parametrize("name", ["reverb", "telephone", "codec", "noise", "eq", "voice",
+                                  "all"])
 def test_augmentations_keep_the_timing(name):
     rng = np.random.default_rng(3)
     x = _clicks()
@@ -56,6 +57,8 @@ def test_augmentations_keep_the_timing(name):
         y = aug.add_noise(x, 20.0, rng)
     elif name == "eq":
         y = aug.equalize(x, rng, aug.AugmentConfig(peak_db=12.0))
+    elif name == "voice":
+        y = aug.voice_quality(x, rng)
     else:
         y, alpha = aug.augment(x, rng, aug.AugmentConfig(p_eq=0.5))
         assert 0.8 <= alpha <= 1.25
@@ -64,6 +67,9 @@ def test_augmentations_keep_the_timing(name):
     if name == "noise":                     # 20 dB under the signal's power
         snr = 10 * np.log10(np.mean(x ** 2) / np.mean((y - x) ** 2))
         assert snr == pytest.approx(20.0, abs=0.5)
+    if name == "voice":                     # breath only where the voice is
+        quiet = np.abs(np.convolve(x, np.ones(400), "same")) == 0
+        assert np.abs(y[quiet]).max() < 0.02 * np.abs(y).max() and not np.allclose(y, x)
 
 
 def test_targets_mark_speech_and_follow_the_mouth():
@@ -268,3 +274,23 @@ def test_the_equaliser_colours_the_spectrum_as_drawn():
     y = aug.equalize(noise, rng)
     assert np.mean(y ** 2) == pytest.approx(np.mean(noise ** 2), rel=1e-3)   # level kept
     assert not np.allclose(np.abs(np.fft.rfft(y)), np.abs(np.fft.rfft(noise)), rtol=0.1)
+
+
+def test_train_audio_passes_its_speech_and_augmentation_shares(tmp_path, monkeypatch, capsys):
+    import fg3dgs.frontend.train as ft
+    from fg3dgs.cli import main
+
+    seen = {}
+    acc = {k: {"r": 0.5, "spread": 1.0} for k in ("jaw_open", "lip_spread", "lip_round",
+                                                 "lip_closure")}
+    acc["speech"] = {"accuracy": 0.9}
+
+    def fake(cfg, out, progress=True, force=False):
+        seen["cfg"] = cfg
+        return {"heldout": {"clean": acc, "augmented": acc}, "flite": "not measured: x"}
+
+    monkeypatch.setattr(ft, "train_frontend", fake)
+    assert main(["train-audio", "--out", str(tmp_path), "--flite", "0.2", "--voice-quality",
+                 "0.5", "--quiet"]) == 0
+    assert (seen["cfg"].flite, seen["cfg"].voice, seen["cfg"].eq) == (0.2, 0.5, 0.5)
+    assert "Flite's voices: not measured: x" in capsys.readouterr().out

@@ -326,6 +326,9 @@ def _train_audio_options(p: argparse.ArgumentParser) -> None:
                    help="share of the training speech spoken by CMU Flite's voices (speakers "
                         "of the CMU ARCTIC recordings; needs the flite program, e.g. apt-get "
                         "install flite; default 0)")
+    p.add_argument("--voice-quality", type=float, default=0.0, metavar="SHARE",
+                   help="share of the augmented copies also given a less regular voice (a "
+                        "slow pitch and formant wobble, breath noise; default 0)")
     p.add_argument("--width", type=whole_number(8),
                    help="channels of the network's convolutions (default 96; compute grows "
                         "with its square)")
@@ -347,7 +350,7 @@ def run_train_audio(args: argparse.Namespace) -> int:
 
     cfg = FrontendTrainConfig(minutes=args.minutes, copies=args.copies, steps=args.steps,
                               batch=args.batch, seed=args.seed, ccc=args.ccc, eq=args.eq,
-                              flite=args.flite,
+                              flite=args.flite, voice=args.voice_quality,
                               **({"width": args.width} if args.width else {}))
     report = train_frontend(cfg, args.out, progress=not args.quiet, force=args.force)
     checks = [("held-out voices and sentences", report["heldout"])]

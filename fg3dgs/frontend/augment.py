@@ -5,7 +5,8 @@ reverberation (a synthetic room response whose direct sound comes first, so noth
 time), telephone band-limiting (300-3400 Hz through an 8 kHz channel), lossy codecs (MP3,
 Opus through ffmpeg, re-aligned by cross-correlation), clipping and, where asked for
 (``p_eq``), the colour of a microphone and channel (a zero-phase equaliser: a spectral tilt,
-peaks and dips, a low cut and a band limit). Spectrum: vocal-tract
+peaks and dips, a low cut and a band limit) and, where asked for (``p_voice``), a less
+regular voice (:func:`voice_quality`). Spectrum: vocal-tract
 length warping of the STFT's frequency axis before the mel filters (formants move, timing
 does not). eSpeak's own pitch and range parameters cover pitch.
 """
@@ -35,6 +36,7 @@ class AugmentConfig:
     p_warp: float = 0.7
     warp: tuple[float, float] = (0.84, 1.2)
     p_eq: float = 0.0                       # 0: never drawn (the rest draws as without it)
+    p_voice: float = 0.0                    # voice_quality; 0: never drawn, as p_eq
     tilt_db: tuple[float, float] = (-4.0, 3.0)      # per octave, about 1 kHz
     peak_db: float = 10.0                   # the peaks' and dips' largest gain
 
@@ -71,6 +73,27 @@ def add_noise(audio: np.ndarray, snr_db: float, rng: np.random.Generator,
     p_s = np.mean(audio.astype(np.float64) ** 2) + 1e-12
     p_n = np.mean(noise ** 2) + 1e-12
     return (audio + noise * np.sqrt(p_s / p_n / 10 ** (snr_db / 10))).astype(np.float32)
+
+
+def voice_quality(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A less regular voice than a synthesiser's: a slow frequency wobble (pitch and
+    formants together, +-0.5-2.5 % at 3-9 Hz, so harmonics smear as in a real voice; the
+    time axis moves by at most 1.3 ms) and breath noise (pink noise under the speech's own
+    10 ms envelope, 6-24 dB below it, so it comes and goes with the voice)."""
+    n = len(audio)
+    t = np.arange(n, dtype=np.float64)
+    depth, rate = rng.uniform(0.005, 0.025), rng.uniform(3.0, 9.0)
+    w = 2 * np.pi * rate / AUDIO_RATE
+    # read position t + (depth / w) sin(w t + phase): local speed 1 + depth cos(...)
+    phase = rng.uniform(0, 2 * np.pi)
+    pos = t + depth / w * (np.sin(w * t + phase) - np.sin(phase))
+    x = np.interp(pos, t, audio.astype(np.float64))
+    k = int(0.01 * AUDIO_RATE)
+    env = np.sqrt(np.convolve(x ** 2, np.ones(k) / k, mode="same"))
+    noise = _coloured_noise(n, rng, "pink")
+    noise *= env / (np.sqrt(np.mean(noise ** 2)) + 1e-12)
+    x = x + noise * 10 ** (-rng.uniform(6.0, 24.0) / 20)
+    return x.astype(np.float32)
 
 
 def reverberate(audio: np.ndarray, rt60: float, rng: np.random.Generator,
@@ -175,6 +198,8 @@ def augment(audio: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig = Au
             other: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """(augmented waveform [S], vocal-tract warp factor for :func:`log_mel_warped`)."""
     x = np.asarray(audio, np.float32)
+    if cfg.p_voice and rng.random() < cfg.p_voice:
+        x = voice_quality(x, rng)
     if rng.random() < cfg.p_reverb:
         x = reverberate(x, rng.uniform(*cfg.rt60_s), rng)
     if rng.random() < cfg.p_noise:

@@ -50,6 +50,7 @@ class FrontendTrainConfig:
     ccc: float = 0.5                 # weight of the concordance term on the mouth outputs
     eq: float = 0.5                  # share of augmented copies through a random equaliser
     flite: float = 0.0               # share of the training speech spoken by Flite's voices
+    voice: float = 0.0               # share of augmented copies through augment.voice_quality
 
 
 def _voices(rng: random.Random, held_out: bool):
@@ -236,7 +237,7 @@ def train_frontend(cfg: FrontendTrainConfig, out: str | Path, progress: bool = T
         if not flite_available():
             raise FliteMissing("--flite needs the flite program: on Debian / Ubuntu "
                                "`apt-get install flite`, or pass --flite 0")
-    aug = AugmentConfig(p_eq=cfg.eq)
+    aug = AugmentConfig(p_eq=cfg.eq, p_voice=cfg.voice)
     train_mat = make_material(cfg.minutes * (1 - cfg.flite), False, cfg.seed, progress)
     if cfg.flite > 0:
         train_mat += make_flite_material(cfg.minutes * cfg.flite, False, cfg.seed, progress)
