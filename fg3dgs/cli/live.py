@@ -16,8 +16,8 @@ def add_live_limits(p: argparse.ArgumentParser, kiosk: bool = False) -> None:
     earlier spellings ``--idle`` and ``--max-seconds`` (in the app the latter is the
     longest upload)."""
     p.add_argument("--live-sessions", type=whole_number(1), default=LiveLimits.sessions,
-                   metavar="N", help="live sessions at once; each takes about one CPU core at 256x256 "
-                        f"(default {LiveLimits.sessions})")
+                   metavar="N", help="live sessions at once; each takes about one CPU core "
+                                     f"at 256x256 (default {LiveLimits.sessions})")
     p.add_argument("--live-idle", *(["--idle"] if kiosk else []), type=positive,
                    default=LiveLimits.idle_seconds, metavar="SECONDS",
                    help="seconds without speech that end a live session (default "
