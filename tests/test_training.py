@@ -111,6 +111,11 @@ def test_render_defaults_to_the_variant_the_identity_has(run, data, tmp_path, ca
     assert main(["render", "--identity", str(run), "--audio", str(data / "synth" / "audio.wav"),
                  "--out", str(out), "--variant", "refined", "--quiet"]) == 2
     assert "no refined (HRPA) branch" in capsys.readouterr().err
+    # refused before any progress bar is drawn
+    assert main(["render", "--identity", str(run), "--audio", str(data / "synth" / "audio.wav"),
+                 "--out", str(out), "--variant", "both"]) == 2
+    err = capsys.readouterr().err
+    assert "no refined (HRPA) branch" in err and "rendering" not in err
 
 
 def test_app_studio_falls_back_to_the_base_variant(run, data, tmp_path):

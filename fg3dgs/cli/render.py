@@ -125,6 +125,7 @@ def _render(args: argparse.Namespace, then_sheet: str | None = None,
                              pose_scale=args.pose_scale, pose_end=args.pose_end,
                              blink=args.blink, backend=args.backend, batch=args.batch,
                              seed=args.seed, sync_scores=args.scores)
+        opts.check(head.variants)       # refused before a progress bar is drawn
         with tqdm(total=1000, desc="rendering", unit="‰", disable=args.quiet,
                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}"
                   ) as bar:
