@@ -255,6 +255,20 @@ def test_cross_eval_of_an_identity_on_the_speech_front_end(tmp_path, synth_clip)
     assert ideal["mouth_from"] == "the synthetic truth"
     t = ideal["clips"]["clip"]["base"]
     assert t["psnr"] != m["psnr"] and t["face_frames"] == t["frames"] == m["frames"]
+    # any track from the speech (cross_evaluate's mouth=): the front-end's own estimate
+    # given back as the track renders the plain run's frames
+    from fg3dgs.evaluate.cross import cross_evaluate
+
+    seen = []
+
+    def own(speech):
+        seen.append(speech.feature_frames)
+        return speech.features("artic", 0, speech.feature_frames)[:, :4]
+
+    same = cross_evaluate(run, [clip], progress=False, video=False, mouth=own)
+    assert seen and same["mouth_from"] == "the given track"
+    assert same["clips"]["clip"]["base"]["psnr"] == m["psnr"]
+    assert (run / "eval" / "cross_mouth.json").is_file()
 
 
 def test_truth_mouth_features_are_the_truths_mouth_parameters(synth_clip):
