@@ -20,6 +20,7 @@ import os
 
 import gradio as gr
 
+from fg3dgs.arguments import positive, whole_number
 from fg3dgs.cli.live import add_live_limits, live_limits
 from fg3dgs.live_page import LivePage
 from fg3dgs.media import MediaError
@@ -185,9 +186,11 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--share", action="store_true", help="a public gradio.live link")
     ap.add_argument("--runs", nargs="*", default=[], help="run folders to offer beside "
                     "the zoo (e.g. a full model and its ablations)")
-    ap.add_argument("--concurrency", type=int, default=1, help="renders at a time (default 1)")
-    ap.add_argument("--max-seconds", type=float, default=60.0,
-                    help="longest speech, in seconds (default 60)")
+    ap.add_argument("--concurrency", type=whole_number(1), default=1,
+                    help="renders at a time (default 1)")
+    ap.add_argument("--max-seconds", type=positive, default=60.0,
+                    help="longest uploaded speech, in seconds (default 60; the Live tab's "
+                    "longest session is --live-max)")
     add_live_limits(ap)
     return ap
 

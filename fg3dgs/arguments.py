@@ -57,6 +57,14 @@ def positive(text: str) -> float:
     return x
 
 
+def share(text: str) -> float:
+    """A share from 0 to 1."""
+    x = finite(text)
+    if not 0 <= x <= 1:
+        raise argparse.ArgumentTypeError(f"a share from 0 to 1, got {text}")
+    return x
+
+
 def output_file(*suffixes: str):
     """An output file name ending in one of ``suffixes`` (what the command writes), not an
     existing folder (the write would fail only after all the work)."""

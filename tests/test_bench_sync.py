@@ -183,3 +183,14 @@ def test_the_mouth_does_not_lag_the_training_clips_own_speech(demo_head):
         assert m["motion"] == pytest.approx(m["opening_std"] / 0.05)
         # our expert finds the identity's own training speech in sync with its mouth
         assert m["ours_C"] > 0 and abs(m["ours_offset"]) <= 1, (v, m)
+
+
+def test_bench_sync_refuses_an_unknown_clip_or_identity(capsys):
+    from fg3dgs.bench.__main__ import main as bench
+
+    assert bench(["sync", "astronaut-artic", "--groups", "espeak", "--only", "nope"]) == 2
+    out = capsys.readouterr().out
+    assert "no clip nope among the held-out clips" in out and "espeak-us-benjamin" in out
+    assert bench(["sync", "runs/nowhere", "--groups", "espeak", "--only",
+                  "espeak-us-benjamin"]) == 2
+    assert "bench sync: error:" in capsys.readouterr().out

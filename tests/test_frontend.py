@@ -292,5 +292,9 @@ def test_train_audio_passes_its_speech_and_augmentation_shares(tmp_path, monkeyp
     monkeypatch.setattr(ft, "train_frontend", fake)
     assert main(["train-audio", "--out", str(tmp_path), "--flite", "0.2", "--voice-quality",
                  "0.5", "--quiet"]) == 0
-    assert (seen["cfg"].flite, seen["cfg"].voice, seen["cfg"].eq) == (0.2, 0.5, 0.5)
+    assert (seen["cfg"].flite, seen["cfg"].voice_quality, seen["cfg"].eq) == (0.2, 0.5, 0.5)
     assert "Flite's voices: not measured: x" in capsys.readouterr().out
+    for bad in (["--eq", "3"], ["--voice-quality", "-1"], ["--flite", "1.5"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(["train-audio", "--out", str(tmp_path), *bad])
+        assert exit_.value.code == 2 and "a share from 0 to 1" in capsys.readouterr().err

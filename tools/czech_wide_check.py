@@ -54,12 +54,15 @@ def clips(levels: int, choosing: bool = False) -> list[PanelClip]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("identity")
-    ap.add_argument("--levels", type=int, default=15)
-    ap.add_argument("--json")
+    ap.add_argument("identity", help="run folder or zoo id")
+    ap.add_argument("--levels", type=int, default=15,
+                    help="game levels to take, two clips each (both speakers; default 15)")
+    ap.add_argument("--json", help="write the per-clip results here")
     ap.add_argument("--choosing", action="store_true",
                     help="the levels between the check's, to choose on")
     args = ap.parse_args()
+    if args.levels < 1:
+        ap.error(f"--levels must be 1 or more, got {args.levels}")
     head = TalkingHead.load(args.identity)
     std = reference_std(head.info, None)[0]
     rows = []

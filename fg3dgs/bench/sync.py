@@ -286,8 +286,10 @@ def load_experts(judge: str | None) -> dict:
 
 
 def run(args) -> int:
+    from ..model.io import IdentityError
     from ..pipeline.talking_head import TalkingHead
     from ..synth.flite import flite_available
+    from ..zoo import ZooError
     from .speech_panel import PanelError, fetch_speech, load_panel
 
     if args.from_json:
@@ -309,8 +311,18 @@ def run(args) -> int:
         print(f"bench sync: error: {exc}")
         return 2
     if args.only:
+        missing = sorted(set(args.only) - {c.spec.name for c in panel})
+        if missing:
+            names = ", ".join(c.spec.name for c in panel)
+            print(f"bench sync: error: no clip {', '.join(missing)} among the {args.clips} "
+                  f"clips of the groups asked for ({names})")
+            return 2
         panel = [c for c in panel if c.spec.name in args.only]
-    head = TalkingHead.load(args.identity)
+    try:
+        head = TalkingHead.load(args.identity)
+    except (ZooError, IdentityError) as exc:
+        print(f"bench sync: error: {exc}")
+        return 2
     ref, ref_from = reference_std(head.info, args.reference_video, args.reference_synth)
     experts = load_experts(args.judge)
     print(f"# machine: {describe_machine()}")

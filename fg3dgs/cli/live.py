@@ -25,7 +25,9 @@ def add_live_limits(p: argparse.ArgumentParser, kiosk: bool = False) -> None:
     p.add_argument("--live-max", *(["--max-seconds"] if kiosk else []), type=positive,
                    default=LiveLimits.max_seconds, metavar="SECONDS",
                    help=f"a live session's longest, in seconds (default "
-                        f"{LiveLimits.max_seconds:g})")
+                        f"{LiveLimits.max_seconds:g})" + (
+                        "; --max-seconds is its earlier spelling here (in app.py "
+                        "--max-seconds is the longest upload)" if kiosk else ""))
 
 
 def live_limits(args: argparse.Namespace, **more) -> LiveLimits:
@@ -36,8 +38,8 @@ def live_limits(args: argparse.Namespace, **more) -> LiveLimits:
 
 
 def _live_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--identity", default="astronaut-demo",
-                   help="run folder or zoo id (default: astronaut-demo)")
+    p.add_argument("--identity", default="astronaut-artic",
+                   help="run folder or zoo id (default: astronaut-artic, as the app's)")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                    help="0.0.0.0 to serve the network")
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),

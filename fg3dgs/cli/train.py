@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..arguments import image_size, positive, whole_number
+from ..arguments import image_size, positive, share, whole_number
 from ..options import BACKENDS
 from ..train import COMPILE_MODES, PRESETS, parse_iterations
 from ..zoo import resolve_identity
@@ -318,15 +318,15 @@ def _train_audio_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ccc", type=float, default=0.5,
                    help="weight of the concordance term that keeps the mouth outputs' "
                         "spread on voices the network is unsure of (default 0.5; 0: off)")
-    p.add_argument("--eq", type=float, default=0.5, metavar="SHARE",
+    p.add_argument("--eq", type=share, default=0.5, metavar="SHARE",
                    help="share of the augmented copies also coloured by a random microphone "
                         "and channel equaliser (tilt, peaks and dips, low cut, band limit; "
                         "default 0.5)")
-    p.add_argument("--flite", type=float, default=0.0, metavar="SHARE",
+    p.add_argument("--flite", type=share, default=0.0, metavar="SHARE",
                    help="share of the training speech spoken by CMU Flite's voices (speakers "
                         "of the CMU ARCTIC recordings; needs the flite program, e.g. apt-get "
                         "install flite; default 0)")
-    p.add_argument("--voice-quality", type=float, default=0.0, metavar="SHARE",
+    p.add_argument("--voice-quality", type=share, default=0.0, metavar="SHARE",
                    help="share of the augmented copies also given a less regular voice (a "
                         "slow pitch and formant wobble, breath noise; default 0)")
     p.add_argument("--width", type=whole_number(8),
@@ -350,14 +350,15 @@ def run_train_audio(args: argparse.Namespace) -> int:
 
     cfg = FrontendTrainConfig(minutes=args.minutes, copies=args.copies, steps=args.steps,
                               batch=args.batch, seed=args.seed, ccc=args.ccc, eq=args.eq,
-                              flite=args.flite, voice=args.voice_quality,
+                              flite=args.flite, voice_quality=args.voice_quality,
                               **({"width": args.width} if args.width else {}))
     report = train_frontend(cfg, args.out, progress=not args.quiet, force=args.force)
     checks = [("held-out voices and sentences", report["heldout"])]
     if isinstance(report["flite"], str):
         print(f"Flite's voices: {report['flite']}")
     else:
-        checks.append(("Flite's voices, held-out sentences", report["flite"]))
+        heard = "heard in training" if cfg.flite > 0 else "never heard in training"
+        checks.append((f"Flite's voices ({heard}), held-out sentences", report["flite"]))
     for name, h in checks:
         for kind in ("clean", "augmented"):
             acc = h[kind]

@@ -50,7 +50,7 @@ class FrontendTrainConfig:
     ccc: float = 0.5                 # weight of the concordance term on the mouth outputs
     eq: float = 0.5                  # share of augmented copies through a random equaliser
     flite: float = 0.0               # share of the training speech spoken by Flite's voices
-    voice: float = 0.0               # share of augmented copies through augment.voice_quality
+    voice_quality: float = 0.0       # share of augmented copies through augment.voice_quality
 
 
 def _voices(rng: random.Random, held_out: bool):
@@ -229,15 +229,17 @@ def train_frontend(cfg: FrontendTrainConfig, out: str | Path, progress: bool = T
     if target.exists() and not force:
         raise ValueError(f"{target} exists; pass --force to replace it")
     t0 = time.perf_counter()
-    if not 0 <= cfg.flite <= 1:
-        raise ValueError(f"the Flite share must be within 0-1, got {cfg.flite}")
+    for name, value in (("Flite", cfg.flite), ("equaliser", cfg.eq),
+                        ("voice quality", cfg.voice_quality)):
+        if not 0 <= value <= 1:
+            raise ValueError(f"the {name} share must be within 0-1, got {value}")
     if cfg.flite > 0:
         from ..synth.flite import FliteMissing, flite_available
 
         if not flite_available():
             raise FliteMissing("--flite needs the flite program: on Debian / Ubuntu "
                                "`apt-get install flite`, or pass --flite 0")
-    aug = AugmentConfig(p_eq=cfg.eq, p_voice=cfg.voice)
+    aug = AugmentConfig(p_eq=cfg.eq, p_voice=cfg.voice_quality)
     train_mat = make_material(cfg.minutes * (1 - cfg.flite), False, cfg.seed, progress)
     if cfg.flite > 0:
         train_mat += make_flite_material(cfg.minutes * cfg.flite, False, cfg.seed, progress)
