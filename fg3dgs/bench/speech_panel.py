@@ -184,13 +184,13 @@ def panel_specs(held_out: bool | None = None,
     left out, or refused where ``groups`` names it."""
     from ..synth.flite import flite_available
 
-    if groups is None and not flite_available():
-        groups = tuple(sorted({s.group for s in specs()} - {"flite"}))
     want = [s for s in specs() if (held_out is None or s.held_out == held_out)
             and (groups is None or s.group in groups)]
-    if any(s.group == "flite" for s in want) and not flite_available():
+    if flite_available():
+        return want
+    if groups is not None and "flite" in groups:
         raise PanelError("the flite group needs the flite program (apt-get install flite)")
-    return want
+    return [s for s in want if s.group != "flite"]
 
 
 def load_panel(held_out: bool | None = None, groups: tuple[str, ...] | None = None,

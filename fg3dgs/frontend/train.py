@@ -84,31 +84,47 @@ def targets(phonemes, num_samples: int) -> np.ndarray:
     return np.concatenate([mouth, speech[:, None]], 1).astype(np.float32)
 
 
-def make_material(minutes: float, held_out: bool, seed: int, progress: bool = True):
-    """[(audio [S], targets [T, 5])] of about ``minutes`` of eSpeak speech."""
+def _utterance(rng: random.Random, pool: list[str]) -> str:
+    """One or two sentences of ``pool``, as one utterance."""
+    return " ".join(rng.sample(pool, rng.choice([1, 1, 2])))
+
+
+def _collect(minutes: float, desc: str, progress: bool, next_batch) -> list:
+    """[(audio [S], targets [T, 5])]: ``next_batch()`` -> [(audio, phonemes)] called until
+    there are about ``minutes`` of speech."""
     from tqdm import tqdm
 
+    from ..media import AUDIO_RATE
+
+    out, total = [], 0.0
+    bar = tqdm(total=round(60 * minutes), unit="s", disable=not progress, desc=desc)
+    while total < 60 * minutes:
+        for audio, phonemes in next_batch():
+            out.append((audio, targets(phonemes, len(audio))))
+            seconds = len(audio) / AUDIO_RATE
+            total += seconds
+            bar.update(round(seconds))
+    bar.close()
+    return out
+
+
+def make_material(minutes: float, held_out: bool, seed: int, progress: bool = True):
+    """[(audio [S], targets [T, 5])] of about ``minutes`` of eSpeak speech."""
     from ..synth.speech import SpeechError, synthesize_many
 
     rng = random.Random(seed * 2 + held_out)
     pool = _sentences(held_out)
     voices = _voices(rng, held_out)
-    out, total = [], 0.0
-    bar = tqdm(total=round(60 * minutes), unit="s", disable=not progress,
-               desc="held-out speech" if held_out else "training speech")
-    while total < 60 * minutes:
-        items = [(" ".join(rng.sample(pool, rng.choice([1, 1, 2]))), next(voices))
-                 for _ in range(24)]
+
+    def batch():
+        items = [(_utterance(rng, pool), next(voices)) for _ in range(24)]
         try:
-            speeches = synthesize_many(items)
+            return [(sp.audio, sp.phonemes) for sp in synthesize_many(items)]
         except SpeechError:         # a refused voice or a crashed engine: the next batch
-            continue
-        for sp in speeches:
-            out.append((sp.audio, targets(sp.phonemes, len(sp.audio))))
-            total += sp.duration
-            bar.update(round(sp.duration))
-    bar.close()
-    return out
+            return []
+
+    return _collect(minutes, "held-out speech" if held_out else "training speech", progress,
+                    batch)
 
 
 def make_flite_material(minutes: float, held_out: bool, seed: int, progress: bool = True):
@@ -116,26 +132,17 @@ def make_flite_material(minutes: float, held_out: bool, seed: int, progress: boo
     (:mod:`fg3dgs.synth.flite`) of the training or the held-out sentences."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from tqdm import tqdm
-
-    from ..media import AUDIO_RATE
     from ..synth.flite import random_voice, synthesize_flite
 
     rng = random.Random(seed * 2 + held_out + 7)
     pool = _sentences(held_out)
-    out, total = [], 0.0
-    bar = tqdm(total=round(60 * minutes), unit="s", disable=not progress,
-               desc="held-out speech (Flite)" if held_out else "training speech (Flite)")
     with ThreadPoolExecutor(2) as ex:     # each utterance is a flite process
-        while total < 60 * minutes:
-            items = [(" ".join(rng.sample(pool, rng.choice([1, 1, 2]))), random_voice(rng))
-                     for _ in range(8)]
-            for audio, phonemes in ex.map(lambda it: synthesize_flite(*it), items):
-                out.append((audio, targets(phonemes, len(audio))))
-                total += len(audio) / AUDIO_RATE
-                bar.update(round(len(audio) / AUDIO_RATE))
-    bar.close()
-    return out
+        def batch():
+            items = [(_utterance(rng, pool), random_voice(rng)) for _ in range(8)]
+            return list(ex.map(lambda it: synthesize_flite(*it), items))
+
+        return _collect(minutes, "held-out speech (Flite)" if held_out else
+                        "training speech (Flite)", progress, batch)
 
 
 def flite_heldout(cfg: FrontendTrainConfig, progress: bool = True):
