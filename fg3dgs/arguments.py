@@ -57,12 +57,17 @@ def positive(text: str) -> float:
     return x
 
 
-def share(text: str) -> float:
-    """A share from 0 to 1."""
-    x = finite(text)
-    if not 0 <= x <= 1:
-        raise argparse.ArgumentTypeError(f"a share from 0 to 1, got {text}")
-    return x
+def within(lo: float, hi: float, what: str):
+    """A finite number in [lo, hi]; ``what`` says the range in the error."""
+    def parse(text: str) -> float:
+        x = finite(text)
+        if not lo <= x <= hi:
+            raise argparse.ArgumentTypeError(f"{what}, got {text}")
+        return x
+    return parse
+
+
+share = within(0, 1, "a share from 0 to 1")
 
 
 def output_file(*suffixes: str):
@@ -94,9 +99,5 @@ def pose_source(text: str) -> str:
     return text
 
 
-def pose_scale(text: str) -> float:
-    """How far the head moves about its central pose: 0 (still) to 4."""
-    x = finite(text)
-    if not 0 <= x <= 4:
-        raise argparse.ArgumentTypeError(f"from 0 (still) to 4, got {text}")
-    return x
+# how far the head moves about its central pose
+pose_scale = within(0, 4, "from 0 (still) to 4")
