@@ -137,3 +137,32 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def cache_dir() -> Path:
+    """Where downloaded speech is kept: ``$FG3DGS_CACHE``, default ``~/.cache/fg3dgs``."""
+    return Path(os.environ.get("FG3DGS_CACHE", Path.home() / ".cache" / "fg3dgs"))
+
+
+class PackageFetchError(RuntimeError):
+    """A Debian package could not be downloaded or unpacked."""
+
+
+def debian_package(name: str, into: str | os.PathLike) -> Path:
+    """Download Debian's package ``name`` with ``apt-get download`` and unpack it with
+    ``dpkg-deb -x`` into ``into``/deb (``into`` must exist; the .deb is left there);
+    returns that folder. PackageFetchError names what is missing or what failed."""
+    import subprocess
+
+    into = Path(into)
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        raise PackageFetchError(f"Debian's {name} package needs apt-get and dpkg-deb "
+                                "(Debian or Ubuntu)")
+    proc = subprocess.run(["apt-get", "download", name], cwd=into, capture_output=True,
+                          text=True)
+    debs = list(into.glob(f"{name}_*.deb"))
+    if proc.returncode or not debs:
+        raise PackageFetchError(f"apt-get download {name} failed (apt-get update first?): "
+                                f"{proc.stderr.strip()[-300:]}")
+    subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(into / "deb")], check=True)
+    return into / "deb"

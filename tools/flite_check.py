@@ -12,29 +12,18 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-import torch
-
 from fg3dgs.frontend import load_frontend
 from fg3dgs.frontend.augment import AugmentConfig
 from fg3dgs.frontend.train import (
     FrontendTrainConfig,
     flite_heldout,
     frame_accuracy,
+    jaw_lag_r,
     make_material,
     mel_features,
 )
 
 OUTPUTS = ("jaw_open", "lip_spread", "lip_round", "lip_closure")
-
-
-@torch.no_grad()
-def jaw_lags(model, feats, lags=(-1, 0, 1)) -> list[float]:
-    """r of the jaw output [T] with the truth's, the output shifted by each lag (frames)."""
-    p = np.concatenate([model(torch.from_numpy(m)[None])[0, :, 0].numpy() for m, _ in feats])
-    t = np.concatenate([tgt[:, 0] for _, tgt in feats])
-    return [float(np.corrcoef(p[max(0, k):len(p) + min(0, k)],
-                              t[max(0, -k):len(t) - max(0, k)])[0, 1]) for k in lags]
 
 
 def main() -> None:
@@ -61,7 +50,7 @@ def main() -> None:
                 + f"; {100 * acc['speech']['accuracy']:.1f} %")
         for kind, feats in (("Flite", clean), ("held-out eSpeak", espeak)):
             print(f"{path} jaw r at -1 / 0 / +1 frames, {kind}: "
-                  + " / ".join(f"{r:.3f}" for r in jaw_lags(model, feats)))
+                  + " / ".join(f"{r:.3f}" for r in jaw_lag_r(model, feats)))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ tuning anything.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io_utils import PackageFetchError, cache_dir, debian_package
 from ..media import AUDIO_RATE, FPS, read_audio
 
 MOONSHINE = "moonshine-voice==0.1.5"
@@ -109,10 +109,6 @@ FLITE = (
 )
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("FG3DGS_CACHE", Path.home() / ".cache" / "fg3dgs"))
-
-
 def speech_dir() -> Path:
     return cache_dir() / "speech"
 
@@ -150,18 +146,12 @@ def fetch_speech(force: bool = False) -> Path:
             for name in z.namelist():
                 if name.startswith("moonshine_voice/assets/") and name.endswith(".wav"):
                     (english / Path(name).name).write_bytes(z.read(name))
-        if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-            raise PanelError(f"the Czech speech is Debian's {FILLETS} package: this needs "
-                             "apt-get and dpkg-deb (Debian or Ubuntu)")
-        proc = subprocess.run(["apt-get", "download", FILLETS], cwd=tmp,
-                              capture_output=True, text=True)
-        debs = list(tmp.glob(f"{FILLETS}_*.deb"))
-        if proc.returncode or not debs:
-            raise PanelError(f"apt-get download {FILLETS} failed (apt-get update first?): "
-                             f"{proc.stderr.strip()[-300:]}")
-        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(tmp / "deb")], check=True)
+        try:
+            deb = debian_package(FILLETS, tmp)
+        except PackageFetchError as exc:
+            raise PanelError(f"the Czech speech: {exc}") from None
         czech = tmp / "czech"
-        for f in (tmp / "deb").rglob("sound/*/cs/*.ogg"):
+        for f in deb.rglob("sound/*/cs/*.ogg"):
             dest = czech / f.parts[-3]
             dest.mkdir(parents=True, exist_ok=True)
             shutil.move(str(f), dest / f.name)

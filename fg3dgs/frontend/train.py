@@ -145,6 +145,15 @@ def make_flite_material(minutes: float, held_out: bool, seed: int, progress: boo
                         "training speech (Flite)", progress, batch)
 
 
+def recorded_material(held_out: bool, root: Path | None = None):
+    """[(audio [S], targets [T, 5])] of the recorded Russian speech
+    (:mod:`fg3dgs.synth.festvox_ru`): its held-out tenth or the rest."""
+    from ..synth.festvox_ru import utterances
+
+    return [(audio, targets(phonemes, len(audio)))
+            for _, audio, phonemes in utterances(held_out, root)]
+
+
 def flite_heldout(cfg: FrontendTrainConfig, progress: bool = True):
     """(clean features, augmented features, which voices) of Flite's voices speaking
     held-out sentences, a check on speech of another engine; or a line saying why there is
@@ -204,6 +213,17 @@ def concordance(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     cov = ((pred - pm) * (target - tm)).mean(0)
     return 2 * cov / (pred.var(0, unbiased=False) + target.var(0, unbiased=False)
                       + (pm - tm) ** 2 + 1e-8)
+
+
+@torch.no_grad()
+def jaw_lag_r(model: ArticulationNet, feats, lags=(-1, 0, 1)) -> list[float]:
+    """r of the jaw output with the truth's over all frames of ``feats``, the output shifted
+    by each lag (in 20 ms frames; a lean to +1: the output comes late)."""
+    model.eval()
+    p = np.concatenate([model(torch.from_numpy(m)[None])[0, :, 0].numpy() for m, _ in feats])
+    t = np.concatenate([tgt[:, 0] for _, tgt in feats])
+    return [float(np.corrcoef(p[max(0, k):len(p) + min(0, k)],
+                              t[max(0, -k):len(t) - max(0, k)])[0, 1]) for k in lags]
 
 
 @torch.no_grad()
