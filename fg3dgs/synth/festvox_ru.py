@@ -25,7 +25,7 @@ import numpy as np
 
 from ..io_utils import PackageFetchError, cache_dir, debian_package
 from ..media import AUDIO_RATE
-from .speech import PAUSE, Phoneme, SpeechError
+from .speech import PAUSE, Phoneme, SpeechError, phonemes_from_ends
 
 PACKAGE = "festvox-ru"
 VOICE = "msu_ru_nsh_clunits"
@@ -61,26 +61,9 @@ def phonemes_from_label(text: str, duration: float) -> list[Phoneme]:
     lines = text.splitlines()
     if "#" not in lines:
         raise SpeechError("not a Festival label file (no '#' line)")
-    out: list[Phoneme] = []
-    start = 0.0
-    for line in lines[lines.index("#") + 1:]:
-        parts = line.split()
-        if len(parts) < 3:
-            continue
-        end, symbol = min(float(parts[0]), duration), ipa(parts[2])
-        if end <= start:
-            continue
-        if out and symbol == PAUSE and out[-1].symbol == PAUSE:
-            out[-1] = Phoneme(PAUSE, out[-1].start, end)
-        else:
-            out.append(Phoneme(symbol, start, end))
-        start = end
-    if start < duration:
-        if out and out[-1].symbol == PAUSE:
-            out[-1] = Phoneme(PAUSE, out[-1].start, duration)
-        else:
-            out.append(Phoneme(PAUSE, start, duration))
-    return out
+    ends = [(ipa(parts[2]), float(parts[0])) for parts in
+            (line.split() for line in lines[lines.index("#") + 1:]) if len(parts) >= 3]
+    return phonemes_from_ends(ends, duration)
 
 
 def corpus_dir() -> Path:

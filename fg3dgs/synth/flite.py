@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..media import AUDIO_RATE
-from .speech import PAUSE, Phoneme, SpeechError, resample
+from .speech import PAUSE, Phoneme, SpeechError, phonemes_from_ends, resample
 
 # Voices built into Debian's flite 2.2 at 16 kHz (``kal`` is 8 kHz; ``awb_time`` a demo).
 VOICES = ("awb", "rms", "slt", "kal16")
@@ -80,26 +80,10 @@ def parse_segments(text: str) -> list[tuple[str, float]]:
 def phonemes_from_segments(segments: list[tuple[str, float]], duration: float) -> list[Phoneme]:
     """[(ARPAbet phone, end s)] -> the generator's phonemes over [0, ``duration``]; pauses
     merged, the last phone stretched or cut to the audio's end. An unknown phone raises."""
-    out: list[Phoneme] = []
-    start = 0.0
-    for phone, end in segments:
+    for phone, _ in segments:
         if phone not in ARPABET:
             raise SpeechError(f"Flite phone {phone!r} has no mouth target")
-        end = min(end, duration)
-        if end <= start:
-            continue
-        symbol = ARPABET[phone]
-        if out and symbol == PAUSE and out[-1].symbol == PAUSE:
-            out[-1] = Phoneme(PAUSE, out[-1].start, end)
-        else:
-            out.append(Phoneme(symbol, start, end))
-        start = end
-    if start < duration:
-        if out and out[-1].symbol == PAUSE:
-            out[-1] = Phoneme(PAUSE, out[-1].start, duration)
-        else:
-            out.append(Phoneme(PAUSE, start, duration))
-    return out
+    return phonemes_from_ends([(ARPABET[p], end) for p, end in segments], duration)
 
 
 def flite_available() -> bool:

@@ -86,6 +86,29 @@ class Phoneme:
     stressed: bool = False
 
 
+def phonemes_from_ends(ends: list[tuple[str, float]], duration: float) -> list[Phoneme]:
+    """[(symbol, end time in s)], each phone running from the previous one's end, -> the
+    phonemes over [0, ``duration``]: pauses merged, ends past ``duration`` cut there, the
+    rest of the audio a pause."""
+    out: list[Phoneme] = []
+    start = 0.0
+    for symbol, end in ends:
+        end = min(end, duration)
+        if end <= start:
+            continue
+        if out and symbol == PAUSE and out[-1].symbol == PAUSE:
+            out[-1] = Phoneme(PAUSE, out[-1].start, end)
+        else:
+            out.append(Phoneme(symbol, start, end))
+        start = end
+    if start < duration:
+        if out and out[-1].symbol == PAUSE:
+            out[-1] = Phoneme(PAUSE, out[-1].start, duration)
+        else:
+            out.append(Phoneme(PAUSE, start, duration))
+    return out
+
+
 @dataclass(frozen=True)
 class Voice:
     """An eSpeak voice: language voice name, optional variant (e.g. "f3", "m2"), speaking
