@@ -144,12 +144,32 @@ def test_many_utterances_from_one_worker_are_reproducible():
     assert not any(p.symbol.startswith("(") for s in a for p in s.phonemes)
 
 
-def test_a_tiny_training_run_reports_held_out_accuracy(tmp_path):
+def test_a_tiny_training_run_reports_held_out_accuracy(tmp_path, monkeypatch):
+    import soundfile as sf
+
     from fg3dgs.frontend.train import FrontendTrainConfig, train_frontend
 
+    # a recorded corpus of ten one-second recordings in the cache: its tenth is measured
+    corpus = tmp_path / "cache" / "festvox-ru"
+    (corpus / "wav").mkdir(parents=True)
+    (corpus / "lab").mkdir()
+    for i in range(10):
+        sf.write(corpus / "wav" / f"ru_{i:04d}.wav",
+                 0.1 * np.random.default_rng(i).standard_normal(16000), 16000)
+        (corpus / "lab" / f"ru_{i:04d}.lab").write_text("#\n0.3 125 pau\n0.6 125 aa\n")
+    monkeypatch.setenv("FG3DGS_CACHE", str(tmp_path / "cache"))
+
+    import fg3dgs.frontend.train as T
+
     cfg = FrontendTrainConfig(minutes=0.15, copies=1, steps=4, batch=4, heldout_minutes=0.1,
-                              width=16)
+                              width=16, recorded=True)
+    asked = []
+    real = T.recorded_material
+    monkeypatch.setattr(T, "recorded_material",
+                        lambda held_out: asked.append(held_out) or real(held_out))
     report = train_frontend(cfg, tmp_path / "fe", progress=False)
+    assert asked == [False, True]             # the nine tenths trained, the tenth measured
+    assert "his others heard in training" in report["recorded"]["voices"]
     for kind in ("clean", "augmented"):
         acc = report["heldout"][kind]
         assert set(acc) >= {"jaw_open", "lip_closure", "speech", "frames"}
@@ -163,8 +183,13 @@ def test_a_tiny_training_run_reports_held_out_accuracy(tmp_path):
         assert "never heard in training" in report["flite"]["voices"]
     else:
         assert "flite program is not installed" in report["flite"]
+    assert report["recorded"]["utterances"] == 1 and report["recorded"]["clean"]["frames"] == 50
     with pytest.raises(ValueError, match="--force"):
         train_frontend(cfg, tmp_path / "fe", progress=False)
+    monkeypatch.setenv("FG3DGS_CACHE", str(tmp_path / "empty"))     # not downloaded: said
+    from fg3dgs.frontend.train import recorded_heldout
+    assert "recorded Russian speech" in recorded_heldout() and "not downloaded" in \
+        recorded_heldout()
 
 
 @pytest.mark.parametrize("kind", ["silence", "music", "short", "telephone-8k", "stereo-48k"])
@@ -287,13 +312,18 @@ def test_train_audio_passes_its_speech_and_augmentation_shares(tmp_path, monkeyp
 
     def fake(cfg, out, progress=True, force=False):
         seen["cfg"] = cfg
-        return {"heldout": {"clean": acc, "augmented": acc}, "flite": "not measured: x"}
+        return {"heldout": {"clean": acc, "augmented": acc}, "flite": "not measured: x",
+                "recorded": {"clean": acc, "augmented": acc}}
 
     monkeypatch.setattr(ft, "train_frontend", fake)
     assert main(["train-audio", "--out", str(tmp_path), "--flite", "0.2", "--voice-quality",
                  "0.5", "--quiet"]) == 0
     assert (seen["cfg"].flite, seen["cfg"].voice_quality, seen["cfg"].eq) == (0.2, 0.5, 0.5)
-    assert "Flite's voices: not measured: x" in capsys.readouterr().out
+    assert seen["cfg"].recorded is False
+    out = capsys.readouterr().out
+    assert "Flite's voices: not measured: x" in out
+    assert "recorded speech, a person (never heard in training), held-out sentences, clean: " \
+        "jaw_open r" in out
     for bad in (["--eq", "3"], ["--voice-quality", "-1"], ["--flite", "1.5"]):
         with pytest.raises(SystemExit) as exit_:
             main(["train-audio", "--out", str(tmp_path), *bad])

@@ -329,6 +329,10 @@ def _train_audio_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--voice-quality", type=share, default=0.0, metavar="SHARE",
                    help="share of the augmented copies also given a less regular voice (a "
                         "slow pitch and formant wobble, breath noise; default 0)")
+    p.add_argument("--recorded", action="store_true",
+                   help="also train on nine tenths of the recorded Russian speech (a man "
+                        "reading, 89 min, with the corpus's phone timings; Debian's "
+                        "festvox-ru, 179 MB, downloaded on first use), on top of --minutes")
     p.add_argument("--width", type=whole_number(8),
                    help="channels of the network's convolutions (default 96; compute grows "
                         "with its square)")
@@ -345,12 +349,14 @@ def run_train_audio(args: argparse.Namespace) -> int:
     each (noise, reverberation, telephone band, codecs, level, clipping, vocal-tract warping)
     and trains the network behind --audio-features artic to predict the synthetic generator's
     jaw / spread / round / closure and speech activity at 50 Hz; reports its accuracy on voices
-    and sentences it never saw, and on CMU Flite's voices where flite is installed."""
+    and sentences it never saw, on CMU Flite's voices where flite is installed, and on
+    recorded Russian speech where it is downloaded (tools/recorded_check.py)."""
     from ..frontend.train import FrontendTrainConfig, train_frontend
 
     cfg = FrontendTrainConfig(minutes=args.minutes, copies=args.copies, steps=args.steps,
                               batch=args.batch, seed=args.seed, ccc=args.ccc, eq=args.eq,
                               flite=args.flite, voice_quality=args.voice_quality,
+                              recorded=args.recorded,
                               **({"width": args.width} if args.width else {}))
     report = train_frontend(cfg, args.out, progress=not args.quiet, force=args.force)
     checks = [("held-out voices and sentences", report["heldout"])]
@@ -359,6 +365,12 @@ def run_train_audio(args: argparse.Namespace) -> int:
     else:
         heard = "heard in training" if cfg.flite > 0 else "never heard in training"
         checks.append((f"Flite's voices ({heard}), held-out sentences", report["flite"]))
+    if isinstance(report["recorded"], str):
+        print(f"Recorded speech: {report['recorded']}")
+    else:
+        heard = "heard in training" if cfg.recorded else "never heard in training"
+        checks.append((f"recorded speech, a person ({heard}), held-out sentences",
+                       report["recorded"]))
     for name, h in checks:
         for kind in ("clean", "augmented"):
             acc = h[kind]

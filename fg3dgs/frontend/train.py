@@ -10,8 +10,11 @@ sounding. Each utterance is kept clean once and augmented several times
 (:mod:`fg3dgs.frontend.augment`), all timing-preserving. The report gives the frame accuracy
 on voices and sentences it never saw, clean and augmented, and, where the ``flite`` program
 is installed, on Flite's voices (:mod:`fg3dgs.synth.flite`): speech of another engine, built
-from recordings of real speakers. A share of the training speech may come from those voices
-too (``FrontendTrainConfig.flite``).
+from recordings of real speakers; and, where it is downloaded, on recorded human speech
+(:mod:`fg3dgs.synth.festvox_ru`: a man reading Russian, the phone timings its corpus came
+with). A share of the training speech may come from Flite's voices
+(``FrontendTrainConfig.flite``), and the recorded speech's other sentences may be added
+(``FrontendTrainConfig.recorded``).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class FrontendTrainConfig:
     eq: float = 0.5                  # share of augmented copies through a random equaliser
     flite: float = 0.0               # share of the training speech spoken by Flite's voices
     voice_quality: float = 0.0       # share of augmented copies through augment.voice_quality
+    recorded: bool = False           # add the recorded Russian speech's nine tenths
 
 
 def _voices(rng: random.Random, held_out: bool):
@@ -154,6 +158,20 @@ def recorded_material(held_out: bool, root: Path | None = None):
             for _, audio, phonemes in utterances(held_out, root)]
 
 
+def recorded_heldout():
+    """(clean features, augmented features) of the recorded Russian speech's held-out
+    tenth, a check on a person speaking; or a line saying why there is none (it is not
+    downloaded here: 179 MB)."""
+    from ..synth.festvox_ru import PACKAGE, available
+
+    if not available():
+        return (f"not measured: the recorded Russian speech (Debian's {PACKAGE}, 179 MB) is "
+                "not downloaded; python tools/recorded_check.py FRONTEND fetches it")
+    mat = recorded_material(held_out=True)
+    return (mel_features(mat, 0, 2, AugmentConfig(), False),
+            mel_features(mat, 1, 2, AugmentConfig(), False)[1::2])
+
+
 def flite_heldout(cfg: FrontendTrainConfig, progress: bool = True):
     """(clean features, augmented features, which voices) of Flite's voices speaking
     held-out sentences, a check on speech of another engine; or a line saying why there is
@@ -246,16 +264,10 @@ def frame_accuracy(model: ArticulationNet, feats) -> dict:
     return out
 
 
-def train_frontend(cfg: FrontendTrainConfig, out: str | Path, progress: bool = True,
-                   force: bool = False) -> dict:
-    """Train, write OUT/speech_frontend.safetensors and OUT/report.json; returns the report."""
-    from tqdm import tqdm
-
-    out = Path(out)
-    target = out / "speech_frontend.safetensors"
-    if target.exists() and not force:
-        raise ValueError(f"{target} exists; pass --force to replace it")
-    t0 = time.perf_counter()
+def training_material(cfg: FrontendTrainConfig, progress: bool = True) -> list:
+    """[(audio [S], targets [T, 5])]: eSpeak's share of ``cfg.minutes``, Flite's share, and
+    the recorded speech's nine tenths with ``cfg.recorded``. Bad shares and a missing flite
+    raise before any speech is made."""
     for name, value in (("Flite", cfg.flite), ("equaliser", cfg.eq),
                         ("voice quality", cfg.voice_quality)):
         if not 0 <= value <= 1:
@@ -266,10 +278,35 @@ def train_frontend(cfg: FrontendTrainConfig, out: str | Path, progress: bool = T
         if not flite_available():
             raise FliteMissing("--flite needs the flite program: on Debian / Ubuntu "
                                "`apt-get install flite`, or pass --flite 0")
-    aug = AugmentConfig(p_eq=cfg.eq, p_voice=cfg.voice_quality)
-    train_mat = make_material(cfg.minutes * (1 - cfg.flite), False, cfg.seed, progress)
+    material = make_material(cfg.minutes * (1 - cfg.flite), False, cfg.seed, progress)
     if cfg.flite > 0:
-        train_mat += make_flite_material(cfg.minutes * cfg.flite, False, cfg.seed, progress)
+        material += make_flite_material(cfg.minutes * cfg.flite, False, cfg.seed, progress)
+    if cfg.recorded:
+        material += recorded_material(held_out=False)
+    return material
+
+
+def _accuracy(model: ArticulationNet, held, **about) -> dict | str:
+    """The report's section on one held-out set: (clean, augmented[, ...]) features or a
+    line saying why it was not measured."""
+    if isinstance(held, str):
+        return held
+    return {"utterances": len(held[0]), **about, "clean": frame_accuracy(model, held[0]),
+            "augmented": frame_accuracy(model, held[1])}
+
+
+def train_frontend(cfg: FrontendTrainConfig, out: str | Path, progress: bool = True,
+                   force: bool = False) -> dict:
+    """Train, write OUT/speech_frontend.safetensors and OUT/report.json; returns the report."""
+    from tqdm import tqdm
+
+    out = Path(out)
+    target = out / "speech_frontend.safetensors"
+    if target.exists() and not force:
+        raise ValueError(f"{target} exists; pass --force to replace it")
+    t0 = time.perf_counter()
+    train_mat = training_material(cfg, progress)
+    aug = AugmentConfig(p_eq=cfg.eq, p_voice=cfg.voice_quality)
     held_mat = make_material(cfg.heldout_minutes, True, cfg.seed, progress)
     t_speech = time.perf_counter() - t0
     feats = mel_features(train_mat, cfg.copies, cfg.seed, aug, progress)
@@ -277,6 +314,7 @@ def train_frontend(cfg: FrontendTrainConfig, out: str | Path, progress: bool = T
     # the held-out copies are augmented the same way whatever the training's options
     held_aug = mel_features(held_mat, 1, cfg.seed + 1, AugmentConfig(), False)[1::2]
     held_flite = flite_heldout(cfg, progress)
+    held_recorded = recorded_heldout()
     t_feats = time.perf_counter() - t0 - t_speech
 
     torch.manual_seed(cfg.seed)
@@ -309,14 +347,13 @@ def train_frontend(cfg: FrontendTrainConfig, out: str | Path, progress: bool = T
         "config": asdict(cfg),
         "training_seconds_of_speech": round(sum(len(a) for a, _ in train_mat) / AUDIO_RATE),
         "utterances": len(train_mat),
-        "heldout": {"utterances": len(held_mat), "voices": "variants " +
-                    ", ".join(HELDOUT_VARIANTS) + " (English accents), held-out sentences",
-                    "clean": frame_accuracy(model, held_clean),
-                    "augmented": frame_accuracy(model, held_aug)},
-        "flite": (held_flite if isinstance(held_flite, str) else {
-            "utterances": len(held_flite[0]), "voices": held_flite[2],
-            "clean": frame_accuracy(model, held_flite[0]),
-            "augmented": frame_accuracy(model, held_flite[1])}),
+        "heldout": _accuracy(model, (held_clean, held_aug), voices="variants " + ", ".join(
+            HELDOUT_VARIANTS) + " (English accents), held-out sentences"),
+        "flite": _accuracy(model, held_flite, voices=None if isinstance(held_flite, str)
+                           else held_flite[2]),
+        "recorded": _accuracy(model, held_recorded, voices=(
+            "a man reading Russian (festvox-ru msu_ru_nsh), held-out sentences, "
+            + ("his others heard in training" if cfg.recorded else "never heard"))),
         "seconds": {"speech": round(t_speech), "augment": round(t_feats),
                     "train": round(t_train)},
         "hop": HOP,

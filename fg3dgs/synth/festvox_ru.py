@@ -70,7 +70,9 @@ def corpus_dir() -> Path:
     return cache_dir() / PACKAGE
 
 
-def _have(root: Path) -> bool:
+def available(root: Path | None = None) -> bool:
+    """Whether the corpus is downloaded (``root``: default :func:`corpus_dir`)."""
+    root = corpus_dir() if root is None else root
     return (root / "wav").is_dir() and (root / "lab").is_dir() and \
         any((root / "wav").glob("*.wav"))
 
@@ -78,7 +80,7 @@ def _have(root: Path) -> bool:
 def fetch(force: bool = False) -> Path:
     """The corpus folder (``wav/``, ``lab/``), downloaded first if it is not there."""
     root = corpus_dir()
-    if _have(root) and not force:
+    if available(root) and not force:
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root.parent) as tmp:
