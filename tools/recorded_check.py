@@ -1,9 +1,10 @@
 """Speech front-ends on recorded human speech: frame accuracy (Pearson r of each output with
 the truth, its spread: the std of the output over the truth's) on the held-out tenth of the
-recorded Russian sentences of :mod:`fg3dgs.synth.festvox_ru` (one speaker, the phone
-timings that came with the corpus, mapped to the generator's mouth targets), clean and with
-one augmented copy each; then the jaw output's r at -1, 0 and +1 of its 20 ms frames.
-Downloads the corpus on first use (Debian's festvox-ru, 179 MB, into $FG3DGS_CACHE).
+recorded Russian sentences of :mod:`fg3dgs.synth.festvox_ru` (one speaker, the phone timings
+that came with the corpus, mapped to the generator's mouth targets; the set that ``fg3dgs
+train-audio`` reports on), clean and with one augmented copy each; then the jaw output's r
+at -1, 0 and +1 of its 20 ms frames. Downloads the corpus on first use (Debian's
+festvox-ru, 179 MB, into $FG3DGS_CACHE).
 
     python tools/recorded_check.py FRONTEND.safetensors [...]
 """
@@ -13,9 +14,9 @@ from __future__ import annotations
 import argparse
 
 from fg3dgs.frontend import load_frontend
-from fg3dgs.frontend.augment import AugmentConfig
-from fg3dgs.frontend.train import frame_accuracy, jaw_lag_r, mel_features, recorded_material
-from fg3dgs.media import AUDIO_RATE
+from fg3dgs.frontend.train import frame_accuracy, jaw_lag_r, recorded_heldout
+from fg3dgs.mel import RATE
+from fg3dgs.synth.festvox_ru import CorpusMissing, fetch
 
 OUTPUTS = ("jaw_open", "lip_spread", "lip_round", "lip_closure")
 
@@ -24,11 +25,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("frontends", nargs="+")
     args = ap.parse_args()
-    material = recorded_material(held_out=True)
-    clean = mel_features(material, 0, 2, AugmentConfig(), False)
-    augmented = mel_features(material, 1, 2, AugmentConfig(), False)[1::2]
-    minutes = sum(len(a) for a, _ in material) / AUDIO_RATE / 60
-    print(f"{len(material)} held-out recordings, {minutes:.1f} min; r (spread) per output, "
+    try:
+        fetch()
+    except CorpusMissing as exc:
+        raise SystemExit(f"recorded_check: {exc}") from None
+    clean, augmented = recorded_heldout()         # the set train-audio's report measures
+    minutes = sum(len(m) for m, _ in clean) / RATE / 60
+    print(f"{len(clean)} held-out recordings, {minutes:.1f} min; r (spread) per output, "
           "then speech/pause right")
     for path in args.frontends:
         model = load_frontend(path)[0].float()
