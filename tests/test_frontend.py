@@ -321,10 +321,34 @@ def test_train_audio_passes_its_speech_and_augmentation_shares(tmp_path, monkeyp
     assert (seen["cfg"].flite, seen["cfg"].voice_quality, seen["cfg"].eq) == (0.2, 0.5, 0.5)
     assert seen["cfg"].recorded is False
     out = capsys.readouterr().out
-    assert "Flite's voices: not measured: x" in out
+    assert "Flite's voices (heard in training), held-out sentences: not measured: x" in out
     assert "recorded speech, a person (never heard in training), held-out sentences, clean: " \
         "jaw_open r" in out
     for bad in (["--eq", "3"], ["--voice-quality", "-1"], ["--flite", "1.5"]):
         with pytest.raises(SystemExit) as exit_:
             main(["train-audio", "--out", str(tmp_path), *bad])
         assert exit_.value.code == 2 and "a share from 0 to 1" in capsys.readouterr().err
+
+
+def test_frame_accuracy_also_scores_the_mouth_while_speaking():
+    """A 'front-end' that only tells speech from pauses scores well over all frames and
+    near 0 over the speaking ones; r_speaking tells the two apart."""
+    from fg3dgs.frontend.train import frame_accuracy
+
+    rng = np.random.default_rng(0)
+    T = 400
+    speech = (np.arange(T) // 50 % 2).astype(np.float32)                 # on / off, 1 s
+    truth = np.zeros((T, 5), np.float32)
+    truth[:, 0] = speech * rng.uniform(0.3, 1.0, T)                       # jaw while speaking
+    truth[:, 4] = speech
+
+    class SpeechDetector(torch.nn.Module):
+        def forward(self, mel):
+            out = torch.zeros(1, T, 5)
+            out[0, :, 0] = torch.from_numpy(speech * 0.6 + rng.normal(0, 1e-3, T))
+            out[0, :, 4] = torch.from_numpy(speech)
+            return out
+
+    acc = frame_accuracy(SpeechDetector(), [(np.zeros((T, 80), np.float32), truth)])
+    assert acc["jaw_open"]["r"] > 0.6 and abs(acc["jaw_open"]["r_speaking"]) < 0.2
+    assert "r_speaking" not in acc["speech"]

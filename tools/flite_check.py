@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from fg3dgs.frontend import load_frontend
+from fg3dgs.frontend import FrontendError, load_frontend
 from fg3dgs.frontend.augment import AugmentConfig
 from fg3dgs.frontend.train import (
     FrontendTrainConfig,
@@ -33,6 +33,10 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=FrontendTrainConfig.heldout_minutes)
     args = ap.parse_args()
     cfg = FrontendTrainConfig(seed=args.seed, heldout_minutes=args.minutes)
+    try:
+        models = [load_frontend(path)[0].float() for path in args.frontends]
+    except FrontendError as exc:
+        ap.error(str(exc))
     held = flite_heldout(cfg, progress=False)
     if isinstance(held, str):
         raise SystemExit(f"flite_check: {held}")
@@ -40,9 +44,7 @@ def main() -> None:
     espeak = mel_features(make_material(cfg.heldout_minutes, True, cfg.seed, False), 0,
                        cfg.seed + 1, AugmentConfig(), False)
     print(f"{len(clean)} utterances; r (spread) per output, then speech/pause right")
-    for path in args.frontends:
-        model, _ = load_frontend(path)
-        model = model.float()
+    for path, model in zip(args.frontends, models):
         for kind, feats in (("clean", clean), ("augmented", augmented)):
             acc = frame_accuracy(model, feats)
             print(f"{path} {kind}: " + ", ".join(

@@ -360,18 +360,15 @@ def run_train_audio(args: argparse.Namespace) -> int:
                               **({"width": args.width} if args.width else {}))
     report = train_frontend(cfg, args.out, progress=not args.quiet, force=args.force)
     checks = [("held-out voices and sentences", report["heldout"])]
-    if isinstance(report["flite"], str):
-        print(f"Flite's voices: {report['flite']}")
-    else:
-        heard = "heard in training" if cfg.flite > 0 else "never heard in training"
-        checks.append((f"Flite's voices ({heard}), held-out sentences", report["flite"]))
-    if isinstance(report["recorded"], str):
-        print(f"Recorded speech: {report['recorded']}")
-    else:
-        heard = "heard in training" if cfg.recorded else "never heard in training"
-        checks.append((f"recorded speech, a person ({heard}), held-out sentences",
-                       report["recorded"]))
+    heard = "heard in training" if cfg.flite > 0 else "never heard in training"
+    checks.append((f"Flite's voices ({heard}), held-out sentences", report["flite"]))
+    heard = "heard in training" if cfg.recorded else "never heard in training"
+    checks.append((f"recorded speech, a person ({heard}), held-out sentences",
+                   report["recorded"]))
     for name, h in checks:
+        if isinstance(h, str):                  # not measured, and why
+            print(f"{name}: {h}")
+            continue
         for kind in ("clean", "augmented"):
             acc = h[kind]
             print(f"{name}, {kind}: " + ", ".join(

@@ -166,7 +166,8 @@ def recorded_heldout():
 
     if not available():
         return (f"not measured: the recorded Russian speech (Debian's {PACKAGE}, 179 MB) is "
-                "not downloaded; python tools/recorded_check.py FRONTEND fetches it")
+                "not downloaded; python tools/recorded_check.py FRONTEND or train-audio "
+                "--recorded fetches it")
     mat = recorded_material(held_out=True)
     return (mel_features(mat, 0, 2, AugmentConfig(), False),
             mel_features(mat, 1, 2, AugmentConfig(), False)[1::2])
@@ -247,17 +248,24 @@ def jaw_lag_r(model: ArticulationNet, feats, lags=(-1, 0, 1)) -> list[float]:
 @torch.no_grad()
 def frame_accuracy(model: ArticulationNet, feats) -> dict:
     """Per output: Pearson r, mean absolute error and spread (the std of the output over
-    that of the truth) over all frames of ``feats``; for speech, also the share of frames
-    classified right at 0.5."""
+    that of the truth) over all frames of ``feats``, and r over the frames where the truth
+    speaks (``r_speaking``: the mouth outputs' r over all frames also rewards telling speech
+    from pauses); for speech, also the share of frames classified right at 0.5."""
     model.eval()
     pred = np.concatenate([model(torch.from_numpy(m)[None])[0].numpy() for m, _ in feats])
     true = np.concatenate([t for _, t in feats])
+    speaking = true[:, 4] > 0.5
+
+    def r(p, t):
+        return float(np.corrcoef(p, t)[0, 1]) if p.std() > 0 and t.std() > 0 else float("nan")
+
     out = {}
     for j, name in enumerate(OUTPUTS):
         p, t = pred[:, j], true[:, j]
-        r = float(np.corrcoef(p, t)[0, 1]) if p.std() > 0 and t.std() > 0 else float("nan")
-        out[name] = {"r": round(r, 4), "mae": round(float(np.abs(p - t).mean()), 4),
+        out[name] = {"r": round(r(p, t), 4), "mae": round(float(np.abs(p - t).mean()), 4),
                      "spread": round(float(p.std() / (t.std() + 1e-12)), 4)}
+        if name != "speech" and speaking.sum() > 1:
+            out[name]["r_speaking"] = round(r(p[speaking], t[speaking]), 4)
     out["speech"]["accuracy"] = round(float(((pred[:, 4] > 0.5) == (true[:, 4] > 0.5)).mean()),
                                       4)
     out["frames"] = int(len(true))
