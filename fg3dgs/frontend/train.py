@@ -168,9 +168,7 @@ def recorded_heldout():
         return (f"not measured: the recorded Russian speech (Debian's {PACKAGE}, 179 MB) is "
                 "not downloaded; python tools/recorded_check.py FRONTEND or train-audio "
                 "--recorded fetches it")
-    mat = recorded_material(held_out=True)
-    return (mel_features(mat, 0, 2, AugmentConfig(), False),
-            mel_features(mat, 1, 2, AugmentConfig(), False)[1::2])
+    return check_features(recorded_material(held_out=True), 2)
 
 
 def flite_heldout(cfg: FrontendTrainConfig, progress: bool = True):
@@ -183,8 +181,7 @@ def flite_heldout(cfg: FrontendTrainConfig, progress: bool = True):
         return "not measured: the flite program is not installed (apt-get install flite)"
     mat = make_flite_material(cfg.heldout_minutes, True, cfg.seed, progress)
     heard = "also in the training speech" if cfg.flite > 0 else "never heard in training"
-    return (mel_features(mat, 0, cfg.seed + 2, AugmentConfig(), False),
-            mel_features(mat, 1, cfg.seed + 2, AugmentConfig(), False)[1::2],
+    return (*check_features(mat, cfg.seed + 2),
             f"Flite's {', '.join(VOICES)}, {heard}; held-out sentences")
 
 
@@ -202,6 +199,13 @@ def mel_features(material, copies: int, seed: int, aug: AugmentConfig, progress:
             x, alpha = augment(audio, rng, aug, other=other)
             out.append((log_mel_warped(x, alpha), tgt))
     return out
+
+
+def check_features(material, seed: int) -> tuple[list, list]:
+    """(clean, augmented) features of a held-out set: each utterance clean and once through
+    the default augmentation (whatever a training's options), the copies drawn by ``seed``."""
+    both = mel_features(material, 1, seed, AugmentConfig(), False)
+    return both[0::2], both[1::2]
 
 
 def _batch(feats, rng: np.random.Generator, batch: int, crop: int):
@@ -235,25 +239,28 @@ def concordance(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def predict(model: ArticulationNet, feats) -> tuple[np.ndarray, np.ndarray]:
+    """(outputs [N, 5], targets [N, 5]) over all frames of ``feats``, the model in eval mode."""
+    model.eval()
+    return (np.concatenate([model(torch.from_numpy(m)[None])[0].numpy() for m, _ in feats]),
+            np.concatenate([t for _, t in feats]))
+
+
 def jaw_lag_r(model: ArticulationNet, feats, lags=(-1, 0, 1)) -> list[float]:
     """r of the jaw output with the truth's over all frames of ``feats``, the output shifted
     by each lag (in 20 ms frames; a lean to +1: the output comes late)."""
-    model.eval()
-    p = np.concatenate([model(torch.from_numpy(m)[None])[0, :, 0].numpy() for m, _ in feats])
-    t = np.concatenate([tgt[:, 0] for _, tgt in feats])
+    pred, true = predict(model, feats)
+    p, t = pred[:, 0], true[:, 0]
     return [float(np.corrcoef(p[max(0, k):len(p) + min(0, k)],
                               t[max(0, -k):len(t) - max(0, k)])[0, 1]) for k in lags]
 
 
-@torch.no_grad()
 def frame_accuracy(model: ArticulationNet, feats) -> dict:
     """Per output: Pearson r, mean absolute error and spread (the std of the output over
     that of the truth) over all frames of ``feats``, and r over the frames where the truth
     speaks (``r_speaking``: the mouth outputs' r over all frames also rewards telling speech
     from pauses); for speech, also the share of frames classified right at 0.5."""
-    model.eval()
-    pred = np.concatenate([model(torch.from_numpy(m)[None])[0].numpy() for m, _ in feats])
-    true = np.concatenate([t for _, t in feats])
+    pred, true = predict(model, feats)
     speaking = true[:, 4] > 0.5
 
     def r(p, t):
@@ -318,9 +325,7 @@ def train_frontend(cfg: FrontendTrainConfig, out: str | Path, progress: bool = T
     held_mat = make_material(cfg.heldout_minutes, True, cfg.seed, progress)
     t_speech = time.perf_counter() - t0
     feats = mel_features(train_mat, cfg.copies, cfg.seed, aug, progress)
-    held_clean = mel_features(held_mat, 0, cfg.seed + 1, aug, False)
-    # the held-out copies are augmented the same way whatever the training's options
-    held_aug = mel_features(held_mat, 1, cfg.seed + 1, AugmentConfig(), False)[1::2]
+    held_clean, held_aug = check_features(held_mat, cfg.seed + 1)
     held_flite = flite_heldout(cfg, progress)
     held_recorded = recorded_heldout()
     t_feats = time.perf_counter() - t0 - t_speech
