@@ -166,6 +166,93 @@ def test_iteration_counts_parse_or_say_the_form():
             parse_iterations(bad)
 
 
+TRAINING = [["train", "d", "--out", "r"], ["refine", "r", "--data", "d", "--out", "o"],
+            ["retarget", "r", "--out", "o"], ["train-sync", "--out", "t"],
+            ["train-audio", "--out", "a"]]
+
+
+def test_training_commands_parse_without_torch():
+    # each command's option table is added when it parses (cli.parser.CommandParser)
+    code = ("import sys; from fg3dgs.cli import build_parser\n"
+            f"for argv in {TRAINING!r}:\n"
+            "    build_parser().parse_args(argv)\n"
+            "assert 'torch' not in sys.modules, sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+class _Called(Exception):
+    """A training function's arguments, raised in its place."""
+
+
+def _trained_with(monkeypatch, argv: list[str], module: str, function: str) -> _Called:
+    """What ``fg3dgs ARGV`` calls ``module.function`` with."""
+    import importlib
+
+    from fg3dgs.cli import build_parser
+    from fg3dgs.cli import train as train_cli
+
+    def called(*args, **kwargs):
+        raise _Called(args, kwargs)
+
+    monkeypatch.setattr(importlib.import_module(module), function, called)
+    monkeypatch.setattr(train_cli, "resolve_identity", str)
+    args = build_parser().parse_args(argv)
+    with pytest.raises(_Called) as call:
+        args.func(args)
+    return call.value
+
+
+def test_training_options_default_to_their_config_dataclasses(monkeypatch, tmp_path):
+    """A bare command trains with its config's defaults: an option's default typed apart
+    from its field would drift from it."""
+    from fg3dgs.frontend_train_config import FrontendTrainConfig
+    from fg3dgs.sync_train_config import SyncTrainConfig
+    from fg3dgs.train.config import TrainConfig, preset
+    from fg3dgs.train.retarget_config import AudioTuneConfig, RetargetConfig
+
+    (cfg, _), _ = _trained_with(monkeypatch, TRAINING[4], "fg3dgs.frontend.train",
+                                "train_frontend").args
+    assert cfg == FrontendTrainConfig()
+    (cfg, _), _ = _trained_with(monkeypatch, TRAINING[3], "fg3dgs.sync.train",
+                                "train_expert").args
+    assert cfg == SyncTrainConfig()
+    (*_, cfg), kwargs = _trained_with(monkeypatch, TRAINING[2], "fg3dgs.train.retarget",
+                                      "retarget").args
+    assert cfg == RetargetConfig() and kwargs["tune"] == AudioTuneConfig()
+    monkeypatch.chdir(tmp_path)      # no dataset d: training at the preset's size
+    (*_, cfg), _ = _trained_with(monkeypatch, TRAINING[0], "fg3dgs.train.trainer",
+                                 "train").args
+    assert cfg == preset(TrainConfig.preset)
+
+
+def test_training_help_gives_the_config_defaults():
+    """``train``'s and ``refine``'s help texts give their defaults as typed numbers (the
+    command line reads no torch-side config): they must be TrainConfig's."""
+    import argparse
+    import re
+
+    from fg3dgs.cli import build_parser
+    from fg3dgs.train.config import TrainConfig, preset
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+
+    def helps(command: str) -> dict[str, str]:
+        p = sub.choices[command]
+        p.format_help()                                  # adds the option table
+        return {a.option_strings[0]: a.help for a in p._actions if a.option_strings}
+
+    def number(text: str) -> float:
+        return float(re.search(r"default ([0-9][0-9.e+-]*)", text)[1])
+
+    cpu, train, refine = preset(TrainConfig.preset), helps("train"), helps("refine")
+    assert f"cpu: {cpu.size}x{cpu.size}" in train["--preset"]
+    assert f"default {cpu.model.audio_features})" in train["--audio-features"]
+    assert number(train["--audio-copies"]) == cpu.audio_copies
+    assert number(refine["--other-voices"]) == cpu.hrpa_other_voices
+    assert number(refine["--other-minutes"]) == cpu.hrpa_other_minutes
+    assert number(refine["--adapter-lr"]) == cpu.lr_hrpa_adapter
+
+
 def test_bench_prints_a_table(tmp_path):
     js = tmp_path / "rows.json"
     proc = subprocess.run([sys.executable, "-m", "fg3dgs.bench", "render", "--backend", "cpu",

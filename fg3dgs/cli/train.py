@@ -1,9 +1,9 @@
 """Training: ``fg3dgs train``, ``refine`` and ``retarget`` (identities), ``train-sync`` (the
 lip-sync expert) and ``train-audio`` (the speech front-end).
 
-The defaults typed here mirror config dataclasses that live beside torch (TrainConfig,
-SyncTrainConfig, FrontendTrainConfig, RetargetConfig, AudioTuneConfig): reading them would
-load torch before the arguments are checked."""
+The options' defaults, and the numbers their help gives, come from the config dataclasses,
+torch-free; but ``train``'s and ``refine``'s are typed here: ``TrainConfig`` holds the
+model's configs, which live beside torch (a test holds them to it)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,12 @@ import time
 from pathlib import Path
 
 from ..arguments import image_size, positive, share, whole_number
+from ..frontend_train_config import FrontendTrainConfig
+from ..mel import RATE
 from ..options import BACKENDS
+from ..sync_train_config import SyncTrainConfig
 from ..train import COMPILE_MODES, PRESETS, parse_iterations
+from ..train.retarget_config import AudioTuneConfig, RetargetConfig
 from ..zoo import resolve_identity
 from .errors import CommandError
 from .parser import BACKEND_HELP, Command
@@ -186,6 +190,7 @@ def run_refine(args: argparse.Namespace) -> int:
 
 
 def _retarget_options(p: argparse.ArgumentParser) -> None:
+    cfg, tune = RetargetConfig, AudioTuneConfig
     p.add_argument("identity", help="run folder or zoo id")
     p.add_argument("--speech", nargs="+",
                    help="speech in the identity's own voice: its training clip's audio "
@@ -194,20 +199,21 @@ def _retarget_options(p: argparse.ArgumentParser) -> None:
                    "features: the new encoder and the mouth network are then tuned on its "
                    "training frames (about 6 minutes on 2 CPU cores at 256 px); a refined "
                    "branch is dropped (run fg3dgs refine after)")
-    p.add_argument("--tune-steps", type=whole_number(1), default=None,
-                   help="tuning steps with --data (default 2000)")
+    p.add_argument("--tune-steps", type=whole_number(1), default=tune.steps,
+                   help=f"tuning steps with --data (default {tune.steps})")
     p.add_argument("--out", required=True, help="folder for the new identity")
-    p.add_argument("--audio-features", default="artic", choices=["artic", "mel"],
-                   help="the new front-end (default artic)")
-    p.add_argument("--copies", type=whole_number(0), default=3,
-                   help="augmented copies of the speech (default 3)")
-    p.add_argument("--steps", type=whole_number(1), default=3000,
-                   help="distillation steps (default 3000)")
+    p.add_argument("--audio-features", default=cfg.features, choices=["artic", "mel"],
+                   help=f"the new front-end (default {cfg.features})")
+    p.add_argument("--copies", type=whole_number(0), default=cfg.copies,
+                   help=f"augmented copies of the speech (default {cfg.copies})")
+    p.add_argument("--steps", type=whole_number(1), default=cfg.steps,
+                   help=f"distillation steps (default {cfg.steps})")
+    # the flag turns RetargetConfig.match_spread (on by default) off
     p.add_argument("--keep-shrinkage", action="store_true",
                    help="leave the distilled driving features as trained, without "
                    "rescaling them to the old encoder's spread (for comparison)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="draws the augmented copies and the batches (default 0)")
+    p.add_argument("--seed", type=int, default=cfg.seed,     # it seeds the tuning too
+                   help=f"draws the augmented copies and the batches (default {cfg.seed})")
     p.add_argument("--force", action="store_true", help="replace an existing --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -221,13 +227,11 @@ def run_retarget(args: argparse.Namespace) -> int:
     Nothing is rendered; the Gaussians, networks and replay track are kept. An identity on
     another version of the speech front-end (artic) keeps its encoder and moves to the
     installed one; with --data it is tuned there."""
-    from ..train.audio_tune import AudioTuneConfig
-    from ..train.retarget import RetargetConfig, retarget
+    from ..train.retarget import retarget
 
     cfg = RetargetConfig(features=args.audio_features, copies=args.copies, steps=args.steps,
                          seed=args.seed, match_spread=not args.keep_shrinkage)
-    tune = AudioTuneConfig(seed=args.seed, **({"steps": args.tune_steps} if args.tune_steps
-                                              else {}))
+    tune = AudioTuneConfig(seed=args.seed, steps=args.tune_steps)
     report = retarget(resolve_identity(args.identity), args.speech or [], args.out, cfg,
                       progress=not args.quiet, force=args.force, data=args.data, tune=tune)
     for kind in ("clean", "augmented"):
@@ -256,27 +260,30 @@ def run_retarget(args: argparse.Namespace) -> int:
 
 
 def _train_sync_options(p: argparse.ArgumentParser) -> None:
+    cfg = SyncTrainConfig
     p.add_argument("--out", required=True, help="folder for sync_expert.safetensors")
-    p.add_argument("--identities", default="builtin:astronaut,builtin:hopper",
+    p.add_argument("--identities", default=",".join(cfg.identities),
                    help="comma-separated photos (builtin:NAME or image paths)")
-    p.add_argument("--minutes", type=positive, default=12.0, help="minutes of training speech")
-    p.add_argument("--steps", type=whole_number(1), default=3000,
-                   help="optimiser steps (default 3000)")
-    p.add_argument("--batch", type=whole_number(2), default=64,
-                   help="clips per optimiser step (default 64)")
-    p.add_argument("--width", type=positive, default=0.25,
+    p.add_argument("--minutes", type=positive, default=cfg.minutes,
+                   help="minutes of training speech")
+    p.add_argument("--steps", type=whole_number(1), default=cfg.steps,
+                   help=f"optimiser steps (default {cfg.steps})")
+    p.add_argument("--batch", type=whole_number(2), default=cfg.batch,
+                   help=f"clips per optimiser step (default {cfg.batch})")
+    p.add_argument("--width", type=positive, default=cfg.width,
                    help="channel scale of Wav2Lip's layout (1 = the published expert's)")
-    p.add_argument("--heldout-clips", type=whole_number(1), default=40,
+    p.add_argument("--heldout-clips", type=whole_number(1), default=cfg.heldout_clips,
                    help="5-second held-out clips for the offset test")
-    p.add_argument("--voices", choices=("wide", "speakers"), default="wide",
+    p.add_argument("--voices", choices=("wide", "speakers"), default=cfg.voices,
                    help="wide: every eSpeak accent and variant, other languages' voices "
                    "reading English, 80-260 words per minute (the speech front-end's draw); "
-                   "speakers: 7 English accents, ordinary variants, 130-200 (default wide)")
-    p.add_argument("--audio-copies", type=whole_number(0), default=2,
+                   f"speakers: 7 English accents, ordinary variants, 130-200 (default "
+                   f"{cfg.voices})")
+    p.add_argument("--audio-copies", type=whole_number(0), default=cfg.audio_copies,
                    help="augmented copies of each clip's audio (noise, reverberation, "
-                   "telephone, codecs, level, vocal-tract warp; default 2)")
-    p.add_argument("--seed", type=int, default=0, help="draws the training material "
-                   "(default 0)")
+                   f"telephone, codecs, level, vocal-tract warp; default {cfg.audio_copies})")
+    p.add_argument("--seed", type=int, default=cfg.seed, help="draws the training material "
+                   f"(default {cfg.seed})")
     p.add_argument("--force", action="store_true", help="replace the expert in an existing "
                    "--out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -289,7 +296,7 @@ def run_train_sync(args: argparse.Namespace) -> int:
     photos, colour / crop / scale augmentation, augmented copies of the audio), trains the
     expert and reports held-out pair accuracy and offset detection on unseen voices and
     sentences."""
-    from ..sync.train import SyncTrainConfig, train_expert
+    from ..sync.train import train_expert
 
     cfg = SyncTrainConfig(identities=tuple(args.identities.split(",")), minutes=args.minutes,
                           steps=args.steps, width=args.width, batch=args.batch,
@@ -305,39 +312,44 @@ def run_train_sync(args: argparse.Namespace) -> int:
 
 
 def _train_audio_options(p: argparse.ArgumentParser) -> None:
+    cfg = FrontendTrainConfig
     p.add_argument("--out", required=True, help="folder for speech_frontend.safetensors")
-    p.add_argument("--minutes", type=positive, default=160.0,
-                   help="minutes of training speech before augmentation (default 160; the "
-                        "defaults make the shipped front-end, about 11 minutes on 2 cores)")
-    p.add_argument("--copies", type=whole_number(0), default=4,
-                   help="augmented copies of each utterance (default 4)")
-    p.add_argument("--steps", type=whole_number(1), default=16000,
-                   help="optimiser steps (default 16000)")
-    p.add_argument("--batch", type=whole_number(1), default=24,
-                   help="4-second windows per step (default 24)")
-    p.add_argument("--ccc", type=float, default=0.5,
+    p.add_argument("--minutes", type=positive, default=cfg.minutes,
+                   help=f"minutes of training speech before augmentation (default "
+                        f"{cfg.minutes:g}; the defaults make the shipped front-end, about 11 "
+                        "minutes on 2 cores)")
+    p.add_argument("--copies", type=whole_number(0), default=cfg.copies,
+                   help=f"augmented copies of each utterance (default {cfg.copies})")
+    p.add_argument("--steps", type=whole_number(1), default=cfg.steps,
+                   help=f"optimiser steps (default {cfg.steps})")
+    p.add_argument("--batch", type=whole_number(1), default=cfg.batch,
+                   help=f"{cfg.crop_frames // RATE}-second windows per step (default "
+                        f"{cfg.batch})")
+    p.add_argument("--ccc", type=float, default=cfg.ccc,
                    help="weight of the concordance term that keeps the mouth outputs' "
-                        "spread on voices the network is unsure of (default 0.5; 0: off)")
-    p.add_argument("--eq", type=share, default=0.5, metavar="SHARE",
+                        f"spread on voices the network is unsure of (default {cfg.ccc:g}; "
+                        "0: off)")
+    p.add_argument("--eq", type=share, default=cfg.eq, metavar="SHARE",
                    help="share of the augmented copies also coloured by a random microphone "
                         "and channel equaliser (tilt, peaks and dips, low cut, band limit; "
-                        "default 0.5)")
-    p.add_argument("--flite", type=share, default=0.0, metavar="SHARE",
+                        f"default {cfg.eq:g})")
+    p.add_argument("--flite", type=share, default=cfg.flite, metavar="SHARE",
                    help="share of the training speech spoken by CMU Flite's voices (speakers "
                         "of the CMU ARCTIC recordings; needs the flite program, e.g. apt-get "
-                        "install flite; default 0)")
-    p.add_argument("--voice-quality", type=share, default=0.0, metavar="SHARE",
+                        f"install flite; default {cfg.flite:g})")
+    p.add_argument("--voice-quality", type=share, default=cfg.voice_quality, metavar="SHARE",
                    help="share of the augmented copies also given a less regular voice (a "
-                        "slow pitch and formant wobble, breath noise; default 0)")
+                        f"slow pitch and formant wobble, breath noise; default "
+                        f"{cfg.voice_quality:g})")
     p.add_argument("--recorded", action="store_true",
                    help="also train on nine tenths of the recorded Russian speech (a man "
                         "reading, 89 min, with the corpus's phone timings; Debian's "
                         "festvox-ru, 179 MB, downloaded on first use), on top of --minutes")
-    p.add_argument("--width", type=whole_number(8),
-                   help="channels of the network's convolutions (default 96; compute grows "
-                        "with its square)")
-    p.add_argument("--seed", type=int, default=0, help="draws the voices and augmentations "
-                   "(default 0)")
+    p.add_argument("--width", type=whole_number(8), default=cfg.width,
+                   help=f"channels of the network's convolutions (default {cfg.width}; "
+                        "compute grows with its square)")
+    p.add_argument("--seed", type=int, default=cfg.seed, help="draws the voices and "
+                   f"augmentations (default {cfg.seed})")
     p.add_argument("--force", action="store_true", help="replace a front-end in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -351,13 +363,12 @@ def run_train_audio(args: argparse.Namespace) -> int:
     jaw / spread / round / closure and speech activity at 50 Hz; reports its accuracy on voices
     and sentences it never saw, on CMU Flite's voices where flite is installed, and on
     recorded Russian speech where it is downloaded (tools/recorded_check.py)."""
-    from ..frontend.train import FrontendTrainConfig, train_frontend
+    from ..frontend.train import train_frontend
 
     cfg = FrontendTrainConfig(minutes=args.minutes, copies=args.copies, steps=args.steps,
                               batch=args.batch, seed=args.seed, ccc=args.ccc, eq=args.eq,
                               flite=args.flite, voice_quality=args.voice_quality,
-                              recorded=args.recorded,
-                              **({"width": args.width} if args.width else {}))
+                              recorded=args.recorded, width=args.width)
     report = train_frontend(cfg, args.out, progress=not args.quiet, force=args.force)
     checks = [("held-out voices and sentences", report["heldout"])]
     heard = "heard in training" if cfg.flite > 0 else "never heard in training"

@@ -22,12 +22,13 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..frontend_train_config import FrontendTrainConfig
 from ..media import AUDIO_RATE
 from ..mel import HOP, RATE, n_frames
 from .augment import AugmentConfig, augment, log_mel_warped
@@ -36,25 +37,6 @@ from .network import OUTPUTS, ArticulationNet, FrontendConfig, save_frontend
 # Voice variants held out from training for the report (the benchmark's are never drawn).
 HELDOUT_VARIANTS = ("m4", "f2", "edward", "Annie", "klatt2", "steph2", "Gene")
 HELDOUT_SENTENCE_EVERY = 6
-
-
-@dataclass
-class FrontendTrainConfig:
-    # The defaults are the shipped front-end's recipe (about 11 minutes on 2 CPU cores).
-    minutes: float = 160.0           # of training speech (before augmentation)
-    copies: int = 4                  # augmented copies of each utterance (plus the clean one)
-    steps: int = 16000
-    batch: int = 24
-    crop_frames: int = 200           # 4 s windows
-    lr: float = 2e-3
-    heldout_minutes: float = 3.0
-    seed: int = 0
-    width: int = 96
-    ccc: float = 0.5                 # weight of the concordance term on the mouth outputs
-    eq: float = 0.5                  # share of augmented copies through a random equaliser
-    flite: float = 0.0               # share of the training speech spoken by Flite's voices
-    voice_quality: float = 0.0       # share of augmented copies through augment.voice_quality
-    recorded: bool = False           # add the recorded Russian speech's nine tenths
 
 
 def _voices(rng: random.Random, held_out: bool):

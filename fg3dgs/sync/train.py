@@ -13,31 +13,13 @@ import torch
 import torch.nn.functional as F
 
 from ..io_utils import atomic_output
+from ..sync_train_config import SyncTrainConfig
 from .audio import mel_windows, sync_mel
 from .crops import crop_regions, stack_windows
 from .data import CONTEXT, CONTEXT_SIZE, SyncClip, make_clips
 from .expert import CROP_H, CROP_W, T_FRAMES, ExpertConfig, SyncExpert
 from .io import save_expert
 from .metrics import MAX_SHIFT, sync_scores
-
-
-@dataclass
-class SyncTrainConfig:
-    identities: tuple[str, ...] = ("builtin:astronaut", "builtin:hopper")
-    minutes: float = 12.0             # training speech, in minutes
-    heldout_clips: int = 40           # 5-second held-out clips for the offset test
-    width: float = 0.25               # channel scale of Wav2Lip's layout
-    size: int = 192                   # rendered frame size
-    batch: int = 64
-    steps: int = 3000
-    lr: float = 1e-3
-    min_shift: int = 2                # shifted negatives are at least this many frames off
-    temperature: float = 0.1          # of the contrastive loss
-    aug_start: float = 0.15           # augmentation ramps from 0 at this fraction of steps
-    aug_full: float = 0.6             # ... to full strength here
-    voices: str = "wide"              # the voice draw: wide | speakers (sync.data.random_voice)
-    audio_copies: int = 2             # augmented copies of each clip's audio
-    seed: int = 0
 
 
 @dataclass

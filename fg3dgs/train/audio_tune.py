@@ -17,7 +17,7 @@ the caller drops it (run ``fg3dgs refine`` on the result).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -30,20 +30,8 @@ from ..sync.crops import face_boxes, mouth_crops
 from .audio_variants import AudioVariantConfig, draw_variants
 from .data import TrainData
 from .losses import photometric
+from .retarget_config import AudioTuneConfig
 from .spread import driving_features, match_spread
-
-
-@dataclass
-class AudioTuneConfig:
-    steps: int = 2000
-    batch: int = 2                  # frames per step
-    lr: float = 5e-4                # one-cycle peak
-    crop_l1: float = 1.0            # weight of the mouth crop's L1 beside the frame's loss
-    audio_copies: int = 4           # voice-varied copies of the clip (0: clean only)
-    augment_p: float = 0.5          # chance that a frame hears a copy
-    voice_spread: bool = True       # rescale f_a's spread on the copies to the clean one's
-    check_frames: int = 32          # fixed training frames the fit is reported on
-    seed: int = 0
 
 
 def tunable(model: FG3DGS) -> list[torch.nn.Parameter]:

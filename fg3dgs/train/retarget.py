@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -45,21 +45,9 @@ from ..model.identity import FG3DGS
 from ..model.io import verify_feature_model
 from ..model.windows import audio_windows
 from ..preprocess.dataset import Dataset
-from .audio_tune import AudioTuneConfig, tune_audio_path
+from .audio_tune import tune_audio_path
+from .retarget_config import AudioTuneConfig, RetargetConfig
 from .spread import driving_features, match_spread
-
-
-@dataclass
-class RetargetConfig:
-    features: str = "artic"
-    copies: int = 3                 # augmented copies of the speech beside the clean one
-    steps: int = 3000
-    batch: int = 64
-    lr: float = 2e-3
-    heldout: float = 1 / 11         # the last share of the speech, as the dataset's split
-    ccc: float = 1.0                # weight of the concordance term (0: plain MSE)
-    match_spread: bool = True       # rescale the outputs to the targets' spread at the end
-    seed: int = 0
 
 
 def _new_features(audio: np.ndarray, name: str, rng: np.random.Generator, copies: int,
