@@ -225,34 +225,6 @@ def test_training_options_default_to_their_config_dataclasses(monkeypatch, tmp_p
     assert cfg == preset(TrainConfig.preset)
 
 
-def test_training_help_gives_the_config_defaults():
-    """``train``'s and ``refine``'s help texts give their defaults as typed numbers (the
-    command line reads no torch-side config): they must be TrainConfig's."""
-    import argparse
-    import re
-
-    from fg3dgs.cli import build_parser
-    from fg3dgs.train.config import TrainConfig, preset
-
-    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-
-    def helps(command: str) -> dict[str, str]:
-        p = sub.choices[command]
-        p.format_help()                                  # adds the option table
-        return {a.option_strings[0]: a.help for a in p._actions if a.option_strings}
-
-    def number(text: str) -> float:
-        return float(re.search(r"default ([0-9][0-9.e+-]*)", text)[1])
-
-    cpu, train, refine = preset(TrainConfig.preset), helps("train"), helps("refine")
-    assert f"cpu: {cpu.size}x{cpu.size}" in train["--preset"]
-    assert f"default {cpu.model.audio_features})" in train["--audio-features"]
-    assert number(train["--audio-copies"]) == cpu.audio_copies
-    assert number(refine["--other-voices"]) == cpu.hrpa_other_voices
-    assert number(refine["--other-minutes"]) == cpu.hrpa_other_minutes
-    assert number(refine["--adapter-lr"]) == cpu.lr_hrpa_adapter
-
-
 def test_bench_prints_a_table(tmp_path):
     js = tmp_path / "rows.json"
     proc = subprocess.run([sys.executable, "-m", "fg3dgs.bench", "render", "--backend", "cpu",

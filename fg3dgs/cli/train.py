@@ -1,9 +1,8 @@
 """Training: ``fg3dgs train``, ``refine`` and ``retarget`` (identities), ``train-sync`` (the
 lip-sync expert) and ``train-audio`` (the speech front-end).
 
-The options' defaults, and the numbers their help gives, come from the config dataclasses,
-torch-free; but ``train``'s and ``refine``'s are typed here: ``TrainConfig`` holds the
-model's configs, which live beside torch (a test holds them to it)."""
+The options' defaults, and the numbers their help gives, come from the config dataclasses
+(torch-free, so that arguments are checked before torch loads)."""
 
 from __future__ import annotations
 
@@ -19,6 +18,7 @@ from ..mel import RATE
 from ..options import BACKENDS
 from ..sync_train_config import SyncTrainConfig
 from ..train import COMPILE_MODES, PRESETS, parse_iterations
+from ..train.config import TrainConfig, preset
 from ..train.retarget_config import AudioTuneConfig, RetargetConfig
 from ..zoo import resolve_identity
 from .errors import CommandError
@@ -26,11 +26,12 @@ from .parser import BACKEND_HELP, Command
 
 
 def _train_options(p: argparse.ArgumentParser) -> None:
+    cpu, paper = preset("cpu"), preset("paper")
     p.add_argument("dataset")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--preset", choices=PRESETS, default="cpu",
-                   help="cpu: 256x256, about an hour on 2 cores; paper: the paper's "
-                        "512x512 schedule (for a CUDA GPU)")
+    p.add_argument("--preset", choices=PRESETS, default=TrainConfig.preset,
+                   help=f"cpu: {cpu.size}x{cpu.size}, about an hour on 2 cores; paper: the "
+                        f"paper's {paper.size}x{paper.size} schedule (for a CUDA GPU)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--force", action="store_true", help="start over in an existing --out")
     p.add_argument("--size", type=image_size, help="training image size (preset's by default)")
@@ -46,10 +47,13 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-hrpa", action="store_true",
                    help="skip the lip-sync refinement (the identity has the base variant "
                         "only)")
-    p.add_argument("--audio-features", help="which of the dataset's features (default mel)")
+    # (None: the preset's)
+    p.add_argument("--audio-features", help="which of the dataset's features (default "
+                                            f"{cpu.model.audio_features})")
     p.add_argument("--audio-copies", type=int, metavar="N",
                    help="voice-varied (augmented) copies of the clip's audio that drive "
-                        "half the training frames (default 4; 0: the clean audio only)")
+                        f"half the training frames (default {cpu.audio_copies}; 0: the clean "
+                        "audio only)")
     p.add_argument("--no-region-split", action="store_true",
                    help="ablation: one Gaussian set and one network for the whole head")
     p.add_argument("--no-frequency-aware", action="store_true",
@@ -137,6 +141,7 @@ def _dataset_size(folder: str) -> int | None:
 
 
 def _refine_options(p: argparse.ArgumentParser) -> None:
+    cfg = TrainConfig       # (None below: the identity's own setting, else these)
     p.add_argument("identity", help="run folder or zoo id")
     p.add_argument("--data", required=True,
                    help="the preprocessed dataset the identity was trained on")
@@ -145,9 +150,11 @@ def _refine_options(p: argparse.ArgumentParser) -> None:
                    help="HRPA steps (default: the identity's own schedule's)")
     p.add_argument("--other-voices", type=float, metavar="SHARE",
                    help="share of the steps driven by other voices' speech, judged by the "
-                        "expert alone (default 0: the identity's own audio only)")
+                        f"expert alone (default {cfg.hrpa_other_voices:g}: the identity's own "
+                        "audio only)")
     p.add_argument("--other-minutes", type=positive, metavar="MIN",
-                   help="minutes of other voices' speech to make for it (default 4)")
+                   help="minutes of other voices' speech to make for it (default "
+                        f"{cfg.hrpa_other_minutes:g})")
     p.add_argument("--expert", help="sync expert (default: the identity's training one, "
                                     "else checkpoints/sync_expert.safetensors)")
     p.add_argument("--adapter", action="store_true",
@@ -156,7 +163,7 @@ def _refine_options(p: argparse.ArgumentParser) -> None:
                         "articulators) instead of its network and colours: the expert can "
                         "change when and how far the mouth moves, not what it looks like")
     p.add_argument("--adapter-lr", type=positive, metavar="LR",
-                   help="learning rate of that adapter (default 2e-3)")
+                   help=f"learning rate of that adapter (default {cfg.lr_hrpa_adapter:g})")
     p.add_argument("--backend", choices=BACKENDS, help=BACKEND_HELP)
     p.add_argument("--force", action="store_true", help="replace an existing --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -8,12 +8,11 @@ deformation network: the mouth set's upper teeth (the skull carries them, not th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 from torch import nn
 
 from ..render.sh import num_sh_bases
+from .config import DensifyConfig
 
 SH_C0 = 0.28209479177387814
 PARAMS = ("means", "quats", "log_scales", "opacity_logits", "sh")
@@ -75,26 +74,6 @@ class GaussianSet(nn.Module):
             new[name] = p
             setattr(self, name, nn.Parameter(p))
         return new
-
-
-@dataclass
-class DensifyConfig:
-    start: int = 300
-    stop: int = 2500
-    every: int = 200
-    grad_threshold: float = 0.0002      # mean screen-space gradient norm (NDC units)
-    percent_dense: float = 0.01         # clone if max scale below this x scene extent
-    min_opacity: float = 0.005
-    max_gaussians: dict = field(default_factory=lambda: {
-        "face": 60000, "eyes": 10000, "mouth": 20000, "head": 90000})   # per region
-    reset_opacity_every: int = 0        # 0: never (short schedules)
-
-    def due_steps(self, n: int) -> range:
-        """The steps (1-based) among a stage's first ``n`` at which a pass runs."""
-        if self.every <= 0:
-            return range(0)
-        first = -(-max(self.start, 1) // self.every) * self.every
-        return range(first, min(self.stop, n) + 1, self.every)
 
 
 class DensifyStrategy:

@@ -20,30 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from .config import HashConfig
 from .hash_kernels import PlannedEncode
 
 PLANES = ((0, 1), (1, 2), (0, 2))      # xy, yz, xz
 PRIME = 2654435761
-
-
-@dataclass
-class HashConfig:
-    levels: int = 12
-    features: int = 2
-    log2_table: int = 14
-    base_resolution: int = 16
-    max_resolution: int = 512
-
-    @property
-    def out_dim(self) -> int:
-        return 3 * self.levels * self.features
-
-    def resolutions(self) -> list[int]:
-        if self.levels == 1:
-            return [self.base_resolution]
-        g = np.exp((np.log(self.max_resolution) - np.log(self.base_resolution))
-                   / (self.levels - 1))
-        return [int(np.floor(self.base_resolution * g ** i)) for i in range(self.levels)]
 
 
 @dataclass

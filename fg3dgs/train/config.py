@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-from ..model.config import ModelConfig
-from ..model.gaussians import DensifyConfig
-from ..model.hash_encoding import HashConfig
+from ..model.config import DensifyConfig, HashConfig, ModelConfig
 from . import PRESETS, STAGES
 
 
