@@ -2,7 +2,7 @@
 lip-sync refinement side by side; a second tab compares two identities or runs; a third
 speaks along with the microphone, live.
 
-UI only: the work is done by fg3dgs.pipeline (Studio -> TalkingHead; live sessions), the Live
+UI only: the work is done by fg3dgs.pipeline (Studio -> TalkingHead; live calls), the Live
 tab's page by fg3dgs.live_page.
 
     python app.py [--host 127.0.0.1] [--port 7860] [--share] [--runs RUN ...]
@@ -166,7 +166,6 @@ def build(studio: Studio, live: LiveLimits = LiveLimits()) -> gr.Blocks:
         with gr.Tab("Live"):
             page = LivePage(LiveHall(studio.head, live), options, studio.check_identity)
             l_identity, l_variant = page.layout(first)
-        demo.unload(page.unload)
         _only_choices(identity, variant, pose, blink, size,
                       id_a, id_b, c_variant, c_pose, c_blink, c_size, l_identity, l_variant)
     return demo
@@ -190,7 +189,7 @@ def parser() -> argparse.ArgumentParser:
                     help="renders at a time (default 1)")
     ap.add_argument("--max-seconds", type=positive, default=60.0,
                     help="longest uploaded speech, in seconds (default 60; the Live tab's "
-                    "longest session is --live-max)")
+                    "longest call is --live-max)")
     add_live_limits(ap)
     return ap
 

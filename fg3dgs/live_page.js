@@ -42,7 +42,7 @@ function b64pcm(chunks, n) {
 async function start(cmd) {
   stopCapture();
   resetLog();
-  const run = L.run = {session: cmd.session, lookahead: cmd.lookahead_ms, pending: [], n: 0,
+  const run = L.run = {call: cmd.call, lookahead: cmd.lookahead_ms, pending: [], n: 0,
                        seq: 0, flying: 0, posted: 0, marks: [], queue: [], timer: null, showing: false,
                        last: -1e9,
                        shown: [], delays: [], late: [], target: 0, stats: {}, phase: 0};
@@ -110,7 +110,7 @@ function send(run) {
   run.pending = [];
   const sent = performance.now();
   run.flying++;
-  server.live_push({session: run.session, seq: run.seq++, rate: run.rate,
+  server.live_push({call: run.call, seq: run.seq++, rate: run.rate,
                     pcm: b64pcm(chunks, have)}).then((r) => {
     run.flying--;
     if (L.run !== run) return;
@@ -239,5 +239,11 @@ document.addEventListener("click", (e) => {
   if (e.target && e.target.closest && e.target.closest("#live-start")) say("starting...");
 }, true);
 
-// a closed or reloaded page ends its session at once (the server also notices the silence)
-window.addEventListener("pagehide", () => { L.run = null; stopCapture(); });
+// a closed or reloaded page ends its call at once (the server also notices the silence
+// within LiveLimits.gone_seconds, should this last post not arrive)
+window.addEventListener("pagehide", () => {
+  const run = L.run;
+  L.run = null;
+  stopCapture();
+  if (run) server.live_push({call: run.call, end: true}).catch(() => {});
+});

@@ -6,8 +6,8 @@ posts its samples to :meth:`LivePage.live_push` as soon as one more frame's spee
 a server function of the player component (gradio's ``/component_server``: a plain POST,
 outside the event queue); the answer carries the frames those samples made ready as JPEG,
 each with where its speech ends, and the page shows them at 25 frames/s and measures how
-late. The work is a :class:`~fg3dgs.pipeline.live.LiveSession` per page; a page that stops
-posting (closed, disconnected) loses its session after ``LiveLimits.gone_seconds``.
+late. The work is a :class:`~fg3dgs.pipeline.live.LiveCall` per page; a page that stops
+posting (closed, disconnected) loses its call after ``LiveLimits.gone_seconds``.
 
 Why not the alternatives: fastrtc's WebRTC component needs gradio < 6; gradio's streaming
 microphone (``gr.Audio(streaming=True)``) into a streamed output took 230-250 ms (median)
@@ -33,7 +33,7 @@ from PIL import Image
 
 from .model.io import IdentityError
 from .pipeline.audio_input import AudioInputError
-from .pipeline.live import LiveBusy, LiveEnded, LiveHall, LiveLimits, LiveSession
+from .pipeline.live import LiveBusy, LiveCall, LiveEnded, LiveHall, LiveLimits
 from .zoo import ZooError
 
 JPEG_QUALITY = 85
@@ -60,11 +60,11 @@ def _jpeg(frame: np.ndarray) -> str:
 
 
 class _Posts:
-    """A session and the order of its page's posts: :meth:`turn` waits for the posts
+    """A call and the order of its page's posts: :meth:`turn` waits for the posts
     before ``seq`` (at most ``wait`` seconds: a post lost on the way is not waited for)."""
 
-    def __init__(self, session: LiveSession, wait: float = 1.0):
-        self.session, self.wait, self.next = session, wait, 0
+    def __init__(self, call: LiveCall, wait: float = 1.0):
+        self.call, self.wait, self.next = call, wait, 0
         self.cond = threading.Condition()
 
     @contextlib.contextmanager
@@ -79,16 +79,15 @@ class _Posts:
 
 
 class LivePage:
-    """Live sessions for the pages of one server: at most one per page (its gradio
-    session), through ``hall``. ``check_identity(key)`` refuses identities the server does
-    not offer (IdentityError)."""
+    """Live calls for the pages of one server, through ``hall``: at most one per page
+    (the page holds its call's token in a ``gr.State``). ``check_identity(key)`` refuses
+    identities the server does not offer (IdentityError)."""
 
     def __init__(self, hall: LiveHall, choices: list[tuple[str, str]],
                  check_identity: Callable[[str], str] = lambda key: key):
         self.hall, self.choices, self.check_identity = hall, choices, check_identity
-        self.pages: dict[str, str] = {}       # gradio session hash -> its session's token
-        # token -> its session. A server function is not told which page calls it, so the
-        # page names its session by a secret token
+        # token -> its call. A server function is not told which page calls it, so the
+        # page names its call by a secret token
         self.tokens: dict[str, _Posts] = {}
         self._nonce = itertools.count()
 
@@ -96,51 +95,57 @@ class LivePage:
         """The player's value: a command for live_page.js (new each time, so it fires)."""
         return json.dumps({"cmd": cmd, "n": next(self._nonce), **kw})
 
-    def start(self, identity: str, variant: str, request: gr.Request) -> str:
-        """Open a session for this page (its previous one ends) and tell the page to start
-        the microphone; busy or a bad identity: the page shows why."""
-        self.stop(request)
+    def start(self, identity: str, variant: str, token: str | None
+              ) -> tuple[str, str | None]:
+        """Open a call for this page (``token``, its previous one, ends) and tell the page
+        to start the microphone; busy or a bad identity: the page shows why. Returns the
+        player's command and the page's new token."""
+        self._end(token)
         try:
             self.check_identity(identity)
-            session = self.hall.open(identity, variant)
+            call = self.hall.open(identity, variant)
         except LiveBusy as exc:
-            return self._command("error", message=str(exc))
+            return self._command("error", message=str(exc)), None
         except (IdentityError, ZooError, ValueError) as exc:   # the page says what is wrong
-            return self._command("error", message=f"cannot start: {exc}")
+            return self._command("error", message=f"cannot start: {exc}"), None
         token = secrets.token_urlsafe(16)
-        self.pages[request.session_hash] = token
-        self.tokens[token] = _Posts(session)
-        return self._command("start", session=token, size=session.stream.size,
-                             lookahead_ms=self.hall.limits.lookahead_ms)
+        self.tokens[token] = _Posts(call)
+        return self._command("start", call=token, size=call.stream.size,
+                             lookahead_ms=self.hall.limits.lookahead_ms), token
 
-    def stop(self, request: gr.Request) -> str:
-        """End this page's session (the Stop button, a closed page)."""
-        self._end(self.pages.pop(request.session_hash, None))
-        return self._command("stop")
+    def stop(self, token: str | None) -> tuple[str, None]:
+        """End this page's call (the Stop button)."""
+        self._end(token)
+        return self._command("stop"), None
 
     def _end(self, token: str | None) -> None:
         posts = self.tokens.pop(token, None)
         if posts is not None:
-            self.hall.close(posts.session)
+            self.hall.close(posts.call)
 
     def live_push(self, data: dict) -> dict:
-        """The page's microphone samples, ``{"session": token, "seq": n, "rate": Hz, "pcm":
+        """The page's microphone samples, ``{"call": token, "seq": n, "rate": Hz, "pcm":
         base64 int16 little-endian mono}`` (several may be on their way: they are taken in
         the order of ``seq``); answers ``{"frames": [base64 JPEG], "ends": [s],
         "stats": {...}}`` (``ends``: where each frame's speech ends, in seconds of the audio
-        posted) or ``{"ended": why}``."""
+        posted) or ``{"ended": why}``. ``{"call": token, "end": true}``: the page is
+        closing."""
         t = time.perf_counter()
         self.hall.reap()
-        token = data.get("session") if isinstance(data, dict) else None
+        data = data if isinstance(data, dict) else {}
+        token = data.get("call")
+        if data.get("end"):                 # the page is closing: free its place now
+            self._end(token)
+            return {"ended": "closed"}
         posts = self.tokens.get(token)
-        if posts is None or posts.session.closed:
+        if posts is None or posts.call.closed:
             self.tokens.pop(token, None)
-            return {"ended": "this live session has ended; press Start for a new one"}
-        session = posts.session
+            return {"ended": "this live call has ended; press Start for a new one"}
+        call = posts.call
         try:
             pcm = np.frombuffer(base64.b64decode(data.get("pcm", "")), "<i2")
             with posts.turn(int(data.get("seq", posts.next))):
-                out = session.push_timed(int(data.get("rate", 0)), pcm)
+                out = call.push_timed(int(data.get("rate", 0)), pcm)
         except LiveEnded as exc:
             self._end(token)
             return {"ended": str(exc)}
@@ -148,8 +153,8 @@ class LivePage:
             self._end(token)
             return {"ended": f"the page sent audio this server cannot use: {exc}"}
         return {"frames": [_jpeg(f) for _, f in out], "ends": [e for e, _ in out],
-                "stats": {"dropped_ms": session.dropped_ms, "lag_ms": round(session.lag_ms),
-                          "frames": session.frames_out,
+                "stats": {"dropped_ms": call.dropped_ms, "lag_ms": round(call.lag_ms),
+                          "frames": call.frames_out,
                           "server_ms": round(1000 * (time.perf_counter() - t), 1)}}
 
     def layout(self, default: str | None = None,
@@ -159,10 +164,10 @@ class LivePage:
         limits = self.hall.limits
         gr.Markdown(
             "Press **Start**, allow the microphone and speak: the head speaks along, about "
-            "a quarter of a second behind. Silence keeps its mouth closed. A session ends "
+            "a quarter of a second behind. Silence keeps its mouth closed. A call ends "
             f"after {limits.idle_seconds:g} s without speech, after "
             f"{limits.max_seconds / 60:g} min, or when the page closes; this server runs "
-            f"{limits.sessions} at a time.")
+            f"{limits.calls} at a time.")
         with gr.Row():
             identity = gr.Dropdown(self.choices, value=default or (
                 self.choices[0][1] if self.choices else None), label="Identity",
@@ -172,21 +177,19 @@ class LivePage:
         with gr.Row():
             start = gr.Button("Start", variant="primary", elem_id="live-start")
             stop = gr.Button("Stop", elem_id="live-stop")
+
         def live_push(data: dict) -> dict:
             # (gradio marks a server function by an attribute, which a method cannot take)
             return self.live_push(data)
 
         player = gr.HTML(value="", html_template=PLAYER_HTML, js_on_load=PLAYER_JS,
                          server_functions=[live_push], elem_id="live-player")
-        start.click(self.start, [identity, variant], [player], api_visibility="private",
-                    concurrency_limit=None)
-        stop.click(self.stop, None, [player], api_visibility="private",
+        token = gr.State(None)              # this page's call
+        start.click(self.start, [identity, variant, token], [player, token],
+                    api_visibility="private", concurrency_limit=None)
+        stop.click(self.stop, [token], [player, token], api_visibility="private",
                    concurrency_limit=None)
         return identity, variant
-
-    def unload(self, request: gr.Request) -> None:
-        """For ``Blocks.unload``: a closed page's session ends at once."""
-        self.stop(request)
 
 
 def serve(identity: str, limits: LiveLimits = LiveLimits(), host: str = "127.0.0.1",
@@ -194,7 +197,7 @@ def serve(identity: str, limits: LiveLimits = LiveLimits(), host: str = "127.0.0
           variant: str = "base", threads: int | None = None) -> None:
     """Serve the Live page alone for one identity (``fg3dgs live``) until stopped. The
     head is loaded and its first frame rendered before the page opens, so the first
-    session starts at once. ``threads``: torch's (None: as it is)."""
+    call starts at once. ``threads``: torch's (None: as it is)."""
     import torch
 
     from .pipeline import TalkingHead
@@ -208,7 +211,6 @@ def serve(identity: str, limits: LiveLimits = LiveLimits(), host: str = "127.0.0
     with gr.Blocks(title="fg3dgs live") as demo:
         gr.Markdown("# fg3dgs live")
         page.layout(identity, variant)
-        demo.unload(page.unload)
     demo.queue(default_concurrency_limit=None)
     _, url, share_url = demo.launch(server_name=host, server_port=port, share=share,
                                     quiet=True, prevent_thread_lock=True)

@@ -283,14 +283,14 @@ def test_the_app_and_fg3dgs_live_read_the_same_live_limits():
     from fg3dgs.pipeline.live import LiveLimits
 
     app = _app_module()
-    given = ["--live-sessions", "2", "--live-idle", "12", "--live-max", "90"]
-    want = LiveLimits(sessions=2, idle_seconds=12.0, max_seconds=90.0)
+    given = ["--live-calls", "2", "--live-idle", "12", "--live-max", "90"]
+    want = LiveLimits(calls=2, idle_seconds=12.0, max_seconds=90.0)
     assert live_limits(app.parser().parse_args(given)) == want
     assert live_limits(build_parser().parse_args(["live", *given])) == want
     old = build_parser().parse_args(["live", "--idle", "12", "--max-seconds", "90",
-                                     "--live-sessions", "2"])
+                                     "--live-calls", "2"])
     assert live_limits(old) == want
     assert live_limits(app.parser().parse_args([])) == LiveLimits()
-    for bad in (["--live-sessions", "0"], ["--live-idle", "-1"]):
+    for bad in (["--live-calls", "0"], ["--live-idle", "-1"]):
         with pytest.raises(SystemExit):
             app.parser().parse_args(bad)

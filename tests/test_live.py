@@ -1,5 +1,5 @@
-"""Live sessions (fg3dgs.pipeline.live): microphone chunks at any rate to frames, the drop
-policy, the idle and length limits, and the session limit."""
+"""Live calls (fg3dgs.pipeline.live): microphone chunks at any rate to frames, the drop
+policy, the idle and length limits, and the call limit."""
 
 from pathlib import Path
 
@@ -11,10 +11,10 @@ from fg3dgs.media import read_audio
 from fg3dgs.pipeline import AudioInputError, RenderOptions, TalkingHead
 from fg3dgs.pipeline.live import (
     LiveBusy,
+    LiveCall,
     LiveEnded,
     LiveHall,
     LiveLimits,
-    LiveSession,
     Resampler,
     mono_float,
 )
@@ -100,11 +100,11 @@ def test_stereo_48k_int16_gives_the_frames_of_16k_mono(head):
     """A browser's 48 kHz stereo int16 chunks render as the same speech at 16 kHz mono."""
     mono16 = _speechlike(16000, 2.0)
     clock = Clock()
-    ref = LiveSession(head, RenderOptions(variant="base"), now=clock)
+    ref = LiveCall(head, RenderOptions(variant="base"), now=clock)
     want = [f for k in range(0, len(mono16), 3200) for f in ref.push(16000, mono16[k:k + 3200])]
     x48 = resample_poly(mono16, 3, 1).astype(np.float32)
     stereo = (np.stack([x48, x48], 1) * 32767).astype(np.int16)
-    live = LiveSession(head, RenderOptions(variant="base"), now=clock)
+    live = LiveCall(head, RenderOptions(variant="base"), now=clock)
     got = [f for k in range(0, len(stereo), 9600) for f in live.push(48000, stereo[k:k + 9600])]
     n = min(len(got), len(want))
     assert n >= 35 and abs(len(got) - len(want)) <= 1
@@ -116,7 +116,7 @@ def test_late_chunks_are_dropped_until_caught_up(head):
     """Chunks handed over long after their speech (queued while rendering) are dropped, so
     the delay cannot grow; chunks on time are rendered."""
     clock = Clock()
-    s = LiveSession(head, RenderOptions(variant="base"),
+    s = LiveCall(head, RenderOptions(variant="base"),
                     LiveLimits(max_behind_ms=300, gone_seconds=10), now=clock)
     chunk = _speechlike(16000, 0.2)
     frames = []
@@ -139,7 +139,7 @@ def test_a_slow_microphone_clock_is_not_lateness(head):
     queueing: nothing is dropped (lateness is measured against the earliest arrival of the
     last 10 s); a stall after it still is."""
     clock = Clock()
-    s = LiveSession(head, RenderOptions(variant="base", size=64),
+    s = LiveCall(head, RenderOptions(variant="base", size=64),
                     LiveLimits(max_behind_ms=150, gone_seconds=10), now=clock)
     chunk = np.zeros(1600, np.float32)          # 100 ms of speech every 101 ms
     for _ in range(200):
@@ -150,10 +150,10 @@ def test_a_slow_microphone_clock_is_not_lateness(head):
     assert s.push(16000, chunk) == [] and s.dropped_ms == 100
 
 
-def test_sessions_end_without_speech_without_chunks_or_too_long(head):
+def test_calls_end_without_speech_without_chunks_or_too_long(head):
     clock = Clock()
     limits = LiveLimits(idle_seconds=5, max_seconds=12, gone_seconds=1)
-    s = LiveSession(head, RenderOptions(variant="base"), limits, now=clock)
+    s = LiveCall(head, RenderOptions(variant="base"), limits, now=clock)
     for _ in range(8):                      # silence keeps coming: the page is there
         clock.t += 0.5
         s.push(16000, np.zeros(3200, np.float32))
@@ -169,36 +169,36 @@ def test_sessions_end_without_speech_without_chunks_or_too_long(head):
     assert "no speech for 5 s" in s.ended
     with pytest.raises(LiveEnded, match="start a new one"):
         s.push(16000, np.zeros(3200, np.float32))
-    gone = LiveSession(head, RenderOptions(variant="base"), limits, now=clock)
+    gone = LiveCall(head, RenderOptions(variant="base"), limits, now=clock)
     gone.push(16000, np.zeros(1600, np.float32))
     clock.t += 0.9
     assert gone.ended is None
     clock.t += 0.2                          # no chunk for 1.1 s: the page is gone
     assert "closed or lost its connection" in gone.ended
-    s2 = LiveSession(head, RenderOptions(variant="base"), limits, now=clock)
+    s2 = LiveCall(head, RenderOptions(variant="base"), limits, now=clock)
     for _ in range(26):
         clock.t += 0.5
         if s2.ended:
             break
         s2.push(16000, _speechlike(16000, 0.1))
-    assert "longest a session may last (12 s)" in s2.ended
+    assert "longest a call may last (12 s)" in s2.ended
 
 
 def test_hall_admits_its_limit_and_frees_a_place_at_once(head):
     clock = Clock()
     loads = []
     hall = LiveHall(lambda ident: loads.append(ident) or head,
-                    LiveLimits(sessions=1, idle_seconds=10, gone_seconds=60), now=clock)
+                    LiveLimits(calls=1, idle_seconds=10, gone_seconds=60), now=clock)
     a = hall.open("astronaut-demo")
-    with pytest.raises(LiveBusy, match="busy: 1 live session already running"):
+    with pytest.raises(LiveBusy, match="busy: 1 live call already running"):
         hall.open("astronaut-demo")
     hall.close(a)                           # a stop or a closed page
     b = hall.open("astronaut-demo", "refined")
     assert b.opts.variant == "refined" and loads == ["astronaut-demo"] * 2
     clock.t += 11                           # idle: its place is taken back on the next open
     c = hall.open("astronaut-demo")
-    assert b.ended and list(hall.sessions) == [c.id]
-    two = LiveHall(lambda ident: head, LiveLimits(sessions=2), now=clock)
+    assert b.ended and list(hall.calls) == [c.id]
+    two = LiveHall(lambda ident: head, LiveLimits(calls=2), now=clock)
     s1, s2 = two.open("x"), two.open("x")
     frames = s1.push(16000, np.zeros(8000, np.float32)) + s2.push(16000,
                                                                    np.zeros(8000, np.float32))
@@ -210,9 +210,9 @@ def test_silence_keeps_the_mouth_closed(head):
     opens it (inner-lip opening read by the face observer on the frames)."""
     from fg3dgs.face_observer import lip_opening, track_landmarks
 
-    quiet = LiveSession(head, RenderOptions(variant="base"), now=Clock())
+    quiet = LiveCall(head, RenderOptions(variant="base"), now=Clock())
     frames = quiet.push(16000, np.zeros(24000, np.float32))
-    talk = LiveSession(head, RenderOptions(variant="base"), now=Clock())
+    talk = LiveCall(head, RenderOptions(variant="base"), now=Clock())
     spoken = talk.push(16000, read_audio(SPEECH))
     assert len(frames) >= 25 and len(spoken) >= 50
     shut = lip_opening(track_landmarks(np.stack(frames)))
@@ -237,3 +237,38 @@ def test_lookahead_bench_prints_and_saves_its_table(tmp_path, capsys):
     rows = json.loads((tmp_path / "la.json").read_text())["rows"]
     assert [r["lookahead_ms"] for r in rows] == [None, 80] and rows[1]["wait_ms"] == 80
     assert -1 <= rows[1]["opening_r"] <= 1 and rows[1]["mouth_psnr_db"] > 20
+
+
+def test_page_tokens_start_replace_end_and_stop(head):
+    """The Live page's server side: a page's token names its call; a new Start ends the
+    page's previous call, a closing page's last post frees its place, Stop ends it, and a
+    busy server or a bad identity is told to the page, with no token."""
+    import base64
+    import json
+
+    from fg3dgs.live_page import LivePage
+
+    def only(key):
+        if key != "demo":
+            raise ValueError("this server speaks as 'demo' only")
+        return key
+
+    hall = LiveHall(lambda ident: head, LiveLimits(calls=1, gone_seconds=60))
+    page = LivePage(hall, [("demo", "demo")], only)
+    cmd, first = page.start("demo", "base", None)
+    assert json.loads(cmd)["cmd"] == "start" and json.loads(cmd)["call"] == first
+    cmd, token = page.start("demo", "base", first)            # Start again: replaces it
+    assert token != first and list(page.tokens) == [token] and len(hall.calls) == 1
+    assert "ended" in page.live_push({"call": first, "seq": 0, "rate": 16000, "pcm": ""})
+    pcm = base64.b64encode((np.zeros(16000) * 0).astype("<i2").tobytes()).decode()
+    out = page.live_push({"call": token, "seq": 0, "rate": 16000, "pcm": pcm})
+    assert len(out["frames"]) > 0 and out["stats"]["frames"] == len(out["frames"])
+    cmd, other = page.start("demo", "base", None)               # another page: busy
+    assert "busy" in json.loads(cmd)["message"] and other is None
+    assert page.live_push({"call": token, "end": True}) == {"ended": "closed"}
+    assert hall.calls == {} and page.tokens == {}
+    cmd, token = page.start("demo", "base", None)               # the place is free again
+    assert json.loads(cmd)["cmd"] == "start"
+    assert json.loads(page.stop(token)[0])["cmd"] == "stop" and hall.calls == {}
+    cmd, none = page.start("other", "base", None)
+    assert "cannot start" in json.loads(cmd)["message"] and none is None

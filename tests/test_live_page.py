@@ -24,10 +24,10 @@ pytestmark = [pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not insta
               pytest.mark.realtime]
 
 
-def _server(tmp_path_factory, free_port, sessions):
-    folder = tmp_path_factory.mktemp(f"live{sessions}")
+def _server(tmp_path_factory, free_port, calls):
+    folder = tmp_path_factory.mktemp(f"live{calls}")
     port = free_port()
-    proc = bench.start_server(port, "astronaut-demo", folder / "live.log", sessions)
+    proc = bench.start_server(port, "astronaut-demo", folder / "live.log", calls)
     return proc, f"http://127.0.0.1:{port}", folder
 
 

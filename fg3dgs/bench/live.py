@@ -60,7 +60,7 @@ def fake_mic(speech: list[Path], out: Path, pause_s: float = 1.5, rate: int = 48
     return audio
 
 
-def start_server(port: int, identity: str, log: Path, sessions: int = 1,
+def start_server(port: int, identity: str, log: Path, calls: int = 1,
                  extra: tuple[str, ...] = (), app: Path | None = None) -> subprocess.Popen:
     """``fg3dgs live`` on ``port`` (or the web app ``app``, whose Live tab opens on its first
     identity), its output in ``log``; returns once it serves (or raises RuntimeError with
@@ -69,7 +69,7 @@ def start_server(port: int, identity: str, log: Path, sessions: int = 1,
     command = ([str(app)] if app else ["-m", "fg3dgs", "live", "--identity", identity])
     with open(log, "w") as f:
         proc = subprocess.Popen([sys.executable, *command, "--port", str(port),
-                                 "--live-sessions", str(sessions), *extra], env=env,
+                                 "--live-calls", str(calls), *extra], env=env,
                                 stdout=f, stderr=subprocess.STDOUT)
     deadline = time.time() + 240
     while True:

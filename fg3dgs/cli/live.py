@@ -15,16 +15,16 @@ def add_live_limits(p: argparse.ArgumentParser, kiosk: bool = False) -> None:
     (:func:`live_limits` reads them back). ``kiosk``: ``fg3dgs live`` also takes its
     earlier spellings ``--idle`` and ``--max-seconds`` (in the app the latter is the
     longest upload)."""
-    p.add_argument("--live-sessions", type=whole_number(1), default=LiveLimits.sessions,
-                   metavar="N", help="live sessions at once; each takes about one CPU core "
-                                     f"at 256x256 (default {LiveLimits.sessions})")
+    p.add_argument("--live-calls", type=whole_number(1), default=LiveLimits.calls,
+                   metavar="N", help="live calls at once; each takes about one CPU core "
+                                     f"at 256x256 (default {LiveLimits.calls})")
     p.add_argument("--live-idle", *(["--idle"] if kiosk else []), type=positive,
                    default=LiveLimits.idle_seconds, metavar="SECONDS",
-                   help="seconds without speech that end a live session (default "
+                   help="seconds without speech that end a live call (default "
                         f"{LiveLimits.idle_seconds:g})")
     p.add_argument("--live-max", *(["--max-seconds"] if kiosk else []), type=positive,
                    default=LiveLimits.max_seconds, metavar="SECONDS",
-                   help=f"a live session's longest, in seconds (default "
+                   help=f"a live call's longest, in seconds (default "
                         f"{LiveLimits.max_seconds:g})" + (
                         "; --max-seconds is its earlier spelling here (in app.py "
                         "--max-seconds is the longest upload)" if kiosk else ""))
@@ -33,7 +33,7 @@ def add_live_limits(p: argparse.ArgumentParser, kiosk: bool = False) -> None:
 def live_limits(args: argparse.Namespace, **more) -> LiveLimits:
     """The :class:`LiveLimits` of :func:`add_live_limits`' options (``more``: other
     fields)."""
-    return LiveLimits(sessions=args.live_sessions, idle_seconds=args.live_idle,
+    return LiveLimits(calls=args.live_calls, idle_seconds=args.live_idle,
                       max_seconds=args.live_max, **more)
 
 
@@ -54,8 +54,8 @@ def _live_options(p: argparse.ArgumentParser) -> None:
                    help="mouth branch (default: base)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if it works)")
     p.add_argument("--threads", type=whole_number(1), default=1,
-                   help="torch threads (default 1: each session renders on one core, and the "
-                        "other cores are left to the other sessions and the browser; 2 were "
+                   help="torch threads (default 1: each call renders on one core, and the "
+                        "other cores are left to the other calls and the browser; 2 were "
                         "slower beside a browser on 2 cores, docs/benchmarks.md)")
 
 

@@ -1,24 +1,24 @@
-"""Live sessions: microphone audio in, frames out, for the app's Live tab and ``fg3dgs live``.
+"""Live calls: microphone audio in, frames out, for the app's Live tab and ``fg3dgs live``.
 
-A :class:`LiveSession` is one person talking to one head: it takes audio chunks as a
+A :class:`LiveCall` is one person talking to one head: it takes audio chunks as a
 browser or a sound card delivers them (any sample rate, mono or interleaved channels, int16 or
 float) and returns the frames they made ready, through its own :class:`SpeechStream`. When
 chunks reach it later than the speech they hold by more than ``LiveLimits.max_behind_ms``
 (they queued while the renderer was busy) it drops them until it has caught up: a jump in
-the speech, never a growing delay. A session ends after ``idle_seconds`` without speech,
+the speech, never a growing delay. A call ends after ``idle_seconds`` without speech,
 ``gone_seconds`` without any chunk (a closed page, a dropped connection: a page sends
-silence too) or ``max_seconds`` in all. :class:`LiveHall` admits at most ``sessions`` at
+silence too) or ``max_seconds`` in all. :class:`LiveHall` admits at most ``calls`` at
 once and tells the next one to come back later (:class:`LiveBusy`) instead of slowing those
 it serves.
 
 Feeding chunks from any source::
 
     hall = LiveHall(TalkingHead.load)
-    session = hall.open("astronaut-artic", "base")
+    call = hall.open("astronaut-artic", "base")
     for rate, samples in microphone():          # e.g. sounddevice.InputStream's callback
-        for frame in session.push(rate, samples):   # [S, S, 3] uint8
+        for frame in call.push(rate, samples):   # [S, S, 3] uint8
             show(frame)
-    hall.close(session)
+    hall.close(call)
 """
 
 from __future__ import annotations
@@ -55,13 +55,13 @@ SPEECH_RMS = 0.005
 
 @dataclass(frozen=True)
 class LiveLimits:
-    """``sessions``: live sessions at once; ``idle_seconds``: no speech for this long ends a
-    session; ``gone_seconds``: no chunk at all for this long ends it (its page is gone);
-    ``max_seconds``: a session's longest; ``max_behind_ms``: chunks handed over later than
-    this after their speech are dropped; ``lookahead_ms``: each session's
+    """``calls``: live calls at once; ``idle_seconds``: no speech for this long ends a
+    call; ``gone_seconds``: no chunk at all for this long ends it (its page is gone);
+    ``max_seconds``: a call's longest; ``max_behind_ms``: chunks handed over later than
+    this after their speech are dropped; ``lookahead_ms``: each call's
     :class:`SpeechStream` look-ahead."""
 
-    sessions: int = 1
+    calls: int = 1
     idle_seconds: float = 30.0
     gone_seconds: float = 1.0
     max_seconds: float = 600.0
@@ -70,11 +70,11 @@ class LiveLimits:
 
 
 class LiveBusy(RuntimeError):
-    """Every live session this server allows is taken."""
+    """Every live call this server allows is taken."""
 
 
 class LiveEnded(RuntimeError):
-    """The session ended (closed, idle or at its longest); open a new one."""
+    """The call ended (closed, idle or at its longest); open a new one."""
 
 
 def mono_float(samples) -> np.ndarray:
@@ -125,7 +125,7 @@ class Resampler:
         return out
 
 
-class LiveSession:
+class LiveCall:
     """One live rendering (see the module note). ``now``: the clock (seconds);
     ``lookahead_ms``: :class:`SpeechStream`'s (None: exact frames, later)."""
 
@@ -151,7 +151,7 @@ class LiveSession:
 
     @property
     def ended(self) -> str | None:
-        """Why the session is over, or None while it runs."""
+        """Why the call is over, or None while it runs."""
         t = self.now()
         if self.closed:
             return "closed"
@@ -160,7 +160,7 @@ class LiveSession:
         if t - self.last_speech > self.limits.idle_seconds:
             return f"no speech for {self.limits.idle_seconds:g} s"
         if t - self.started > self.limits.max_seconds:
-            return f"the longest a session may last ({self.limits.max_seconds:g} s)"
+            return f"the longest a call may last ({self.limits.max_seconds:g} s)"
         return None
 
     def push(self, rate: int, samples) -> list[np.ndarray]:
@@ -170,11 +170,11 @@ class LiveSession:
 
     def push_timed(self, rate: int, samples) -> list[tuple[float, np.ndarray]]:
         """:meth:`push`, each frame with where its speech ends in the audio handed over
-        (seconds since the session's first chunk, dropped chunks counted): what a page
+        (seconds since the call's first chunk, dropped chunks counted): what a page
         needs to tell how late it shows a frame."""
         why = self.ended
         if why:
-            raise LiveEnded(f"the live session has ended ({why}); start a new one")
+            raise LiveEnded(f"the live call has ended ({why}); start a new one")
         if self.resampler is None or self.resampler.rate != rate:
             self.resampler = Resampler(rate)
         x = self.resampler(mono_float(samples))
@@ -210,42 +210,42 @@ class LiveSession:
 
 
 class LiveHall:
-    """The live sessions of one server: at most ``limits.sessions`` at once, each over a
+    """The live calls of one server: at most ``limits.calls`` at once, each over a
     head from ``load(identity)`` (heads may be shared: rendering does not change them)."""
 
     def __init__(self, load: Callable[[str], object], limits: LiveLimits = LiveLimits(),
                  now: Callable[[], float] = time.monotonic):
         self.load, self.limits, self.now = load, limits, now
-        self.sessions: dict[int, LiveSession] = {}
+        self.calls: dict[int, LiveCall] = {}
         self._lock = threading.Lock()
 
-    def open(self, identity: str, variant: str = "base") -> LiveSession:
-        """A new session; :class:`LiveBusy` when every place is taken by a running one."""
+    def open(self, identity: str, variant: str = "base") -> LiveCall:
+        """A new call; :class:`LiveBusy` when every place is taken by a running one."""
         with self._lock:
             self._reap()
-            if len(self.sessions) >= self.limits.sessions:
-                n = self.limits.sessions
-                raise LiveBusy(f"busy: {n} live session{'s' if n > 1 else ''} already "
+            if len(self.calls) >= self.limits.calls:
+                n = self.limits.calls
+                raise LiveBusy(f"busy: {n} live call{'s' if n > 1 else ''} already "
                                "running, the most this server allows; try again in a minute")
             head = self.load(identity)
-            s = LiveSession(head, RenderOptions(variant=variant), self.limits, self.now,
-                            self.limits.lookahead_ms)
-            self.sessions[s.id] = s
+            s = LiveCall(head, RenderOptions(variant=variant), self.limits, self.now,
+                         self.limits.lookahead_ms)
+            self.calls[s.id] = s
             return s
 
-    def close(self, session: LiveSession | int | None) -> None:
-        """End a session and free its place at once (a stop, a closed page)."""
+    def close(self, call: LiveCall | int | None) -> None:
+        """End a call and free its place at once (a stop, a closed page)."""
         with self._lock:
-            sid = session.id if isinstance(session, LiveSession) else session
-            s = self.sessions.pop(sid, None)
+            sid = call.id if isinstance(call, LiveCall) else call
+            s = self.calls.pop(sid, None)
             if s is not None:
                 s.close()
 
     def reap(self) -> None:
-        """Free the places of sessions that have ended (idle, too long, page gone)."""
+        """Free the places of calls that have ended (idle, too long, page gone)."""
         with self._lock:
             self._reap()
 
     def _reap(self) -> None:
-        for sid in [sid for sid, s in self.sessions.items() if s.ended]:
-            self.sessions.pop(sid).close()
+        for sid in [sid for sid, s in self.calls.items() if s.ended]:
+            self.calls.pop(sid).close()
