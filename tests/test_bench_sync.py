@@ -99,12 +99,13 @@ def test_panel_has_enough_clips_held_out_in_every_group_and_voices_never_trained
         assert any(s.held_out for s in ours) and any(not s.held_out for s in ours)
     corpus = set(sentences())
     outside = 0
-    for _, voice, variant, rate, pitch, _, _, text in sp.ESPEAK:
+    for row in sp.PANEL["espeak"]:
         # the training clips draw a voice from SPEAKER_VOICES + SPEAKER_VARIANTS
-        assert variant not in SPEAKER_VARIANTS and voice in SPEAKER_VOICES + ("en-us-nyc",)
-        outside += not (140 <= rate <= 190 and 30 <= pitch <= 70)
-        assert not any(s in text for s in corpus)
-    assert outside >= len(sp.ESPEAK) // 2
+        assert row["variant"] not in SPEAKER_VARIANTS
+        assert row["voice"] in SPEAKER_VOICES + ("en-us-nyc",)
+        outside += not (140 <= row["rate"] <= 190 and 30 <= row["pitch"] <= 70)
+        assert not any(s in row["text"] for s in corpus)
+    assert outside >= len(sp.PANEL["espeak"]) // 2
 
 
 def test_cuts_snap_to_quiet_moments_and_lines_join_to_length(tmp_path):
@@ -134,8 +135,8 @@ def test_the_flite_group_is_outside_the_corpus_and_only_where_flite_is(tmp_path,
     corpus = set(sentences())
     ours = [s for s in sp.specs() if s.group == "flite"]
     assert {s.held_out for s in ours} == {True, False}
-    assert {v for _, v, *_ in sp.FLITE} == set(flite.VOICES)
-    assert not any(c in text for *_, text in sp.FLITE for c in corpus)
+    assert {row["voice"] for row in sp.PANEL["flite"]} == set(flite.VOICES)
+    assert not any(c in row["text"] for row in sp.PANEL["flite"] for c in corpus)
     monkeypatch.setattr(flite, "flite_available", lambda: True)
     assert "flite" in {s.group for s in sp.panel_specs()}
     # without flite the panel leaves the group out, and refuses it by name
@@ -149,7 +150,8 @@ def test_the_flite_group_is_outside_the_corpus_and_only_where_flite_is(tmp_path,
                     "(apt-get install flite)")
 def test_flite_clips_carry_their_truth_jaw():
     clips = sp.load_panel(held_out=False, groups=("flite",))
-    assert [c.spec.name for c in clips] == [n for n, *_, h, _ in sp.FLITE if not h]
+    assert [c.spec.name for c in clips] == [r["name"] for r in sp.PANEL["flite"]
+                                            if not r["held_out"]]
     for c in clips:
         assert len(c.jaw) == int(np.ceil(c.seconds * 25)) and 0.05 < c.jaw.std() < 0.5
 

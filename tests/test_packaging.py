@@ -39,6 +39,9 @@ def test_wheel_carries_checkpoints_and_assets(tmp_path):
         for f in (src / folder).rglob("*"):
             if f.is_file():
                 assert f"fg3dgs/{f.relative_to(src).as_posix()}" in names, f
+    for f in (src / "fg3dgs").rglob("*"):          # code and its data files (.js, .toml)
+        if f.is_file():
+            assert f.relative_to(src).as_posix() in names, f"{f}: add it to package-data"
     # an installed copy, away from the checkout: the shipped files are found inside it
     code = ("from fg3dgs.io_utils import checkpoints_dir, assets_dir\n"
             "from fg3dgs.zoo import resolve_identity\n"

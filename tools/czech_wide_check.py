@@ -17,7 +17,7 @@ import json
 import statistics
 
 from fg3dgs.bench.speech_panel import (
-    CZECH,
+    PANEL,
     ClipSpec,
     PanelClip,
     PanelError,
@@ -30,7 +30,7 @@ from fg3dgs.pipeline.talking_head import TalkingHead
 
 def clips(levels: int, choosing: bool = False) -> list[PanelClip]:
     root = speech_dir() / "czech"
-    taken = {lvl for _, lvl, _, _ in CZECH}
+    taken = {row["level"] for row in PANEL["czech"]}
     names = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in taken)
     out = []
     for lvl in names[1::2] if choosing else names[::2]:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import tomllib
 
 from ..io_utils import PackageFetchError, cache_dir, debian_package
 from ..media import AUDIO_RATE, FPS, read_audio
@@ -60,53 +61,14 @@ class PanelClip:
         return len(self.audio) / AUDIO_RATE
 
 
-# eSpeak voices outside the training draws, each with new sentences.
-ESPEAK = (
-    ("espeak-nyc-klatt3", "en-us-nyc", "klatt3", 205, 24, 60, False,
-     "The lighthouse keeper counted seven ships before the fog rolled over the harbour. "
-     "Nobody believed him until the morning paper printed the very same number."),
-    ("espeak-029-andrea", "en-029", "Andrea", 128, 78, 80, False,
-     "Fresh bread, warm milk and a bowl of plums waited on the kitchen table. "
-     "She smiled, pulled up a chair and opened the letter from her brother."),
-    ("espeak-scotland-linda", "en-gb-scotland", "linda", 172, 62, 30, True,
-     "Please move the heavy boxes to the garage before the rain begins tonight. "
-     "We will paint the fence blue when the weather is dry again next week."),
-    ("espeak-us-benjamin", "en-us", "benjamin", 150, 18, 70, True,
-     "A curious fox watched the campers from behind a mossy boulder. "
-     "When the fire went out, it crept closer and stole a whole loaf of bread."),
-)
-# (name, file, start s, end s, held out): cuts snap to the quietest 40 ms within 0.5 s.
-ENGLISH = (
-    ("two-cities-a", "two_cities.wav", 0.0, 14.0, False),
-    ("two-cities-b", "two_cities.wav", 14.0, 28.5, False),
-    ("two-cities-c", "two_cities.wav", 28.5, 43.0, True),
-    ("endgame-a", "endgame_nagg_nell.wav", 0.0, 14.0, False),
-    ("endgame-b", "endgame_nagg_nell.wav", 14.0, 28.5, True),
-    ("beckett", "beckett.wav", 0.0, 10.5, True),
-)
-# (name, level, speaker, held out): that speaker's lines of the level, joined to 10-15 s.
-CZECH = (
-    ("cs-city-m", "city", "m", False),
-    ("cs-city-v", "city", "v", False),
-    ("cs-reactor-m", "reactor", "m", True),
-    ("cs-reactor-v", "reactor", "v", True),
-)
-
-# (name, Flite voice, duration stretch, held out, text)
-FLITE = (
-    ("flite-slt", "slt", 1.0, False,
-     "The orchestra tuned their violins while the last guests found their seats. "
-     "A small boy in the front row waved at the drummer, who waved back with a stick."),
-    ("flite-rms", "rms", 1.15, False,
-     "Our neighbours keep bees in a white box at the bottom of the orchard. "
-     "Every August they bring us a jar of dark honey and a loaf of rye bread."),
-    ("flite-awb", "awb", 0.95, True,
-     "The ferry left the pier an hour late because of the thick morning mist. "
-     "Most passengers stayed inside, drinking coffee and reading yesterday's news."),
-    ("flite-kal16", "kal16", 1.1, True,
-     "Mark the page with a ribbon before you close the heavy dictionary. "
-     "Tomorrow we shall look up every word that puzzled us in the old poem."),
-)
+# The panel's clips, group by group: a list of rows (dicts) each, as panel.toml holds them.
+PANEL: dict[str, list[dict]] = tomllib.loads(
+    (Path(__file__).with_name("panel.toml")).read_text(encoding="utf-8"))
+# each group's source, for people
+SOURCES = {"espeak": "eSpeak NG {voice}+{variant}, {rate} wpm, pitch {pitch}",
+           "english": "moonshine-voice assets/{file} {start:.1f}-{end:.1f} s",
+           "czech": "fillets-ng-data-cs {level}, speaker {speaker}",
+           "flite": "CMU Flite {voice}, duration x{stretch:g}"}
 
 
 def speech_dir() -> Path:
@@ -114,15 +76,8 @@ def speech_dir() -> Path:
 
 
 def specs() -> list[ClipSpec]:
-    out = [ClipSpec(n, "espeak", h, f"eSpeak NG {v}+{var}, {r} wpm, pitch {p}")
-           for n, v, var, r, p, _, h, _ in ESPEAK]
-    out += [ClipSpec(n, "english", h, f"moonshine-voice assets/{f} {a:.1f}-{b:.1f} s")
-            for n, f, a, b, h in ENGLISH]
-    out += [ClipSpec(n, "czech", h, f"fillets-ng-data-cs {lvl}, speaker {s}")
-            for n, lvl, s, h in CZECH]
-    out += [ClipSpec(n, "flite", h, f"CMU Flite {v}, duration x{k:g}")
-            for n, v, k, h, _ in FLITE]
-    return out
+    return [ClipSpec(row["name"], group, row["held_out"], SOURCES[group].format(**row))
+            for group, rows in PANEL.items() for row in rows]
 
 
 # -- fetching -------------------------------------------------------------------------------
@@ -163,8 +118,8 @@ def fetch_speech(force: bool = False) -> Path:
 
 
 def _have_speech(root: Path) -> bool:
-    return all((root / "english" / f).is_file() for _, f, *_ in ENGLISH) and \
-        all((root / "czech" / lvl).is_dir() for _, lvl, _, _ in CZECH)
+    return all((root / "english" / row["file"]).is_file() for row in PANEL["english"]) and \
+        all((root / "czech" / row["level"]).is_dir() for row in PANEL["czech"])
 
 
 # -- building the clips ---------------------------------------------------------------------
@@ -192,22 +147,11 @@ def load_panel(held_out: bool | None = None, groups: tuple[str, ...] | None = No
     if any(s.group in ("english", "czech") for s in want) and not _have_speech(root):
         raise PanelError(f"the panel's real speech is not in {root}; fetch it once with "
                          "`python -m fg3dgs.bench sync --fetch` (about 60 MB)")
+    make = {"espeak": _espeak_clip, "english": _english_clip, "czech": _czech_clip,
+            "flite": _flite_clip}
     by_name = {s.name: s for s in want}
-    out = []
-    for row in ESPEAK:
-        if row[0] in by_name:
-            out.append(_espeak_clip(by_name[row[0]], *row[1:6], row[7]))
-    for name, f, a, b, _ in ENGLISH:
-        if name in by_name:
-            out.append(PanelClip(by_name[name], _cut(read_audio(root / "english" / f), a, b),
-                                 None))
-    for name, lvl, spk, _ in CZECH:
-        if name in by_name:
-            out.append(PanelClip(by_name[name], join_lines(root / "czech" / lvl, spk), None))
-    for name, voice, stretch, _, text in FLITE:
-        if name in by_name:
-            out.append(_flite_clip(by_name[name], voice, stretch, text))
-    return out
+    return [make[group](by_name[row["name"]], row, root) for group, rows in PANEL.items()
+            for row in rows if row["name"] in by_name]
 
 
 def _truth_jaw(phonemes, seconds: float) -> np.ndarray:
@@ -217,18 +161,27 @@ def _truth_jaw(phonemes, seconds: float) -> np.ndarray:
     return viseme_track(phonemes, frame_times(int(np.ceil(seconds * FPS)), FPS))[:, 0]
 
 
-def _flite_clip(spec: ClipSpec, voice: str, stretch: float, text: str) -> PanelClip:
+def _english_clip(spec: ClipSpec, row: dict, root: Path) -> PanelClip:
+    audio = read_audio(root / "english" / row["file"])
+    return PanelClip(spec, _cut(audio, row["start"], row["end"]), None)
+
+
+def _czech_clip(spec: ClipSpec, row: dict, root: Path) -> PanelClip:
+    return PanelClip(spec, join_lines(root / "czech" / row["level"], row["speaker"]), None)
+
+
+def _flite_clip(spec: ClipSpec, row: dict, root: Path) -> PanelClip:
     from ..synth.flite import FliteVoice, synthesize_flite
 
-    audio, phonemes = synthesize_flite(text, FliteVoice(voice, stretch))
+    audio, phonemes = synthesize_flite(row["text"], FliteVoice(row["voice"], row["stretch"]))
     return PanelClip(spec, audio, _truth_jaw(phonemes, len(audio) / AUDIO_RATE))
 
 
-def _espeak_clip(spec: ClipSpec, voice: str, variant: str, rate: int, pitch: int,
-                 pitch_range: int, text: str) -> PanelClip:
+def _espeak_clip(spec: ClipSpec, row: dict, root: Path) -> PanelClip:
     from ..synth.speech import Voice, synthesize
 
-    speech = synthesize(text, Voice(voice, variant, rate, pitch, pitch_range))
+    speech = synthesize(row["text"], Voice(row["voice"], row["variant"], row["rate"],
+                                           row["pitch"], row["range"]))
     return PanelClip(spec, speech.audio.astype(np.float32),
                      _truth_jaw(speech.phonemes, speech.duration))
 

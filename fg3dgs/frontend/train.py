@@ -87,9 +87,8 @@ def _collect(minutes: float, desc: str, progress: bool, next_batch) -> list:
     while total < 60 * minutes:
         for audio, phonemes in next_batch():
             out.append((audio, targets(phonemes, len(audio))))
-            seconds = len(audio) / AUDIO_RATE
-            total += seconds
-            bar.update(round(seconds))
+            total += len(audio) / AUDIO_RATE
+            bar.update(min(round(total), bar.total) - bar.n)    # (the last batch overshoots)
     bar.close()
     return out
 
