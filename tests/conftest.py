@@ -76,3 +76,19 @@ def demo_head():
     from fg3dgs.pipeline import TalkingHead
 
     return TalkingHead.load("astronaut-demo")
+
+
+@pytest.fixture(scope="session")
+def refuses_bad_files() -> Callable:
+    """``check(load, error, path, missing=..., junk=...)``: ``load`` raises ``error`` matching
+    ``missing`` for a file that is not there, and matching ``junk`` for bytes of no format
+    at ``path`` (which it writes): the two failures every loader of a user's file meets."""
+    def check(load: Callable, error: type[Exception], path: Path, missing: str,
+              junk: str = "not a readable") -> None:
+        with pytest.raises(error, match=missing):
+            load(path.with_name("missing-" + path.name))
+        path.write_bytes(b"no file format at all")
+        with pytest.raises(error, match=junk):
+            load(path)
+
+    return check

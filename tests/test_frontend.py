@@ -86,7 +86,7 @@ def test_targets_mark_speech_and_follow_the_mouth():
     assert t[33, 3] > 0.5                    # lips closed on /m/ (0.66 s)
 
 
-def test_saved_frontend_loads_and_bad_files_are_refused(tmp_path):
+def test_saved_frontend_loads_and_bad_files_are_refused(tmp_path, refuses_bad_files):
     torch.manual_seed(0)
     net = ArticulationNet(FrontendConfig(width=16, dilations=(1, 2)))
     path = save_frontend(net, tmp_path / "fe.safetensors", {"note": "random"})
@@ -95,16 +95,13 @@ def test_saved_frontend_loads_and_bad_files_are_refused(tmp_path):
     mel = torch.randn(1, 50, 80)
     with torch.no_grad():
         torch.testing.assert_close(loaded(mel), net.half().float()(mel), atol=1e-3, rtol=0)
-    with pytest.raises(FrontendError, match="train-audio"):
-        load_frontend(tmp_path / "missing.safetensors")
+    refuses_bad_files(load_frontend, FrontendError, tmp_path / "junk.safetensors",
+                      missing="train-audio")
     from safetensors.torch import save_file
 
     save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(FrontendError, match="not an fg3dgs speech front-end"):
         load_frontend(tmp_path / "other.safetensors")
-    (tmp_path / "junk.safetensors").write_bytes(b"not a file")
-    with pytest.raises(FrontendError, match="not a readable"):
-        load_frontend(tmp_path / "junk.safetensors")
     with pytest.raises(AudioFeatureError, match="'artic'.*train-audio"):
         extract(np.zeros(SR, np.float32), "artic", str(tmp_path / "missing.safetensors"))
 

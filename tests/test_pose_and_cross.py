@@ -55,15 +55,12 @@ def test_bad_pose_arrays_are_refused_naming_the_problem():
             check_pose_arrays(r, tt)
 
 
-def test_pose_track_files(tmp_path):
-    with pytest.raises(PoseTrackError, match="does not exist"):
-        load_pose_track(tmp_path / "none.npz")
+def test_pose_track_files(tmp_path, refuses_bad_files):
+    refuses_bad_files(load_pose_track, PoseTrackError, tmp_path / "junk.npz",
+                      missing="does not exist")
     np.savez(tmp_path / "noR.npz", t=np.zeros((3, 3)))
     with pytest.raises(PoseTrackError, match="has no R"):
         load_pose_track(tmp_path / "noR.npz")
-    (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(PoseTrackError, match="not a readable"):
-        load_pose_track(tmp_path / "junk.npz")
     with pytest.raises(PoseTrackError, match="without cameras.npz"):
         load_pose_track(tmp_path)
     R = np.tile(np.eye(3), (5, 1, 1))

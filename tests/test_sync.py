@@ -52,11 +52,9 @@ def test_wav2lip_layout_loads(tmp_path, prefix):
     assert ((p >= 0) & (p <= 1)).all()
 
 
-def test_wrong_files_are_refused(tmp_path):
-    junk = tmp_path / "junk.pth"
-    junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(ExpertError, match="not a readable PyTorch checkpoint"):
-        load_expert(junk)
+def test_wrong_files_are_refused(tmp_path, refuses_bad_files):
+    refuses_bad_files(load_expert, ExpertError, tmp_path / "junk.pth", missing="not found",
+                      junk="not a readable PyTorch checkpoint")
     sd = wav2lip_state_dict()
     del sd["face_encoder.16.conv_block.0.weight"]
     sd["audio_encoder.0.conv_block.0.weight"] = torch.zeros(32, 1, 5, 5)

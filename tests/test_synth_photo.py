@@ -24,15 +24,11 @@ def test_builtin_photos_have_one_face(name):
     assert 30 < face.interocular < 0.5 * w
 
 
-def test_bad_photos(tmp_path):
+def test_bad_photos(tmp_path, refuses_bad_files):
     with pytest.raises(PhotoError, match="unknown built-in photo"):
         load_photo("builtin:mona")
-    with pytest.raises(PhotoError, match="does not exist"):
-        load_photo(str(tmp_path / "missing.jpg"))
-    junk = tmp_path / "junk.png"
-    junk.write_bytes(b"not an image at all")
-    with pytest.raises(PhotoError, match="cannot read"):
-        load_photo(str(junk))
+    refuses_bad_files(lambda path: load_photo(str(path)), PhotoError, tmp_path / "junk.png",
+                      missing="does not exist", junk="cannot read")
     with pytest.raises(PhotoError, match="no face found"):
         detect_face(np.full((256, 256, 3), 128, np.uint8))
     face = load_photo("builtin:astronaut")[20:300, 100:380]
