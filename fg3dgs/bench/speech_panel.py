@@ -123,19 +123,25 @@ def _have_speech(root: Path) -> bool:
 
 
 # -- building the clips ---------------------------------------------------------------------
-def panel_specs(held_out: bool | None = None,
-                groups: tuple[str, ...] | None = None) -> list[ClipSpec]:
-    """The clips :func:`load_panel` makes: without the flite program the flite group is
-    left out, or refused where ``groups`` names it."""
+def unavailable() -> dict[str, str]:
+    """{group: why} for the groups this machine cannot make (the flite group without the
+    flite program)."""
     from ..synth.flite import flite_available
 
-    want = [s for s in specs() if (held_out is None or s.held_out == held_out)
-            and (groups is None or s.group in groups)]
-    if flite_available():
-        return want
-    if groups is not None and "flite" in groups:
-        raise PanelError("the flite group needs the flite program (apt-get install flite)")
-    return [s for s in want if s.group != "flite"]
+    return {} if flite_available() else {
+        "flite": "the flite program is not installed (apt-get install flite)"}
+
+
+def panel_specs(held_out: bool | None = None,
+                groups: tuple[str, ...] | None = None) -> list[ClipSpec]:
+    """The clips :func:`load_panel` makes: a group this machine cannot make
+    (:func:`unavailable`) is left out, or refused where ``groups`` names it."""
+    missing = unavailable()
+    refused = [g for g in groups or () if g in missing]
+    if refused:
+        raise PanelError(f"the {refused[0]} group cannot be made here: {missing[refused[0]]}")
+    return [s for s in specs() if (held_out is None or s.held_out == held_out)
+            and (groups is None or s.group in groups) and s.group not in missing]
 
 
 def load_panel(held_out: bool | None = None, groups: tuple[str, ...] | None = None,

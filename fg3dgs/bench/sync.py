@@ -288,9 +288,8 @@ def load_experts(judge: str | None) -> dict:
 def run(args) -> int:
     from ..model.io import IdentityError
     from ..pipeline.talking_head import TalkingHead
-    from ..synth.flite import flite_available
     from ..zoo import ZooError
-    from .speech_panel import PanelError, fetch_speech, load_panel
+    from .speech_panel import PanelError, fetch_speech, load_panel, unavailable
 
     if args.from_json:
         saved = json.loads(Path(args.from_json).read_text())
@@ -326,9 +325,8 @@ def run(args) -> int:
     ref, ref_from = reference_std(head.info, args.reference_video, args.reference_synth)
     experts = load_experts(args.judge)
     print(f"# machine: {describe_machine()}")
-    if not args.groups and not flite_available():
-        print("# the flite group is left out: the flite program is not installed "
-              "(apt-get install flite)")
+    for group, why in ({} if args.groups else unavailable()).items():
+        print(f"# the {group} group is left out: {why}")
     print(f"# identity {args.identity}, {len(panel)} clips ({args.clips}), variants "
           f"{', '.join(head.variants)}; reference opening std "
           f"{'-' if ref is None else f'{ref:.4f}'} ({ref_from})")
