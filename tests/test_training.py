@@ -764,7 +764,7 @@ def test_refine_runs_hrpa_alone_on_an_identity_with_other_voices(run, data, tmp_
 
     t = Trainer.refine_identity(run, data / "data", tmp_path / "r", progress=False,
                                 iterations=2, expert=str(expert), hrpa_other_voices=1.0,
-                                hrpa_other_minutes=0.05)
+                                hrpa_other_minutes=0.05, hrpa_windows=2, hrpa_shifts=4)
     assert t.stage == "hrpa" and t.hrpa.other_voices
 
     def no_photometric(*args, **kwargs):
@@ -773,16 +773,19 @@ def test_refine_runs_hrpa_alone_on_an_identity_with_other_voices(run, data, tmp_
     with monkeypatch.context() as m:
         m.setattr(Trainer, "image_loss", property(lambda self: no_photometric))
         t.step_once()
+    t.cfg.hrpa_other_voices = 0.0       # two windows of the clip's own frames and audio
+    t.step_once()
 
     out = tmp_path / "cli"
     assert main(["refine", str(run), "--data", str(data / "data"), "--out", str(out),
                  "--iterations", "3", "--expert", str(expert), "--other-voices", "0.5",
-                 "--other-minutes", "0.05", "--quiet"]) == 0
+                 "--other-minutes", "0.05", "--sync-shifts", "3", "--quiet"]) == 0
     old = FG3DGS.from_pretrained(run)
     new = FG3DGS.from_pretrained(out)
     info = new.info
     assert new.variants == ("base", "refined")
     assert info.hrpa["other_voices"] == 0.5 and info.hrpa["refined_from"] == str(run)
+    assert info.hrpa["sync_term"] == {"infonce_shifts": 3, "temperature": 0.1}
     assert info.train["config"]["iterations"] == {**old.info.train["config"]
                                                   ["iterations"], "hrpa": 3}
     a, b = old.state_dict(), new.state_dict()
@@ -792,6 +795,9 @@ def test_refine_runs_hrpa_alone_on_an_identity_with_other_voices(run, data, tmp_
     assert main(["refine", str(run), "--data", str(data / "data"), "--out", str(out),
                  "--other-voices", "2"]) == 2
     assert "--other-voices is a share" in capsys.readouterr().err
+    assert main(["refine", str(run), "--data", str(data / "data"), "--out", str(out),
+                 "--sync-shifts", "1"]) == 2
+    assert "--sync-shifts is 0 (BCE) or 2 or more" in capsys.readouterr().err
 
 
 def test_hrpa_adapter_mode_learns_only_the_refined_feature_adapter(run, data, tmp_path,
@@ -913,3 +919,26 @@ def test_retarget_with_data_tunes_the_audio_path_on_the_frames(run, data, tmp_pa
     changed = {k for k in b if not torch.equal(a[k], b[k])}
     assert any(k.startswith("nets.mouth.") for k in changed)
     assert all(k.startswith(("audio.", "nets.mouth.")) for k in changed)
+
+
+def test_hrpa_sync_term_is_bce_alone_or_infonce_over_shifted_audio():
+    """One audio window: the expert's BCE. Several (:func:`sync_shifts`, in-sync first): the
+    cross-entropy of the rendered window's cosines that names the in-sync audio, so the loss
+    falls when the in-sync audio matches best and rises when a shifted one does."""
+    from fg3dgs.sync.expert import ExpertConfig, SyncExpert
+    from fg3dgs.train.hrpa import sync_shifts, sync_term
+
+    assert sync_shifts(0).tolist() == [0] and sync_shifts(1).tolist() == [0]
+    assert sync_shifts(4).tolist() == [0, 2, 3, 4, -2, -3, -4]
+    torch.manual_seed(0)
+    expert = SyncExpert(ExpertConfig(width=0.125)).eval()
+    faces, mel = torch.rand(1, 15, 48, 96), torch.randn(7, 1, 80, 16)
+    assert torch.allclose(sync_term(expert, mel[:1], faces, 0.1),
+                          expert.sync_loss(mel[:1], faces))
+    a, v = expert(mel, faces)
+    cos = a @ v[0]
+    assert torch.allclose(sync_term(expert, mel, faces, 0.1),
+                          -torch.log_softmax(cos / 0.1, 0)[0], atol=1e-5)
+    best_first = mel[torch.argsort(cos, descending=True)]
+    worst_first = mel[torch.argsort(cos)]
+    assert sync_term(expert, best_first, faces, 0.1) < sync_term(expert, worst_first, faces, 0.1)

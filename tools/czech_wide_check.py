@@ -1,7 +1,8 @@
 """Lip sync on many more real Czech voices than the sync panel holds: every other level of
 the fillets-ng voice recordings the panel fetched (``python -m fg3dgs.bench sync --fetch``),
 except the panel's own levels, each speaker's lines joined to 10-15 s as the panel does;
-the mouth opening's r with the loudness (best lag within +-4 frames), per clip and median.
+the mouth opening's r with the loudness (best lag within +-4 frames), per clip and median,
+for each variant the identity has (and, with a refined one, refined against base per clip).
 
     python tools/czech_wide_check.py IDENTITY [--levels 15] [--json FILE] [--choosing]
 
@@ -65,21 +66,28 @@ def main() -> None:
         ap.error(f"--levels must be 1 or more, got {args.levels}")
     head = TalkingHead.load(args.identity)
     std = reference_std(head.info, None)[0]
-    rows = []
+    rows = {v: [] for v in head.variants}
     for clip in clips(args.levels, args.choosing):
         r = measure_clip(head, clip, {}, std)
-        m = r.variants["base"]
-        rows.append({"clip": r.name, "seconds": round(r.seconds, 1), "env_r": m["env_r"],
-                     "env_lag": m["env_lag"], "motion": m["motion"]})
-        print(f"{r.name:24s} {r.seconds:5.1f} s  env r {m['env_r']:.3f}  lag {m['env_lag']:+d}"
-              f"  motion {m['motion']:.2f}", flush=True)
-    med = statistics.median(x["env_r"] for x in rows)
-    print(f"{len(rows)} clips: median env r {med:.3f}, median motion "
-          f"{statistics.median(x['motion'] for x in rows):.2f}")
+        for v, m in r.variants.items():
+            rows[v].append({"clip": r.name, "seconds": round(r.seconds, 1),
+                            "env_r": m["env_r"], "env_lag": m["env_lag"], "motion": m["motion"]})
+        print(f"{r.name:24s} {r.seconds:5.1f} s  " + "  ".join(
+            f"{v}: env r {m['env_r']:.3f} lag {m['env_lag']:+d} motion {m['motion']:.2f}"
+            for v, m in r.variants.items()), flush=True)
+    for v, rs in rows.items():
+        print(f"{v}: {len(rs)} clips, median env r "
+              f"{statistics.median(x['env_r'] for x in rs):.3f}, median motion "
+              f"{statistics.median(x['motion'] for x in rs):.2f}")
+    if "refined" in rows:
+        d = [b["env_r"] - a["env_r"] for a, b in zip(rows["base"], rows["refined"])]
+        print(f"refined - base, env r per clip: median {statistics.median(d):+.3f}, "
+              f"higher on {sum(x > 0 for x in d)} of {len(d)}, worst {min(d):+.3f}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"identity": args.identity, "clips": rows, "median_env_r": med}, f,
-                      indent=2)
+            json.dump({"identity": args.identity, "variants": {
+                v: {"clips": rs, "median_env_r": statistics.median(x["env_r"] for x in rs)}
+                for v, rs in rows.items()}}, f, indent=2)
 
 
 if __name__ == "__main__":

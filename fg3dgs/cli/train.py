@@ -157,6 +157,11 @@ def _refine_options(p: argparse.ArgumentParser) -> None:
                         f"{cfg.hrpa_other_minutes:g})")
     p.add_argument("--expert", help="sync expert (default: the identity's training one, "
                                     "else checkpoints/sync_expert.safetensors)")
+    p.add_argument("--sync-shifts", type=whole_number(0), metavar="S",
+                   help="the sync term: 0 for Wav2Lip's BCE on the in-sync pair, 2 or more "
+                        "for an InfoNCE that asks the expert to pick the rendered window's "
+                        "own audio among the same audio shifted by 2..S frames either way "
+                        f"(default {cfg.hrpa_shifts})")
     p.add_argument("--adapter", action="store_true",
                    help="learn only a small adapter of the refined mouth's audio features "
                         "(a filter over the feature frames, a gain and mixing of the "
@@ -181,12 +186,15 @@ def run_refine(args: argparse.Namespace) -> int:
     over = {k: v for k, v in (("iterations", args.iterations), ("expert", args.expert),
                               ("hrpa_other_voices", args.other_voices),
                               ("hrpa_other_minutes", args.other_minutes),
-                              ("backend", args.backend),
+                              ("backend", args.backend), ("hrpa_shifts", args.sync_shifts),
                               ("lr_hrpa_adapter", args.adapter_lr)) if v is not None}
     if args.adapter:
         over["hrpa_adapter"] = True
     elif args.adapter_lr is not None:
         raise CommandError("--adapter-lr needs --adapter")
+    if over.get("hrpa_shifts") == 1:
+        raise CommandError("--sync-shifts is 0 (BCE) or 2 or more: a one-frame shift is too "
+                           "close to in sync to count against it")
     if not 0 <= over.get("hrpa_other_voices", 0) <= 1:
         raise CommandError("--other-voices is a share of the steps, 0 to 1")
     start = time.perf_counter()

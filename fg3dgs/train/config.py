@@ -51,6 +51,11 @@ class TrainConfig:
     lr_hrpa_adapter: float = 2e-3   # HRPA: that adapter
     hrpa_other_voices: float = 0.0  # HRPA: share of steps driven by other voices (sync only)
     hrpa_other_minutes: float = 4.0     # HRPA: minutes of other voices' speech made for it
+    # HRPA's sync term: 0 (or 1), Wav2Lip's BCE on the in-sync pair; S > 1, InfoNCE of the
+    # rendered window against its own audio and that audio shifted by 2..S frames either way
+    hrpa_shifts: int = 0
+    hrpa_temperature: float = 0.1   # of that InfoNCE (the expert's training temperature)
+    hrpa_windows: int = 1           # HRPA: the expert's 5-frame windows rendered per step
     expert: str | None = None       # HRPA's sync expert (None: the shipped one)
     densify: DensifyConfig = field(default_factory=DensifyConfig)
     checkpoint_every: int = 1000

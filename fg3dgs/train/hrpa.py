@@ -104,6 +104,29 @@ def refined_records(info: dict, source: IdentityInfo, cfg: TrainConfig, identity
     return info
 
 
+def sync_shifts(most: int) -> np.ndarray:
+    """[n] audio offsets (frames) of HRPA's sync term: 0 first, then +-2..+-most (a
+    one-frame shift is too close to in sync to count against it)."""
+    far = np.arange(2, most + 1)
+    return np.concatenate([[0], far, -far]).astype(np.int64)
+
+
+def sync_term(expert: torch.nn.Module, mel: torch.Tensor, faces: torch.Tensor,
+              temperature: float) -> torch.Tensor:
+    """HRPA's sync loss of W rendered windows ``faces`` [W, 15, 48, 96] and their audio
+    ``mel`` [W * n, 1, 80, 16], each window's n windows at :func:`sync_shifts`: the expert's
+    BCE when n is 1, else the InfoNCE that picks each window's in-sync audio among its
+    shifted ones, averaged over the windows. The BCE rises for a mouth that looks like speech
+    to the expert whenever it moves; the InfoNCE only for a mouth whose motion matches this
+    audio better than the same audio earlier or later."""
+    if len(mel) == len(faces):
+        return expert.sync_loss(mel, faces)
+    a, v = expert(mel, faces)
+    logits = torch.einsum("wd,wnd->wn", v, a.reshape(len(v), -1, a.shape[-1])) / temperature
+    return torch.nn.functional.cross_entropy(
+        logits, torch.zeros(len(v), dtype=torch.long, device=logits.device))
+
+
 @dataclass
 class HrpaStage:
     """What the stage reads besides the training frames: the frozen expert and its record,
@@ -142,34 +165,39 @@ class HrpaStage:
              rng: np.random.Generator, variants: Callable[[int], np.ndarray | None],
              image_loss: Callable[..., torch.Tensor],
              device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(loss, fused renders, true frames [T_FRAMES, S, S, 3]) of T_FRAMES consecutive
-        random training frames: their own audio, the photometric, mouth-crop and sync terms;
-        or (a share ``hrpa_other_voices`` of the steps) another voice's speech driving the
-        mouth over those frames' poses and canvas, the sync term alone (there is no true
-        frame for it). ``variants(n)``: the feature sets of n rows (one for the window)."""
+        """(loss, fused renders, true frames [W * T_FRAMES, S, S, 3]) of W =
+        ``hrpa_windows`` runs of T_FRAMES consecutive random training frames: their own audio,
+        the photometric, mouth-crop and sync terms; or (a share ``hrpa_other_voices`` of the
+        steps) other voices' speech driving the mouth over those frames' poses and canvas, the
+        sync term alone (there is no true frame for it). ``variants(n)``: the feature sets of
+        n rows (one per window)."""
         from ..sync.audio import mel_windows
         from ..sync.crops import mouth_crops, stack_windows
         from ..sync.expert import T_FRAMES
         from .other_voices import draw_window
 
-        k0 = int(rng.integers(0, len(data) - T_FRAMES + 1))
-        ks = np.arange(k0, k0 + T_FRAMES)
+        W = cfg.hrpa_windows
+        k0 = rng.integers(0, len(data) - T_FRAMES + 1, W)
+        ks = (k0[:, None] + np.arange(T_FRAMES)).ravel()
         other = bool(self.other_voices) and rng.random() < cfg.hrpa_other_voices
-        v = variants(1)                 # one feature set for the expert's whole window
+        v = variants(W)                 # one feature set for each of the expert's windows
         b = data.batch(ks, device, None if v is None else np.repeat(v, T_FRAMES))
+        shifts = sync_shifts(cfg.hrpa_shifts)
         if other:
-            u, f0 = draw_window(self.other_voices, rng)
-            b["audio"] = to_device(audio_windows(u.features, np.arange(f0, f0 + T_FRAMES)),
-                                   device)
-            mel = to_device(mel_windows(u.mel, np.array([f0])), device)
+            drawn = [draw_window(self.other_voices, rng) for _ in range(W)]
+            b["audio"] = to_device(np.concatenate(
+                [audio_windows(u.features, np.arange(f0, f0 + T_FRAMES)) for u, f0 in drawn]),
+                device)
+            mel = np.concatenate([mel_windows(u.mel, f0 + shifts) for u, f0 in drawn])
         else:
-            mel = to_device(mel_windows(self.sync_mel, b["frames"][:1]), device)
+            mel = mel_windows(self.sync_mel, (b["frames"][::T_FRAMES, None] + shifts).ravel())
+        mel = to_device(mel, device)
         drive = model.drive(b["audio"], b["expression"])
         renders = model.render_regions(drive, b["viewmats"], K, cfg.size, cfg.size, cfg.backend)
         out = fuse(renders, b["canvas"])
         boxes = to_device(self.boxes[b["frames"]], device)
         crops = mouth_crops(out.permute(0, 3, 1, 2), boxes)
-        sync = self.expert.sync_loss(mel, stack_windows(crops))
+        sync = sync_term(self.expert, mel, stack_windows(crops), cfg.hrpa_temperature)
         if other:
             return cfg.sync_weight * sync, out, b["image"]
         loss = image_loss(out, b["image"], cfg.dssim) + cfg.sync_weight * sync

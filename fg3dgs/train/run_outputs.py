@@ -102,6 +102,9 @@ def identity_meta(cfg: TrainConfig, ds: Dataset, data: TrainData, model: FG3DGS,
     if model.refined is not None:
         meta["hrpa"] = {"iterations": cfg.iterations.get("hrpa", 0),
                         "sync_weight": cfg.sync_weight,
+                        "sync_term": ({"infonce_shifts": cfg.hrpa_shifts,
+                                       "temperature": cfg.hrpa_temperature}
+                                      if cfg.hrpa_shifts > 1 else "bce"),
                         "expert": {k: expert_info.get(k) for k in ("source", "path")}}
     return meta
 
