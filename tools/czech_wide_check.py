@@ -25,7 +25,12 @@ from fg3dgs.bench.speech_panel import (
     join_lines,
     speech_dir,
 )
-from fg3dgs.bench.sync import measure_clip, reference_std
+from fg3dgs.bench.sync import (
+    format_refinement,
+    measure_clip,
+    reference_std,
+    refinement_check,
+)
 from fg3dgs.pipeline.talking_head import TalkingHead
 
 
@@ -66,9 +71,10 @@ def main() -> None:
         ap.error(f"--levels must be 1 or more, got {args.levels}")
     head = TalkingHead.load(args.identity)
     std = reference_std(head.info, None)[0]
-    rows = {v: [] for v in head.variants}
+    rows, results = {v: [] for v in head.variants}, []
     for clip in clips(args.levels, args.choosing):
         r = measure_clip(head, clip, {}, std)
+        results.append(r)
         for v, m in r.variants.items():
             rows[v].append({"clip": r.name, "seconds": round(r.seconds, 1),
                             "env_r": m["env_r"], "env_lag": m["env_lag"], "motion": m["motion"]})
@@ -82,7 +88,8 @@ def main() -> None:
     if "refined" in rows:
         d = [b["env_r"] - a["env_r"] for a, b in zip(rows["base"], rows["refined"])]
         print(f"refined - base, env r per clip: median {statistics.median(d):+.3f}, "
-              f"higher on {sum(x > 0 for x in d)} of {len(d)}, worst {min(d):+.3f}")
+              f"higher on {sum(x > 0 for x in d)} of {len(d)}")
+        print(format_refinement(refinement_check(results)))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"identity": args.identity, "variants": {
